@@ -1,0 +1,29 @@
+//! `GET /health`, `/health/live`, `/health/ready`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::monitor::health::{self, HealthReport};
+
+/// The full report; 503 when the primary cannot be reached, so load balancers can use it too.
+pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let report = health::report(&state.executor.pools, &state.executor.stats, state.started).await;
+    let status = if report.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(report))
+}
+
+/// The process is up (no database check).
+pub async fn live() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// Ready to serve: the primary answers.
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.executor.pools.primary().ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "error": err.to_string() }))),
+    }
+}

@@ -1,0 +1,33 @@
+//! `POST /transaction`: several statements, one transaction, retried on conflicts.
+
+use axum::extract::State;
+
+use super::body::{JsonBody, ObjectWriter, RawJson};
+use super::error::ApiError;
+use super::AppState;
+use crate::txn::{self, TransactionRequest};
+
+pub async fn handle(State(state): State<AppState>, JsonBody(req): JsonBody<TransactionRequest>) -> Result<RawJson, ApiError> {
+    let out = txn::run(&state.executor, &state.config.transactions, &req).await?;
+    let size: usize = out.results.iter().map(|r| r.rows.json.len() + 128).sum();
+    let mut results = Vec::with_capacity(size + 2);
+    results.push(b'[');
+    for (i, result) in out.results.iter().enumerate() {
+        if i > 0 {
+            results.push(b',');
+        }
+        let mut item = ObjectWriter::with_capacity(result.rows.json.len() + 128);
+        item.value("query_type", result.query_type).rows(&result.rows);
+        results.extend_from_slice(&item.finish());
+    }
+    results.push(b']');
+    let mut w = ObjectWriter::with_capacity(results.len() + 256);
+    w.value("success", &true)
+        .value("queries_executed", &out.results.len())
+        .value("retries", &out.retries)
+        .value("isolation_level", &out.isolation_level)
+        .value("read_only", &out.read_only)
+        .millis("execution_time_ms", out.execution_time)
+        .raw("results", &results);
+    Ok(RawJson(w.finish()))
+}

@@ -1,0 +1,200 @@
+//! One function per subcommand; each loads what it needs and calls the library.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::{Cli, Command, Failure, InstanceCommand, QueryArgs, SchemaArgs, TransactionArgs, exit, output};
+use crate::api::error::ApiError;
+use crate::app::{self, Agent};
+use crate::config::{self, Config, Environment, LogFormat};
+use crate::txn::{StatementRequest, TransactionRequest};
+use crate::{instance, monitor, schema, txn};
+
+pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
+    let mut config = config::load(cli.config.as_deref(), &env).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_logging(&config, &env, serving);
+    if !serving {
+        // One-off commands need a connection or two, not a warm pool.
+        let pool = &mut config.postgresql.connection_pool;
+        pool.min_size = 0;
+        pool.max_size = pool.max_size.min(4);
+    }
+    match cli.command {
+        Command::Serve(args) => {
+            if let Some(bind) = args.bind {
+                config.server.bind = bind;
+            }
+            if let Some(port) = args.port {
+                config.server.port = port;
+            }
+            let agent = start(config).await?;
+            app::serve(agent).await.map_err(Failure::from)
+        }
+        Command::Instance(cmd) => instance_cmd(&config, cmd, cli.json).await,
+        command => {
+            // Every other command runs against a started agent, which is always stopped after
+            // (and with it a managed instance it started).
+            let agent = start(config).await?;
+            let result = match command {
+                Command::Query(args) => query(&agent, args, cli.json).await,
+                Command::Transaction(args) => transaction(&agent, args, cli.json).await,
+                Command::Health => health(&agent, cli.json).await,
+                Command::Schema(args) => schema_cmd(&agent, args, cli.json).await,
+                Command::Serve(_) | Command::Instance(_) => Ok(()),
+            };
+            agent.stop().await;
+            result
+        }
+    }
+}
+
+async fn start(config: Config) -> Result<Agent, Failure> {
+    Agent::start(config).await.map_err(|error| {
+        let code = if error.downcast_ref::<instance::Error>().is_some() { exit::INSTANCE } else { exit::USAGE };
+        Failure { code, error }
+    })
+}
+
+/// The exit code of an API-classified error: the API's status decides.
+fn failure(err: ApiError) -> Failure {
+    let code = match err.status.as_u16() {
+        404 => exit::NOT_FOUND,
+        500..=599 => exit::UNAVAILABLE,
+        _ => exit::FAILED,
+    };
+    let mut message = format!("{} ({})", err.body.message, err.body.code);
+    if let Some(sqlstate) = &err.body.sqlstate {
+        message.push_str(&format!(" [SQLSTATE {sqlstate}]"));
+    }
+    for (label, field) in [("detail", &err.body.detail), ("hint", &err.body.hint)] {
+        if let Some(text) = field {
+            message.push_str(&format!("\n{label}: {text}"));
+        }
+    }
+    Failure { code, error: anyhow::anyhow!(message) }
+}
+
+/// `--param` values: JSON when they parse, text otherwise (so `--param alice` works).
+fn parse_params(raw: &[String]) -> Vec<Value> {
+    raw.iter().map(|p| serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.clone()))).collect()
+}
+
+async fn query(agent: &Agent, args: QueryArgs, as_json: bool) -> Result<(), Failure> {
+    let params = parse_params(&args.params);
+    if args.transaction {
+        let request = TransactionRequest {
+            queries: vec![StatementRequest { sql: args.sql, params }],
+            isolation_level: None,
+            read_only: false,
+            deferrable: false,
+            max_retries: None,
+        };
+        let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(|e| failure(e.into()))?;
+        return output::transaction(&out, as_json);
+    }
+    let out = agent.executor.query(&args.sql, &params).await.map_err(|e| failure(e.into()))?;
+    output::query(&out, as_json)
+}
+
+async fn transaction(agent: &Agent, args: TransactionArgs, as_json: bool) -> Result<(), Failure> {
+    let mut request = read_transaction_file(&args.file)?;
+    if args.isolation.is_some() {
+        request.isolation_level = args.isolation;
+    }
+    request.read_only |= args.read_only;
+    let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(|e| failure(e.into()))?;
+    output::transaction(&out, as_json)
+}
+
+/// A `.json` file is a `/transaction` request body; anything else is SQL split by the parser.
+fn read_transaction_file(path: &Path) -> Result<TransactionRequest, Failure> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        return serde_json::from_str(&text).with_context(|| format!("{} is not a transaction request", path.display())).map_err(Failure::from);
+    }
+    let statements = pg_query::split_with_parser(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let queries = statements
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|sql| StatementRequest { sql: sql.to_string(), params: Vec::new() })
+        .collect();
+    Ok(TransactionRequest { queries, isolation_level: None, read_only: false, deferrable: false, max_retries: None })
+}
+
+async fn health(agent: &Agent, as_json: bool) -> Result<(), Failure> {
+    let report = monitor::health::report(&agent.executor.pools, &agent.executor.stats, agent.started).await;
+    output::health(&report, as_json)?;
+    if report.is_healthy() {
+        Ok(())
+    } else {
+        Err(Failure { code: exit::UNAVAILABLE, error: anyhow::anyhow!("the database is not reachable") })
+    }
+}
+
+async fn schema_cmd(agent: &Agent, args: SchemaArgs, as_json: bool) -> Result<(), Failure> {
+    let pools = &agent.executor.pools;
+    match args.table {
+        None => {
+            let tables = schema::tables(pools).await.map_err(|e| failure(e.into()))?;
+            output::tables(&tables, as_json)
+        }
+        Some(name) => {
+            let detail = schema::describe(pools, &name).await.map_err(|e| failure(e.into()))?;
+            output::table_detail(&detail, as_json)
+        }
+    }
+}
+
+async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> Result<(), Failure> {
+    let settings = app::instance_settings(config)?;
+    let fail = |e: instance::Error| Failure { code: exit::INSTANCE, error: e.into() };
+    let value = match cmd {
+        InstanceCommand::Init => {
+            let created = instance::init(&settings).await.map_err(fail)?;
+            json!({ "data_dir": settings.data_dir, "created": created })
+        }
+        InstanceCommand::Start => {
+            let running = instance::start(&settings).await.map_err(fail)?;
+            json!({
+                "data_dir": running.data_dir,
+                "port": running.port,
+                "pid": running.pid,
+                "url": running.url(&config.instance.database),
+                "already_running": !running.started_by_us,
+            })
+        }
+        InstanceCommand::Stop { mode } => {
+            let mode: instance::StopMode = serde_json::from_value(Value::String(mode.clone()))
+                .map_err(|_| Failure { code: exit::USAGE, error: anyhow::anyhow!("--mode must be smart, fast or immediate, not {mode:?}") })?;
+            let was_running = instance::stop(&settings, mode).await.map_err(fail)?;
+            json!({ "data_dir": settings.data_dir, "was_running": was_running })
+        }
+        InstanceCommand::Status => serde_json::to_value(instance::status(&settings).map_err(fail)?).map_err(Failure::from)?,
+        InstanceCommand::Logs { lines } => {
+            let text = instance::logs(&settings, lines).map_err(fail)?;
+            if as_json {
+                json!({ "log": text })
+            } else {
+                print!("{text}");
+                return Ok(());
+            }
+        }
+    };
+    output::key_values(&value, as_json)
+}
+
+fn init_logging(config: &Config, env: &Environment, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    // Commands other than `serve` keep stderr quiet unless asked; stdout is their output.
+    let default = if serving { config.logging.level.as_str() } else { "warn" };
+    let filter = env.get("RUST_LOG").and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.logging.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

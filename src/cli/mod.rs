@@ -1,0 +1,162 @@
+//! The command line: a thin clap layer over the same library functions the API calls.
+//!
+//! Exit codes:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | the statement or transaction failed (SQL error, constraint, conflict, bad parameters) |
+//! | 2 | usage or configuration error |
+//! | 3 | the database is unavailable (unreachable, timed out, pool exhausted) |
+//! | 4 | not found (e.g. `schema <table>` names no table) |
+//! | 5 | the managed instance could not be handled (binaries missing, start failed) |
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Environment};
+
+/// dbagent — a PostgreSQL management agent: pooling, query API, transactions, schema.
+#[derive(Debug, Parser)]
+#[command(name = "dbagent", version, about)]
+pub struct Cli {
+    /// Configuration file (default: $CONFIG_PATH, then ./dbagent.yaml if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (starts a managed PostgreSQL when none is configured).
+    Serve(ServeArgs),
+    /// Run one SQL statement.
+    Query(QueryArgs),
+    /// Run the statements of a file as one transaction (retried on conflicts).
+    Transaction(TransactionArgs),
+    /// Check the database and the pools.
+    Health,
+    /// List tables, or describe one.
+    Schema(SchemaArgs),
+    /// Manage the local PostgreSQL instance.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind (overrides server.bind).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Port (overrides server.port; 0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL statement; `$1`, `$2` ... are bound from --param.
+    pub sql: String,
+    /// A parameter as JSON (`42`, `"text"`, `null`, `[1,2]`); bare words are taken as text.
+    #[arg(short, long = "param", value_name = "JSON")]
+    pub params: Vec<String>,
+    /// Run inside an explicit transaction.
+    #[arg(long)]
+    pub transaction: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TransactionArgs {
+    /// A .sql file (statements separated by `;`) or a .json file with `{"queries": [...]}`.
+    pub file: PathBuf,
+    /// read_committed, repeatable_read or serializable.
+    #[arg(long, value_parser = parse_isolation)]
+    pub isolation: Option<config::IsolationLevel>,
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+fn parse_isolation(text: &str) -> Result<config::IsolationLevel, String> {
+    serde_json::from_value(serde_json::Value::String(text.replace([' ', '-'], "_").to_lowercase()))
+        .map_err(|_| "expected read_committed, repeatable_read or serializable".to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// A table (`users`, `public.users`, `"Order Items"`); omit to list all.
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Create the cluster (initdb) without starting it.
+    Init,
+    /// Start the cluster (creating it first if needed) and leave it running.
+    Start,
+    /// Stop the cluster.
+    Stop {
+        /// smart, fast or immediate.
+        #[arg(long, default_value = "fast")]
+        mode: String,
+    },
+    /// Is it initialized, running, on which port.
+    Status,
+    /// The tail of the server log.
+    Logs {
+        #[arg(long, default_value_t = 50)]
+        lines: usize,
+    },
+}
+
+/// Exit codes (see the module documentation).
+pub mod exit {
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNAVAILABLE: u8 = 3;
+    pub const NOT_FOUND: u8 = 4;
+    pub const INSTANCE: u8 = 5;
+}
+
+/// An error with the exit code it deserves; printed once, with its causes.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(err: E) -> Self {
+        let error = err.into();
+        let code = if error.downcast_ref::<config::Error>().is_some() { exit::USAGE } else { exit::FAILED };
+        Failure { code, error }
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Environment::from_process();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(commands::run(cli, env)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", crate::db::error_chain(failure.error.as_ref()));
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Printing results: aligned tables for people, JSON (`--json`) for scripts. Stdout only.
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Failure;
+use crate::monitor::health::HealthReport;
+use crate::query::{QueryOutput, Rows};
+use crate::schema::{TableDetail, TableSummary};
+use crate::txn::TransactionOutput;
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn new_table(header: Vec<String>) -> Table {
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled).set_header(header);
+    table
+}
+
+/// A JSON value as a cell: strings bare, NULL as `NULL`, the rest as compact JSON.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn rows_value(rows: &Rows) -> Result<Value, Failure> {
+    Ok(serde_json::from_slice(&rows.json)?)
+}
+
+fn print_rows(rows: &Rows) -> Result<(), Failure> {
+    let parsed = rows_value(rows)?;
+    if !rows.columns.is_empty() {
+        let mut table = new_table(rows.columns.iter().map(|c| c.name.clone()).collect());
+        for row in parsed.as_array().into_iter().flatten() {
+            table.add_row(order_cells(rows, row));
+        }
+        println!("{table}");
+    }
+    let more = if rows.truncated { format!(" (showing the first {})", rows.returned) } else { String::new() };
+    println!("({} row{}{more})", rows.row_count, if rows.row_count == 1 { "" } else { "s" });
+    Ok(())
+}
+
+/// Cells in column order (a JSON object's own key order is not kept by the parser); a
+/// repeated column name was written as `name_2`, `name_3` ... by the row encoder.
+fn order_cells(rows: &Rows, row: &Value) -> Vec<String> {
+    let Some(object) = row.as_object() else { return Vec::new() };
+    let mut seen = std::collections::HashMap::new();
+    rows.columns
+        .iter()
+        .map(|c| {
+            let n = seen.entry(c.name.as_str()).or_insert(0usize);
+            *n += 1;
+            let key = if *n == 1 { c.name.clone() } else { format!("{}_{}", c.name, n) };
+            object.get(&key).map(cell).unwrap_or_default()
+        })
+        .collect()
+}
+
+pub fn query(out: &QueryOutput, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(&json!({
+            "success": true,
+            "rows": rows_value(&out.rows)?,
+            "row_count": out.rows.row_count,
+            "truncated": out.rows.truncated,
+            "columns": out.rows.columns,
+            "execution_time_ms": out.execution_time.as_secs_f64() * 1e3,
+            "query_type": out.query_type,
+            "served_by": out.served_by,
+        }));
+    }
+    print_rows(&out.rows)
+}
+
+pub fn transaction(out: &TransactionOutput, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        let results = out
+            .results
+            .iter()
+            .map(|r| {
+                Ok(json!({
+                    "query_type": r.query_type,
+                    "rows": rows_value(&r.rows)?,
+                    "row_count": r.rows.row_count,
+                    "truncated": r.rows.truncated,
+                }))
+            })
+            .collect::<Result<Vec<_>, Failure>>()?;
+        return print_json(&json!({
+            "success": true,
+            "queries_executed": out.results.len(),
+            "retries": out.retries,
+            "isolation_level": out.isolation_level,
+            "read_only": out.read_only,
+            "execution_time_ms": out.execution_time.as_secs_f64() * 1e3,
+            "results": results,
+        }));
+    }
+    for (i, result) in out.results.iter().enumerate() {
+        println!("-- statement {} ({})", i + 1, result.query_type);
+        print_rows(&result.rows)?;
+    }
+    println!("committed: {} statement(s), {} retr{}", out.results.len(), out.retries, if out.retries == 1 { "y" } else { "ies" });
+    Ok(())
+}
+
+pub fn health(report: &HealthReport, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(report);
+    }
+    let mut table = new_table(vec!["pool".into(), "healthy".into(), "total".into(), "idle".into(), "active".into(), "waiting".into(), "max".into(), "lag (s)".into()]);
+    let pool = &report.connection_pool;
+    for p in std::iter::once(&pool.pool_stats).chain(&pool.replicas) {
+        table.add_row(vec![
+            format!("{} ({})", p.name, p.location),
+            p.healthy.to_string(),
+            p.total.to_string(),
+            p.idle.to_string(),
+            p.active.to_string(),
+            p.waiting.to_string(),
+            p.max.to_string(),
+            p.lag_seconds.map(|l| format!("{l:.3}")).unwrap_or_default(),
+        ]);
+    }
+    println!("status: {}", report.status);
+    match (&report.database.latency_ms, &report.database.error) {
+        (Some(ms), _) => println!("database: {} reachable ({ms:.3} ms)", report.database.location),
+        (None, Some(err)) => println!("database: {} UNREACHABLE: {err}", report.database.location),
+        _ => {}
+    }
+    println!("{table}");
+    Ok(())
+}
+
+pub fn tables(tables: &[TableSummary], as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(&json!({ "tables": tables }));
+    }
+    let mut table = new_table(vec!["schema".into(), "name".into(), "kind".into(), "rows (est.)".into(), "total size".into()]);
+    for t in tables {
+        table.add_row(vec![
+            t.schema.clone(),
+            t.name.clone(),
+            t.kind.clone(),
+            t.row_estimate.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+            human_bytes(t.total_bytes),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+pub fn table_detail(detail: &TableDetail, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(detail);
+    }
+    println!("{} {}.{} ({}, {} est. rows)", detail.kind, detail.schema, detail.table, human_bytes(detail.total_bytes), detail.row_estimate.map(|r| r.to_string()).unwrap_or_else(|| "?".into()));
+    let mut columns = new_table(vec!["column".into(), "type".into(), "nullable".into(), "default".into()]);
+    for c in &detail.columns {
+        columns.add_row(vec![c.column_name.clone(), c.formatted_type.clone(), c.is_nullable.clone(), c.column_default.clone().unwrap_or_default()]);
+    }
+    println!("{columns}");
+    if !detail.indexes.is_empty() {
+        let mut indexes = new_table(vec!["index".into(), "definition".into()]);
+        for i in &detail.indexes {
+            indexes.add_row(vec![i.name.clone(), i.definition.clone()]);
+        }
+        println!("{indexes}");
+    }
+    if !detail.constraints.is_empty() {
+        let mut constraints = new_table(vec!["constraint".into(), "type".into(), "definition".into()]);
+        for c in &detail.constraints {
+            constraints.add_row(vec![c.name.clone(), c.kind.clone(), c.definition.clone()]);
+        }
+        println!("{constraints}");
+    }
+    Ok(())
+}
+
+pub fn key_values(value: &Value, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(value);
+    }
+    if let Some(object) = value.as_object() {
+        let width = object.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in object {
+            println!("{k:width$}  {}", cell(v));
+        }
+    }
+    Ok(())
+}
+
+fn human_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

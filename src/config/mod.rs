@@ -1,0 +1,305 @@
+//! The configuration: its typed shape, defaults and validation.
+//!
+//! Sources, later ones winning: built-in defaults, `dbagent.yaml` (or `--config` /
+//! `CONFIG_PATH`), `DBAGENT_<SECTION>__<KEY>` environment variables, then the seed-style
+//! variables (`DATABASE_URL`, `DB_POOL_SIZE`, ...). `${VAR}` and `${VAR:-default}` are expanded
+//! inside file values. Unknown keys and invalid values stop start-up with the key's path.
+//! This module is the only one that reads environment variables (see [`load`]).
+
+mod error;
+mod load;
+mod secret;
+
+pub use error::Error;
+pub use load::{Environment, load};
+pub use secret::Secret;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: Server,
+    pub postgresql: Postgresql,
+    pub instance: Instance,
+    pub transactions: Transactions,
+    pub optimization: Optimization,
+    pub logging: Logging,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address to bind. Default `127.0.0.1`.
+    pub bind: String,
+    /// Port. Default `8016`; `0` picks a free port.
+    pub port: u16,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server { bind: "127.0.0.1".into(), port: 8016 }
+    }
+}
+
+/// The database dbagent serves. With neither `url` nor `host` set, dbagent runs a managed
+/// instance (see [`Instance`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Postgresql {
+    /// `postgresql://user:pass@host:port/db?...` or `key=value` form. `DATABASE_URL` overrides.
+    pub url: Option<Secret>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// `disable` or `prefer` (TLS to PostgreSQL is not built yet; `prefer` connects in clear).
+    pub sslmode: SslMode,
+    pub connection_pool: ConnectionPool,
+    /// Seconds a statement may run; the server cancels it (`statement_timeout`). Default 30.
+    pub query_timeout: f64,
+    /// Rows `/query` returns before it answers `truncated: true`. Default 10000.
+    pub max_rows: usize,
+    /// Read replicas; reads go to them round-robin while they are healthy.
+    pub read_replicas: Vec<Replica>,
+    /// Log every statement at INFO (`DB_ECHO_SQL`). Default false.
+    pub echo_sql: bool,
+}
+
+impl Default for Postgresql {
+    fn default() -> Self {
+        Postgresql {
+            url: None,
+            host: None,
+            port: None,
+            database: None,
+            user: None,
+            password: None,
+            sslmode: SslMode::Prefer,
+            connection_pool: ConnectionPool::default(),
+            query_timeout: 30.0,
+            max_rows: 10_000,
+            read_replicas: Vec::new(),
+            echo_sql: false,
+        }
+    }
+}
+
+impl Postgresql {
+    /// True when a server was named (URL or host); false means "run a managed instance".
+    pub fn is_configured(&self) -> bool {
+        self.url.is_some() || self.host.is_some()
+    }
+
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.query_timeout)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+}
+
+/// Pool sizing and connection hygiene (per pool: the primary and each replica).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionPool {
+    /// Connections kept open even when idle. Default 10.
+    pub min_size: u32,
+    /// Upper bound on open connections. Default 50.
+    pub max_size: u32,
+    /// Seconds to wait for a free connection before answering 503 `pool_exhausted`. Default 30.
+    pub timeout: f64,
+    /// Seconds after which a connection is closed and replaced (max lifetime). Default 3600.
+    pub recycle: u64,
+    /// Seconds an idle connection above `min_size` is kept. Default 600.
+    pub idle_timeout: u64,
+    /// Check a connection that has been idle for over a second before handing it out. Default true.
+    pub pre_ping: bool,
+}
+
+impl Default for ConnectionPool {
+    fn default() -> Self {
+        ConnectionPool { min_size: 10, max_size: 50, timeout: 30.0, recycle: 3600, idle_timeout: 600, pre_ping: true }
+    }
+}
+
+impl ConnectionPool {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout)
+    }
+}
+
+/// One read replica: a URL or host/port/..., which inherit the primary's unset fields.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Replica {
+    pub url: Option<Secret>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Stop routing reads here while replay lag exceeds this. Default: no limit.
+    pub max_lag_seconds: Option<f64>,
+}
+
+/// The managed instance, used when no server is configured.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Instance {
+    /// Data directory. Default `./.dbagent/pgdata`.
+    pub data_dir: PathBuf,
+    /// Port; default: a free one.
+    pub port: Option<u16>,
+    /// Where the PostgreSQL server binaries are (`PG_BIN`). Default: searched.
+    pub bin_dir: Option<PathBuf>,
+    /// Database dbagent serves on the instance. Default `postgres`.
+    pub database: String,
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Instance { data_dir: PathBuf::from("./.dbagent/pgdata"), port: None, bin_dir: None, database: "postgres".into() }
+    }
+}
+
+/// Defaults for `/transaction`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Transactions {
+    /// Default isolation level. Default `read_committed`.
+    pub isolation_level: IsolationLevel,
+    /// Re-runs after a serialization failure or deadlock. Default 3.
+    pub max_retries: u32,
+    /// Seconds before the first re-run. Default 1 (the seed's value); backoff doubles it.
+    pub retry_delay: f64,
+    /// `exponential` (with jitter) or `constant`. Default exponential.
+    pub backoff: Backoff,
+}
+
+impl Default for Transactions {
+    fn default() -> Self {
+        Transactions {
+            isolation_level: IsolationLevel::ReadCommitted,
+            max_retries: 3,
+            retry_delay: 1.0,
+            backoff: Backoff::Exponential,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+}
+
+impl IsolationLevel {
+    pub fn sql(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "READ COMMITTED",
+            IsolationLevel::RepeatableRead => "REPEATABLE READ",
+            IsolationLevel::Serializable => "SERIALIZABLE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    Exponential,
+    Constant,
+}
+
+/// Query handling knobs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Optimization {
+    /// Accepted for the seeds' shape; the query cache has its own settings. Default true.
+    pub enable_query_cache: bool,
+    /// Keep prepared statements per connection. Default true.
+    pub prepared_statements: bool,
+    /// Log statements slower than the threshold. Default true.
+    pub slow_query_log: bool,
+    /// Milliseconds. Default 1000.
+    pub slow_query_threshold_ms: f64,
+}
+
+impl Default for Optimization {
+    fn default() -> Self {
+        Optimization { enable_query_cache: true, prepared_statements: true, slow_query_log: true, slow_query_threshold_ms: 1000.0 }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    /// `pretty` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `dbagent=debug`. `RUST_LOG` overrides. Default `info`.
+    pub level: String,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging { format: LogFormat::Pretty, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Config {
+    /// Checks what types cannot: ranges and relations between values.
+    pub fn validate(&self) -> Result<(), Error> {
+        let pool = &self.postgresql.connection_pool;
+        let invalid = |key: &str, message: String| Err(Error::Invalid { key: key.into(), message });
+        if pool.max_size == 0 {
+            return invalid("postgresql.connection_pool.max_size", "must be at least 1".into());
+        }
+        if pool.min_size > pool.max_size {
+            return invalid(
+                "postgresql.connection_pool.min_size",
+                format!("{} is larger than max_size ({})", pool.min_size, pool.max_size),
+            );
+        }
+        if !(pool.timeout > 0.0 && pool.timeout.is_finite()) {
+            return invalid("postgresql.connection_pool.timeout", "must be a positive number of seconds".into());
+        }
+        if !(self.postgresql.query_timeout > 0.0 && self.postgresql.query_timeout.is_finite()) {
+            return invalid("postgresql.query_timeout", "must be a positive number of seconds".into());
+        }
+        if self.postgresql.max_rows == 0 {
+            return invalid("postgresql.max_rows", "must be at least 1".into());
+        }
+        if !(self.transactions.retry_delay >= 0.0 && self.transactions.retry_delay.is_finite()) {
+            return invalid("transactions.retry_delay", "must be zero or a positive number of seconds".into());
+        }
+        for (i, replica) in self.postgresql.read_replicas.iter().enumerate() {
+            if replica.url.is_none() && replica.host.is_none() {
+                return invalid(&format!("postgresql.read_replicas[{i}]"), "needs a url or a host".into());
+            }
+            if replica.max_lag_seconds.is_some_and(|s| !(s >= 0.0 && s.is_finite())) {
+                return invalid(&format!("postgresql.read_replicas[{i}].max_lag_seconds"), "must be zero or positive".into());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! One pooled connection and the bb8 manager that opens, checks and retires it.
+//!
+//! Invariants kept here:
+//! - a connection is checked cheaply on checkout (`is_closed`), and pinged with an empty
+//!   query only when it sat idle longer than [`PING_AFTER`], so a busy pool costs exactly one
+//!   round trip per statement;
+//! - nothing is reset on check-in: the only session state dbagent changes is
+//!   `default_transaction_read_only`, which [`Conn`] tracks and flips lazily;
+//! - a connection whose state is uncertain (an operation was interrupted, a COMMIT was lost,
+//!   it turned out to be on a standby) is marked broken and never reused.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls, Statement};
+use tokio_util::task::TaskTracker;
+
+/// Idle time after which a checkout pings the connection before handing it out.
+pub const PING_AFTER: Duration = Duration::from_secs(1);
+
+/// Prepared statements kept per connection before the cache is emptied.
+const STATEMENT_CACHE_CAPACITY: usize = 512;
+
+/// Which server a pool talks to; a primary pool refuses connections to a standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+/// Why a connection could not be opened or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to PostgreSQL: {}", super::error::error_chain(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the connection is closed")]
+    Closed,
+    #[error("the server is a standby (in recovery); the primary pool only takes a primary")]
+    NotPrimary,
+}
+
+/// A connection with its per-connection prepared-statement cache.
+pub struct Conn {
+    client: Client,
+    statements: HashMap<Box<str>, Statement>,
+    read_only: bool,
+    last_used: Instant,
+    broken: bool,
+    role: Role,
+}
+
+impl Conn {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The prepared statement for `sql`, from the cache or prepared now (one extra round trip).
+    pub async fn prepare(&mut self, sql: &str, cache: bool) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(stmt) = self.statements.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql).await?;
+        if cache {
+            if self.statements.len() >= STATEMENT_CACHE_CAPACITY {
+                self.statements.clear();
+            }
+            self.statements.insert(sql.into(), stmt.clone());
+        }
+        Ok(stmt)
+    }
+
+    /// Drops a cached statement, e.g. after "cached plan must not change result type".
+    pub fn forget(&mut self, sql: &str) {
+        self.statements.remove(sql);
+    }
+
+    /// The `SET` to send (pipelined, before the statement) so that autocommit statements on
+    /// this connection run read-only or read-write; `None` when it is already so. The caller
+    /// must have marked the connection busy (see [`Conn::begin_use`]) before sending it.
+    pub fn switch_read_only(&mut self, read_only: bool) -> Option<&'static str> {
+        if self.read_only == read_only || self.role == Role::Replica {
+            return None;
+        }
+        self.read_only = read_only;
+        Some(if read_only { "SET default_transaction_read_only = on" } else { "SET default_transaction_read_only = off" })
+    }
+
+    /// Marks the connection as in use: if the operation is abandoned half-way (the request was
+    /// dropped, a timeout fired), the pool discards it instead of reusing an unknown state.
+    pub fn begin_use(&mut self) {
+        self.broken = true;
+    }
+
+    /// The operation finished and left the session clean.
+    pub fn end_use(&mut self) {
+        self.broken = false;
+        self.last_used = Instant::now();
+    }
+
+    /// Never reuse this connection.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+/// Opens connections for one pool (bb8's `ManageConnection`).
+pub struct Manager {
+    config: tokio_postgres::Config,
+    role: Role,
+    pre_ping: bool,
+    tasks: TaskTracker,
+}
+
+impl Manager {
+    /// `statement_timeout` is enforced by the server on every statement of every connection.
+    pub fn new(
+        mut config: tokio_postgres::Config,
+        role: Role,
+        statement_timeout: Duration,
+        pre_ping: bool,
+        tasks: TaskTracker,
+    ) -> Self {
+        let read_only = if role == Role::Replica { "on" } else { "off" };
+        // Startup options cost no round trip; they replace a per-checkout SET.
+        let ours = format!(
+            "-c statement_timeout={} -c default_transaction_read_only={read_only} -c idle_in_transaction_session_timeout={}",
+            statement_timeout.as_millis().max(1),
+            (statement_timeout * 2).as_millis().max(60_000),
+        );
+        let options = match config.get_options() {
+            Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
+            _ => ours,
+        };
+        config.options(options);
+        if config.get_application_name().is_none() {
+            config.application_name("dbagent");
+        }
+        Manager { config, role, pre_ping, tasks }
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = ConnectError;
+
+    async fn connect(&self) -> Result<Conn, ConnectError> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        // PostgreSQL 14+ reports this at startup: the role check costs no round trip.
+        let standby = connection.parameter("in_hot_standby") == Some("on");
+        self.tasks.spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "database connection ended");
+            }
+        });
+        if standby && self.role == Role::Primary {
+            return Err(ConnectError::NotPrimary);
+        }
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+            read_only: self.role == Role::Replica,
+            last_used: Instant::now(),
+            broken: false,
+            role: self.role,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectError> {
+        if conn.client.is_closed() {
+            return Err(ConnectError::Closed);
+        }
+        if self.pre_ping && conn.last_used.elapsed() > PING_AFTER {
+            conn.client.simple_query("").await?;
+            conn.last_used = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.broken || conn.client.is_closed()
+    }
+}

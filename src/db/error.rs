@@ -1,0 +1,119 @@
+//! What can go wrong talking to PostgreSQL, with the server's own diagnostics kept intact.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A server-reported error: SQLSTATE plus the fields PostgreSQL gave.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PgError {
+    /// Five-character SQLSTATE, e.g. `42P01`.
+    pub sqlstate: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// 1-based character offset into the statement, when the server gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (SQLSTATE {})", self.message, self.sqlstate)
+    }
+}
+
+impl PgError {
+    pub fn from_db(err: &tokio_postgres::error::DbError) -> Self {
+        use tokio_postgres::error::ErrorPosition;
+        PgError {
+            sqlstate: err.code().code().to_string(),
+            message: err.message().to_string(),
+            detail: err.detail().map(str::to_string),
+            hint: err.hint().map(str::to_string),
+            position: match err.position() {
+                Some(ErrorPosition::Original(p)) => Some(*p),
+                Some(ErrorPosition::Internal { .. }) | None => None,
+            },
+        }
+    }
+
+    pub fn is(&self, sqlstate: &str) -> bool {
+        self.sqlstate == sqlstate
+    }
+
+    /// Serialization failure or deadlock: the whole transaction may be re-run.
+    pub fn is_retryable(&self) -> bool {
+        self.is("40001") || self.is("40P01")
+    }
+}
+
+/// Failure of a database operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server rejected the statement; its diagnostics are kept.
+    #[error("{0}")]
+    Server(PgError),
+    /// No connection became free within the acquire timeout.
+    #[error("no database connection became free within {timeout_secs} s (pool of {max_size} is exhausted)")]
+    PoolExhausted { timeout_secs: f64, max_size: u32 },
+    /// The server could not be reached or the connection died before the statement was sent.
+    #[error("the database is unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// The connection died while a statement that may have changed data was in flight.
+    #[error("the connection was lost while the statement or COMMIT was in flight; it may or may not have taken effect")]
+    OutcomeUnknown,
+    /// The statement ran past the query timeout and was cancelled on the server.
+    #[error("the statement exceeded the query timeout of {timeout_secs} s and was cancelled")]
+    Timeout { timeout_secs: f64 },
+    /// The connection answered as a standby where a primary was required.
+    #[error("the server is in recovery (a standby), so it cannot take writes")]
+    NotPrimary,
+    /// A value the server sent could not be converted.
+    #[error("cannot convert a value the server sent")]
+    Decode(#[from] super::types::DecodeError),
+}
+
+impl Error {
+    /// Classifies a driver error. `in_flight_write` says whether a lost connection could have
+    /// left a write half-known (then the outcome is unknown rather than "unavailable").
+    pub fn from_driver(err: tokio_postgres::Error, in_flight_write: bool) -> Self {
+        if let Some(db) = err.as_db_error() {
+            let pg = PgError::from_db(db);
+            return match pg.sqlstate.as_str() {
+                // admin_shutdown, crash_shutdown, cannot_connect_now: the server is going away.
+                "57P01" | "57P02" | "57P03" if in_flight_write => Error::OutcomeUnknown,
+                "57P01" | "57P02" | "57P03" => Error::Unavailable { reason: pg.message },
+                _ => Error::Server(pg),
+            };
+        }
+        if in_flight_write && err.is_closed() {
+            return Error::OutcomeUnknown;
+        }
+        Error::Unavailable { reason: error_chain(&err) }
+    }
+
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Server(pg) => Some(&pg.sqlstate),
+            _ => None,
+        }
+    }
+}
+
+/// `err` and its causes on one line: the driver's top-level text alone is often just "db error".
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,15 @@
+//! Connections to PostgreSQL: pools for the primary and the read replicas, routing between
+//! them, and the conversion of values between JSON and PostgreSQL's wire formats.
+//!
+//! This is the only module that opens database connections.
+
+mod conn;
+mod endpoint;
+mod error;
+mod pools;
+pub mod types;
+
+pub use conn::{Conn, ConnectError, Role, PING_AFTER};
+pub use endpoint::describe;
+pub use error::{Error, PgError, error_chain};
+pub use pools::{Endpoint, Lease, PoolStats, Pools, PoolsStats, Target};

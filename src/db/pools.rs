@@ -1,0 +1,382 @@
+//! The primary pool and one pool per read replica, and the routing between them.
+//!
+//! Writes always go to the primary. Reads go round-robin to replicas that are healthy and not
+//! lagging past their `max_lag_seconds`; with none usable they go to the primary.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bb8::{ErrorSink, Pool, PooledConnection, RunError};
+use serde::Serialize;
+use tokio_util::task::TaskTracker;
+
+use super::conn::{ConnectError, Manager, Role};
+use super::{Error, endpoint};
+use crate::config;
+
+/// Where a statement must run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The primary, read-write.
+    Write,
+    /// A healthy replica, else the primary.
+    Read,
+}
+
+/// A checked-out connection and where it came from.
+pub struct Lease<'a> {
+    conn: PooledConnection<'a, Manager>,
+    /// Index of the replica serving it; `None` for the primary.
+    pub replica: Option<usize>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = super::Conn;
+    fn deref(&self) -> &super::Conn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut super::Conn {
+        &mut self.conn
+    }
+}
+
+/// All pools of one agent.
+pub struct Pools {
+    primary: Endpoint,
+    replicas: Vec<Endpoint>,
+    next_replica: AtomicUsize,
+    tasks: TaskTracker,
+}
+
+/// One server and its pool.
+pub struct Endpoint {
+    /// `primary` or `replica-N`.
+    pub name: String,
+    /// Where it is, without the password.
+    pub location: String,
+    pool: Pool<Manager>,
+    acquire_timeout: Duration,
+    waiting: AtomicU32,
+    health: Health,
+    max_lag: Option<Duration>,
+    last_connect_error: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+#[derive(Default)]
+struct Health {
+    healthy: AtomicBool,
+    /// Replay lag in milliseconds; `u64::MAX` when unknown.
+    lag_ms: AtomicU64,
+    checked: AtomicBool,
+}
+
+impl Pools {
+    /// Builds the pools. Connections open in the background, so this succeeds even while the
+    /// database is down (requests then answer 503 until it is back).
+    pub fn new(pg: &config::Postgresql) -> Result<Pools, config::Error> {
+        let tasks = TaskTracker::new();
+        let primary_config = endpoint::primary(pg)?;
+        let primary = Endpoint::new("primary".into(), primary_config, Role::Primary, None, pg, &tasks);
+        let replicas = pg
+            .read_replicas
+            .iter()
+            .enumerate()
+            .map(|(i, replica)| {
+                let config = endpoint::replica(pg, replica, i)?;
+                let max_lag = replica.max_lag_seconds.map(Duration::from_secs_f64);
+                Ok(Endpoint::new(format!("replica-{i}"), config, Role::Replica, max_lag, pg, &tasks))
+            })
+            .collect::<Result<Vec<_>, config::Error>>()?;
+        primary.health.healthy.store(true, Ordering::Relaxed);
+        Ok(Pools { primary, replicas, next_replica: AtomicUsize::new(0), tasks })
+    }
+
+    pub fn primary(&self) -> &Endpoint {
+        &self.primary
+    }
+
+    pub fn replicas(&self) -> &[Endpoint] {
+        &self.replicas
+    }
+
+    /// A connection for `target`. Reads fall back to the primary when no replica is usable or
+    /// the chosen replica cannot hand out a connection.
+    pub async fn acquire(&self, target: Target) -> Result<Lease<'_>, Error> {
+        if target == Target::Read {
+            if let Some(index) = self.pick_replica() {
+                match self.replicas[index].get().await {
+                    Ok(conn) => return Ok(Lease { conn, replica: Some(index) }),
+                    Err(err) => {
+                        tracing::warn!(replica = %self.replicas[index].name, error = %err, "replica unusable; reading from the primary");
+                        self.replicas[index].health.healthy.store(false, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        let conn = self.primary.get().await?;
+        Ok(Lease { conn, replica: None })
+    }
+
+    /// Round-robin over usable replicas.
+    fn pick_replica(&self) -> Option<usize> {
+        let n = self.replicas.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
+        (0..n).map(|k| (start + k) % n).find(|&i| self.replicas[i].is_usable())
+    }
+
+    /// Checks every server once: the primary answers, each replica answers and its lag.
+    pub async fn check_health(&self) {
+        let primary = async {
+            let ok = self.primary.ping().await.is_ok();
+            self.primary.health.healthy.store(ok, Ordering::Relaxed);
+            self.primary.health.checked.store(true, Ordering::Relaxed);
+        };
+        let replicas = futures_util::future::join_all(self.replicas.iter().map(Endpoint::check_replica));
+        tokio::join!(primary, replicas);
+    }
+
+    /// Runs [`Pools::check_health`] every `every` until the pools are dropped.
+    pub fn spawn_health_checks(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(pools) = weak.upgrade() else { return };
+                pools.check_health().await;
+            }
+        });
+    }
+
+    /// Statistics of every pool.
+    pub fn stats(&self) -> PoolsStats {
+        PoolsStats { primary: self.primary.stats(), replicas: self.replicas.iter().map(Endpoint::stats).collect() }
+    }
+
+    /// Closes every connection and waits (bounded) for their tasks to end, so the server sees
+    /// a clean Terminate rather than a dropped socket.
+    pub async fn close(self, within: Duration) {
+        let tasks = self.tasks.clone();
+        drop(self);
+        tasks.close();
+        if tokio::time::timeout(within, tasks.wait()).await.is_err() {
+            tracing::warn!("some database connections did not close in time");
+        }
+    }
+}
+
+impl Endpoint {
+    fn new(
+        name: String,
+        pg_config: tokio_postgres::Config,
+        role: Role,
+        max_lag: Option<Duration>,
+        pg: &config::Postgresql,
+        tasks: &TaskTracker,
+    ) -> Self {
+        let location = endpoint::describe(&pg_config);
+        let pool_config = &pg.connection_pool;
+        let mut pg_config = pg_config;
+        pg_config.connect_timeout(pool_config.acquire_timeout());
+        let manager = Manager::new(pg_config, role, pg.query_timeout(), pool_config.pre_ping, tasks.clone());
+        let last_connect_error = Arc::new(Mutex::new(None));
+        let sink = RecordingSink { endpoint: name.clone(), last: last_connect_error.clone() };
+        let pool = Pool::builder()
+            .max_size(pool_config.max_size)
+            .min_idle(Some(pool_config.min_size))
+            .max_lifetime(Some(Duration::from_secs(pool_config.recycle.max(1))))
+            .idle_timeout(Some(Duration::from_secs(pool_config.idle_timeout.max(1))))
+            .connection_timeout(pool_config.acquire_timeout())
+            .test_on_check_out(true)
+            .error_sink(Box::new(sink))
+            .build_unchecked(manager);
+        Endpoint {
+            name,
+            location,
+            pool,
+            acquire_timeout: pool_config.acquire_timeout(),
+            waiting: AtomicU32::new(0),
+            health: Health { lag_ms: AtomicU64::new(u64::MAX), ..Health::default() },
+            max_lag,
+            last_connect_error,
+        }
+    }
+
+    async fn get(&self) -> Result<PooledConnection<'_, Manager>, Error> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let result = self.pool.get().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        result.map_err(|err| self.acquire_error(err))
+    }
+
+    /// A timeout means "exhausted" unless connecting itself has been failing: then the
+    /// database is down, and saying so is more useful.
+    fn acquire_error(&self, err: RunError<ConnectError>) -> Error {
+        match err {
+            RunError::User(ConnectError::NotPrimary) => Error::NotPrimary,
+            RunError::User(err) => Error::Unavailable { reason: err.to_string() },
+            RunError::TimedOut => {
+                let recent = self.last_connect_error.lock().ok().and_then(|last| {
+                    last.as_ref()
+                        .filter(|(at, _)| at.elapsed() < self.acquire_timeout + Duration::from_secs(2))
+                        .map(|(_, reason)| reason.clone())
+                });
+                match recent {
+                    Some(reason) => Error::Unavailable { reason },
+                    None => Error::PoolExhausted {
+                        timeout_secs: self.acquire_timeout.as_secs_f64(),
+                        max_size: self.pool.config().max_size,
+                    },
+                }
+            }
+        }
+    }
+
+    /// One round trip on a pooled connection, bounded by a short timeout.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let check = async {
+            let mut conn = self.get().await?;
+            conn.begin_use();
+            conn.client().simple_query("").await.map_err(|e| Error::from_driver(e, false))?;
+            conn.end_use();
+            Ok(())
+        };
+        tokio::time::timeout(Duration::from_secs(3), check)
+            .await
+            .unwrap_or_else(|_| Err(Error::Unavailable { reason: "no answer within 3 s".into() }))
+    }
+
+    async fn check_replica(&self) {
+        let lag = tokio::time::timeout(Duration::from_secs(3), self.measure_lag()).await;
+        let (healthy, lag_ms) = match lag {
+            Ok(Ok(lag)) => (true, lag.map_or(u64::MAX, |l| l.as_millis() as u64)),
+            Ok(Err(err)) => {
+                tracing::warn!(replica = %self.name, error = %err, "replica health check failed");
+                (false, u64::MAX)
+            }
+            Err(_) => (false, u64::MAX),
+        };
+        self.health.healthy.store(healthy, Ordering::Relaxed);
+        self.health.lag_ms.store(lag_ms, Ordering::Relaxed);
+        self.health.checked.store(true, Ordering::Relaxed);
+    }
+
+    /// Replay lag as PgDog measures it: zero when everything received is replayed, else the
+    /// age of the last replayed transaction. `None` when the server is not in recovery.
+    async fn measure_lag(&self) -> Result<Option<Duration>, Error> {
+        const SQL: &str = "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL \
+             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+             ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8::text";
+        let mut conn = self.get().await?;
+        conn.begin_use();
+        let messages = conn.client().simple_query(SQL).await.map_err(|e| Error::from_driver(e, false))?;
+        conn.end_use();
+        let seconds = messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).and_then(|v| v.parse::<f64>().ok())),
+            _ => None,
+        });
+        Ok(seconds.flatten().map(|s| Duration::from_secs_f64(s.max(0.0))))
+    }
+
+    /// Healthy, checked, and within its lag limit.
+    fn is_usable(&self) -> bool {
+        if !self.health.checked.load(Ordering::Relaxed) || !self.health.healthy.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.max_lag {
+            None => true,
+            Some(max) => self.health.lag_ms.load(Ordering::Relaxed) <= max.as_millis() as u64,
+        }
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let state = self.pool.state();
+        let config = self.pool.config();
+        let s = &state.statistics;
+        let lag_ms = self.health.lag_ms.load(Ordering::Relaxed);
+        PoolStats {
+            name: self.name.clone(),
+            location: self.location.clone(),
+            healthy: self.health.healthy.load(Ordering::Relaxed),
+            usable: self.name == "primary" || self.is_usable(),
+            lag_seconds: (lag_ms != u64::MAX).then(|| lag_ms as f64 / 1000.0),
+            total: state.connections,
+            idle: state.idle_connections,
+            active: state.connections - state.idle_connections,
+            waiting: self.waiting.load(Ordering::Relaxed),
+            max: config.max_size,
+            min: config.min_idle,
+            acquired: s.get_direct + s.get_waited,
+            acquired_after_wait: s.get_waited,
+            acquire_timeouts: s.get_timed_out,
+            acquire_wait_seconds: s.get_wait_time.as_secs_f64(),
+            connections_created: s.connections_created,
+            connections_closed_broken: s.connections_closed_broken,
+            connections_closed_invalid: s.connections_closed_invalid,
+            connections_closed_max_lifetime: s.connections_closed_max_lifetime,
+            connections_closed_idle_timeout: s.connections_closed_idle_timeout,
+        }
+    }
+}
+
+/// Statistics of one pool (the seed's `pool_stats` plus bb8's counters).
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStats {
+    pub name: String,
+    pub location: String,
+    pub healthy: bool,
+    /// Receiving reads (replicas: healthy and within `max_lag_seconds`).
+    pub usable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    pub total: u32,
+    pub idle: u32,
+    pub active: u32,
+    pub waiting: u32,
+    pub max: u32,
+    pub min: Option<u32>,
+    pub acquired: u64,
+    pub acquired_after_wait: u64,
+    pub acquire_timeouts: u64,
+    pub acquire_wait_seconds: f64,
+    pub connections_created: u64,
+    pub connections_closed_broken: u64,
+    pub connections_closed_invalid: u64,
+    pub connections_closed_max_lifetime: u64,
+    pub connections_closed_idle_timeout: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolsStats {
+    pub primary: PoolStats,
+    pub replicas: Vec<PoolStats>,
+}
+
+/// Keeps the last connection error so a timed-out checkout can say why; logs it once per change.
+#[derive(Debug, Clone)]
+struct RecordingSink {
+    endpoint: String,
+    last: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+impl ErrorSink<ConnectError> for RecordingSink {
+    fn sink(&self, error: ConnectError) {
+        let text = error.to_string();
+        if let Ok(mut last) = self.last.lock() {
+            if last.as_ref().map(|(_, t)| t != &text).unwrap_or(true) {
+                tracing::warn!(endpoint = %self.endpoint, error = %text, "cannot open a database connection");
+            }
+            *last = Some((Instant::now(), text));
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<ConnectError>> {
+        Box::new(self.clone())
+    }
+}

@@ -1,0 +1,119 @@
+//! Managed PostgreSQL instances: the local clusters dbagent creates, starts, stops, copies into
+//! replicas and promotes when no external database is configured.
+//!
+//! This module owns every child process dbagent runs (`initdb`, `pg_ctl`, `pg_basebackup`,
+//! `pg_isready`, `postgres --version`); they are all built by [`process`] so that the switch to
+//! the `postgres` OS user (PostgreSQL refuses to run as root), the argument list (never a
+//! shell) and the time limits are applied in one place.
+//!
+//! On-disk layout for a data directory `D` (default `./.dbagent/pgdata`):
+//!
+//! | path | what |
+//! |---|---|
+//! | `D/` | the cluster, mode 0700, owned by the server's OS user |
+//! | `D/dbagent.conf` | settings dbagent manages (port, socket dir, WAL, logging), rewritten on every start and included from `postgresql.conf`; `ALTER SYSTEM` still overrides it |
+//! | `D/../run/` | private Unix socket directory (mode 0700) |
+//! | `D/../<name of D>.log` | the server log |
+//!
+//! A running server is recognised by its `postmaster.pid`, and only when that process really
+//! lives in `D`, so a stale pid file (or one whose pid was reused) never blocks a start and
+//! never makes us adopt a stranger.
+
+mod binaries;
+mod cluster;
+mod conf;
+mod error;
+mod layout;
+mod pidfile;
+mod port;
+mod process;
+mod replica;
+mod status;
+mod user;
+
+use std::path::PathBuf;
+
+pub use binaries::{Binaries, find_binaries};
+pub use cluster::{init, promote, start, stop};
+pub use error::Error;
+pub use replica::create_replica;
+pub use status::{Status, logs, status};
+
+/// Where and how to run one managed cluster. Built by the `config` module; nothing here reads
+/// environment variables except `PATH` (for [`find_binaries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The cluster's data directory. Default `./.dbagent/pgdata`, made absolute by the caller
+    /// (a relative path is resolved against the current directory).
+    pub data_dir: PathBuf,
+    /// TCP port on 127.0.0.1. `None` reuses the port of the previous run when it is still free,
+    /// and otherwise picks a free one.
+    pub port: Option<u16>,
+    /// Directory holding `postgres`, `initdb` and `pg_ctl` (from the config or `$PG_BIN`).
+    /// `None` searches `PATH` and the usual install locations.
+    pub bin_dir: Option<PathBuf>,
+    /// The database superuser created by `initdb`. Default `postgres`.
+    pub superuser: String,
+}
+
+impl Settings {
+    /// Settings with the defaults for everything but the data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Settings {
+            data_dir: data_dir.into(),
+            port: None,
+            bin_dir: None,
+            superuser: "postgres".to_owned(),
+        }
+    }
+}
+
+/// A server that accepts connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Directory holding the server's Unix socket.
+    pub socket_dir: PathBuf,
+    /// Process id of the postmaster.
+    pub pid: u32,
+    /// The cluster's data directory (absolute).
+    pub data_dir: PathBuf,
+    /// The database superuser to connect as.
+    pub superuser: String,
+    /// `true` when this call started the server; `false` when it was already running and was
+    /// reused. Only a server we started should be stopped when dbagent exits.
+    pub started_by_us: bool,
+}
+
+impl Running {
+    /// Connection URL for `database`, as the superuser over TCP (trust authentication).
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgresql://{}@127.0.0.1:{}/{database}",
+            self.superuser, self.port
+        )
+    }
+}
+
+/// How to shut a server down (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMode {
+    /// Wait for every client to disconnect.
+    Smart,
+    /// Disconnect clients, roll back their transactions, checkpoint, exit.
+    Fast,
+    /// Exit at once; the next start runs crash recovery.
+    Immediate,
+}
+
+impl StopMode {
+    fn as_pg_ctl_arg(self) -> &'static str {
+        match self {
+            StopMode::Smart => "smart",
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        }
+    }
+}

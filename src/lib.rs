@@ -1,0 +1,25 @@
+//! dbagent — a PostgreSQL management agent.
+//!
+//! One module per capability; `ARCHITECTURE.md` has the code map and the invariants.
+//!
+//! - [`config`]: the typed, validated configuration (file, environment, defaults).
+//! - [`db`]: connections and pools (primary and read replicas), value conversion.
+//! - [`query`]: running one statement: classification, routing, timeouts, results.
+//! - [`txn`]: running a list of statements as one transaction, with retries.
+//! - [`schema`]: catalog introspection (tables, columns, indexes, constraints).
+//! - [`monitor`]: counters and the slow-query log.
+//! - [`instance`]: managed PostgreSQL clusters (initdb, start, stop, replicas).
+//! - [`api`]: the HTTP API.
+//! - [`cli`]: the command line.
+//! - [`app`]: wiring the pieces together for `serve` and the CLI.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod instance;
+pub mod monitor;
+pub mod query;
+pub mod schema;
+pub mod txn;

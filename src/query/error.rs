@@ -1,0 +1,34 @@
+//! Why a statement could not be run.
+
+use crate::db;
+use crate::db::types::ParamError;
+
+use super::classify::ClassifyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SQL does not parse, is empty, or holds several statements.
+    #[error(transparent)]
+    Sql(#[from] ClassifyError),
+    /// The statement is not allowed through this endpoint.
+    #[error("statement not allowed here: {reason}")]
+    NotAllowed { reason: String },
+    /// The statement wants a different number of parameters.
+    #[error("the statement takes {expected} parameter(s) but {given} were given")]
+    ParamCount { expected: usize, given: usize },
+    /// A parameter cannot be converted to the type PostgreSQL inferred.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// The database failed or refused the statement.
+    #[error(transparent)]
+    Db(#[from] db::Error),
+}
+
+impl Error {
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Db(err) => err.sqlstate(),
+            _ => None,
+        }
+    }
+}

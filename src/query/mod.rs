@@ -1,0 +1,221 @@
+//! Running single statements: classification, routing, timeouts, results, slow-query log.
+//!
+//! A statement classified as a read runs READ ONLY — on a healthy replica when there is one —
+//! so the database itself checks the classification: if a "read" turns out to write
+//! (a volatile function, say), it fails there with SQLSTATE 25006, is re-run on the primary
+//! as a write, and is routed as a write from then on.
+
+pub mod classify;
+mod error;
+pub mod rows;
+pub mod run;
+
+pub use classify::{Classification, Classifier, ClassifyError};
+pub use error::Error;
+pub use rows::{ColumnInfo, Rows};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::db::{self, Lease, Pools, Target};
+use crate::monitor::Stats;
+
+/// Extra time the client waits beyond the server-side `statement_timeout` before it cancels
+/// the query itself (the server should always act first; this covers a hung network).
+const CLIENT_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
+/// SQLSTATE of "cannot execute ... in a read-only transaction".
+const READ_ONLY_VIOLATION: &str = "25006";
+
+/// A `/query` request (seed 000's contract).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub sql: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub params: Vec<Value>,
+    /// Run inside an explicit transaction (with the retry policy of `/transaction`).
+    #[serde(default)]
+    pub transaction: bool,
+    /// Accepted; the result cache is a separate capability and does not exist yet.
+    #[serde(default)]
+    pub use_cache: bool,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    Ok(Option::<Vec<Value>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The outcome of one statement.
+#[derive(Debug)]
+pub struct QueryOutput {
+    pub rows: Rows,
+    pub query_type: &'static str,
+    pub execution_time: Duration,
+    /// `primary` or `replica-N`.
+    pub served_by: String,
+}
+
+/// Limits and switches every statement obeys.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub query_timeout: Duration,
+    pub cache_statements: bool,
+    pub slow_query_threshold: Option<Duration>,
+    pub echo_sql: bool,
+}
+
+impl Limits {
+    pub fn from_config(config: &Config) -> Self {
+        let opt = &config.optimization;
+        Limits {
+            max_rows: config.postgresql.max_rows,
+            query_timeout: config.postgresql.query_timeout(),
+            cache_statements: opt.prepared_statements,
+            slow_query_threshold: opt.slow_query_log.then(|| Duration::from_secs_f64(opt.slow_query_threshold_ms / 1000.0)),
+            echo_sql: config.postgresql.echo_sql,
+        }
+    }
+}
+
+/// Runs statements against the pools. Cheap to share behind an `Arc`.
+pub struct Executor {
+    pub pools: Arc<Pools>,
+    pub classifier: Classifier,
+    pub stats: Arc<Stats>,
+    pub limits: Limits,
+}
+
+impl Executor {
+    pub fn new(pools: Arc<Pools>, stats: Arc<Stats>, limits: Limits) -> Self {
+        Executor { pools, classifier: Classifier::default(), stats, limits }
+    }
+
+    /// Runs one statement outside any explicit transaction (autocommit).
+    pub async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryOutput, Error> {
+        let started = Instant::now();
+        let result = self.query_inner(sql, params).await;
+        let elapsed = started.elapsed();
+        self.stats.record_query(result.is_ok());
+        self.log_statement(sql, params.len(), elapsed, result.as_ref().ok().map(|o| o.query_type));
+        result.map(|mut out| {
+            out.execution_time = elapsed;
+            out
+        })
+    }
+
+    async fn query_inner(&self, sql: &str, params: &[Value]) -> Result<QueryOutput, Error> {
+        let class = self.classifier.classify(sql)?;
+        if let Some(reason) = class.refused {
+            return Err(Error::NotAllowed { reason: reason.into() });
+        }
+        if class.transaction_control.is_some() {
+            return Err(Error::NotAllowed {
+                reason: "transaction control belongs in /transaction, which runs a list of statements in one transaction".into(),
+            });
+        }
+        let read = class.is_read_only();
+        let mut lease = self.pools.acquire(if read { Target::Read } else { Target::Write }).await?;
+        match self.run_autocommit(&mut lease, sql, params, &class, read).await {
+            Err(Error::Db(db::Error::Server(pg))) if read && pg.is(READ_ONLY_VIOLATION) => {
+                tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
+                class.demote_to_write();
+                drop(lease);
+                let mut lease = self.pools.acquire(Target::Write).await?;
+                self.run_autocommit(&mut lease, sql, params, &class, false).await
+            }
+            Err(Error::Db(db::Error::Server(pg))) if !read && pg.is(READ_ONLY_VIOLATION) => {
+                // A write refused on the "primary": it is a standby now. Evict, never reuse.
+                lease.mark_broken();
+                Err(Error::Db(db::Error::NotPrimary))
+            }
+            other => other,
+        }
+    }
+
+    async fn run_autocommit(
+        &self,
+        lease: &mut Lease<'_>,
+        sql: &str,
+        params: &[Value],
+        class: &Classification,
+        read_only: bool,
+    ) -> Result<QueryOutput, Error> {
+        let statement = run::Statement {
+            sql,
+            params,
+            max_rows: self.limits.max_rows,
+            cache: self.limits.cache_statements && caches_well(class.query_type),
+            autocommit_read_only: Some(read_only),
+            may_write: !read_only,
+        };
+        let served_by = match lease.replica {
+            Some(i) => self.pools.replicas()[i].name.clone(),
+            None => "primary".to_string(),
+        };
+        lease.begin_use();
+        let cancel = lease.client().cancel_token();
+        let result = self.with_timeout(cancel, run::execute(lease_conn(lease), &statement)).await;
+        if run::leaves_connection_clean(&result) {
+            lease.end_use();
+        }
+        result.map(|rows| QueryOutput { rows, query_type: class.query_type, execution_time: Duration::ZERO, served_by })
+    }
+
+    /// Bounds `work` by the query timeout plus a grace period. The server's own
+    /// `statement_timeout` normally fires first (57014); if it does not (a hung network), the
+    /// query is cancelled through PostgreSQL's cancel protocol and the connection discarded.
+    pub(crate) async fn with_timeout<T>(
+        &self,
+        cancel: tokio_postgres::CancelToken,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let timeout_secs = self.limits.query_timeout.as_secs_f64();
+        match tokio::time::timeout(self.limits.query_timeout + CLIENT_TIMEOUT_GRACE, work).await {
+            Ok(Err(Error::Db(db::Error::Server(pg)))) if pg.is("57014") => {
+                Err(Error::Db(db::Error::Timeout { timeout_secs }))
+            }
+            Ok(result) => result,
+            Err(_) => {
+                tokio::spawn(async move {
+                    if let Err(err) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                        tracing::warn!(error = %err, "could not cancel a timed-out query");
+                    }
+                });
+                Err(Error::Db(db::Error::Timeout { timeout_secs }))
+            }
+        }
+    }
+
+    fn log_statement(&self, sql: &str, params: usize, elapsed: Duration, query_type: Option<&str>) {
+        if self.limits.echo_sql {
+            tracing::info!(sql, params, elapsed_ms = elapsed.as_secs_f64() * 1e3, "statement");
+        }
+        if let Some(threshold) = self.limits.slow_query_threshold {
+            if elapsed > threshold {
+                self.stats.record_slow_query();
+                let fingerprint = match self.classifier.classify(sql) {
+                    Ok(class) => self.classifier.fingerprint(&class, sql).to_string(),
+                    Err(_) => String::new(),
+                };
+                tracing::warn!(elapsed_ms = elapsed.as_secs_f64() * 1e3, query_type, fingerprint, "slow query");
+            }
+        }
+    }
+}
+
+/// The `Conn` inside a lease, for functions that take `&mut Conn`.
+fn lease_conn<'a>(lease: &'a mut Lease<'_>) -> &'a mut db::Conn {
+    lease
+}
+
+/// Statements worth keeping prepared: plannable ones. Utility statements (DDL, VACUUM ...)
+/// are prepared per use so they never pin stale catalog state.
+fn caches_well(query_type: &str) -> bool {
+    matches!(query_type, "select" | "insert" | "update" | "delete" | "merge")
+}
