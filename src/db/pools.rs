@@ -121,14 +121,14 @@ impl Pools {
         Ok(Lease { conn, replica: None })
     }
 
-    /// Round-robin over usable replicas.
+    /// Round-robin over the replicas usable right now (fair even when some are skipped).
     fn pick_replica(&self) -> Option<usize> {
-        let n = self.replicas.len();
-        if n == 0 {
+        let usable = self.replicas.iter().filter(|r| r.is_usable()).count();
+        if usable == 0 {
             return None;
         }
-        let start = self.next_replica.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|k| (start + k) % n).find(|&i| self.replicas[i].is_usable())
+        let k = self.next_replica.fetch_add(1, Ordering::Relaxed) % usable;
+        self.replicas.iter().enumerate().filter(|(_, r)| r.is_usable()).map(|(i, _)| i).nth(k)
     }
 
     /// Checks every server once: the primary answers, each replica answers and its lag.

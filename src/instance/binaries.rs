@@ -50,7 +50,8 @@ pub(crate) fn find(
     wanted: Option<(&Path, u32)>,
 ) -> Result<Binaries, Error> {
     let searched = match explicit {
-        Some(dir) => vec![dir.to_path_buf()],
+        // Absolute, because programs may be started in another working directory.
+        Some(dir) => vec![std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())],
         None => candidates(),
     };
     let mut first_other: Option<Binaries> = None;
@@ -82,7 +83,11 @@ fn candidates() -> Vec<PathBuf> {
     let mut dirs = path_dirs();
     dirs.extend(versioned(Path::new("/usr/lib/postgresql"), "", "bin"));
     dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
-    dirs.extend(versioned(Path::new("/opt/homebrew/opt"), "postgresql@", "bin"));
+    dirs.extend(versioned(
+        Path::new("/opt/homebrew/opt"),
+        "postgresql@",
+        "bin",
+    ));
     dirs.extend(versioned(Path::new("/usr/local/opt"), "postgresql@", "bin"));
     let app = Path::new("/Applications/Postgres.app/Contents/Versions");
     dirs.extend(versioned(app, "", "bin"));
@@ -171,7 +176,10 @@ mod tests {
     #[test]
     fn parse_version_reads_the_major_version_of_every_known_format() {
         let cases = [
-            ("postgres (PostgreSQL) 15.10 (Debian 15.10-1.pgdg120+1)\n", Some(15)),
+            (
+                "postgres (PostgreSQL) 15.10 (Debian 15.10-1.pgdg120+1)\n",
+                Some(15),
+            ),
             ("postgres (PostgreSQL) 16.4\n", Some(16)),
             ("postgres (PostgreSQL) 17beta1\n", Some(17)),
             ("postgres (PostgreSQL) 9.6.24\n", Some(9)),
@@ -186,7 +194,13 @@ mod tests {
     #[test]
     fn versioned_lists_numeric_versions_newest_first() {
         let root = std::env::temp_dir().join(format!("dbagent-bin-test-{}", std::process::id()));
-        for name in ["postgresql@9", "postgresql@16", "postgresql@14", "postgresql", "other"] {
+        for name in [
+            "postgresql@9",
+            "postgresql@16",
+            "postgresql@14",
+            "postgresql",
+            "other",
+        ] {
             std::fs::create_dir_all(root.join(name)).expect("create dir");
         }
         let found = versioned(&root, "postgresql@", "bin");

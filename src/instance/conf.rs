@@ -16,7 +16,8 @@ const CONF_FILE: &str = "dbagent.conf";
 const INCLUDE_LINE: &str = "include_if_exists = 'dbagent.conf'";
 /// initdb --auth=trust already writes this line; we make sure it is there because replicas are
 /// created with pg_basebackup over TCP.
-const REPLICATION_HBA: &str = "host    replication     all             127.0.0.1/32            trust";
+const REPLICATION_HBA: &str =
+    "host    replication     all             127.0.0.1/32            trust";
 
 /// Writes `dbagent.conf` for `layout`, with `port` when it is known.
 pub(crate) fn write(layout: &Layout, port: Option<u16>, user: &ServerUser) -> Result<(), Error> {
@@ -29,20 +30,26 @@ pub(crate) fn write(layout: &Layout, port: Option<u16>, user: &ServerUser) -> Re
 
 /// Appends the include of `dbagent.conf` to `postgresql.conf` unless it is already there.
 pub(crate) fn ensure_included(layout: &Layout) -> Result<(), Error> {
-    append_once(&layout.data_dir.join("postgresql.conf"), INCLUDE_LINE, |line| {
-        line == INCLUDE_LINE
-    })
+    append_once(
+        &layout.data_dir.join("postgresql.conf"),
+        INCLUDE_LINE,
+        |line| line == INCLUDE_LINE,
+    )
 }
 
 /// Makes sure `pg_hba.conf` trusts replication connections from 127.0.0.1.
 pub(crate) fn ensure_replication_hba(layout: &Layout) -> Result<(), Error> {
-    append_once(&layout.data_dir.join("pg_hba.conf"), REPLICATION_HBA, |line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        fields.len() >= 5
-            && fields[0] == "host"
-            && fields[1] == "replication"
-            && fields[3] == "127.0.0.1/32"
-    })
+    append_once(
+        &layout.data_dir.join("pg_hba.conf"),
+        REPLICATION_HBA,
+        |line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() >= 5
+                && fields[0] == "host"
+                && fields[1] == "replication"
+                && fields[3] == "127.0.0.1/32"
+        },
+    )
 }
 
 /// The port written by the previous start, so a restart keeps its address when it can.
@@ -85,7 +92,10 @@ fn quote(path: &Path) -> Result<String, Error> {
             reason: "it contains a line break",
         });
     }
-    Ok(format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''")))
+    Ok(format!(
+        "'{}'",
+        text.replace('\\', "\\\\").replace('\'', "''")
+    ))
 }
 
 /// Appends `line` to the file at `path` unless an uncommented line satisfies `present`.

@@ -118,7 +118,9 @@ pub enum Error {
     InitdbFailed { stderr: String },
 
     /// The server exited during start-up.
-    #[error("the PostgreSQL server failed to start: {stderr}\n--- end of the server log ---\n{log_tail}")]
+    #[error(
+        "the PostgreSQL server failed to start: {stderr}\n--- end of the server log ---\n{log_tail}"
+    )]
     StartFailed { stderr: String, log_tail: String },
 
     /// The server did not accept connections in time (it has been stopped again).
@@ -135,6 +137,13 @@ pub enum Error {
     /// The server was asked to stop but its process is still there.
     #[error("the PostgreSQL server (pid {pid}) did not stop within {seconds} s")]
     StopTimeout { pid: u32, seconds: u64 },
+
+    /// Another operation on the same cluster held its lock for too long.
+    #[error(
+        "another operation on the cluster in {} did not finish within {seconds} s",
+        .data_dir.display()
+    )]
+    Busy { data_dir: PathBuf, seconds: u64 },
 
     /// An operation needs a running server and there is none.
     #[error("no PostgreSQL server is running on {}", .data_dir.display())]
@@ -157,7 +166,11 @@ impl Error {
     /// Adapter for `map_err`: an I/O failure of `action` on `path`.
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
         let path = path.to_path_buf();
-        move |source| Error::Io { action, path, source }
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
     }
 }
 

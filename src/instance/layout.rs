@@ -46,6 +46,13 @@ impl Layout {
         })
     }
 
+    /// The lock file serialising operations on this cluster (see `lock`).
+    pub(crate) fn lock_file(&self) -> PathBuf {
+        let mut name = self.data_dir.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        self.parent.join(name)
+    }
+
     /// Whether `initdb` (or `pg_basebackup`) has filled the data directory.
     pub(crate) fn is_initialized(&self) -> bool {
         self.data_dir.join("PG_VERSION").is_file()
@@ -74,10 +81,7 @@ impl Layout {
     /// hands it to the server's user, and checks that user can reach the data directory.
     /// An existing data directory is left as it is: PostgreSQL checks its own permissions.
     pub(crate) fn prepare(&self, user: &ServerUser) -> Result<(), Error> {
-        self.check_socket_path()?;
-        if create_missing_ancestors(&self.parent)? {
-            user.give(&self.parent)?;
-        }
+        self.prepare_parent(user)?;
         if create_dir(&self.socket_dir, 0o700)? {
             user.give(&self.socket_dir)?;
         }
@@ -91,6 +95,19 @@ impl Layout {
             set_mode(&self.data_dir, 0o700)?;
         }
         user.check_traversable(&self.data_dir)
+    }
+
+    /// Creates the parent directory (given to the server user when we create it), after
+    /// checking what already exists, so that a refusal leaves nothing behind.
+    pub(crate) fn prepare_parent(&self, user: &ServerUser) -> Result<(), Error> {
+        self.check_socket_path()?;
+        if let Some(existing) = self.data_dir.ancestors().find(|p| p.exists()) {
+            user.check_traversable(existing)?;
+        }
+        if create_missing_ancestors(&self.parent)? {
+            user.give(&self.parent)?;
+        }
+        Ok(())
     }
 
     fn check_socket_path(&self) -> Result<(), Error> {

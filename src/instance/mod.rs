@@ -24,10 +24,12 @@ mod cluster;
 mod conf;
 mod error;
 mod layout;
+mod lock;
 mod pidfile;
 mod port;
 mod process;
 mod replica;
+mod server;
 mod status;
 mod user;
 

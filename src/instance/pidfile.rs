@@ -120,7 +120,9 @@ fn is_zombie(pid: u32) -> bool {
         return true; // vanished since the kill() check
     };
     // The state follows the parenthesised command name, which may itself contain ") ".
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
     matches!(state, Some('Z' | 'X'))
 }
 
@@ -153,7 +155,10 @@ fn anyone_works_in(data_dir: &Path) -> bool {
         return true; // cannot prove otherwise
     };
     entries.filter_map(Result::ok).any(|entry| {
-        let is_pid = entry.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok());
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<u32>().is_ok());
         is_pid && fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == wanted)
     })
 }
@@ -175,7 +180,10 @@ mod tests {
     #[test]
     fn parse_accepts_a_file_still_being_written_and_rejects_garbage() {
         let partial = parse("4242\n/data\n").expect("parsed");
-        assert_eq!((partial.pid, partial.port, partial.status), (4242, None, None));
+        assert_eq!(
+            (partial.pid, partial.port, partial.status),
+            (4242, None, None)
+        );
         assert_eq!(parse("-77\n").map(|f| f.pid), Some(77));
         assert_eq!(parse(""), None);
         assert_eq!(parse("not a pid\n"), None);

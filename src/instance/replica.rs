@@ -4,54 +4,56 @@
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-use super::binaries::{self, Binaries};
+use super::binaries;
+use super::cluster::Cluster;
 use super::layout::Layout;
-use super::user::ServerUser;
-use super::{Error, Running, Settings, cluster, process};
+use super::{Error, Running, Settings, process};
 
 /// A base backup copies the whole cluster; generous, but still a bound.
 const BASEBACKUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Copies `primary` into `replica.data_dir` (which must be empty or missing) as a standby that
-/// streams from it, then starts it like [`cluster::start`] does, on its own port.
+/// streams from it, then starts it like [`super::start`] does, on its own port.
 ///
 /// The copy is made with `pg_basebackup -R -X stream -c fast`, so `standby.signal` and
 /// `primary_conninfo` are written for us. No replication slot is used: a replica that falls
 /// further behind than the primary keeps WAL must be re-created.
 pub async fn create_replica(primary: &Running, replica: &Settings) -> Result<Running, Error> {
     let layout = Layout::new(&replica.data_dir)?;
-    if layout.data_dir_has_contents()? {
-        return Err(Error::DataDirNotEmpty {
-            path: layout.data_dir,
-        });
-    }
+    refuse_existing(&layout)?;
     let primary_layout = Layout::new(&primary.data_dir)?;
     let version = primary_layout.data_version()?;
     let wanted = version.map(|v| (primary_layout.data_dir.as_path(), v));
     let bins = binaries::find(replica.bin_dir.as_deref(), wanted)?;
-    let user = ServerUser::resolve()?;
-    layout.prepare(&user)?;
+    let cluster = Cluster::with_binaries(replica, layout, bins)?;
+    let _lock = cluster.lock().await?;
+    refuse_existing(&cluster.layout)?; // again: someone may have filled it while we waited
+    cluster.layout.prepare(&cluster.user)?;
     let started = Instant::now();
-    basebackup(&bins, &user, primary, &layout).await?;
+    basebackup(&cluster, primary).await?;
     tracing::info!(
         primary_port = primary.port,
-        data_dir = %layout.data_dir.display(),
+        data_dir = %cluster.layout.data_dir.display(),
         elapsed_ms = started.elapsed().as_millis(),
         "copied primary for a replica"
     );
-    cluster::start(replica).await
+    cluster.start().await
 }
 
-async fn basebackup(
-    bins: &Binaries,
-    user: &ServerUser,
-    primary: &Running,
-    layout: &Layout,
-) -> Result<(), Error> {
+fn refuse_existing(layout: &Layout) -> Result<(), Error> {
+    if layout.data_dir_has_contents()? {
+        return Err(Error::DataDirNotEmpty {
+            path: layout.data_dir.clone(),
+        });
+    }
+    Ok(())
+}
+
+async fn basebackup(cluster: &Cluster, primary: &Running) -> Result<(), Error> {
     let port = primary.port.to_string();
     let args = ["-h", "127.0.0.1", "-p", &port, "-U", &primary.superuser].map(OsStr::new);
-    let mut cmd = process::command(&bins.dir, "pg_basebackup", &args, user);
-    cmd.arg("-D").arg(&layout.data_dir);
+    let mut cmd = cluster.command("pg_basebackup", &args);
+    cmd.arg("-D").arg(cluster.data_dir());
     // -w: never prompt for a password (there is no terminal to answer it).
     cmd.args(["-R", "-X", "stream", "-c", "fast", "-w"]);
     let output = process::run(cmd, BASEBACKUP_TIMEOUT).await?;

@@ -54,7 +54,9 @@ impl ServerUser {
     }
 
     /// Makes `cmd` run as this user. std drops root's supplementary groups when it switches
-    /// uid, so the child has exactly the account's primary group.
+    /// uid, so the child has exactly the account's primary group. The child starts in `/`
+    /// because our own working directory (say a 0700 home) may be closed to that user, and
+    /// every path we pass is absolute.
     pub(crate) fn apply(&self, cmd: &mut Command) {
         if let ServerUser::Switch {
             name,
@@ -67,7 +69,8 @@ impl ServerUser {
                 .gid(gid.as_raw())
                 .env("HOME", home)
                 .env("USER", name)
-                .env("LOGNAME", name);
+                .env("LOGNAME", name)
+                .current_dir("/");
         }
     }
 
@@ -133,7 +136,11 @@ mod tests {
         for (mode, expected) in cases {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
             let meta = std::fs::metadata(&dir).expect("stat");
-            assert_eq!(can_enter(&meta, stranger.0, stranger.1), expected, "mode {mode:o}");
+            assert_eq!(
+                can_enter(&meta, stranger.0, stranger.1),
+                expected,
+                "mode {mode:o}"
+            );
         }
         std::fs::remove_dir(&dir).expect("remove temp dir");
     }

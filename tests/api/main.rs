@@ -1,1 +1,12 @@
+//! One integration-test binary (one link step) against real PostgreSQL; see `helpers`.
 
+mod helpers;
+
+mod errors;
+mod health;
+mod pool;
+mod query;
+mod recovery;
+mod schema;
+mod transaction;
+mod types;

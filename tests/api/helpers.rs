@@ -1,0 +1,198 @@
+//! The test harness: a real PostgreSQL, a fresh database per test (dropped when the test
+//! passes, kept for inspection when it fails), and a real dbagent API on a free port.
+//!
+//! The server is `TEST_DATABASE_URL` (or `DATABASE_URL`) when set; otherwise the suite starts
+//! a managed instance of its own under `target/tmp/test-pgdata`, so `cargo test` works on a
+//! machine where PostgreSQL is installed but not running.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use dbagent::app::Agent;
+use dbagent::config::{Config, Secret};
+use dbagent::instance;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+/// The server every test database lives on: `postgresql://user@host:port` (no database).
+pub fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        for var in ["TEST_DATABASE_URL", "DATABASE_URL"] {
+            if let Ok(url) = std::env::var(var) {
+                if !url.is_empty() {
+                    return strip_database(&url);
+                }
+            }
+        }
+        let running = start_instance(&test_instance_settings("test-pgdata"));
+        format!("postgresql://postgres@127.0.0.1:{}", running.port)
+    })
+}
+
+/// Settings of a managed instance under `target/tmp/<name>`.
+pub fn test_instance_settings(name: &str) -> instance::Settings {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let mut settings = instance::Settings::new(dir);
+    settings.bin_dir = std::env::var_os("PG_BIN").map(Into::into);
+    settings
+}
+
+/// Starts (or reuses) a managed instance from any context: its own thread and runtime, so
+/// that it outlives the calling test's runtime.
+pub fn start_instance(settings: &instance::Settings) -> instance::Running {
+    let settings = settings.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(instance::start(&settings)).expect("cannot start the test PostgreSQL instance")
+    })
+    .join()
+    .expect("instance thread panicked")
+}
+
+fn strip_database(url: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, _db)) if base.contains("://") && base.matches('/').count() >= 2 && !base.ends_with('/') => base.to_string(),
+        _ => url.trim_end_matches('/').to_string(),
+    }
+}
+
+/// A test database on the shared server; dropped on drop unless the test failed.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    server: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        Self::create_on(server_url()).await
+    }
+
+    pub async fn create_on(server: &str) -> TestDb {
+        let name = format!("dbagent_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&format!("{server}/postgres")).await;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        TestDb { url: format!("{server}/{name}"), name, server: server.to_string() }
+    }
+
+    /// A direct connection (not through dbagent) for arranging and asserting.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    pub async fn load_pagila(&self) {
+        let sql = include_str!("../data/pagila-schema.sql");
+        self.connect().await.batch_execute(sql).await.expect("load pagila");
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test failed; keeping database {} for inspection", self.name);
+            return;
+        }
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&format!("{server}/postgres"), NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+/// Configuration for a test agent on `url`: small pools, fast retries.
+pub fn test_config(url: &str) -> Config {
+    let mut config = Config::default();
+    config.postgresql.url = Some(Secret::new(url));
+    config.server.port = 0;
+    config.postgresql.connection_pool.min_size = 1;
+    config.postgresql.connection_pool.max_size = 10;
+    config.postgresql.connection_pool.timeout = 5.0;
+    config.transactions.retry_delay = 0.005;
+    config.logging.level = "warn".into();
+    config
+}
+
+/// A running API on a free port, on its own fresh database.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+    /// Kept alive for the test's duration (its pools and background checks).
+    pub _agent: Agent,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDb::create().await;
+    spawn_app_on(db, configure).await
+}
+
+pub async fn spawn_app_on(db: TestDb, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&db.url);
+    configure(&mut config);
+    let agent = Agent::start(config).await.expect("start agent");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let router = dbagent::api::router(agent.state());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
+    TestApp { address, http, db, _agent: agent }
+}
+
+impl TestApp {
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self.http.post(format!("{}{path}", self.address)).json(body).send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let response = self.http.post(format!("{}{path}", self.address)).body(body.to_string()).send().await.expect("request");
+        let status = response.status();
+        let value = response.json().await.expect("JSON body");
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.http.get(format!("{}{path}", self.address)).send().await.expect("request");
+        let status = response.status();
+        let value = response.json().await.expect("JSON body");
+        (status, value)
+    }
+
+    pub async fn query(&self, sql: &str, params: Value) -> (StatusCode, Value) {
+        self.post("/query", &serde_json::json!({ "sql": sql, "params": params })).await
+    }
+
+    /// Runs `sql` through the API and insists it succeeds; returns the rows.
+    pub async fn rows(&self, sql: &str, params: Value) -> Vec<Value> {
+        let (status, body) = self.query(sql, params).await;
+        assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+        body["rows"].as_array().expect("rows").clone()
+    }
+
+    /// Runs statements directly (not through dbagent).
+    pub async fn setup(&self, sql: &str) {
+        self.db.connect().await.batch_execute(sql).await.unwrap_or_else(|e| panic!("setup failed: {e}"));
+    }
+}
