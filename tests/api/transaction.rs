@@ -91,6 +91,8 @@ async fn concurrent_serializable_transfers_all_commit_and_keep_the_total() {
     let app = spawn_app_with(|c| {
         c.transactions.max_retries = 50;
         c.postgresql.connection_pool.max_size = 16;
+        // Ring-shaped transfers deadlock; each deadlock takes deadlock_timeout (1 s) to detect.
+        c.postgresql.connection_pool.timeout = 60.0;
     })
     .await;
     app.setup("CREATE TABLE accounts (id int PRIMARY KEY, balance numeric NOT NULL); INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 4) g;").await;

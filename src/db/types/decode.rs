@@ -59,7 +59,10 @@ pub enum DecodeError {
 impl From<Bad> for DecodeError {
     /// The type name is filled in by the dispatcher on the way out.
     fn from(bad: Bad) -> Self {
-        DecodeError::Malformed { type_name: String::new(), reason: bad.0 }
+        DecodeError::Malformed {
+            type_name: String::new(),
+            reason: bad.0,
+        }
     }
 }
 
@@ -138,7 +141,9 @@ fn write_typed(out: &mut Vec<u8>, ty: &Type, buf: &[u8]) -> Result<(), DecodeErr
         INT4 => scalar::int4(out, buf)?,
         INT8 => scalar::int8(out, buf)?,
         OID | XID | CID | REGPROC | REGPROCEDURE | REGOPER | REGOPERATOR | REGCLASS | REGTYPE
-        | REGCONFIG | REGDICTIONARY | REGNAMESPACE | REGROLE | REGCOLLATION => scalar::uint4(out, buf)?,
+        | REGCONFIG | REGDICTIONARY | REGNAMESPACE | REGROLE | REGCOLLATION => {
+            scalar::uint4(out, buf)?
+        }
         XID8 => scalar::uint8(out, buf)?,
         FLOAT4 => scalar::float4(out, buf)?,
         FLOAT8 => scalar::float8(out, buf)?,
@@ -178,6 +183,7 @@ fn write_typed(out: &mut Vec<u8>, ty: &Type, buf: &[u8]) -> Result<(), DecodeErr
         TSVECTOR => textsearch::tsvector(out, buf)?,
         TSQUERY => textsearch::tsquery(out, buf)?,
         RECORD => container::record(out, buf)?,
+        ANYARRAY => container::any_array(out, buf)?,
         _ => write_by_kind(out, ty, buf)?,
     }
     Ok(())
@@ -200,7 +206,11 @@ fn write_by_kind(out: &mut Vec<u8>, ty: &Type, buf: &[u8]) -> Result<(), DecodeE
 }
 
 /// Decodes a value known only by OID (fields of anonymous records).
-pub(crate) fn write_by_oid(out: &mut Vec<u8>, type_oid: u32, buf: &[u8]) -> Result<(), DecodeError> {
+pub(crate) fn write_by_oid(
+    out: &mut Vec<u8>,
+    type_oid: u32,
+    buf: &[u8],
+) -> Result<(), DecodeError> {
     match Type::from_oid(type_oid) {
         Some(ty) => write_value(out, &ty, buf),
         None => {

@@ -23,7 +23,11 @@ use super::oid;
 pub struct TextParam(pub Option<String>);
 
 impl ToSql for TextParam {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         match &self.0 {
             Some(text) => {
                 out.extend_from_slice(text.as_bytes());
@@ -134,10 +138,9 @@ fn classify(ty: &Type) -> Class<'_> {
     }
     match ty.oid() {
         BOOL => Class::Bool,
-        INT2 | INT4 | INT8 | OID | XID | CID | XID8 | REGPROC | REGPROCEDURE | REGOPER | REGOPERATOR
-        | REGCLASS | REGTYPE | REGCONFIG | REGDICTIONARY | REGNAMESPACE | REGROLE | REGCOLLATION => {
-            Class::Integer
-        }
+        INT2 | INT4 | INT8 | OID | XID | CID | XID8 | REGPROC | REGPROCEDURE | REGOPER
+        | REGOPERATOR | REGCLASS | REGTYPE | REGCONFIG | REGDICTIONARY | REGNAMESPACE | REGROLE
+        | REGCOLLATION => Class::Integer,
         FLOAT4 | FLOAT8 | NUMERIC | MONEY => Class::Number,
         TEXT | VARCHAR | BPCHAR | NAME | UNKNOWN | CHAR => Class::Text,
         JSON | JSONB => Class::Json,
@@ -197,10 +200,16 @@ impl Encoder {
                 out.push_str(text);
             }
             (Value::Number(n), Class::Number | Class::Text) => out.push_str(n.as_str()),
-            (Value::Bool(b), Class::Bool | Class::Text) => out.push_str(if *b { "true" } else { "false" }),
+            (Value::Bool(b), Class::Bool | Class::Text) => {
+                out.push_str(if *b { "true" } else { "false" })
+            }
             (Value::Array(items), Class::Array(elem)) => literal::array(self, out, items, elem)?,
-            (Value::Array(items), Class::Multirange(elem)) => literal::multirange(self, out, items, elem, ty)?,
-            (Value::Object(map), Class::Composite(fields)) => literal::row(self, out, map, fields, ty)?,
+            (Value::Array(items), Class::Multirange(elem)) => {
+                literal::multirange(self, out, items, elem, ty)?
+            }
+            (Value::Object(map), Class::Composite(fields)) => {
+                literal::row(self, out, map, fields, ty)?
+            }
             (Value::Object(map), Class::Range(elem)) => literal::range(self, out, map, elem, ty)?,
             (Value::Object(map), Class::Point) => literal::point(self, out, map, ty)?,
             _ => return Err(self.mismatch(ty, value)),
@@ -221,11 +230,19 @@ impl Encoder {
     }
 
     fn mismatch(self, ty: &Type, value: &Value) -> ParamError {
-        ParamError::TypeMismatch { index: self.index, expected: type_label(ty), got: json_kind(value) }
+        ParamError::TypeMismatch {
+            index: self.index,
+            expected: type_label(ty),
+            got: json_kind(value),
+        }
     }
 
     fn unknown_field(self, ty: &Type, field: &str) -> ParamError {
-        ParamError::UnknownField { index: self.index, type_name: ty.name().to_string(), field: field.to_string() }
+        ParamError::UnknownField {
+            index: self.index,
+            type_name: ty.name().to_string(),
+            field: field.to_string(),
+        }
     }
 }
 

@@ -39,6 +39,7 @@
 //! | arrays | nested JSON arrays (one level per dimension, lower bounds ignored, NULL → `null`, empty → `[]`) |
 //! | ranges | `{"lower":..,"upper":..,"lower_inc":..,"upper_inc":..}` (`null` = unbounded); empty → `"empty"`; multiranges → array of those |
 //! | composites | `{"field": value}` using the declared field types |
+//! | `anyarray` (e.g. `pg_stats`) | array, element type from the OID in the data |
 //! | anonymous `record` | `{"f1": .., "f2": ..}` (like `row_to_json`), fields decoded by their OID |
 //! | `hstore` | `{"key": "value" or null}` |
 //! | domains | as the base type |

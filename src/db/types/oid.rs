@@ -55,6 +55,7 @@ pub const REGCLASS: u32 = 2205;
 pub const REGTYPE: u32 = 2206;
 pub const RECORD: u32 = 2249;
 pub const CSTRING: u32 = 2275;
+pub const ANYARRAY: u32 = 2277;
 pub const VOID: u32 = 2278;
 pub const UUID: u32 = 2950;
 pub const TXID_SNAPSHOT: u32 = 2970;
@@ -128,6 +129,7 @@ mod tests {
             (super::REGTYPE, Type::REGTYPE),
             (super::RECORD, Type::RECORD),
             (super::CSTRING, Type::CSTRING),
+            (super::ANYARRAY, Type::ANYARRAY),
             (super::VOID, Type::VOID),
             (super::UUID, Type::UUID),
             (super::TXID_SNAPSHOT, Type::TXID_SNAPSHOT),

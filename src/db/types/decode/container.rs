@@ -1,6 +1,6 @@
 //! Arrays, ranges, multiranges, composites, anonymous records and hstore.
 
-use tokio_postgres::types::{Field, Type};
+use tokio_postgres::types::{Field, Kind, Type};
 
 use super::reader::{Bad, Reader};
 use super::{DecodeError, write_by_oid, write_json_str, write_value};
@@ -51,7 +51,12 @@ pub(super) fn array(out: &mut Vec<u8>, elem: &Type, buf: &[u8]) -> Result<(), De
     Ok(r.finish()?)
 }
 
-fn write_dims(out: &mut Vec<u8>, elem: &Type, dims: &[usize], r: &mut Reader<'_>) -> Result<(), DecodeError> {
+fn write_dims(
+    out: &mut Vec<u8>,
+    elem: &Type,
+    dims: &[usize],
+    r: &mut Reader<'_>,
+) -> Result<(), DecodeError> {
     let Some((&len, inner)) = dims.split_first() else {
         return write_elem(out, elem, r.value()?);
     };
@@ -64,6 +69,20 @@ fn write_dims(out: &mut Vec<u8>, elem: &Type, dims: &[usize], r: &mut Reader<'_>
     }
     out.push(b']');
     Ok(())
+}
+
+/// `anyarray` columns (e.g. `pg_stats.most_common_vals`): the element type
+/// is taken from the OID in the array header. Elements of a type unknown
+/// by OID fall back to string / hex.
+pub(super) fn any_array(out: &mut Vec<u8>, buf: &[u8]) -> Result<(), DecodeError> {
+    let elem_oid = buf
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes);
+    let elem = elem_oid
+        .and_then(Type::from_oid)
+        .unwrap_or_else(|| Type::new("unknown element".into(), 0, Kind::Simple, String::new()));
+    array(out, &elem, buf)
 }
 
 const RANGE_EMPTY: u8 = 0x01;
@@ -81,17 +100,33 @@ pub(super) fn range(out: &mut Vec<u8>, elem: &Type, buf: &[u8]) -> Result<(), De
         out.extend_from_slice(b"\"empty\"");
         return Ok(r.finish()?);
     }
-    let lower = if flags & RANGE_LB_INF == 0 { Some(bound(&mut r)?) } else { None };
-    let upper = if flags & RANGE_UB_INF == 0 { Some(bound(&mut r)?) } else { None };
+    let lower = if flags & RANGE_LB_INF == 0 {
+        Some(bound(&mut r)?)
+    } else {
+        None
+    };
+    let upper = if flags & RANGE_UB_INF == 0 {
+        Some(bound(&mut r)?)
+    } else {
+        None
+    };
     r.finish()?;
     out.extend_from_slice(b"{\"lower\":");
     write_elem(out, elem, lower)?;
     out.extend_from_slice(b",\"upper\":");
     write_elem(out, elem, upper)?;
     out.extend_from_slice(b",\"lower_inc\":");
-    out.extend_from_slice(if flags & RANGE_LB_INC != 0 { b"true" } else { b"false" });
+    out.extend_from_slice(if flags & RANGE_LB_INC != 0 {
+        b"true"
+    } else {
+        b"false"
+    });
     out.extend_from_slice(b",\"upper_inc\":");
-    out.extend_from_slice(if flags & RANGE_UB_INC != 0 { b"true" } else { b"false" });
+    out.extend_from_slice(if flags & RANGE_UB_INC != 0 {
+        b"true"
+    } else {
+        b"false"
+    });
     out.push(b'}');
     Ok(())
 }
@@ -119,7 +154,11 @@ pub(super) fn multirange(out: &mut Vec<u8>, elem: &Type, buf: &[u8]) -> Result<(
 /// Composite types → `{"field": value, ...}` using the declared field
 /// types. Binary layout: field count, then (type OID, length-prefixed
 /// value) per field.
-pub(super) fn composite(out: &mut Vec<u8>, fields: &[Field], buf: &[u8]) -> Result<(), DecodeError> {
+pub(super) fn composite(
+    out: &mut Vec<u8>,
+    fields: &[Field],
+    buf: &[u8],
+) -> Result<(), DecodeError> {
     let mut r = Reader::new(buf);
     if r.count()? != fields.len() {
         return Err(Bad("field count does not match the type").into());
@@ -186,7 +225,9 @@ pub(super) fn hstore(out: &mut Vec<u8>, buf: &[u8]) -> Result<(), DecodeError> {
 mod tests {
     use super::*;
 
-    fn show(res: impl FnOnce(&mut Vec<u8>) -> Result<(), DecodeError>) -> Result<String, DecodeError> {
+    fn show(
+        res: impl FnOnce(&mut Vec<u8>) -> Result<(), DecodeError>,
+    ) -> Result<String, DecodeError> {
         let mut out = Vec::new();
         res(&mut out)?;
         Ok(String::from_utf8(out).expect("utf8"))
@@ -220,7 +261,11 @@ mod tests {
         let cases: &[Case] = &[
             (&[], &[], "[]"),
             (&[3], &[Some(1), None, Some(-3)], "[1,null,-3]"),
-            (&[2, 2], &[Some(1), Some(2), Some(3), Some(4)], "[[1,2],[3,4]]"),
+            (
+                &[2, 2],
+                &[Some(1), Some(2), Some(3), Some(4)],
+                "[[1,2],[3,4]]",
+            ),
             (&[1, 2, 1], &[Some(1), Some(2)], "[[[1],[2]]]"),
         ];
         for (dims, elems, want) in cases {
@@ -228,7 +273,9 @@ mod tests {
             assert_eq!(show(|o| array(o, &int4, &buf)).expect("decodes"), *want);
         }
         assert!(show(|o| array(o, &int4, &int4_array(&[3], &[Some(1)]))).is_err());
-        assert!(show(|o| array(o, &int4, &int4_array(&[1_000_000_000, 1_000_000_000], &[]))).is_err());
+        assert!(
+            show(|o| array(o, &int4, &int4_array(&[1_000_000_000, 1_000_000_000], &[]))).is_err()
+        );
         assert!(show(|o| array(o, &int4, &int4_array(&[1; 7], &[Some(1)]))).is_err());
     }
 
@@ -244,14 +291,23 @@ mod tests {
         assert_eq!(show(|o| range(o, &int4, &b)).expect("decodes"), full);
         let unbounded = [RANGE_LB_INF | RANGE_UB_INF];
         let want = r#"{"lower":null,"upper":null,"lower_inc":false,"upper_inc":false}"#;
-        assert_eq!(show(|o| range(o, &int4, &unbounded)).expect("decodes"), want);
-        assert_eq!(show(|o| range(o, &int4, &[RANGE_EMPTY])).expect("decodes"), "\"empty\"");
+        assert_eq!(
+            show(|o| range(o, &int4, &unbounded)).expect("decodes"),
+            want
+        );
+        assert_eq!(
+            show(|o| range(o, &int4, &[RANGE_EMPTY])).expect("decodes"),
+            "\"empty\""
+        );
         let mut multi = 2i32.to_be_bytes().to_vec();
         for part in [&b[..], &[RANGE_EMPTY][..]] {
             multi.extend_from_slice(&(part.len() as i32).to_be_bytes());
             multi.extend_from_slice(part);
         }
-        assert_eq!(show(|o| multirange(o, &int4, &multi)).expect("decodes"), format!("[{full},\"empty\"]"));
+        assert_eq!(
+            show(|o| multirange(o, &int4, &multi)).expect("decodes"),
+            format!("[{full},\"empty\"]")
+        );
         assert!(show(|o| range(o, &int4, &b[..b.len() - 1])).is_err());
     }
 
@@ -263,12 +319,24 @@ mod tests {
         b.extend_from_slice(&7i32.to_be_bytes());
         b.extend_from_slice(&25u32.to_be_bytes());
         b.extend_from_slice(&(-1i32).to_be_bytes());
-        assert_eq!(show(|o| record(o, &b)).expect("decodes"), r#"{"f1":7,"f2":null}"#);
-        let fields = [Field::new("a\"".into(), Type::INT4), Field::new("b".into(), Type::TEXT)];
-        assert_eq!(show(|o| composite(o, &fields, &b)).expect("decodes"), r#"{"a\"":7,"b":null}"#);
+        assert_eq!(
+            show(|o| record(o, &b)).expect("decodes"),
+            r#"{"f1":7,"f2":null}"#
+        );
+        let fields = [
+            Field::new("a\"".into(), Type::INT4),
+            Field::new("b".into(), Type::TEXT),
+        ];
+        assert_eq!(
+            show(|o| composite(o, &fields, &b)).expect("decodes"),
+            r#"{"a\"":7,"b":null}"#
+        );
         assert!(show(|o| composite(o, &fields[..1], &b)).is_err());
         // Field values are checked by their declared type.
-        let wrong = [Field::new("a".into(), Type::INT8), Field::new("b".into(), Type::TEXT)];
+        let wrong = [
+            Field::new("a".into(), Type::INT8),
+            Field::new("b".into(), Type::TEXT),
+        ];
         let err = show(|o| composite(o, &wrong, &b)).expect_err("int8 from 4 bytes");
         assert!(err.to_string().contains("int8"), "{err}");
     }
@@ -287,6 +355,9 @@ mod tests {
                 None => b.extend_from_slice(&(-1i32).to_be_bytes()),
             }
         }
-        assert_eq!(show(|o| hstore(o, &b)).expect("decodes"), r#"{"a":"1","b":null}"#);
+        assert_eq!(
+            show(|o| hstore(o, &b)).expect("decodes"),
+            r#"{"a":"1","b":null}"#
+        );
     }
 }

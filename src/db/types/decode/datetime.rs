@@ -211,7 +211,12 @@ mod tests {
     }
 
     fn iv(time: i64, days: i32, months: i32) -> Vec<u8> {
-        [&time.to_be_bytes()[..], &days.to_be_bytes(), &months.to_be_bytes()].concat()
+        [
+            &time.to_be_bytes()[..],
+            &days.to_be_bytes(),
+            &months.to_be_bytes(),
+        ]
+        .concat()
     }
 
     #[test]
@@ -228,7 +233,11 @@ mod tests {
             (i32::MAX, "infinity"),
             (i32::MIN, "-infinity"),
         ] {
-            assert_eq!(show(date, &days.to_be_bytes()), format!("\"{want}\""), "{days}");
+            assert_eq!(
+                show(date, &days.to_be_bytes()),
+                format!("\"{want}\""),
+                "{days}"
+            );
         }
     }
 
@@ -236,8 +245,15 @@ mod tests {
     fn times_and_timestamps() {
         assert_eq!(show(time, &0i64.to_be_bytes()), "\"00:00:00\"");
         assert_eq!(show(time, &(USECS_PER_DAY).to_be_bytes()), "\"24:00:00\"");
-        assert_eq!(show(time, &(45_296_500_000i64).to_be_bytes()), "\"12:34:56.5\"");
-        let tz = [&45_296_000_001i64.to_be_bytes()[..], &(-19_800i32).to_be_bytes()].concat();
+        assert_eq!(
+            show(time, &(45_296_500_000i64).to_be_bytes()),
+            "\"12:34:56.5\""
+        );
+        let tz = [
+            &45_296_000_001i64.to_be_bytes()[..],
+            &(-19_800i32).to_be_bytes(),
+        ]
+        .concat();
         assert_eq!(show(timetz, &tz), "\"12:34:56.000001+05:30\"");
         let ts = |v: i64, utc| {
             let mut out = Vec::new();
@@ -255,14 +271,22 @@ mod tests {
         let hour = USECS_PER_HOUR;
         for (time, days, months, want) in [
             (0, 0, 0, "PT0S"),
-            (4 * hour + 5 * USECS_PER_MINUTE + 6_500_000, 3, 14, "P1Y2M3DT4H5M6.5S"),
+            (
+                4 * hour + 5 * USECS_PER_MINUTE + 6_500_000,
+                3,
+                14,
+                "P1Y2M3DT4H5M6.5S",
+            ),
             (0, -1, 0, "P-1D"),
             (-(hour + 30 * USECS_PER_MINUTE), 0, 0, "PT-1H-30M"),
             (-500_000, 0, 0, "PT-0.5S"),
             (0, 0, -13, "P-1Y-1M"),
             (1, 0, 0, "PT0.000001S"),
         ] {
-            assert_eq!(show(interval, &iv(time, days, months)), format!("\"{want}\""));
+            assert_eq!(
+                show(interval, &iv(time, days, months)),
+                format!("\"{want}\"")
+            );
         }
     }
 

@@ -65,7 +65,11 @@ pub(crate) fn push_json_f64(out: &mut Vec<u8>, v: f64) {
     }
     let mut s = StackStr::new();
     let a = v.abs();
-    let _ = if a != 0.0 && !(1e-6..1e21).contains(&a) { write!(s, "{v:e}") } else { write!(s, "{v}") };
+    let _ = if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        write!(s, "{v:e}")
+    } else {
+        write!(s, "{v}")
+    };
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -80,7 +84,11 @@ pub(crate) fn push_json_f32(out: &mut Vec<u8>, v: f32) {
     }
     let mut s = StackStr::new();
     let a = v.abs();
-    let _ = if a != 0.0 && !(1e-6..1e21).contains(&a) { write!(s, "{v:e}") } else { write!(s, "{v}") };
+    let _ = if a != 0.0 && !(1e-6..1e21).contains(&a) {
+        write!(s, "{v:e}")
+    } else {
+        write!(s, "{v}")
+    };
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -165,7 +173,10 @@ pub(crate) struct StackStr {
 
 impl StackStr {
     pub(crate) fn new() -> Self {
-        StackStr { buf: [0; 64], len: 0 }
+        StackStr {
+            buf: [0; 64],
+            len: 0,
+        }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -195,7 +206,12 @@ mod tests {
 
     #[test]
     fn integers() {
-        for (v, s) in [(0i64, "0"), (-1, "-1"), (i64::MAX, "9223372036854775807"), (i64::MIN, "-9223372036854775808")] {
+        for (v, s) in [
+            (0i64, "0"),
+            (-1, "-1"),
+            (i64::MAX, "9223372036854775807"),
+            (i64::MIN, "-9223372036854775808"),
+        ] {
             assert_eq!(run(|o| push_i64(o, v)), s);
         }
         assert_eq!(run(|o| push_padded(o, 7, 4)), "0007");

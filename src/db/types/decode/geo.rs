@@ -49,7 +49,11 @@ pub(super) fn path(out: &mut Vec<u8>, buf: &[u8]) -> Result<(), Bad> {
     let mut r = Reader::new(buf);
     let closed = r.u8()? != 0;
     let n = r.count()?;
-    let (open, close): (&[u8], &[u8]) = if closed { (b"\"(", b")\"") } else { (b"\"[", b"]\"") };
+    let (open, close): (&[u8], &[u8]) = if closed {
+        (b"\"(", b")\"")
+    } else {
+        (b"\"[", b"]\"")
+    };
     points_exact(out, r.rest(), n, open, close)
 }
 
@@ -74,7 +78,13 @@ pub(super) fn circle(out: &mut Vec<u8>, buf: &[u8]) -> Result<(), Bad> {
 }
 
 /// Writes exactly `n` points from `buf` between `open` and `close`.
-fn points_exact(out: &mut Vec<u8>, buf: &[u8], n: usize, open: &[u8], close: &[u8]) -> Result<(), Bad> {
+fn points_exact(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    n: usize,
+    open: &[u8],
+    close: &[u8],
+) -> Result<(), Bad> {
     if buf.len() != n.saturating_mul(16) {
         return Err(Bad("point count does not match data"));
     }

@@ -49,7 +49,8 @@ fn push_dotted(out: &mut Vec<u8>, octets: &[u8]) {
 /// (of at least two) zero words becomes `::` (the first one on ties), and
 /// IPv4-compatible / IPv4-mapped addresses end in dotted-quad form.
 fn push_ipv6(out: &mut Vec<u8>, addr: &[u8; 16]) {
-    let words: [u16; 8] = std::array::from_fn(|i| u16::from_be_bytes([addr[2 * i], addr[2 * i + 1]]));
+    let words: [u16; 8] =
+        std::array::from_fn(|i| u16::from_be_bytes([addr[2 * i], addr[2 * i + 1]]));
     let (base, len) = longest_zero_run(&words);
     let mut i = 0;
     while i < 8 {
@@ -128,7 +129,11 @@ mod tests {
     use super::*;
 
     fn show(addr: &[u8], bits: u8, cidr: bool) -> String {
-        let family = if addr.len() == 4 { PGSQL_AF_INET } else { PGSQL_AF_INET6 };
+        let family = if addr.len() == 4 {
+            PGSQL_AF_INET
+        } else {
+            PGSQL_AF_INET6
+        };
         let buf = [&[family, bits, u8::from(cidr), addr.len() as u8][..], addr].concat();
         let mut out = Vec::new();
         inet(&mut out, &buf, cidr).expect("decodes");
@@ -148,13 +153,38 @@ mod tests {
             (vec![10, 0, 0, 1], 32, true, "10.0.0.1/32"),
             (v6([0, 0, 0, 0, 0, 0, 0, 1]), 128, false, "::1"),
             (v6([0; 8]), 0, true, "::/0"),
-            (v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]), 32, true, "2001:db8::/32"),
-            (v6([0x2001, 0xdb8, 0, 1, 0, 0, 0, 1]), 128, false, "2001:db8:0:1::1"),
+            (
+                v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]),
+                32,
+                true,
+                "2001:db8::/32",
+            ),
+            (
+                v6([0x2001, 0xdb8, 0, 1, 0, 0, 0, 1]),
+                128,
+                false,
+                "2001:db8:0:1::1",
+            ),
             (v6([1, 0, 0, 1, 0, 0, 0, 1]), 128, false, "1:0:0:1::1"),
             (v6([1, 0, 0, 1, 0, 0, 1, 1]), 128, false, "1::1:0:0:1:1"),
-            (v6([0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304]), 128, false, "::ffff:1.2.3.4"),
-            (v6([0, 0, 0, 0, 0, 0, 0x0102, 0x0304]), 128, true, "::1.2.3.4/128"),
-            (v6([0xfe80, 0, 0, 0, 0xabcd, 0, 0, 0]), 64, false, "fe80::abcd:0:0:0/64"),
+            (
+                v6([0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304]),
+                128,
+                false,
+                "::ffff:1.2.3.4",
+            ),
+            (
+                v6([0, 0, 0, 0, 0, 0, 0x0102, 0x0304]),
+                128,
+                true,
+                "::1.2.3.4/128",
+            ),
+            (
+                v6([0xfe80, 0, 0, 0, 0xabcd, 0, 0, 0]),
+                64,
+                false,
+                "fe80::abcd:0:0:0/64",
+            ),
         ];
         for (addr, bits, cidr, want) in cases {
             assert_eq!(show(addr, *bits, *cidr), format!("\"{want}\""));

@@ -38,7 +38,9 @@ pub(super) fn numeric(out: &mut Vec<u8>, buf: &[u8]) -> Result<(), Bad> {
         return Err(Bad("invalid scale"));
     }
     let digit = |i: i32| -> Result<u16, Bad> {
-        let Ok(i) = usize::try_from(i) else { return Ok(0) };
+        let Ok(i) = usize::try_from(i) else {
+            return Ok(0);
+        };
         match digits.get(i * 2..i * 2 + 2) {
             Some(&[hi, lo]) => match u16::from_be_bytes([hi, lo]) {
                 d @ 0..=9999 => Ok(d),
@@ -152,7 +154,12 @@ mod tests {
 
     #[test]
     fn money_table() {
-        for (cents, want) in [(-1234i64, "-12.34"), (5, "0.05"), (100, "1.00"), (i64::MIN, "-92233720368547758.08")] {
+        for (cents, want) in [
+            (-1234i64, "-12.34"),
+            (5, "0.05"),
+            (100, "1.00"),
+            (i64::MIN, "-92233720368547758.08"),
+        ] {
             let mut out = Vec::new();
             money(&mut out, &cents.to_be_bytes()).expect("decodes");
             assert_eq!(String::from_utf8(out).expect("utf8"), want);

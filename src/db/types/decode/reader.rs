@@ -91,7 +91,11 @@ impl<'a> Reader<'a> {
 
     /// Reads a NUL-terminated string.
     pub(crate) fn cstr(&mut self) -> Result<&'a str, Bad> {
-        let end = self.buf.iter().position(|&b| b == 0).ok_or(Bad::TRUNCATED)?;
+        let end = self
+            .buf
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(Bad::TRUNCATED)?;
         let s = std::str::from_utf8(&self.buf[..end]).map_err(|_| Bad::UTF8)?;
         self.buf = &self.buf[end + 1..];
         Ok(s)
@@ -109,7 +113,11 @@ impl<'a> Reader<'a> {
 
     /// Fails unless every byte has been read.
     pub(crate) fn finish(self) -> Result<(), Bad> {
-        if self.buf.is_empty() { Ok(()) } else { Err(Bad::TRAILING) }
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(Bad::TRAILING)
+        }
     }
 }
 

@@ -70,7 +70,13 @@ pub(super) fn char(out: &mut Vec<u8>, buf: &[u8]) -> Result<(), Bad> {
     };
     out.push(b'"');
     if c >= 0x80 {
-        out.extend_from_slice(&[b'\\', b'\\', b'0' + (c >> 6), b'0' + ((c >> 3) & 7), b'0' + (c & 7)]);
+        out.extend_from_slice(&[
+            b'\\',
+            b'\\',
+            b'0' + (c >> 6),
+            b'0' + ((c >> 3) & 7),
+            b'0' + (c & 7),
+        ]);
     } else {
         write_escaped(out, std::str::from_utf8(&[c]).map_err(|_| Bad::UTF8)?);
     }
@@ -114,7 +120,10 @@ pub(super) fn bytea(out: &mut Vec<u8>, buf: &[u8]) {
 pub(super) fn uuid(out: &mut Vec<u8>, buf: &[u8]) -> Result<(), Bad> {
     let b = exact::<16>(buf)?;
     out.push(b'"');
-    for (i, chunk) in [&b[0..4], &b[4..6], &b[6..8], &b[8..10], &b[10..16]].into_iter().enumerate() {
+    for (i, chunk) in [&b[0..4], &b[4..6], &b[6..8], &b[8..10], &b[10..16]]
+        .into_iter()
+        .enumerate()
+    {
         if i > 0 {
             out.push(b'-');
         }
@@ -216,7 +225,11 @@ mod tests {
             (bool, &[0], "false"),
             (int2, &[0xff, 0xfe], "-2"),
             (int4, &[0, 0, 1, 0], "256"),
-            (int8, &[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], "9223372036854775807"),
+            (
+                int8,
+                &[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+                "9223372036854775807",
+            ),
             (uint4, &[0xff, 0xff, 0xff, 0xff], "4294967295"),
             (text, "a\"b\\c\n\u{1}é".as_bytes(), r#""a\"b\\c\n\u0001é""#),
             (char, b"x", "\"x\""),
@@ -225,12 +238,30 @@ mod tests {
             (json, br#"{"a": [1, 2.50]}"#, r#"{"a": [1, 2.50]}"#),
             (jsonb, b"\x01{\"a\":1}", r#"{"a":1}"#),
             (jsonpath, b"\x01$.\"a\"", r#""$.\"a\"""#),
-            (uuid, &[0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11], "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\""),
+            (
+                uuid,
+                &[
+                    0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd,
+                    0x38, 0x0a, 0x11,
+                ],
+                "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"",
+            ),
             (tid, &[0, 0, 0, 3, 0, 7], "\"(3,7)\""),
-            (pg_lsn, &[0, 0, 0, 0x16, 0xb3, 0x74, 0xd8, 0x48], "\"16/B374D848\""),
+            (
+                pg_lsn,
+                &[0, 0, 0, 0x16, 0xb3, 0x74, 0xd8, 0x48],
+                "\"16/B374D848\"",
+            ),
             (bits, &[0, 0, 0, 4, 0b0101_0000], "\"0101\""),
             (bits, &[0, 0, 0, 0], "\"\""),
-            (snapshot, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 15], "\"10:20:15\""),
+            (
+                snapshot,
+                &[
+                    0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0,
+                    0, 15,
+                ],
+                "\"10:20:15\"",
+            ),
         ];
         for (f, buf, want) in cases {
             assert_eq!(ok(*f, buf), *want, "{buf:?}");
@@ -243,7 +274,10 @@ mod tests {
         bytea(&mut out, &[0xde, 0xad]);
         fallback(&mut out, b"ok");
         fallback(&mut out, &[0xff]);
-        assert_eq!(String::from_utf8(out).expect("utf8"), r#""\\xdead""ok""\\xff""#);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            r#""\\xdead""ok""\\xff""#
+        );
     }
 
     #[test]

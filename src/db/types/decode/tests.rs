@@ -17,21 +17,40 @@ fn json(ty: &Type, raw: Option<&[u8]>) -> Result<String, DecodeError> {
 #[test]
 fn raw_accepts_everything() {
     assert!(<Raw as FromSql>::accepts(&Type::POLYGON));
-    assert_eq!(Raw::from_sql_nullable(&Type::INT4, None).ok(), Some(Raw(None)));
-    assert_eq!(Raw::from_sql_nullable(&Type::INT4, Some(&[1])).ok(), Some(Raw(Some(&[1][..]))));
+    assert_eq!(
+        Raw::from_sql_nullable(&Type::INT4, None).ok(),
+        Some(Raw(None))
+    );
+    assert_eq!(
+        Raw::from_sql_nullable(&Type::INT4, Some(&[1])).ok(),
+        Some(Raw(Some(&[1][..])))
+    );
 }
 
 #[test]
 fn json_strings_are_escaped() {
     let mut out = Vec::new();
     write_json_str(&mut out, "a\"\\\u{0}\u{1f}\u{7f}\u{2028}é\t");
-    assert_eq!(String::from_utf8(out).expect("utf8"), "\"a\\\"\\\\\\u0000\\u001f\u{7f}\u{2028}é\\t\"");
+    assert_eq!(
+        String::from_utf8(out).expect("utf8"),
+        "\"a\\\"\\\\\\u0000\\u001f\u{7f}\u{2028}é\\t\""
+    );
 }
 
 #[test]
 fn kinds_dispatch() {
-    let mood = Type::new("mood".into(), 90_001, Kind::Enum(vec!["ok".into()]), "public".into());
-    let posint = Type::new("posint".into(), 90_002, Kind::Domain(Type::INT4), "public".into());
+    let mood = Type::new(
+        "mood".into(),
+        90_001,
+        Kind::Enum(vec!["ok".into()]),
+        "public".into(),
+    );
+    let posint = Type::new(
+        "posint".into(),
+        90_002,
+        Kind::Domain(Type::INT4),
+        "public".into(),
+    );
     let citext = Type::new("citext".into(), 90_003, Kind::Simple, "public".into());
     let blob = Type::new("blob".into(), 90_004, Kind::Simple, "public".into());
     let pair = Type::new(
@@ -43,8 +62,15 @@ fn kinds_dispatch() {
     assert_eq!(json(&mood, Some(b"ok")).expect("enum"), "\"ok\"");
     assert_eq!(json(&posint, Some(&[0, 0, 0, 5])).expect("domain"), "5");
     assert_eq!(json(&citext, Some(b"Hi")).expect("citext"), "\"Hi\"");
-    assert_eq!(json(&blob, Some(&[0xff, 0])).expect("unknown"), "\"\\\\xff00\"");
-    let rec = [&[0u8, 0, 0, 1, 0, 1, 0x5f, 0x92, 0, 0, 0, 4][..], &[0, 0, 0, 9]].concat();
+    assert_eq!(
+        json(&blob, Some(&[0xff, 0])).expect("unknown"),
+        "\"\\\\xff00\""
+    );
+    let rec = [
+        &[0u8, 0, 0, 1, 0, 1, 0x5f, 0x92, 0, 0, 0, 4][..],
+        &[0, 0, 0, 9],
+    ]
+    .concat();
     assert_eq!(json(&pair, Some(&rec)).expect("composite"), r#"{"n":9}"#);
     assert_eq!(json(&Type::VOID, Some(&[])).expect("void"), "null");
     assert_eq!(json(&Type::INT4, None).expect("null"), "null");
@@ -52,16 +78,33 @@ fn kinds_dispatch() {
 
 #[test]
 fn errors_name_the_type() {
-    let err = json(&Type::INT4_ARRAY, Some(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 23, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0]))
-        .expect_err("int4 of 2 bytes");
-    assert_eq!(err.to_string(), "malformed binary value of type int4: wrong length");
+    let err = json(
+        &Type::INT4_ARRAY,
+        Some(&[
+            0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 23, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0,
+        ]),
+    )
+    .expect_err("int4 of 2 bytes");
+    assert_eq!(
+        err.to_string(),
+        "malformed binary value of type int4: wrong length"
+    );
     let err = json(&Type::INT4_ARRAY, Some(&[0, 0, 0, 1])).expect_err("truncated header");
-    assert_eq!(err.to_string(), "malformed binary value of type _int4: value is truncated");
+    assert_eq!(
+        err.to_string(),
+        "malformed binary value of type _int4: value is truncated"
+    );
 }
 
 /// A sample value per type, used as a seed for truncation and mutation.
 fn samples() -> Vec<(Type, Vec<u8>)> {
-    let int_array = [&[0u8, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 23, 0, 0, 0, 2, 0, 0, 0, 1][..], &[0, 0, 0, 4, 0, 0, 0, 1, 255, 255, 255, 255]].concat();
+    let int_array = [
+        &[
+            0u8, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 23, 0, 0, 0, 2, 0, 0, 0, 1,
+        ][..],
+        &[0, 0, 0, 4, 0, 0, 0, 1, 255, 255, 255, 255],
+    ]
+    .concat();
     let range = [&[2u8, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 9][..]].concat();
     let multi = [&[0u8, 0, 0, 1, 0, 0, 0, 17][..], &range].concat();
     let tsv = b"\0\0\0\x01ab\0\0\x01\xc0\x01".to_vec();
@@ -71,7 +114,10 @@ fn samples() -> Vec<(Type, Vec<u8>)> {
         (Type::INT8, vec![0, 0, 0, 0, 0, 0, 1, 0]),
         (Type::FLOAT8, 1.5f64.to_be_bytes().to_vec()),
         (Type::FLOAT4, 0.1f32.to_be_bytes().to_vec()),
-        (Type::NUMERIC, vec![0, 2, 0, 0, 0x40, 0, 0, 6, 0, 1, 0x13, 0x88]),
+        (
+            Type::NUMERIC,
+            vec![0, 2, 0, 0, 0x40, 0, 0, 6, 0, 1, 0x13, 0x88],
+        ),
         (Type::MONEY, vec![0, 0, 0, 0, 0, 0, 4, 0]),
         (Type::TEXT, b"hello".to_vec()),
         (Type::JSONB, b"\x01{\"a\":1}".to_vec()),
@@ -79,20 +125,48 @@ fn samples() -> Vec<(Type, Vec<u8>)> {
         (Type::DATE, vec![0, 0, 1, 0]),
         (Type::TIMETZ, vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 60]),
         (Type::TIMESTAMPTZ, vec![0, 0, 0, 1, 0, 0, 0, 0]),
-        (Type::INTERVAL, vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1]),
-        (Type::INET, vec![3, 64, 0, 16, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+        (
+            Type::INTERVAL,
+            vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1],
+        ),
+        (
+            Type::INET,
+            vec![
+                3, 64, 0, 16, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            ],
+        ),
         (Type::MACADDR8, vec![1; 8]),
         (Type::VARBIT, vec![0, 0, 0, 9, 0xff, 0x80]),
         (Type::PG_LSN, vec![0, 0, 0, 1, 0, 0, 0, 2]),
-        (Type::PATH, [&[1u8, 0, 0, 0, 1][..], &1f64.to_be_bytes(), &2f64.to_be_bytes()].concat()),
-        (Type::CIRCLE, [1f64, 2., 3.].iter().flat_map(|v| v.to_be_bytes()).collect()),
+        (
+            Type::PATH,
+            [
+                &[1u8, 0, 0, 0, 1][..],
+                &1f64.to_be_bytes(),
+                &2f64.to_be_bytes(),
+            ]
+            .concat(),
+        ),
+        (
+            Type::CIRCLE,
+            [1f64, 2., 3.]
+                .iter()
+                .flat_map(|v| v.to_be_bytes())
+                .collect(),
+        ),
         (Type::TS_VECTOR, tsv),
         (Type::TSQUERY, tsq),
         (Type::INT4_ARRAY, int_array),
         (Type::INT4_RANGE, range),
         (Type::INT4MULTI_RANGE, multi),
-        (Type::RECORD, vec![0, 0, 0, 1, 0, 0, 0, 25, 0, 0, 0, 1, b'x']),
-        (Type::PG_SNAPSHOT, vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2]),
+        (
+            Type::RECORD,
+            vec![0, 0, 0, 1, 0, 0, 0, 25, 0, 0, 0, 1, b'x'],
+        ),
+        (
+            Type::PG_SNAPSHOT,
+            vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2],
+        ),
     ]
 }
 
@@ -102,14 +176,22 @@ fn assert_valid_json(ty: &Type, buf: &[u8]) {
     let embeds_raw = *ty == Type::JSON || *ty == Type::JSONB;
     if let Some(text) = json(ty, Some(buf)).ok().filter(|_| !embeds_raw) {
         let parsed: Result<serde_json::Value, _> = serde_json::from_str(&text);
-        assert!(parsed.is_ok(), "{} produced invalid JSON {text:?} from {buf:?}", ty.name());
+        assert!(
+            parsed.is_ok(),
+            "{} produced invalid JSON {text:?} from {buf:?}",
+            ty.name()
+        );
     }
 }
 
 #[test]
 fn samples_decode_and_truncations_never_panic() {
     for (ty, buf) in samples() {
-        assert!(json(&ty, Some(&buf)).is_ok(), "sample for {} must decode", ty.name());
+        assert!(
+            json(&ty, Some(&buf)).is_ok(),
+            "sample for {} must decode",
+            ty.name()
+        );
         for len in 0..buf.len() {
             assert_valid_json(&ty, &buf[..len]);
         }

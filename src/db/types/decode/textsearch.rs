@@ -60,8 +60,15 @@ const OP_PHRASE: u8 = 4;
 const MAX_DEPTH: usize = 1000;
 
 enum Item<'a> {
-    Val { weight: u8, prefix: bool, text: &'a str },
-    Op { oper: u8, distance: i16 },
+    Val {
+        weight: u8,
+        prefix: bool,
+        text: &'a str,
+    },
+    Op {
+        oper: u8,
+        distance: i16,
+    },
 }
 
 /// `tsquery` → `"'fat' & ( 'rat' | !'cat' )"`.
@@ -73,7 +80,11 @@ pub(super) fn tsquery(out: &mut Vec<u8>, buf: &[u8]) -> Result<(), Bad> {
     let ends = subtree_ends(&items)?;
     out.push(b'"');
     if !items.is_empty() {
-        Infix { items: &items, ends: &ends }.write(out, 0, -1, false, 0)?;
+        Infix {
+            items: &items,
+            ends: &ends,
+        }
+        .write(out, 0, -1, false, 0)?;
     }
     out.push(b'"');
     Ok(())
@@ -87,7 +98,11 @@ fn read_items(buf: &[u8]) -> Result<Vec<Item<'_>>, Bad> {
         let item = match r.u8()? {
             QI_VAL => {
                 let (weight, prefix) = (r.u8()?, r.u8()? != 0);
-                Item::Val { weight, prefix, text: r.cstr()? }
+                Item::Val {
+                    weight,
+                    prefix,
+                    text: r.cstr()?,
+                }
             }
             QI_OPR => {
                 let oper = r.u8()?;
@@ -146,12 +161,23 @@ fn priority(oper: u8) -> i32 {
 
 impl Infix<'_, '_> {
     /// Mirrors PostgreSQL's `infix()` in tsquery.c, parentheses included.
-    fn write(&self, out: &mut Vec<u8>, i: usize, parent: i32, right_phrase: bool, depth: usize) -> Result<(), Bad> {
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        i: usize,
+        parent: i32,
+        right_phrase: bool,
+        depth: usize,
+    ) -> Result<(), Bad> {
         if depth > MAX_DEPTH {
             return Err(Bad("tsquery nested too deeply"));
         }
         let (oper, distance) = match self.items.get(i) {
-            Some(Item::Val { weight, prefix, text }) => {
+            Some(Item::Val {
+                weight,
+                prefix,
+                text,
+            }) => {
                 push_operand(out, text, *weight, *prefix);
                 return Ok(());
             }
@@ -223,7 +249,10 @@ mod tests {
         buf.extend_from_slice(b"it's\\\0\0\x02");
         buf.extend_from_slice(&(2u16 | 2 << 14).to_be_bytes());
         buf.extend_from_slice(&4u16.to_be_bytes());
-        assert_eq!(show(tsvector, &buf), Ok(r#""'a':1A 'it''s\\\\':2B,4""#.to_string()));
+        assert_eq!(
+            show(tsvector, &buf),
+            Ok(r#""'a':1A 'it''s\\\\':2B,4""#.to_string())
+        );
         assert_eq!(show(tsvector, &[0, 0, 0, 0]), Ok("\"\"".to_string()));
         assert!(show(tsvector, &[0, 0, 0, 1, b'a']).is_err());
     }
@@ -241,7 +270,10 @@ mod tests {
         val(&mut buf, "cat", 0, false);
         val(&mut buf, "rat", 0, false);
         val(&mut buf, "fat", 8 | 4, true);
-        assert_eq!(show(tsquery, &buf), Ok(r#""'fat':*AB & ( 'rat' | !'cat' )""#.to_string()));
+        assert_eq!(
+            show(tsquery, &buf),
+            Ok(r#""'fat':*AB & ( 'rat' | !'cat' )""#.to_string())
+        );
 
         let mut phrase = vec![0, 0, 0, 3, QI_OPR, OP_PHRASE, 0, 2];
         val(&mut phrase, "b", 0, false);

@@ -9,8 +9,17 @@ use super::{Class, Encoder, ParamError, classify, oid};
 /// Array literal `{"a","b",NULL,{...}}`: every element double-quoted,
 /// NULL unquoted, nested JSON arrays become nested dimensions (except for
 /// `json`/`jsonb`/multirange elements, where an array is one element).
-pub(super) fn array(enc: Encoder, out: &mut String, items: &[Value], elem: &Type) -> Result<(), ParamError> {
-    let delim = if base(elem).oid() == oid::BOX { ';' } else { ',' };
+pub(super) fn array(
+    enc: Encoder,
+    out: &mut String,
+    items: &[Value],
+    elem: &Type,
+) -> Result<(), ParamError> {
+    let delim = if base(elem).oid() == oid::BOX {
+        ';'
+    } else {
+        ','
+    };
     let nested_dims = !matches!(classify(elem), Class::Json | Class::Multirange(_));
     out.push('{');
     for (i, item) in items.iter().enumerate() {
@@ -36,7 +45,10 @@ pub(super) fn row(
     fields: &[Field],
     ty: &Type,
 ) -> Result<(), ParamError> {
-    if let Some(key) = map.keys().find(|k| !fields.iter().any(|f| f.name() == k.as_str())) {
+    if let Some(key) = map
+        .keys()
+        .find(|k| !fields.iter().any(|f| f.name() == k.as_str()))
+    {
         return Err(enc.unknown_field(ty, key));
     }
     out.push('(');
@@ -110,7 +122,12 @@ pub(super) fn multirange(
 }
 
 /// Point literal `(x,y)` from `{"x": number, "y": number}`.
-pub(super) fn point(enc: Encoder, out: &mut String, map: &Map<String, Value>, ty: &Type) -> Result<(), ParamError> {
+pub(super) fn point(
+    enc: Encoder,
+    out: &mut String,
+    map: &Map<String, Value>,
+    ty: &Type,
+) -> Result<(), ParamError> {
     if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "x" | "y")) {
         return Err(enc.unknown_field(ty, key));
     }
@@ -130,7 +147,12 @@ pub(super) fn point(enc: Encoder, out: &mut String, map: &Map<String, Value>, ty
 
 /// Appends the text of `value` for `ty` as a double-quoted element, with
 /// `"` and `\` backslash-escaped. Only allocates when escaping is needed.
-fn write_quoted(enc: Encoder, out: &mut String, value: &Value, ty: &Type) -> Result<(), ParamError> {
+fn write_quoted(
+    enc: Encoder,
+    out: &mut String,
+    value: &Value,
+    ty: &Type,
+) -> Result<(), ParamError> {
     let start = out.len();
     enc.write(out, value, ty)?;
     if out[start..].contains(['"', '\\']) {

@@ -7,27 +7,51 @@ use super::*;
 
 fn enc(json: &str, ty: &Type) -> Result<Option<String>, String> {
     let value: Value = serde_json::from_str(json).expect("test JSON");
-    encode_param(1, &value, ty).map(|p| p.0).map_err(|e| e.to_string())
+    encode_param(1, &value, ty)
+        .map(|p| p.0)
+        .map_err(|e| e.to_string())
 }
 
 fn mood() -> Type {
-    Type::new("mood".into(), 90_001, Kind::Enum(vec!["sad".into(), "ok".into()]), "public".into())
+    Type::new(
+        "mood".into(),
+        90_001,
+        Kind::Enum(vec!["sad".into(), "ok".into()]),
+        "public".into(),
+    )
 }
 
 fn pair() -> Type {
-    let fields = vec![Field::new("a".into(), Type::INT4), Field::new("b".into(), Type::TEXT_ARRAY)];
-    Type::new("pair".into(), 90_002, Kind::Composite(fields), "public".into())
+    let fields = vec![
+        Field::new("a".into(), Type::INT4),
+        Field::new("b".into(), Type::TEXT_ARRAY),
+    ];
+    Type::new(
+        "pair".into(),
+        90_002,
+        Kind::Composite(fields),
+        "public".into(),
+    )
 }
 
 #[test]
 fn accepted() {
-    let posint = Type::new("posint".into(), 90_003, Kind::Domain(Type::INT4), "public".into());
+    let posint = Type::new(
+        "posint".into(),
+        90_003,
+        Kind::Domain(Type::INT4),
+        "public".into(),
+    );
     let mood_array = Type::new("_mood".into(), 90_004, Kind::Array(mood()), "public".into());
     let cases: Vec<(&str, Type, &str)> = vec![
         ("\"42\"", Type::INT4, "42"),
         ("42", Type::INT4, "42"),
         ("-9223372036854775808", Type::INT8, "-9223372036854775808"),
-        ("12345678901234567890.123456789", Type::NUMERIC, "12345678901234567890.123456789"),
+        (
+            "12345678901234567890.123456789",
+            Type::NUMERIC,
+            "12345678901234567890.123456789",
+        ),
         ("1e-3", Type::FLOAT8, "1e-3"),
         ("1.50", Type::MONEY, "1.50"),
         ("7", Type::TEXT, "7"),
@@ -42,25 +66,66 @@ fn accepted() {
         ("12", posint.clone(), "12"),
         ("\"ok\"", mood(), "ok"),
         ("[1,null,3]", Type::INT4_ARRAY, "{\"1\",NULL,\"3\"}"),
-        ("[[1,2],[3,4]]", Type::INT4_ARRAY, "{{\"1\",\"2\"},{\"3\",\"4\"}}"),
+        (
+            "[[1,2],[3,4]]",
+            Type::INT4_ARRAY,
+            "{{\"1\",\"2\"},{\"3\",\"4\"}}",
+        ),
         ("[]", Type::TEXT_ARRAY, "{}"),
-        ("[\"a\\\"b\", \"c\\\\d\", \"NULL\", \"\"]", Type::TEXT_ARRAY, r#"{"a\"b","c\\d","NULL",""}"#),
-        ("[{\"k\":\"v\"}, [1], \"s\", null]", Type::JSONB_ARRAY, r#"{"{\"k\":\"v\"}","[1]","\"s\"",NULL}"#),
+        (
+            "[\"a\\\"b\", \"c\\\\d\", \"NULL\", \"\"]",
+            Type::TEXT_ARRAY,
+            r#"{"a\"b","c\\d","NULL",""}"#,
+        ),
+        (
+            "[{\"k\":\"v\"}, [1], \"s\", null]",
+            Type::JSONB_ARRAY,
+            r#"{"{\"k\":\"v\"}","[1]","\"s\"",NULL}"#,
+        ),
         ("[\"sad\"]", mood_array, "{\"sad\"}"),
         ("\"{1,2}\"", Type::INT4_ARRAY, "{1,2}"),
-        ("[\"(1,1),(0,0)\", \"(2,2),(1,1)\"]", Type::BOX_ARRAY, "{\"(1,1),(0,0)\";\"(2,2),(1,1)\"}"),
-        ("{\"a\":1,\"b\":[\"x\",null]}", pair(), r#"("1","{\"x\",NULL}")"#),
+        (
+            "[\"(1,1),(0,0)\", \"(2,2),(1,1)\"]",
+            Type::BOX_ARRAY,
+            "{\"(1,1),(0,0)\";\"(2,2),(1,1)\"}",
+        ),
+        (
+            "{\"a\":1,\"b\":[\"x\",null]}",
+            pair(),
+            r#"("1","{\"x\",NULL}")"#,
+        ),
         ("{\"b\":[]}", pair(), r#"(,"{}")"#),
         ("{}", pair(), "(,)"),
-        ("{\"lower\":1,\"upper\":5}", Type::INT4_RANGE, r#"["1","5")"#),
-        ("{\"lower\":null,\"upper\":\"2024-01-01\",\"upper_inc\":true,\"lower_inc\":false}", Type::DATE_RANGE, r#"(,"2024-01-01"]"#),
+        (
+            "{\"lower\":1,\"upper\":5}",
+            Type::INT4_RANGE,
+            r#"["1","5")"#,
+        ),
+        (
+            "{\"lower\":null,\"upper\":\"2024-01-01\",\"upper_inc\":true,\"lower_inc\":false}",
+            Type::DATE_RANGE,
+            r#"(,"2024-01-01"]"#,
+        ),
         ("\"empty\"", Type::INT4_RANGE, "empty"),
-        ("[{\"lower\":1,\"upper\":2}, \"[5,7)\"]", Type::INT4MULTI_RANGE, r#"{["1","2"),[5,7)}"#),
+        (
+            "[{\"lower\":1,\"upper\":2}, \"[5,7)\"]",
+            Type::INT4MULTI_RANGE,
+            r#"{["1","2"),[5,7)}"#,
+        ),
         ("{\"x\":1.5,\"y\":-2}", Type::POINT, "(1.5,-2)"),
-        ("[{\"a\":1}]", Type::new("_pair".into(), 90_005, Kind::Array(pair()), "public".into()), r#"{"(\"1\",)"}"#),
+        (
+            "[{\"a\":1}]",
+            Type::new("_pair".into(), 90_005, Kind::Array(pair()), "public".into()),
+            r#"{"(\"1\",)"}"#,
+        ),
     ];
     for (json, ty, want) in cases {
-        assert_eq!(enc(json, &ty), Ok(Some(want.to_string())), "{json} as {}", ty.name());
+        assert_eq!(
+            enc(json, &ty),
+            Ok(Some(want.to_string())),
+            "{json} as {}",
+            ty.name()
+        );
     }
 }
 
@@ -75,25 +140,78 @@ fn null_is_sql_null_for_every_type() {
 fn rejected() {
     let cases: Vec<(&str, Type, &str)> = vec![
         ("{}", Type::INT4, "parameter $2: expected int4, got object"),
-        ("1.5", Type::INT4, "parameter $2: expected int4, got non-integer number 1.5"),
-        ("1e3", Type::INT8, "parameter $2: expected int8, got non-integer number 1e+3"),
+        (
+            "1.5",
+            Type::INT4,
+            "parameter $2: expected int4, got non-integer number 1.5",
+        ),
+        (
+            "1e3",
+            Type::INT8,
+            "parameter $2: expected int8, got non-integer number 1e+3",
+        ),
         ("1", Type::BOOL, "parameter $2: expected bool, got number"),
         ("1", Type::UUID, "parameter $2: expected uuid, got number"),
         ("true", Type::DATE, "parameter $2: expected date, got bool"),
         ("[1]", Type::INT4, "parameter $2: expected int4, got array"),
-        ("5", Type::INT4_ARRAY, "parameter $2: expected int4[], got number"),
-        ("[1, {}]", Type::INT4_ARRAY, "parameter $2: expected int4, got object"),
-        ("[1.5]", Type::INT2_ARRAY, "parameter $2: expected int2, got non-integer number 1.5"),
-        ("\"meh\"", mood(), "parameter $2: invalid value \"meh\" for enum mood (expected one of: sad, ok)"),
-        ("{\"z\":1}", pair(), "parameter $2: type pair has no field \"z\""),
-        ("{\"a\":\"x\",\"b\":5}", pair(), "parameter $2: expected text[], got number"),
-        ("{\"lower\":1,\"lower_inc\":1}", Type::INT4_RANGE, "parameter $2: expected bool, got number"),
-        ("{\"low\":1}", Type::INT4_RANGE, "parameter $2: type int4range has no field \"low\""),
-        ("{\"x\":1}", Type::POINT, "parameter $2: expected float8, got null"),
-        ("[1]", Type::INT4MULTI_RANGE, "parameter $2: expected int4multirange, got number"),
+        (
+            "5",
+            Type::INT4_ARRAY,
+            "parameter $2: expected int4[], got number",
+        ),
+        (
+            "[1, {}]",
+            Type::INT4_ARRAY,
+            "parameter $2: expected int4, got object",
+        ),
+        (
+            "[1.5]",
+            Type::INT2_ARRAY,
+            "parameter $2: expected int2, got non-integer number 1.5",
+        ),
+        (
+            "\"meh\"",
+            mood(),
+            "parameter $2: invalid value \"meh\" for enum mood (expected one of: sad, ok)",
+        ),
+        (
+            "{\"z\":1}",
+            pair(),
+            "parameter $2: type pair has no field \"z\"",
+        ),
+        (
+            "{\"a\":\"x\",\"b\":5}",
+            pair(),
+            "parameter $2: expected text[], got number",
+        ),
+        (
+            "{\"lower\":1,\"lower_inc\":1}",
+            Type::INT4_RANGE,
+            "parameter $2: expected bool, got number",
+        ),
+        (
+            "{\"low\":1}",
+            Type::INT4_RANGE,
+            "parameter $2: type int4range has no field \"low\"",
+        ),
+        (
+            "{\"x\":1}",
+            Type::POINT,
+            "parameter $2: expected float8, got null",
+        ),
+        (
+            "[1]",
+            Type::INT4MULTI_RANGE,
+            "parameter $2: expected int4multirange, got number",
+        ),
     ];
     for (json, ty, want) in cases {
-        assert_eq!(enc(json, &ty), Err(want.to_string()), "{json} as {}", ty.name());
+        assert_eq!(
+            enc(json, &ty),
+            Err(want.to_string()),
+            "{json} as {}",
+            ty.name()
+        );
     }
 }
 
@@ -104,7 +222,13 @@ fn text_param_binds_as_text() {
     assert!(<TextParam as ToSql>::accepts(&Type::POLYGON));
     assert!(matches!(param.encode_format(&Type::INT4), Format::Text));
     let mut buf = BytesMut::new();
-    assert!(matches!(param.to_sql_checked(&Type::INT4, &mut buf), Ok(IsNull::No)));
+    assert!(matches!(
+        param.to_sql_checked(&Type::INT4, &mut buf),
+        Ok(IsNull::No)
+    ));
     assert_eq!(&buf[..], b"12");
-    assert!(matches!(TextParam(None).to_sql_checked(&Type::INT4, &mut buf), Ok(IsNull::Yes)));
+    assert!(matches!(
+        TextParam(None).to_sql_checked(&Type::INT4, &mut buf),
+        Ok(IsNull::Yes)
+    ));
 }
