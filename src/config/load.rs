@@ -312,6 +312,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_valid_keys() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dbagent.example.yaml");
+        let cfg = load(Some(&path), &env(&[])).unwrap();
+        assert_eq!(cfg.postgresql.connection_pool.max_size, 50);
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let cfg = load_yaml("", &[]).unwrap();
         assert_eq!(cfg.server.port, 8016);

@@ -2,7 +2,7 @@
 //! replicas and promotes when no external database is configured.
 //!
 //! This module owns every child process dbagent runs (`initdb`, `pg_ctl`, `pg_basebackup`,
-//! `pg_isready`, `postgres --version`); they are all built by [`process`] so that the switch to
+//! `pg_isready`, `postgres --version`); all are built by `process::command`, so the switch to
 //! the `postgres` OS user (PostgreSQL refuses to run as root), the argument list (never a
 //! shell) and the time limits are applied in one place.
 //!
@@ -14,6 +14,7 @@
 //! | `D/dbagent.conf` | settings dbagent manages (port, socket dir, WAL, logging), rewritten on every start and included from `postgresql.conf`; `ALTER SYSTEM` still overrides it |
 //! | `D/../run/` | private Unix socket directory (mode 0700) |
 //! | `D/../<name of D>.log` | the server log |
+//! | `D/../<name of D>.lock` | `flock` serialising operations on the cluster across tasks and processes |
 //!
 //! A running server is recognised by its `postmaster.pid`, and only when that process really
 //! lives in `D`, so a stale pid file (or one whose pid was reused) never blocks a start and

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and running dbagent needs and a fresh machine may lack:
+# libclang for pg_query's bindgen step, and the PostgreSQL server binaries for the managed
+# instance. Idempotent; prints nothing when everything is there.
+set -euo pipefail
+
+need=()
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang1-14)
+ls -d /usr/lib/llvm-*/lib/clang/*/include >/dev/null 2>&1 || need+=(libclang-common-14-dev)
+if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${PG_BIN:-}" ]; then
+  need+=(postgresql)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
