@@ -1,0 +1,504 @@
+#!/usr/bin/env bash
+# dbagent benchmark: dbagent's POST /query (driven by wrk) against the same statements run
+# directly by pgbench (the ceiling), plus dbagent's CPU per request, memory and round trips
+# per request. See BENCHMARKS.md for what is measured and how.
+#
+#   bash bench/run.sh
+#
+# Knobs (environment):
+#   BENCH_DURATION=10        seconds per measured cell (one workload x one client count)
+#   BENCH_WARMUP=1           seconds of warm-up before each cell (not measured; for dbagent
+#                            every warm-up response is checked in full, see BENCH_CHECK_BODY)
+#   BENCH_CLIENTS="1 16 64"  client counts
+#   BENCH_WORKLOADS="A B C"  A point read, B 100-row range read, C single-row update
+#   BENCH_SCALE=10           pgbench scale (100000 * scale rows in pgbench_accounts)
+#   BENCH_DB=dbagent_bench   database created (and dropped at the end; BENCH_KEEP_DB=1 keeps it)
+#   BENCH_POOL_SIZE=64       dbagent pool (DB_POOL_SIZE, with DB_MAX_OVERFLOW=0)
+#   BENCH_RT_SECONDS=5       length of the 1-client run used to count round trips
+#   BENCH_STATS_FLUSH_WAIT=11  seconds to let backends flush their statistics (PostgreSQL 15
+#                            flushes an idle backend's pending counters within 10 s)
+#   BENCH_CHECK_BODY=0       1: check every measured response's body in Lua as well
+#   BENCH_OUT=<dir>          where raw logs go (default: a new /tmp/dbagent-bench.XXXXXX)
+#   BENCH_STRICT=0           1: exit 2 when a target is missed
+#   DBAGENT_BIN=<path>       use this binary instead of running `cargo build --release`
+#   PGHOST/PGPORT/PGUSER     the PostgreSQL server (default 127.0.0.1 / 5432 / postgres, trust)
+#   PG_BINDIR                where pgbench and psql are (default /usr/lib/postgresql/15/bin
+#                            when it exists, else PATH)
+#
+# Exit status: 0 when every request succeeded, 1 on any error (a non-2xx answer, a socket
+# error, a failed pgbench transaction, dbagent dying, ...), 2 with BENCH_STRICT=1 and a
+# missed target.
+
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-1}
+CLIENTS=${BENCH_CLIENTS:-"1 16 64"}
+WORKLOADS=${BENCH_WORKLOADS:-"A B C"}
+SCALE=${BENCH_SCALE:-10}
+DB=${BENCH_DB:-dbagent_bench}
+KEEP_DB=${BENCH_KEEP_DB:-0}
+POOL=${BENCH_POOL_SIZE:-64}
+RT_SECONDS=${BENCH_RT_SECONDS:-5}
+FLUSH_WAIT=${BENCH_STATS_FLUSH_WAIT:-11}
+CHECK_BODY=${BENCH_CHECK_BODY:-0}
+STRICT=${BENCH_STRICT:-0}
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+if [[ -z ${PG_BINDIR:-} && -x /usr/lib/postgresql/15/bin/pgbench ]]; then
+    PG_BINDIR=/usr/lib/postgresql/15/bin
+fi
+PGBENCH=${PG_BINDIR:+$PG_BINDIR/}pgbench
+PSQL=${PG_BINDIR:+$PG_BINDIR/}psql
+ROWS=$((100000 * SCALE))
+
+[[ $DB =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "BENCH_DB must be a plain lower-case identifier" >&2; exit 1; }
+
+OUT=${BENCH_OUT:-}
+if [[ -z $OUT ]]; then
+    OUT=$(mktemp -d "${TMPDIR:-/tmp}/dbagent-bench.XXXXXX")
+else
+    mkdir -p "$OUT"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# state, cleanup
+
+AGENT_PID=""
+CHILD_PID=""
+DB_CREATED=0
+ERRORS=0
+ERROR_LINES=()
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+error() {
+    ERRORS=$((ERRORS + 1))
+    ERROR_LINES+=("$*")
+    log "ERROR: $*"
+}
+
+die() {
+    log "FATAL: $*"
+    exit 1
+}
+
+stop_dbagent() {
+    local pid=$AGENT_PID
+    [[ -n $pid ]] || return 0
+    AGENT_PID=""
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "dbagent (pid $pid) did not stop within 10 s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $CHILD_PID ]] && kill -0 "$CHILD_PID" 2>/dev/null; then
+        kill -TERM "$CHILD_PID" 2>/dev/null || true
+        wait "$CHILD_PID" 2>/dev/null || true
+    fi
+    stop_dbagent
+    if [[ $DB_CREATED == 1 && $KEEP_DB != 1 ]]; then
+        "$PSQL" -XAtq -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
+            log "could not drop database $DB"
+    fi
+    log "raw logs: $OUT"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Runs a command in the background and waits for it, so that a signal to this script is
+# handled (and the command killed by cleanup) at once rather than when the command ends.
+run_child() {
+    "$@" &
+    CHILD_PID=$!
+    local rc=0
+    wait "$CHILD_PID" || rc=$?
+    CHILD_PID=""
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+psql_admin() { "$PSQL" -XAtq -v ON_ERROR_STOP=1 -d postgres "$@"; }
+psql_bench() { "$PSQL" -XAtq -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+
+ensure_tool() { # command, debian package
+    command -v "$1" >/dev/null 2>&1 && return 0
+    log "$1 not found; installing $2 with apt-get"
+    if [[ $(id -u) == 0 ]]; then
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    else
+        sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    fi
+    command -v "$1" >/dev/null 2>&1 || die "could not install $2"
+}
+
+# key=value lookup in a WRK_RESULT line
+kv() { # file key
+    grep -m1 '^WRK_RESULT ' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
+calc() { awk "BEGIN { printf \"%s\", $* }"; }
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+cpu_ticks() { # utime + stime of a whole process (all threads), in clock ticks
+    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+status_kb() { # pid field  (VmRSS, VmHWM)
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+agent_alive() {
+    [[ -n $AGENT_PID ]] && kill -0 "$AGENT_PID" 2>/dev/null
+}
+
+# p50 and p99 (µs) of pgbench's per-transaction logs: field 3 is the latency in µs
+pgbench_percentiles() { # log files...
+    cat "$@" | awk '{ print $3 }' | sort -n | awk '
+        { v[NR] = $1 }
+        function pct(p,   i) { i = int(NR * p); if (i < NR * p) i++; if (i < 1) i = 1; return v[i] }
+        END { if (NR == 0) print "0 0 0"; else print pct(0.50), pct(0.99), NR }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# preparation
+
+ensure_tool wrk wrk
+ensure_tool curl curl
+command -v "$PSQL" >/dev/null 2>&1 || die "psql not found (set PG_BINDIR)"
+command -v "$PGBENCH" >/dev/null 2>&1 || die "pgbench not found (set PG_BINDIR)"
+psql_admin -c 'SELECT 1' >/dev/null || die "cannot connect to PostgreSQL at $PGHOST:$PGPORT as $PGUSER"
+
+NPROC_START=$(nproc)
+LOAD_START=$(loadavg)
+STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+log "output directory $OUT; nproc $NPROC_START; load average $LOAD_START"
+
+if [[ -n ${DBAGENT_BIN:-} ]]; then
+    BIN=$DBAGENT_BIN
+    log "using $BIN (DBAGENT_BIN)"
+else
+    log "cargo build --release (a no-op when up to date)"
+    if ! (cd "$REPO" && cargo build --release --bin dbagent) >"$OUT/build.log" 2>&1; then
+        tail -30 "$OUT/build.log" >&2
+        die "cargo build --release failed (log: $OUT/build.log)"
+    fi
+    BIN=$REPO/target/release/dbagent
+fi
+[[ -x $BIN ]] || die "no dbagent binary at $BIN"
+GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_DIRTY=$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)
+
+log "creating database $DB and running pgbench -i -s $SCALE"
+psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+psql_admin -c "CREATE DATABASE $DB" >/dev/null
+DB_CREATED=1
+"$PGBENCH" -i -s "$SCALE" -q "$DB" >"$OUT/pgbench-init.log" 2>&1 || {
+    tail -20 "$OUT/pgbench-init.log" >&2
+    die "pgbench -i failed"
+}
+PG_VERSION=$(psql_admin -c 'SHOW server_version')
+PG_MAXCONN=$(psql_admin -c 'SHOW max_connections')
+HAVE_PGSS=$(psql_admin -c "SELECT count(*) FROM pg_settings WHERE name = 'shared_preload_libraries' AND setting LIKE '%pg_stat_statements%'")
+
+# VACUUM + CHECKPOINT before each side's block, and a CHECKPOINT before each update block, so
+# that neither side inherits the other's dead tuples or dirty pages.
+settle() {
+    psql_bench -c 'VACUUM ANALYZE pgbench_accounts' -c 'CHECKPOINT' >/dev/null
+}
+
+declare -A PG_TPS PG_P50 PG_P99 AG_RPS AG_P50 AG_P99 AG_CPU AG_UTIL PG_LOAD AG_LOAD
+
+# ---------------------------------------------------------------------------------------------
+# ceiling: pgbench, same statements, prepared protocol
+
+pgbench_cell() { # workload clients
+    local w=$1 c=$2 j=$(($2 < 2 ? $2 : 2))
+    local script="$BENCH_DIR/pgbench/$w.sql" prefix="$OUT/pgbench-$w-$c"
+    local args=(-n -M prepared -s "$SCALE" -c "$c" -j "$j" -f "$script" "$DB")
+    if [[ $WARMUP != 0 ]]; then
+        run_child "$PGBENCH" "${args[@]}" -T "$WARMUP" >"$prefix.warmup.out" 2>&1 ||
+            error "pgbench warm-up $w/$c failed (see $prefix.warmup.out)"
+    fi
+    PG_LOAD[$w,$c]=$(loadavg | cut -d' ' -f1)
+    local rc=0
+    run_child "$PGBENCH" "${args[@]}" -T "$DURATION" -l --log-prefix="$prefix.log" >"$prefix.out" 2>&1 || rc=$?
+    [[ $rc == 0 ]] || error "pgbench $w/$c exited $rc (see $prefix.out)"
+    local failed
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$prefix.out")
+    [[ -z $failed || $failed == 0 ]] || error "pgbench $w/$c: $failed failed transactions"
+    PG_TPS[$w,$c]=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$prefix.out" | head -1)
+    [[ -n ${PG_TPS[$w,$c]} ]] || { error "pgbench $w/$c printed no tps"; PG_TPS[$w,$c]=0; }
+    local p
+    read -r -a p < <(pgbench_percentiles "$prefix".log.*)
+    PG_P50[$w,$c]=${p[0]}
+    PG_P99[$w,$c]=${p[1]}
+    rm -f "$prefix".log.* # large; the percentiles are kept in the summary
+    log "pgbench  $w c=$c: $(printf '%.0f' "${PG_TPS[$w,$c]}") tps, p50 ${p[0]} µs, p99 ${p[1]} µs (${p[2]} transactions logged)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# dbagent
+
+PORT=""
+start_dbagent() {
+    log "starting dbagent (pool $POOL, max overflow 0)"
+    # A clean environment and an empty working directory: no stray dbagent.yaml, CONFIG_PATH,
+    # RUST_LOG or DBAGENT_* setting can change what is measured.
+    (cd "$OUT" && exec env -i PATH="$PATH" HOME="${HOME:-/root}" \
+        DATABASE_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB" \
+        DBAGENT_SERVER__PORT=0 DB_POOL_SIZE="$POOL" DB_MAX_OVERFLOW=0 \
+        DBAGENT_LOGGING__LEVEL=warn \
+        "$BIN" serve) >"$OUT/dbagent.stdout" 2>"$OUT/dbagent.stderr" &
+    AGENT_PID=$!
+    for _ in $(seq 1 300); do
+        PORT=$(sed -n 's|.*dbagent listening on http://[^:]*:\([0-9]*\).*|\1|p' "$OUT/dbagent.stderr" | head -1)
+        [[ -n $PORT ]] && break
+        agent_alive || { cat "$OUT/dbagent.stderr" >&2; die "dbagent exited during start-up"; }
+        sleep 0.1
+    done
+    [[ -n $PORT ]] || die "dbagent did not print its address within 30 s"
+    local code=""
+    for _ in $(seq 1 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health/ready" || true)
+        [[ $code == 200 ]] && break
+        sleep 0.1
+    done
+    [[ $code == 200 ]] || die "GET /health/ready answered $code"
+    # the pool opens its min_size connections in the background: wait for all of them
+    local n=0
+    for _ in $(seq 1 200); do
+        n=$(psql_admin -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$DB' AND application_name = 'dbagent'")
+        [[ $n -ge $POOL ]] && break
+        sleep 0.1
+    done
+    log "dbagent pid $AGENT_PID on port $PORT, $n server connections"
+}
+
+# one wrk run; sets WRK_FILE. Errors (non-2xx, bad bodies, socket errors) are reported.
+wrk_run() { # label workload clients seconds check(0|1)
+    local label=$1 w=$2 c=$3 secs=$4 check=$5
+    local t=$(($3 < 2 ? $3 : 2))
+    WRK_FILE="$OUT/wrk-$label.out"
+    local rc=0
+    run_child wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH_DIR/query.lua" \
+        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" >"$WRK_FILE" 2>&1 || rc=$?
+    [[ $rc == 0 ]] || error "wrk $label exited $rc (see $WRK_FILE)"
+    if ! grep -q '^WRK_RESULT ' "$WRK_FILE"; then
+        error "wrk $label printed no result (see $WRK_FILE)"
+        echo "WRK_RESULT requests=0 duration_us=1 rps=0 p50_us=0 p90_us=0 p99_us=0 max_us=0 non2xx=0 bad_body=0 connect=0 read=0 write=0 timeout=0 status_gt399=0" >>"$WRK_FILE"
+    fi
+    local k bad=""
+    for k in non2xx bad_body status_gt399 connect read write timeout; do
+        local v
+        v=$(kv "$WRK_FILE" "$k")
+        [[ $v == 0 ]] || bad+=" $k=$v"
+    done
+    [[ -z $bad ]] || error "wrk $label:$bad (see $WRK_FILE; dbagent log $OUT/dbagent.stderr)"
+    [[ $(kv "$WRK_FILE" requests) -gt 0 ]] || error "wrk $label completed no request"
+    agent_alive || die "dbagent died during $label (see $OUT/dbagent.stderr)"
+}
+
+dbagent_cell() { # workload clients
+    local w=$1 c=$2
+    if [[ $WARMUP != 0 ]]; then
+        wrk_run "$w-$c-warmup" "$w" "$c" "$WARMUP" 1
+    fi
+    AG_LOAD[$w,$c]=$(loadavg | cut -d' ' -f1)
+    local before after
+    before=$(cpu_ticks "$AGENT_PID")
+    wrk_run "$w-$c" "$w" "$c" "$DURATION" "$CHECK_BODY"
+    after=$(cpu_ticks "$AGENT_PID")
+    local req dur
+    req=$(kv "$WRK_FILE" requests)
+    dur=$(kv "$WRK_FILE" duration_us)
+    AG_RPS[$w,$c]=$(kv "$WRK_FILE" rps)
+    AG_P50[$w,$c]=$(kv "$WRK_FILE" p50_us)
+    AG_P99[$w,$c]=$(kv "$WRK_FILE" p99_us)
+    AG_CPU[$w,$c]=$(calc "($after - $before) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
+    AG_UTIL[$w,$c]=$(calc "($after - $before) / $CLK_TCK / ($dur / 1000000)")
+    log "dbagent  $w c=$c: $(printf '%.0f' "${AG_RPS[$w,$c]}") req/s, p50 ${AG_P50[$w,$c]} µs, p99 ${AG_P99[$w,$c]} µs, CPU $(printf '%.1f' "${AG_CPU[$w,$c]}") µs/req ($(printf '%.2f' "${AG_UTIL[$w,$c]}") cores)"
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------------------------------------
+# run: pgbench block, then dbagent block (both cannot hold 64 connections each at once on a
+# default max_connections = 100 server)
+
+log "ceiling: pgbench -M prepared, ${DURATION}s per cell"
+settle
+for w in $WORKLOADS; do
+    [[ $w == C ]] && psql_bench -c CHECKPOINT >/dev/null
+    for c in $CLIENTS; do pgbench_cell "$w" "$c"; done
+done
+
+log "dbagent: wrk POST /query, ${DURATION}s per cell"
+settle
+start_dbagent
+RSS_IDLE=$(status_kb "$AGENT_PID" VmRSS)
+log "dbagent idle RSS ${RSS_IDLE} kB"
+for w in $WORKLOADS; do
+    [[ $w == C ]] && psql_bench -c CHECKPOINT >/dev/null
+    for c in $CLIENTS; do dbagent_cell "$w" "$c"; done
+done
+RSS_PEAK=$(status_kb "$AGENT_PID" VmHWM)
+RSS_AFTER=$(status_kb "$AGENT_PID" VmRSS)
+log "dbagent peak RSS (VmHWM) ${RSS_PEAK} kB, current ${RSS_AFTER} kB"
+
+# ---------------------------------------------------------------------------------------------
+# round trips per request
+#
+# pg_stat_database.xact_commit of the bench database counts every transaction its backends
+# commit, including the implicit one around each Sync of the extended protocol and each
+# simple Query message: a statement sent alone counts 1, a pre-ping (empty query), a reset or
+# a SET sent with it count one more each. PostgreSQL 15 publishes a backend's counters when it
+# goes idle at most once a second, and an idle backend's pending counters within 10 s, so each
+# reading is taken after BENCH_STATS_FLUSH_WAIT seconds of quiet. dbagent's own background
+# traffic (a health ping per second) is measured over an idle window first and subtracted.
+# The counters are read from the postgres database (pg_stat_database is cluster-wide) so that
+# reading them adds nothing to the bench database's count; the index-scan cross-check has to
+# be read from the bench database and adds about one commit per reading (negligible).
+
+read_counters() { # → "epoch xact_commit xact_rollback idx_scan"
+    local t x i
+    t=$(date +%s.%N)
+    x=$(psql_admin -F' ' -c "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = '$DB'")
+    i=$(psql_bench -c "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'pgbench_accounts_pkey'")
+    echo "$t $x $i"
+}
+
+RT_REQ=0 RT_COMMITS="" RT_ROLLBACKS="" RT_IDX="" RT_BG_RATE=""
+if [[ " $WORKLOADS " == *" A "* ]]; then
+    log "round trips: warm-up, then ${FLUSH_WAIT}s idle windows and a ${RT_SECONDS}s 1-client point-read run"
+    # every pooled connection: statement prepared, session switched back to read-only after C
+    wrk_run "rt-warmup" A "$POOL" 2 1
+    sleep "$FLUSH_WAIT"
+    read -r t0 c0 r0 i0 < <(read_counters)
+    sleep "$FLUSH_WAIT"
+    read -r t1 c1 r1 i1 < <(read_counters)
+    wrk_run "rt" A 1 "$RT_SECONDS" 1
+    RT_REQ=$(kv "$WRK_FILE" requests)
+    sleep "$FLUSH_WAIT"
+    read -r t2 c2 r2 i2 < <(read_counters)
+    RT_BG_RATE=$(calc "($c1 - $c0) / ($t1 - $t0)")
+    RT_BG=$(calc "$RT_BG_RATE * ($t2 - $t1)")
+    RT_COMMITS=$(calc "($c2 - $c1 - $RT_BG) / $RT_REQ")
+    RT_RAW=$(calc "($c2 - $c1) / $RT_REQ")
+    RT_ROLLBACKS=$((r2 - r1))
+    RT_IDX=$(calc "($i2 - $i1) / $RT_REQ")
+    {
+        echo "idle window: $t0 -> $t1, commits $c0 -> $c1 (rate $RT_BG_RATE/s), idx_scan $i0 -> $i1"
+        echo "measured:    $t1 -> $t2, commits $c1 -> $c2, rollbacks $r1 -> $r2, idx_scan $i1 -> $i2"
+        echo "requests $RT_REQ; background subtracted $RT_BG; commits/request $RT_COMMITS (raw $RT_RAW); index scans/request $RT_IDX"
+    } >"$OUT/round-trips.txt"
+    log "$(tail -1 "$OUT/round-trips.txt")"
+    [[ $RT_ROLLBACKS == 0 ]] || error "$RT_ROLLBACKS rolled-back transactions during the round-trip count"
+fi
+
+stop_dbagent
+LOAD_END=$(loadavg)
+NPROC_END=$(nproc)
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+verdict() { # ok-expression(awk) → "ok" / "MISS" (counted from the summary afterwards)
+    if [[ $(calc "($1) ? 1 : 0") == 1 ]]; then echo ok; else echo MISS; fi
+}
+ms() { calc "$1 / 1000" | awk '{ printf "%.3f", $1 }'; }
+
+report() {
+    echo
+    echo "dbagent benchmark — $STARTED_AT — dbagent $GIT_REV$([[ $GIT_DIRTY != 0 ]] && echo " (+$GIT_DIRTY uncommitted changes in src/)")"
+    echo "PostgreSQL $PG_VERSION (max_connections $PG_MAXCONN), pgbench scale $SCALE, ${DURATION}s per cell (+${WARMUP}s warm-up), pool $POOL"
+    echo
+    printf '%-2s %3s | %9s %8s %8s | %9s %8s %8s | %5s %-9s | %6s %-4s | %6s | %s\n' \
+        wl cl "dbagent/s" "p50 ms" "p99 ms" "pgbench/s" "p50 ms" "p99 ms" ratio target "p99 x" "≤3" "cpu µs" "load ag/pg"
+    printf -- '-%.0s' $(seq 1 116); echo
+    local w c
+    for w in $WORKLOADS; do
+        local need=0.60
+        [[ $w == B ]] && need=0.50
+        for c in $CLIENTS; do
+            local ratio p99x tgt p99v
+            ratio=$(calc "${PG_TPS[$w,$c]} > 0 ? ${AG_RPS[$w,$c]} / ${PG_TPS[$w,$c]} : 0")
+            p99x=$(calc "${PG_P99[$w,$c]} > 0 ? ${AG_P99[$w,$c]} / ${PG_P99[$w,$c]} : 0")
+            if [[ $c -ge 16 ]]; then
+                tgt="≥$(calc "$need * 100")% $(verdict "$ratio >= $need")"
+            else
+                tgt="(info)"
+            fi
+            p99v=$(verdict "$p99x <= 3")
+            printf '%-2s %3s | %9.0f %8s %8s | %9.0f %8s %8s | %4.0f%% %-9s | %5.2fx %-4s | %6.1f | %s/%s\n' \
+                "$w" "$c" "${AG_RPS[$w,$c]}" "$(ms "${AG_P50[$w,$c]}")" "$(ms "${AG_P99[$w,$c]}")" \
+                "${PG_TPS[$w,$c]}" "$(ms "${PG_P50[$w,$c]}")" "$(ms "${PG_P99[$w,$c]}")" \
+                "$(calc "$ratio * 100")" "$tgt" "$p99x" "$p99v" "${AG_CPU[$w,$c]}" \
+                "${AG_LOAD[$w,$c]}" "${PG_LOAD[$w,$c]}"
+        done
+    done
+    echo "(ratio = dbagent req/s ÷ pgbench tps; p99 x = dbagent p99 ÷ pgbench p99; cpu µs = dbagent CPU per"
+    echo " request in that cell; load = 1-min load average when the dbagent/pgbench cell started)"
+    echo
+    echo "efficiency"
+    local first_c last_c
+    first_c=$(echo "$CLIENTS" | awk '{ print $1 }')
+    last_c=$(echo "$CLIENTS" | awk '{ print $NF }')
+    for w in A B; do
+        [[ " $WORKLOADS " == *" $w "* ]] || continue
+        local max=50
+        [[ $w == B ]] && max=150
+        local line="" c
+        for c in $CLIENTS; do
+            line+=" $c cl: $(printf '%.1f' "${AG_CPU[$w,$c]}") µs $(verdict "${AG_CPU[$w,$c]} <= $max");"
+        done
+        echo "  CPU per request $w (target ≤ $max µs):${line%;}"
+    done
+    echo "  RSS idle $(calc "$RSS_IDLE / 1024" | awk '{ printf "%.1f", $1 }') MB (target < 20 MB) $(verdict "$RSS_IDLE < 20 * 1024")"
+    echo "  RSS peak (VmHWM after the $last_c-client cells) $(calc "$RSS_PEAK / 1024" | awk '{ printf "%.1f", $1 }') MB (target < 50 MB) $(verdict "$RSS_PEAK < 50 * 1024")"
+    if [[ -n ${AG_P50[A,$first_c]:-} && $first_c == 1 ]]; then
+        echo "  p50 at 1 client, A: $(ms "${AG_P50[A,1]}") ms (target ≤ 0.35 ms) $(verdict "${AG_P50[A,1]} <= 350"); pgbench $(ms "${PG_P50[A,1]}") ms"
+    fi
+    if [[ -n $RT_COMMITS ]]; then
+        echo "  round trips per request (xact_commit per point read, $RT_REQ requests, 1 client): $(printf '%.3f' "$RT_COMMITS") (target 1.0) $(verdict "$RT_COMMITS < 1.02")"
+        echo "    raw $(printf '%.3f' "$RT_RAW") before subtracting $(printf '%.1f' "$RT_BG") background commits ($(printf '%.2f' "$RT_BG_RATE")/s); index scans per request $(printf '%.3f' "$RT_IDX"); rollbacks $RT_ROLLBACKS; pg_stat_statements loaded: $([[ $HAVE_PGSS == 1 ]] && echo yes || echo no)"
+    fi
+    echo
+    echo "machine: nproc $NPROC_START at start, $NPROC_END at end; load average $LOAD_START at start, $LOAD_END at end"
+    if [[ $ERRORS != 0 ]]; then
+        echo
+        echo "ERRORS ($ERRORS):"
+        printf '  %s\n' "${ERROR_LINES[@]}"
+    fi
+}
+
+report >"$OUT/summary.txt"
+cat "$OUT/summary.txt"
+MISSED=$(grep -o 'MISS' "$OUT/summary.txt" | wc -l)
+
+if [[ $ERRORS != 0 ]]; then
+    exit 1
+fi
+if [[ $STRICT == 1 && $MISSED != 0 ]]; then
+    exit 2
+fi
+exit 0
