@@ -14,9 +14,9 @@
 #   BENCH_SCALE=10           pgbench scale (100000 * scale rows in pgbench_accounts)
 #   BENCH_DB=dbagent_bench   database created (and dropped at the end; BENCH_KEEP_DB=1 keeps it)
 #   BENCH_POOL_SIZE=64       dbagent pool (DB_POOL_SIZE, with DB_MAX_OVERFLOW=0)
-#   BENCH_RT_SECONDS=5       length of the 1-client run used to count round trips
-#   BENCH_STATS_FLUSH_WAIT=11  seconds to let backends flush their statistics (PostgreSQL 15
-#                            flushes an idle backend's pending counters within 10 s)
+#   BENCH_MEM_SECONDS=2      seconds per cell of the memory run (one dbagent through all cells)
+#   BENCH_RT_SECONDS=8       length of the long 1-client run used to count round trips (the
+#                            short one is a quarter of it)
 #   BENCH_CHECK_BODY=0       1: check every measured response's body in Lua as well
 #   BENCH_OUT=<dir>          where raw logs go (default: a new /tmp/dbagent-bench.XXXXXX)
 #   BENCH_STRICT=0           1: exit 2 when a target is missed
@@ -42,8 +42,8 @@ SCALE=${BENCH_SCALE:-10}
 DB=${BENCH_DB:-dbagent_bench}
 KEEP_DB=${BENCH_KEEP_DB:-0}
 POOL=${BENCH_POOL_SIZE:-64}
-RT_SECONDS=${BENCH_RT_SECONDS:-5}
-FLUSH_WAIT=${BENCH_STATS_FLUSH_WAIT:-11}
+RT_SECONDS=${BENCH_RT_SECONDS:-8}
+MEM_SECONDS=${BENCH_MEM_SECONDS:-2}
 CHECK_BODY=${BENCH_CHECK_BODY:-0}
 STRICT=${BENCH_STRICT:-0}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
@@ -111,6 +111,7 @@ cleanup() {
         wait "$CHILD_PID" 2>/dev/null || true
     fi
     stop_dbagent
+    rm -f "$OUT/dbagent" "$OUT/.times"
     if [[ $DB_CREATED == 1 && $KEEP_DB != 1 ]]; then
         "$PSQL" -XAtq -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
             log "could not drop database $DB"
@@ -122,10 +123,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Runs a command in the background and waits for it, so that a signal to this script is
-# handled (and the command killed by cleanup) at once rather than when the command ends.
-run_child() {
-    "$@" &
+# Runs a command in the background, its output to OUTFILE, and waits for it, so that a signal
+# to this script is handled (and the command killed by cleanup) at once rather than when the
+# command ends. The redirection is inside: a trap that runs during the wait must not inherit it.
+run_child() { # outfile command...
+    local out=$1
+    shift
+    "$@" >"$out" 2>&1 &
     CHILD_PID=$!
     local rc=0
     wait "$CHILD_PID" || rc=$?
@@ -155,7 +159,7 @@ kv() { # file key
     grep -m1 '^WRK_RESULT ' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
-calc() { awk "BEGIN { printf \"%s\", $* }"; }
+calc() { awk "BEGIN { printf \"%.6f\", ($*) }"; }
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -165,6 +169,13 @@ cpu_ticks() { # utime + stime of a whole process (all threads), in clock ticks
 
 status_kb() { # pid field  (VmRSS, VmHWM)
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+# CPU seconds (user+sys) of this shell's reaped children so far. `times` must run in this
+# shell, not in a $(...) subshell (whose children counters start at zero).
+children_cpu() { # → CHILD_CPU
+    times >"$OUT/.times"
+    CHILD_CPU=$(awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.6f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$OUT/.times")
 }
 
 agent_alive() {
@@ -205,11 +216,16 @@ else
     BIN=$REPO/target/release/dbagent
 fi
 [[ -x $BIN ]] || die "no dbagent binary at $BIN"
+# Run a private copy: another `cargo build --release` during the run must not swap the binary
+# between cells.
+cp "$BIN" "$OUT/dbagent"
+BIN_ORIG=$BIN
+BIN=$OUT/dbagent
 GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)
 
 log "creating database $DB and running pgbench -i -s $SCALE"
-psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+psql_admin -c 'SET client_min_messages = warning' -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
 psql_admin -c "CREATE DATABASE $DB" >/dev/null
 DB_CREATED=1
 "$PGBENCH" -i -s "$SCALE" -q "$DB" >"$OUT/pgbench-init.log" 2>&1 || {
@@ -226,7 +242,7 @@ settle() {
     psql_bench -c 'VACUUM ANALYZE pgbench_accounts' -c 'CHECKPOINT' >/dev/null
 }
 
-declare -A PG_TPS PG_P50 PG_P99 AG_RPS AG_P50 AG_P99 AG_CPU AG_UTIL PG_LOAD AG_LOAD
+declare -A PG_TPS PG_P50 PG_P99 PG_CLI AG_RPS AG_P50 AG_P99 AG_CPU AG_UTIL AG_WRK PG_LOAD AG_LOAD
 
 # ---------------------------------------------------------------------------------------------
 # ceiling: pgbench, same statements, prepared protocol
@@ -236,17 +252,23 @@ pgbench_cell() { # workload clients
     local script="$BENCH_DIR/pgbench/$w.sql" prefix="$OUT/pgbench-$w-$c"
     local args=(-n -M prepared -s "$SCALE" -c "$c" -j "$j" -f "$script" "$DB")
     if [[ $WARMUP != 0 ]]; then
-        run_child "$PGBENCH" "${args[@]}" -T "$WARMUP" >"$prefix.warmup.out" 2>&1 ||
+        run_child "$prefix.warmup.out" "$PGBENCH" "${args[@]}" -T "$WARMUP" ||
             error "pgbench warm-up $w/$c failed (see $prefix.warmup.out)"
     fi
     PG_LOAD[$w,$c]=$(loadavg | cut -d' ' -f1)
-    local rc=0
-    run_child "$PGBENCH" "${args[@]}" -T "$DURATION" -l --log-prefix="$prefix.log" >"$prefix.out" 2>&1 || rc=$?
+    local rc=0 cpu0
+    children_cpu
+    cpu0=$CHILD_CPU
+    run_child "$prefix.out" "$PGBENCH" "${args[@]}" -T "$DURATION" -l --log-prefix="$prefix.log" || rc=$?
+    children_cpu
     [[ $rc == 0 ]] || error "pgbench $w/$c exited $rc (see $prefix.out)"
     local failed
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$prefix.out")
     [[ -z $failed || $failed == 0 ]] || error "pgbench $w/$c: $failed failed transactions"
     PG_TPS[$w,$c]=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$prefix.out" | head -1)
+    local txns
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$prefix.out")
+    PG_CLI[$w,$c]=$(calc "($CHILD_CPU - $cpu0) * 1000000 / (${txns:-0} > 0 ? ${txns:-0} : 1)")
     [[ -n ${PG_TPS[$w,$c]} ]] || { error "pgbench $w/$c printed no tps"; PG_TPS[$w,$c]=0; }
     local p
     read -r -a p < <(pgbench_percentiles "$prefix".log.*)
@@ -277,6 +299,8 @@ start_dbagent() {
         sleep 0.1
     done
     [[ -n $PORT ]] || die "dbagent did not print its address within 30 s"
+    [[ $(cat "/proc/$AGENT_PID/comm" 2>/dev/null) == dbagent ]] ||
+        die "pid $AGENT_PID is not dbagent; CPU and memory would be read from the wrong process"
     local code=""
     for _ in $(seq 1 100); do
         code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health/ready" || true)
@@ -300,8 +324,8 @@ wrk_run() { # label workload clients seconds check(0|1)
     local t=$(($3 < 2 ? $3 : 2))
     WRK_FILE="$OUT/wrk-$label.out"
     local rc=0
-    run_child wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH_DIR/query.lua" \
-        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" >"$WRK_FILE" 2>&1 || rc=$?
+    run_child "$WRK_FILE" wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH_DIR/query.lua" \
+        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" || rc=$?
     [[ $rc == 0 ]] || error "wrk $label exited $rc (see $WRK_FILE)"
     if ! grep -q '^WRK_RESULT ' "$WRK_FILE"; then
         error "wrk $label printed no result (see $WRK_FILE)"
@@ -324,10 +348,13 @@ dbagent_cell() { # workload clients
         wrk_run "$w-$c-warmup" "$w" "$c" "$WARMUP" 1
     fi
     AG_LOAD[$w,$c]=$(loadavg | cut -d' ' -f1)
-    local before after
+    local before after cpu0
+    children_cpu
+    cpu0=$CHILD_CPU
     before=$(cpu_ticks "$AGENT_PID")
     wrk_run "$w-$c" "$w" "$c" "$DURATION" "$CHECK_BODY"
     after=$(cpu_ticks "$AGENT_PID")
+    children_cpu
     local req dur
     req=$(kv "$WRK_FILE" requests)
     dur=$(kv "$WRK_FILE" duration_us)
@@ -336,86 +363,135 @@ dbagent_cell() { # workload clients
     AG_P99[$w,$c]=$(kv "$WRK_FILE" p99_us)
     AG_CPU[$w,$c]=$(calc "($after - $before) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
     AG_UTIL[$w,$c]=$(calc "($after - $before) / $CLK_TCK / ($dur / 1000000)")
+    AG_WRK[$w,$c]=$(calc "($CHILD_CPU - $cpu0) * 1000000 / ($req > 0 ? $req : 1)")
     log "dbagent  $w c=$c: $(printf '%.0f' "${AG_RPS[$w,$c]}") req/s, p50 ${AG_P50[$w,$c]} µs, p99 ${AG_P99[$w,$c]} µs, CPU $(printf '%.1f' "${AG_CPU[$w,$c]}") µs/req ($(printf '%.2f' "${AG_UTIL[$w,$c]}") cores)"
 }
 
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------------------------------------
-# run: pgbench block, then dbagent block (both cannot hold 64 connections each at once on a
-# default max_connections = 100 server)
+# throughput and latency: each cell runs pgbench and dbagent back to back, in an order that
+# flips from cell to cell, so that both see the same machine. dbagent is started for its cell
+# and stopped after it: a 64-connection pool left open while pgbench opens 64 more would
+# exceed a default max_connections = 100.
 
-log "ceiling: pgbench -M prepared, ${DURATION}s per cell"
+log "cells: pgbench -M prepared and dbagent (wrk POST /query), ${DURATION}s each (+${WARMUP}s warm-up)"
 settle
+LAST_C=$(echo "$CLIENTS" | awk '{ print $NF }')
+CELL_PEAK=0
+cell_index=0
 for w in $WORKLOADS; do
-    [[ $w == C ]] && psql_bench -c CHECKPOINT >/dev/null
-    for c in $CLIENTS; do pgbench_cell "$w" "$c"; done
+    for c in $CLIENTS; do
+        for side in $( ((cell_index % 2 == 0)) && echo "pgbench dbagent" || echo "dbagent pgbench"); do
+            [[ $w == C ]] && psql_bench -c CHECKPOINT >/dev/null
+            if [[ $side == pgbench ]]; then
+                pgbench_cell "$w" "$c"
+            else
+                start_dbagent
+                dbagent_cell "$w" "$c"
+                if [[ $c == "$LAST_C" ]]; then
+                    hwm=$(status_kb "$AGENT_PID" VmHWM)
+                    if ((hwm > CELL_PEAK)); then CELL_PEAK=$hwm; fi
+                fi
+                stop_dbagent
+            fi
+        done
+        cell_index=$((cell_index + 1))
+    done
 done
 
-log "dbagent: wrk POST /query, ${DURATION}s per cell"
-settle
+# ---------------------------------------------------------------------------------------------
+# memory: one dbagent serves every workload at every client count in turn (BENCH_MEM_SECONDS
+# each): RSS when idle (pool open, before any request) and its high-water mark afterwards.
+
+log "memory: one dbagent through all cells, ${MEM_SECONDS}s each"
 start_dbagent
+sleep 1
 RSS_IDLE=$(status_kb "$AGENT_PID" VmRSS)
-log "dbagent idle RSS ${RSS_IDLE} kB"
 for w in $WORKLOADS; do
-    [[ $w == C ]] && psql_bench -c CHECKPOINT >/dev/null
-    for c in $CLIENTS; do dbagent_cell "$w" "$c"; done
+    for c in $CLIENTS; do wrk_run "mem-$w-$c" "$w" "$c" "$MEM_SECONDS" 1; done
 done
 RSS_PEAK=$(status_kb "$AGENT_PID" VmHWM)
 RSS_AFTER=$(status_kb "$AGENT_PID" VmRSS)
-log "dbagent peak RSS (VmHWM) ${RSS_PEAK} kB, current ${RSS_AFTER} kB"
+log "dbagent RSS idle ${RSS_IDLE} kB, peak (VmHWM) ${RSS_PEAK} kB, now ${RSS_AFTER} kB; peak of the per-cell instances after their $LAST_C-client cells ${CELL_PEAK} kB"
+stop_dbagent
 
 # ---------------------------------------------------------------------------------------------
 # round trips per request
 #
 # pg_stat_database.xact_commit of the bench database counts every transaction its backends
 # commit, including the implicit one around each Sync of the extended protocol and each
-# simple Query message: a statement sent alone counts 1, a pre-ping (empty query), a reset or
-# a SET sent with it count one more each. PostgreSQL 15 publishes a backend's counters when it
-# goes idle at most once a second, and an idle backend's pending counters within 10 s, so each
-# reading is taken after BENCH_STATS_FLUSH_WAIT seconds of quiet. dbagent's own background
-# traffic (a health ping per second) is measured over an idle window first and subtracted.
-# The counters are read from the postgres database (pg_stat_database is cluster-wide) so that
-# reading them adds nothing to the bench database's count; the index-scan cross-check has to
-# be read from the bench database and adds about one commit per reading (negligible).
+# simple Query message: a statement sent alone counts 1; a pre-ping (empty query), a reset or
+# a SET sent with it count one more each.
+#
+# A backend publishes its counters lazily (PostgreSQL 15: at most once a second while busy;
+# an empty query touches no table and is only published with the backend's next real
+# statement), but always when it exits. So each count is taken with no backend left in the
+# bench database: a fresh dbagent serves R 1-client point reads and is stopped, and the
+# difference in xact_commit covers everything it did. Doing that twice, for a short and a
+# long run, and taking the slope (commits2 - commits1) / (requests2 - requests1) cancels the
+# per-instance fixed cost (connection start-up, PREPARE on each connection, first-use pings),
+# leaving the per-request cost plus dbagent's health check (about 1 ping a second, so
+# ~0.001 commits per request at these rates). idx_scan on pgbench_accounts_pkey is the
+# cross-check: exactly one statement executed per request.
 
-read_counters() { # → "epoch xact_commit xact_rollback idx_scan"
-    local t x i
-    t=$(date +%s.%N)
-    x=$(psql_admin -F' ' -c "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = '$DB'")
-    i=$(psql_bench -c "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'pgbench_accounts_pkey'")
-    echo "$t $x $i"
+wait_db_empty() { # until no backend is connected to the bench database
+    local n=1
+    for _ in $(seq 1 150); do
+        n=$(psql_admin -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$DB'")
+        [[ $n == 0 ]] && break
+        sleep 0.1
+    done
+    [[ $n == 0 ]] || error "backends still connected to $DB after 15 s"
+    sleep 0.5 # a leaving backend flushes its statistics about when it leaves pg_stat_activity
 }
 
-RT_REQ=0 RT_COMMITS="" RT_ROLLBACKS="" RT_IDX="" RT_BG_RATE=""
+read_counters() { # → "xact_commit xact_rollback idx_scan"
+    local x i
+    x=$(psql_admin -F' ' -c "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = '$DB'")
+    i=$(psql_bench -c "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'pgbench_accounts_pkey'")
+    echo "$x $i"
+}
+
+rt_run() { # label seconds → RT=(requests commits rollbacks idx_scans)
+    local c0 r0 i0 c1 r1 i1 n
+    wait_db_empty
+    read -r c0 r0 i0 < <(read_counters)
+    start_dbagent
+    wrk_run "$1" A 1 "$2" 1
+    n=$(kv "$WRK_FILE" requests)
+    stop_dbagent
+    wait_db_empty
+    read -r c1 r1 i1 < <(read_counters)
+    RT=("$n" $((c1 - c0)) $((r1 - r0)) $((i1 - i0)))
+}
+
+RT_COMMITS=""
 if [[ " $WORKLOADS " == *" A "* ]]; then
-    log "round trips: warm-up, then ${FLUSH_WAIT}s idle windows and a ${RT_SECONDS}s 1-client point-read run"
-    # every pooled connection: statement prepared, session switched back to read-only after C
-    wrk_run "rt-warmup" A "$POOL" 2 1
-    sleep "$FLUSH_WAIT"
-    read -r t0 c0 r0 i0 < <(read_counters)
-    sleep "$FLUSH_WAIT"
-    read -r t1 c1 r1 i1 < <(read_counters)
-    wrk_run "rt" A 1 "$RT_SECONDS" 1
-    RT_REQ=$(kv "$WRK_FILE" requests)
-    sleep "$FLUSH_WAIT"
-    read -r t2 c2 r2 i2 < <(read_counters)
-    RT_BG_RATE=$(calc "($c1 - $c0) / ($t1 - $t0)")
-    RT_BG=$(calc "$RT_BG_RATE * ($t2 - $t1)")
-    RT_COMMITS=$(calc "($c2 - $c1 - $RT_BG) / $RT_REQ")
-    RT_RAW=$(calc "($c2 - $c1) / $RT_REQ")
-    RT_ROLLBACKS=$((r2 - r1))
-    RT_IDX=$(calc "($i2 - $i1) / $RT_REQ")
+    RT_SHORT=$(((RT_SECONDS + 3) / 4))
+    log "round trips: fresh dbagent, 1-client point reads for ${RT_SHORT}s and for ${RT_SECONDS}s"
+    rt_run rt-short "$RT_SHORT"
+    RT_N1=${RT[0]} RT_C1=${RT[1]} RT_R1=${RT[2]} RT_I1=${RT[3]}
+    rt_run rt-long "$RT_SECONDS"
+    RT_N2=${RT[0]} RT_C2=${RT[1]} RT_R2=${RT[2]} RT_I2=${RT[3]}
+    RT_REQ=$((RT_N2 - RT_N1))
+    if [[ $RT_REQ -gt 0 ]]; then
+        RT_COMMITS=$(calc "($RT_C2 - $RT_C1) / $RT_REQ")
+        RT_IDX=$(calc "($RT_I2 - $RT_I1) / $RT_REQ")
+        RT_FIXED=$(calc "$RT_C1 - $RT_COMMITS * $RT_N1")
+    else
+        error "the round-trip runs completed no extra request"
+    fi
+    RT_ROLLBACKS=$((RT_R1 + RT_R2))
     {
-        echo "idle window: $t0 -> $t1, commits $c0 -> $c1 (rate $RT_BG_RATE/s), idx_scan $i0 -> $i1"
-        echo "measured:    $t1 -> $t2, commits $c1 -> $c2, rollbacks $r1 -> $r2, idx_scan $i1 -> $i2"
-        echo "requests $RT_REQ; background subtracted $RT_BG; commits/request $RT_COMMITS (raw $RT_RAW); index scans/request $RT_IDX"
+        echo "short run: $RT_N1 requests, $RT_C1 commits, $RT_R1 rollbacks, $RT_I1 index scans"
+        echo "long run:  $RT_N2 requests, $RT_C2 commits, $RT_R2 rollbacks, $RT_I2 index scans"
+        echo "slope: commits/request $RT_COMMITS, index scans/request $RT_IDX; fixed per dbagent instance $RT_FIXED commits"
     } >"$OUT/round-trips.txt"
     log "$(tail -1 "$OUT/round-trips.txt")"
     [[ $RT_ROLLBACKS == 0 ]] || error "$RT_ROLLBACKS rolled-back transactions during the round-trip count"
 fi
 
-stop_dbagent
 LOAD_END=$(loadavg)
 NPROC_END=$(nproc)
 
@@ -423,17 +499,17 @@ NPROC_END=$(nproc)
 # report
 
 verdict() { # ok-expression(awk) → "ok" / "MISS" (counted from the summary afterwards)
-    if [[ $(calc "($1) ? 1 : 0") == 1 ]]; then echo ok; else echo MISS; fi
+    if awk "BEGIN { exit !($1) }"; then echo ok; else echo MISS; fi
 }
 ms() { calc "$1 / 1000" | awk '{ printf "%.3f", $1 }'; }
 
 report() {
     echo
-    echo "dbagent benchmark — $STARTED_AT — dbagent $GIT_REV$([[ $GIT_DIRTY != 0 ]] && echo " (+$GIT_DIRTY uncommitted changes in src/)")"
+    echo "dbagent benchmark — $STARTED_AT — dbagent $GIT_REV$([[ $GIT_DIRTY != 0 ]] && echo " (+$GIT_DIRTY uncommitted changes in src/)") — $BIN_ORIG"
     echo "PostgreSQL $PG_VERSION (max_connections $PG_MAXCONN), pgbench scale $SCALE, ${DURATION}s per cell (+${WARMUP}s warm-up), pool $POOL"
     echo
     printf '%-2s %3s | %9s %8s %8s | %9s %8s %8s | %5s %-9s | %6s %-4s | %6s | %s\n' \
-        wl cl "dbagent/s" "p50 ms" "p99 ms" "pgbench/s" "p50 ms" "p99 ms" ratio target "p99 x" "≤3" "cpu µs" "load ag/pg"
+        wl cl "dbagent/s" "p50 ms" "p99 ms" "pgbench/s" "p50 ms" "p99 ms" ratio target "p99 x" "<=3" "cpu us" "load ag/pg"
     printf -- '-%.0s' $(seq 1 116); echo
     local w c
     for w in $WORKLOADS; do
@@ -444,7 +520,7 @@ report() {
             ratio=$(calc "${PG_TPS[$w,$c]} > 0 ? ${AG_RPS[$w,$c]} / ${PG_TPS[$w,$c]} : 0")
             p99x=$(calc "${PG_P99[$w,$c]} > 0 ? ${AG_P99[$w,$c]} / ${PG_P99[$w,$c]} : 0")
             if [[ $c -ge 16 ]]; then
-                tgt="≥$(calc "$need * 100")% $(verdict "$ratio >= $need")"
+                tgt=">=$(awk "BEGIN { printf \"%.0f\", $need * 100 }")% $(verdict "$ratio >= $need")"
             else
                 tgt="(info)"
             fi
@@ -456,8 +532,9 @@ report() {
                 "${AG_LOAD[$w,$c]}" "${PG_LOAD[$w,$c]}"
         done
     done
-    echo "(ratio = dbagent req/s ÷ pgbench tps; p99 x = dbagent p99 ÷ pgbench p99; cpu µs = dbagent CPU per"
-    echo " request in that cell; load = 1-min load average when the dbagent/pgbench cell started)"
+    echo "(ratio = dbagent req/s / pgbench tps, target at 16+ clients; p99 x = dbagent p99 / pgbench p99;"
+    echo " cpu us = dbagent CPU time (user+sys) per request in that cell; load = 1-min load average when"
+    echo " the dbagent / pgbench cell started; the cells' own load counts in it)"
     echo
     echo "efficiency"
     local first_c last_c
@@ -472,15 +549,21 @@ report() {
             line+=" $c cl: $(printf '%.1f' "${AG_CPU[$w,$c]}") µs $(verdict "${AG_CPU[$w,$c]} <= $max");"
         done
         echo "  CPU per request $w (target ≤ $max µs):${line%;}"
+        line=""
+        for c in $CLIENTS; do
+            line+=" $c cl: pgbench $(printf '%.1f' "${PG_CLI[$w,$c]}") µs/txn, wrk $(printf '%.1f' "${AG_WRK[$w,$c]}") µs/req;"
+        done
+        echo "    for scale, the load generators' own CPU:${line%;}"
     done
     echo "  RSS idle $(calc "$RSS_IDLE / 1024" | awk '{ printf "%.1f", $1 }') MB (target < 20 MB) $(verdict "$RSS_IDLE < 20 * 1024")"
-    echo "  RSS peak (VmHWM after the $last_c-client cells) $(calc "$RSS_PEAK / 1024" | awk '{ printf "%.1f", $1 }') MB (target < 50 MB) $(verdict "$RSS_PEAK < 50 * 1024")"
+    echo "  RSS peak (VmHWM of one dbagent after every cell, up to $last_c clients) $(calc "$RSS_PEAK / 1024" | awk '{ printf "%.1f", $1 }') MB (target < 50 MB) $(verdict "$RSS_PEAK < 50 * 1024")"
+    echo "    (largest VmHWM of the per-cell instances after their $last_c-client cell: $(calc "$CELL_PEAK / 1024" | awk '{ printf "%.1f", $1 }') MB)"
     if [[ -n ${AG_P50[A,$first_c]:-} && $first_c == 1 ]]; then
         echo "  p50 at 1 client, A: $(ms "${AG_P50[A,1]}") ms (target ≤ 0.35 ms) $(verdict "${AG_P50[A,1]} <= 350"); pgbench $(ms "${PG_P50[A,1]}") ms"
     fi
     if [[ -n $RT_COMMITS ]]; then
-        echo "  round trips per request (xact_commit per point read, $RT_REQ requests, 1 client): $(printf '%.3f' "$RT_COMMITS") (target 1.0) $(verdict "$RT_COMMITS < 1.02")"
-        echo "    raw $(printf '%.3f' "$RT_RAW") before subtracting $(printf '%.1f' "$RT_BG") background commits ($(printf '%.2f' "$RT_BG_RATE")/s); index scans per request $(printf '%.3f' "$RT_IDX"); rollbacks $RT_ROLLBACKS; pg_stat_statements loaded: $([[ $HAVE_PGSS == 1 ]] && echo yes || echo no)"
+        echo "  round trips per request (xact_commit slope over $RT_REQ 1-client point reads): $(printf '%.3f' "$RT_COMMITS") (target 1.0) $(verdict "$RT_COMMITS < 1.02")"
+        echo "    index scans per request $(printf '%.3f' "$RT_IDX"); fixed cost per dbagent start $(printf '%.0f' "$RT_FIXED") commits (pool of $POOL); rollbacks $RT_ROLLBACKS; pg_stat_statements loaded: $([[ $HAVE_PGSS == 1 ]] && echo yes || echo no)"
     fi
     echo
     echo "machine: nproc $NPROC_START at start, $NPROC_END at end; load average $LOAD_START at start, $LOAD_END at end"
@@ -491,6 +574,17 @@ report() {
     fi
 }
 
+{
+    printf 'workload\tclients\tdbagent_rps\tdbagent_p50_us\tdbagent_p99_us\tdbagent_cpu_us_per_req\tdbagent_cores\twrk_cpu_us_per_req\tpgbench_tps\tpgbench_p50_us\tpgbench_p99_us\tpgbench_cpu_us_per_txn\tload_dbagent\tload_pgbench\n'
+    for w in $WORKLOADS; do
+        for c in $CLIENTS; do
+            printf '%s\t' "$w" "$c" "${AG_RPS[$w,$c]}" "${AG_P50[$w,$c]}" "${AG_P99[$w,$c]}" "${AG_CPU[$w,$c]}" \
+                "${AG_UTIL[$w,$c]}" "${AG_WRK[$w,$c]}" "${PG_TPS[$w,$c]}" "${PG_P50[$w,$c]}" "${PG_P99[$w,$c]}" \
+                "${PG_CLI[$w,$c]}" "${AG_LOAD[$w,$c]}"
+            printf '%s\n' "${PG_LOAD[$w,$c]}"
+        done
+    done
+} >"$OUT/cells.tsv"
 report >"$OUT/summary.txt"
 cat "$OUT/summary.txt"
 MISSED=$(grep -o 'MISS' "$OUT/summary.txt" | wc -l)
