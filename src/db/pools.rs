@@ -194,6 +194,10 @@ impl Endpoint {
             .idle_timeout(Some(Duration::from_secs(pool_config.idle_timeout.max(1))))
             .connection_timeout(pool_config.acquire_timeout())
             .test_on_check_out(true)
+            // Most recently used first: at low traffic the same warm connections serve every
+            // request, so they never sit idle past the pre-ping threshold (FIFO pinged ~every
+            // request below 64 req/s, doubling the round trips; see BENCHMARKS.md).
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             .error_sink(Box::new(sink))
             .build_unchecked(manager);
         Endpoint {
