@@ -6,7 +6,7 @@ use super::body::{JsonBody, ObjectWriter, RawJson};
 use super::error::ApiError;
 use super::AppState;
 use crate::query::QueryRequest;
-use crate::txn::{self, StatementRequest, TransactionRequest};
+use crate::txn::{self, TransactionRequest};
 
 pub async fn handle(State(state): State<AppState>, JsonBody(req): JsonBody<QueryRequest>) -> Result<RawJson, ApiError> {
     if req.transaction {
@@ -25,13 +25,7 @@ pub async fn handle(State(state): State<AppState>, JsonBody(req): JsonBody<Query
 
 /// `transaction: true`: the statement runs in an explicit transaction with the retry policy.
 async fn in_transaction(state: &AppState, req: QueryRequest) -> Result<RawJson, ApiError> {
-    let request = TransactionRequest {
-        queries: vec![StatementRequest { sql: req.sql, params: req.params }],
-        isolation_level: None,
-        read_only: false,
-        deferrable: false,
-        max_retries: None,
-    };
+    let request = TransactionRequest::single(req.sql, req.params);
     let out = txn::run(&state.executor, &state.config.transactions, &request).await?;
     let Some(result) = out.results.first() else {
         return Err(ApiError::invalid_request("the transaction has no statements"));

@@ -85,13 +85,7 @@ fn parse_params(raw: &[String]) -> Vec<Value> {
 async fn query(agent: &Agent, args: QueryArgs, as_json: bool) -> Result<(), Failure> {
     let params = parse_params(&args.params);
     if args.transaction {
-        let request = TransactionRequest {
-            queries: vec![StatementRequest { sql: args.sql, params }],
-            isolation_level: None,
-            read_only: false,
-            deferrable: false,
-            max_retries: None,
-        };
+        let request = TransactionRequest::single(args.sql, params);
         let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(|e| failure(e.into()))?;
         return output::transaction(&out, as_json);
     }

@@ -46,7 +46,8 @@ pub struct QueryRequest {
     pub use_cache: bool,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+/// `params: null` means no parameters (shared by `/transaction`'s statements).
+pub(crate) fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
     Ok(Option::<Vec<Value>>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -216,6 +217,6 @@ fn lease_conn<'a>(lease: &'a mut Lease<'_>) -> &'a mut db::Conn {
 
 /// Statements worth keeping prepared: plannable ones. Utility statements (DDL, VACUUM ...)
 /// are prepared per use so they never pin stale catalog state.
-fn caches_well(query_type: &str) -> bool {
+pub(crate) fn caches_well(query_type: &str) -> bool {
     matches!(query_type, "select" | "insert" | "update" | "delete" | "merge")
 }

@@ -30,12 +30,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[serde(deny_unknown_fields)]
 pub struct StatementRequest {
     pub sql: String,
-    #[serde(default, deserialize_with = "null_as_empty")]
+    #[serde(default, deserialize_with = "crate::query::null_as_empty")]
     pub params: Vec<Value>,
-}
-
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
-    Ok(Option::<Vec<Value>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A `/transaction` request.
@@ -54,6 +50,20 @@ pub struct TransactionRequest {
     /// Default: `transactions.max_retries`.
     #[serde(default)]
     pub max_retries: Option<u32>,
+}
+
+impl TransactionRequest {
+    /// One statement in a transaction with the configured defaults (`/query` with
+    /// `transaction: true`, `dbagent query --transaction`).
+    pub fn single(sql: String, params: Vec<Value>) -> Self {
+        TransactionRequest {
+            queries: vec![StatementRequest { sql, params }],
+            isolation_level: None,
+            read_only: false,
+            deferrable: false,
+            max_retries: None,
+        }
+    }
 }
 
 /// Result of one statement inside the transaction.
@@ -175,7 +185,7 @@ async fn run_attempt(
             sql: &q.sql,
             params: &q.params,
             max_rows: exec.limits.max_rows,
-            cache: exec.limits.cache_statements && matches!(*query_type, "select" | "insert" | "update" | "delete" | "merge"),
+            cache: exec.limits.cache_statements && query::caches_well(query_type),
             autocommit_read_only: None,
             // Before COMMIT nothing is durable: a lost connection means "not committed".
             may_write: false,
