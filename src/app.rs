@@ -9,63 +9,85 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::config::{Config, Secret};
+use crate::config::{self, Config, Secret};
 use crate::db::Pools;
 use crate::instance;
 use crate::monitor::Stats;
 use crate::query::{Executor, Limits};
+use crate::replication::{Managed, Supervisor};
 
-/// How often replicas' health and lag (and the primary's health) are checked.
-const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// A started agent: its executor and, when it runs one, its managed instance.
+/// A started agent: its executor, the replication supervisor and, when it runs them, the
+/// managed clusters (held by the supervisor, since failover changes them).
 pub struct Agent {
     pub executor: Arc<Executor>,
     pub config: Arc<Config>,
     pub started: Instant,
-    managed: Option<(instance::Settings, instance::Running)>,
+    pub replication: Arc<Supervisor>,
+    supervising: tokio::task::JoinHandle<()>,
 }
 
 impl Agent {
     /// Starts everything `config` asks for. With no database configured, starts (or reuses)
-    /// the managed instance first and points the primary pool at it.
+    /// the managed instance and its replicas first and points the pools at them.
     pub async fn start(mut config: Config) -> anyhow::Result<Agent> {
         let managed = if config.postgresql.is_configured() {
             None
         } else {
             let settings = instance_settings(&config)?;
-            let running = instance::start(&settings).await.context("cannot start the managed PostgreSQL instance")?;
+            let managed = Managed::start(&settings, config.replication.replicas, &config.instance.database)
+                .await
+                .context("cannot start the managed PostgreSQL instance")?;
+            let primary = &managed.primary.running;
             tracing::info!(
-                data_dir = %running.data_dir.display(),
-                port = running.port,
-                reused = !running.started_by_us,
+                data_dir = %primary.data_dir.display(),
+                port = primary.port,
+                reused = !primary.started_by_us,
+                replicas = managed.replicas.len(),
                 "managed PostgreSQL instance is running"
             );
-            config.postgresql.url = Some(Secret::new(running.url(&config.instance.database)));
-            Some((settings, running))
+            point_at_managed(&mut config, &managed);
+            Some(managed)
         };
-        let pools = Arc::new(Pools::new(&config.postgresql)?);
+        let pools = match Pools::new(&config.postgresql) {
+            Ok(pools) => Arc::new(pools),
+            Err(err) => {
+                if let Some(managed) = &managed {
+                    managed.stop().await;
+                }
+                return Err(err.into());
+            }
+        };
         pools.check_health().await;
-        pools.spawn_health_checks(HEALTH_CHECK_EVERY);
+        let replication = Supervisor::new(pools.clone(), config.replication.clone(), managed);
+        let supervising = replication.spawn();
         let stats = Arc::new(Stats::default());
         let executor = Arc::new(Executor::new(pools, stats, Limits::from_config(&config)));
-        Ok(Agent { executor, config: Arc::new(config), started: Instant::now(), managed })
+        Ok(Agent { executor, config: Arc::new(config), started: Instant::now(), replication, supervising })
     }
 
     /// The API's shared state.
     pub fn state(&self) -> AppState {
-        AppState { executor: self.executor.clone(), config: self.config.clone(), started: self.started }
+        AppState {
+            executor: self.executor.clone(),
+            config: self.config.clone(),
+            started: self.started,
+            replication: self.replication.clone(),
+        }
     }
 
-    /// The managed instance, when this agent runs one.
-    pub fn managed_instance(&self) -> Option<&instance::Running> {
-        self.managed.as_ref().map(|(_, running)| running)
+    /// The managed clusters as they are now, when this agent runs them.
+    pub fn managed(&self) -> Option<Managed> {
+        self.replication.managed()
     }
 
-    /// Closes the pools (waiting for connections to end cleanly) and stops the managed
-    /// instance if this agent started it.
+    /// Stops supervising, closes the pools (waiting for connections to end cleanly) and stops
+    /// the managed servers this agent started.
     pub async fn stop(self) {
-        let Agent { executor, managed, .. } = self;
+        let Agent { executor, replication, supervising, .. } = self;
+        supervising.abort();
+        let _ = supervising.await;
+        let managed = replication.managed();
+        drop(replication);
         match Arc::try_unwrap(executor) {
             Ok(executor) => match Arc::try_unwrap(executor.pools) {
                 Ok(pools) => pools.close(Duration::from_secs(5)).await,
@@ -73,15 +95,24 @@ impl Agent {
             },
             Err(_) => tracing::warn!("executor still in use at shutdown"),
         }
-        if let Some((settings, running)) = managed {
-            if running.started_by_us {
-                match instance::stop(&settings, instance::StopMode::Fast).await {
-                    Ok(_) => tracing::info!("managed PostgreSQL instance stopped"),
-                    Err(err) => tracing::error!(error = %crate::db::error_chain(&err), "cannot stop the managed instance"),
-                }
-            }
+        if let Some(managed) = managed {
+            managed.stop().await;
         }
     }
+}
+
+/// Points the primary pool at the managed primary and puts the managed replicas first among
+/// the read replicas (their pool index is their position in `managed.replicas`).
+fn point_at_managed(config: &mut Config, managed: &Managed) {
+    let db = &managed.database;
+    config.postgresql.url = Some(Secret::new(managed.primary.running.url(db)));
+    let ours = managed.replicas.iter().map(|r| config::Replica {
+        url: Some(Secret::new(r.cluster.running.url(db))),
+        max_lag_seconds: Some(config.replication.max_lag_seconds),
+        ..config::Replica::default()
+    });
+    let theirs = std::mem::take(&mut config.postgresql.read_replicas);
+    config.postgresql.read_replicas = ours.chain(theirs).collect();
 }
 
 /// The managed instance's settings, with the data directory made absolute.
@@ -117,7 +148,7 @@ pub async fn serve(agent: Agent) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", server.bind, server.port))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, database = %agent.executor.pools.primary().location, "dbagent is serving");
+    tracing::info!(%address, database = %agent.executor.pools.primary().location(), "dbagent is serving");
     eprintln!("dbagent listening on http://{address}");
     let router = api::router(agent.state());
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;

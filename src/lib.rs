@@ -9,6 +9,7 @@
 //! - [`schema`]: catalog introspection (tables, columns, indexes, constraints).
 //! - [`monitor`]: counters and the slow-query log.
 //! - [`instance`]: managed PostgreSQL clusters (initdb, start, stop, replicas).
+//! - [`replication`]: replica lag, synchronous commits, failover, the replication report.
 //! - [`api`]: the HTTP API.
 //! - [`cli`]: the command line.
 //! - [`app`]: wiring the pieces together for `serve` and the CLI.
@@ -21,5 +22,6 @@ pub mod db;
 pub mod instance;
 pub mod monitor;
 pub mod query;
+pub mod replication;
 pub mod schema;
 pub mod txn;

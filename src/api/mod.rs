@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod query;
 mod schema;
+mod stats;
 mod transaction;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub executor: Arc<Executor>,
     pub config: Arc<Config>,
     pub started: Instant,
+    pub replication: Arc<crate::replication::Supervisor>,
 }
 
 /// The API's routes.
@@ -43,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/schema", get(schema::list))
         .route("/schema/{table}", get(schema::describe))
+        .route("/stats/replication", get(stats::replication))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -1,18 +1,33 @@
-//! `POST /query`: one statement (seed 000's contract).
+//! `POST /query`: one statement (seed 000's contract), plus read-your-writes: `commit_lsn` on
+//! writes, `min_lsn` / `consistency` on reads, and the `Dbagent-Session` header that lets
+//! dbagent remember a caller's last commit for `consistency: "read_your_writes"`.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 
 use super::body::{JsonBody, ObjectWriter, RawJson};
 use super::error::ApiError;
 use super::AppState;
-use crate::query::QueryRequest;
+use crate::db::Lsn;
+use crate::query::{Consistency, Freshness, QueryRequest};
 use crate::txn::{self, TransactionRequest};
 
-pub async fn handle(State(state): State<AppState>, JsonBody(req): JsonBody<QueryRequest>) -> Result<RawJson, ApiError> {
+/// Header naming the caller's session for read-your-writes.
+pub const SESSION_HEADER: &str = "dbagent-session";
+const MAX_SESSION_LEN: usize = 256;
+
+pub async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<QueryRequest>,
+) -> Result<RawJson, ApiError> {
+    let session = session(&headers)?;
     if req.transaction {
-        return in_transaction(&state, req).await;
+        return in_transaction(&state, req, session.as_deref()).await;
     }
-    let out = state.executor.query(&req.sql, &req.params).await?;
+    let freshness = freshness(&state, &req, session.as_deref())?;
+    let out = state.executor.query(&req.sql, &req.params, freshness).await?;
+    remember(&state, session.as_deref(), out.commit_lsn);
     let mut w = ObjectWriter::with_capacity(out.rows.json.len() + 256);
     w.value("success", &true)
         .rows(&out.rows)
@@ -20,13 +35,51 @@ pub async fn handle(State(state): State<AppState>, JsonBody(req): JsonBody<Query
         .value("query_type", out.query_type)
         .value("from_cache", &false)
         .value("served_by", &out.served_by);
+    if let Some(lsn) = out.commit_lsn {
+        w.value("commit_lsn", &lsn);
+    }
     Ok(RawJson(w.finish()))
 }
 
+/// The caller's session, from the `Dbagent-Session` header.
+pub(super) fn session(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(SESSION_HEADER) else { return Ok(None) };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= MAX_SESSION_LEN)
+        .ok_or_else(|| ApiError::invalid_request(format!("the {SESSION_HEADER} header must be 1 to {MAX_SESSION_LEN} visible ASCII characters")))?;
+    Ok(Some(text.to_owned()))
+}
+
+/// Records a write's commit position for the caller's session.
+pub(super) fn remember(state: &AppState, session: Option<&str>, lsn: Option<Lsn>) {
+    if let (Some(session), Some(lsn)) = (session, lsn) {
+        state.executor.sessions.record(session, lsn);
+    }
+}
+
+fn freshness(state: &AppState, req: &QueryRequest, session: Option<&str>) -> Result<Freshness, ApiError> {
+    Ok(match req.consistency {
+        Consistency::Eventual => Freshness { min_lsn: req.min_lsn, primary_only: false },
+        Consistency::Strong => Freshness { min_lsn: req.min_lsn, primary_only: true },
+        Consistency::ReadYourWrites => {
+            let session = session.ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "consistency \"read_your_writes\" needs the caller's session: send the {SESSION_HEADER} header on writes and reads (or pass min_lsn)"
+                ))
+            })?;
+            let floor = state.executor.sessions.floor(session);
+            Freshness { min_lsn: req.min_lsn.max(floor), primary_only: false }
+        }
+    })
+}
+
 /// `transaction: true`: the statement runs in an explicit transaction with the retry policy.
-async fn in_transaction(state: &AppState, req: QueryRequest) -> Result<RawJson, ApiError> {
+async fn in_transaction(state: &AppState, req: QueryRequest, session: Option<&str>) -> Result<RawJson, ApiError> {
     let request = TransactionRequest::single(req.sql, req.params);
     let out = txn::run(&state.executor, &state.config.transactions, &request).await?;
+    remember(state, session, out.commit_lsn);
     let Some(result) = out.results.first() else {
         return Err(ApiError::invalid_request("the transaction has no statements"));
     };
@@ -38,5 +91,8 @@ async fn in_transaction(state: &AppState, req: QueryRequest) -> Result<RawJson, 
         .value("from_cache", &false)
         .value("served_by", "primary")
         .value("retries", &out.retries);
+    if let Some(lsn) = out.commit_lsn {
+        w.value("commit_lsn", &lsn);
+    }
     Ok(RawJson(w.finish()))
 }

@@ -1,14 +1,21 @@
 //! `POST /transaction`: several statements, one transaction, retried on conflicts.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 
 use super::body::{JsonBody, ObjectWriter, RawJson};
 use super::error::ApiError;
 use super::AppState;
 use crate::txn::{self, TransactionRequest};
 
-pub async fn handle(State(state): State<AppState>, JsonBody(req): JsonBody<TransactionRequest>) -> Result<RawJson, ApiError> {
+pub async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<TransactionRequest>,
+) -> Result<RawJson, ApiError> {
+    let session = super::query::session(&headers)?;
     let out = txn::run(&state.executor, &state.config.transactions, &req).await?;
+    super::query::remember(&state, session.as_deref(), out.commit_lsn);
     let size: usize = out.results.iter().map(|r| r.rows.json.len() + 128).sum();
     let mut results = Vec::with_capacity(size + 2);
     results.push(b'[');
@@ -29,5 +36,8 @@ pub async fn handle(State(state): State<AppState>, JsonBody(req): JsonBody<Trans
         .value("read_only", &out.read_only)
         .millis("execution_time_ms", out.execution_time)
         .raw("results", &results);
+    if let Some(lsn) = out.commit_lsn {
+        w.value("commit_lsn", &lsn);
+    }
     Ok(RawJson(w.finish()))
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::{Cli, Command, Failure, InstanceCommand, QueryArgs, SchemaArgs, TransactionArgs, exit, output};
+use super::{Cli, Command, Failure, InstanceCommand, QueryArgs, ReplicaCommand, SchemaArgs, TransactionArgs, exit, output};
+use crate::replication::topology::replica_settings;
 use crate::api::error::ApiError;
 use crate::app::{self, Agent};
 use crate::config::{self, Config, Environment, LogFormat};
@@ -89,7 +90,7 @@ async fn query(agent: &Agent, args: QueryArgs, as_json: bool) -> Result<(), Fail
         let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(|e| failure(e.into()))?;
         return output::transaction(&out, as_json);
     }
-    let out = agent.executor.query(&args.sql, &params).await.map_err(|e| failure(e.into()))?;
+    let out = agent.executor.query(&args.sql, &params, Default::default()).await.map_err(|e| failure(e.into()))?;
     output::query(&out, as_json)
 }
 
@@ -176,6 +177,48 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
                 print!("{text}");
                 return Ok(());
             }
+        }
+        InstanceCommand::Replica(ReplicaCommand::Create { number }) => {
+            let primary = instance::start(&settings).await.map_err(fail)?;
+            let number = match number {
+                Some(n) => n,
+                None => (1..).find(|n| !replica_settings(&settings, *n).data_dir.exists()).unwrap_or(1),
+            };
+            let replica = replica_settings(&settings, number);
+            let running = instance::create_replica(&primary, &replica).await.map_err(fail)?;
+            json!({
+                "replica": number,
+                "data_dir": running.data_dir,
+                "port": running.port,
+                "url": running.url(&config.instance.database),
+                "primary_port": primary.port,
+            })
+        }
+        InstanceCommand::Replica(ReplicaCommand::List) => {
+            let mut list = Vec::new();
+            for n in 1.. {
+                let replica = replica_settings(&settings, n);
+                if !replica.data_dir.exists() {
+                    break;
+                }
+                let status = instance::status(&replica).map_err(fail)?;
+                let fenced = instance::fenced(&replica.data_dir).map_err(fail)?.is_some();
+                list.push(json!({ "replica": n, "data_dir": status.data_dir, "running": status.running, "port": status.port, "fenced": fenced }));
+            }
+            return output::rows(&list, as_json);
+        }
+        InstanceCommand::Promote { replica: number } => {
+            let replica = replica_settings(&settings, number);
+            if !instance::status(&replica).map_err(fail)?.running {
+                return Err(fail(instance::Error::NotRunning { data_dir: replica.data_dir }));
+            }
+            instance::fence(&settings, &replica.data_dir).await.map_err(fail)?;
+            instance::promote(&replica).await.map_err(fail)?;
+            let running = instance::start(&replica).await.map_err(fail)?; // adopts it: its port
+            if let Err(err) = crate::replication::topology::release_commits(&running, &config.instance.database).await {
+                eprintln!("warning: cannot reset synchronous_standby_names on the promoted server: {err}");
+            }
+            json!({ "promoted": replica.data_dir, "fenced": settings.data_dir })
         }
     };
     output::key_values(&value, as_json)

@@ -115,6 +115,29 @@ pub enum InstanceCommand {
         #[arg(long, default_value_t = 50)]
         lines: usize,
     },
+    /// Streaming replicas of the managed primary.
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
+    /// Promote a managed replica to primary; the old primary is fenced (stopped, and refused
+    /// as a primary from then on) and `serve` uses the promoted one.
+    Promote {
+        /// The replica's number (its data directory is `<data_dir>-replica-<N>`).
+        #[arg(long, default_value_t = 1)]
+        replica: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicaCommand {
+    /// Copy the running primary with pg_basebackup -R into `<data_dir>-replica-<N>` and start
+    /// it as a streaming replica on its own port.
+    Create {
+        /// Which replica (default: the first number without a data directory).
+        #[arg(long)]
+        number: Option<u32>,
+    },
+    /// The managed replicas and whether they run.
+    List,
 }
 
 /// Exit codes (see the module documentation).

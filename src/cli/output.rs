@@ -208,3 +208,21 @@ fn human_bytes(bytes: i64) -> String {
     }
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
+
+/// A list of flat JSON objects as a table (columns from the first object's keys).
+pub fn rows(items: &[Value], as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(&items);
+    }
+    let Some(first) = items.first().and_then(Value::as_object) else {
+        println!("(none)");
+        return Ok(());
+    };
+    let keys: Vec<String> = first.keys().cloned().collect();
+    let mut table = new_table(keys.clone());
+    for item in items {
+        table.add_row(keys.iter().map(|k| item.get(k).map(cell).unwrap_or_default()).collect::<Vec<_>>());
+    }
+    println!("{table}");
+    Ok(())
+}

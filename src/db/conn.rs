@@ -10,6 +10,8 @@
 //!   it turned out to be on a standby) is marked broken and never reused.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls, Statement};
@@ -47,6 +49,8 @@ pub struct Conn {
     last_used: Instant,
     broken: bool,
     role: Role,
+    /// The [`Upstream`] generation it was opened for; an older one is never handed out again.
+    generation: u64,
 }
 
 impl Conn {
@@ -107,9 +111,48 @@ impl Conn {
     }
 }
 
+/// The server a pool connects to. Failover re-points it: the generation goes up and every
+/// connection opened for an older generation is discarded instead of being handed out.
+pub struct Upstream {
+    current: RwLock<(tokio_postgres::Config, String)>,
+    generation: AtomicU64,
+    /// Options dbagent adds to every connection (timeouts, read-only default).
+    options: String,
+}
+
+impl Upstream {
+    /// `host:port/db` of the current server, without the password.
+    pub fn location(&self) -> String {
+        self.current.read().map(|c| c.1.clone()).unwrap_or_default()
+    }
+
+    /// From now on, connect to `config`; connections to the previous server are dropped.
+    pub fn repoint(&self, mut config: tokio_postgres::Config) {
+        let location = super::endpoint::describe(&config);
+        Manager::apply_options(&mut config, &self.options);
+        if let Ok(mut current) = self.current.write() {
+            if let Some(timeout) = current.0.get_connect_timeout() {
+                config.connect_timeout(*timeout);
+            }
+            *current = (config, location);
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn config(&self) -> (tokio_postgres::Config, u64) {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let config = self.current.read().map(|c| c.0.clone()).unwrap_or_else(|p| p.into_inner().0.clone());
+        (config, generation)
+    }
+
+    fn is_current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::SeqCst) == generation
+    }
+}
+
 /// Opens connections for one pool (bb8's `ManageConnection`).
 pub struct Manager {
-    config: tokio_postgres::Config,
+    upstream: Arc<Upstream>,
     role: Role,
     pre_ping: bool,
     tasks: TaskTracker,
@@ -126,20 +169,31 @@ impl Manager {
     ) -> Self {
         let read_only = if role == Role::Replica { "on" } else { "off" };
         // Startup options cost no round trip; they replace a per-checkout SET.
-        let ours = format!(
+        let options = format!(
             "-c statement_timeout={} -c default_transaction_read_only={read_only} -c idle_in_transaction_session_timeout={}",
             statement_timeout.as_millis().max(1),
             (statement_timeout * 2).as_millis().max(60_000),
         );
+        let location = super::endpoint::describe(&config);
+        Manager::apply_options(&mut config, &options);
+        let upstream = Upstream { current: RwLock::new((config, location)), generation: AtomicU64::new(0), options };
+        Manager { upstream: Arc::new(upstream), role, pre_ping, tasks }
+    }
+
+    fn apply_options(config: &mut tokio_postgres::Config, ours: &str) {
         let options = match config.get_options() {
             Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
-            _ => ours,
+            _ => ours.to_owned(),
         };
         config.options(options);
         if config.get_application_name().is_none() {
             config.application_name("dbagent");
         }
-        Manager { config, role, pre_ping, tasks }
+    }
+
+    /// The server this manager connects to (shared with the pool's owner for re-pointing).
+    pub fn upstream(&self) -> Arc<Upstream> {
+        self.upstream.clone()
     }
 }
 
@@ -148,7 +202,8 @@ impl bb8::ManageConnection for Manager {
     type Error = ConnectError;
 
     async fn connect(&self) -> Result<Conn, ConnectError> {
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (config, generation) = self.upstream.config();
+        let (client, connection) = config.connect(NoTls).await?;
         // PostgreSQL 14+ reports this at startup: the role check costs no round trip.
         let standby = connection.parameter("in_hot_standby") == Some("on");
         self.tasks.spawn(async move {
@@ -166,11 +221,12 @@ impl bb8::ManageConnection for Manager {
             last_used: Instant::now(),
             broken: false,
             role: self.role,
+            generation,
         })
     }
 
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectError> {
-        if conn.client.is_closed() {
+        if conn.client.is_closed() || !self.upstream.is_current(conn.generation) {
             return Err(ConnectError::Closed);
         }
         if self.pre_ping && conn.last_used.elapsed() > PING_AFTER {
@@ -181,6 +237,6 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken || conn.client.is_closed()
+        conn.broken || conn.client.is_closed() || !self.upstream.is_current(conn.generation)
     }
 }

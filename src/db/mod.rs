@@ -3,13 +3,17 @@
 //!
 //! This is the only module that opens database connections.
 
+pub mod admin;
 mod conn;
 mod endpoint;
 mod error;
+mod lsn;
 mod pools;
 pub mod types;
 
 pub use conn::{Conn, ConnectError, Role, PING_AFTER};
 pub use endpoint::describe;
 pub use error::{Error, PgError, error_chain};
+pub use lsn::{Lsn, LsnParseError};
+pub use conn::Upstream;
 pub use pools::{Endpoint, Lease, PoolStats, Pools, PoolsStats, Target};

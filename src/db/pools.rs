@@ -11,9 +11,12 @@ use bb8::{ErrorSink, Pool, PooledConnection, RunError};
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
-use super::conn::{ConnectError, Manager, Role};
-use super::{Error, endpoint};
+use super::conn::{ConnectError, Manager, Role, Upstream};
+use super::{Error, Lsn, endpoint};
 use crate::config;
+
+/// How long the primary's health check waits for an answer.
+const PRIMARY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a statement must run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,22 +59,34 @@ pub struct Pools {
 pub struct Endpoint {
     /// `primary` or `replica-N`.
     pub name: String,
-    /// Where it is, without the password.
-    pub location: String,
+    /// Where it is; failover re-points the primary's.
+    upstream: Arc<Upstream>,
     pool: Pool<Manager>,
     acquire_timeout: Duration,
     waiting: AtomicU32,
     health: Health,
     max_lag: Option<Duration>,
     last_connect_error: Arc<Mutex<Option<(Instant, String)>>>,
+    /// A replica promoted to be the primary: it no longer serves as a replica.
+    retired: AtomicBool,
+    /// The connection settings as configured (before dbagent's session options).
+    configured: tokio_postgres::Config,
 }
 
+/// What the last check saw. LSNs are 0 when unknown.
 #[derive(Default)]
 struct Health {
     healthy: AtomicBool,
     /// Replay lag in milliseconds; `u64::MAX` when unknown.
     lag_ms: AtomicU64,
     checked: AtomicBool,
+    /// Primary: `pg_current_wal_lsn()`. Replica: `pg_last_wal_receive_lsn()`.
+    received_lsn: AtomicU64,
+    /// Replica: `pg_last_wal_replay_lsn()`; only ever grows while the replica is the same
+    /// server, so it is a safe lower bound for `min_lsn` routing between checks.
+    replayed_lsn: AtomicU64,
+    replay_paused: AtomicBool,
+    in_recovery: AtomicBool,
 }
 
 impl Pools {
@@ -106,8 +121,14 @@ impl Pools {
     /// A connection for `target`. Reads fall back to the primary when no replica is usable or
     /// the chosen replica cannot hand out a connection.
     pub async fn acquire(&self, target: Target) -> Result<Lease<'_>, Error> {
+        self.acquire_at_least(target, None).await
+    }
+
+    /// Like [`Pools::acquire`], but a read goes to a replica only if it is known to have
+    /// replayed at least `min_lsn`; otherwise the primary serves it.
+    pub async fn acquire_at_least(&self, target: Target, min_lsn: Option<Lsn>) -> Result<Lease<'_>, Error> {
         if target == Target::Read {
-            if let Some(index) = self.pick_replica() {
+            if let Some(index) = self.pick_replica(min_lsn.unwrap_or_default()) {
                 match self.replicas[index].get().await {
                     Ok(conn) => return Ok(Lease { conn, replica: Some(index) }),
                     Err(err) => {
@@ -122,19 +143,25 @@ impl Pools {
     }
 
     /// Round-robin over the replicas usable right now (fair even when some are skipped).
-    fn pick_replica(&self) -> Option<usize> {
-        let usable = self.replicas.iter().filter(|r| r.is_usable()).count();
+    fn pick_replica(&self, min_lsn: Lsn) -> Option<usize> {
+        let fits = |r: &Endpoint| r.is_usable() && r.replayed_lsn() >= min_lsn;
+        let usable = self.replicas.iter().filter(|r| fits(r)).count();
         if usable == 0 {
             return None;
         }
         let k = self.next_replica.fetch_add(1, Ordering::Relaxed) % usable;
-        self.replicas.iter().enumerate().filter(|(_, r)| r.is_usable()).map(|(i, _)| i).nth(k)
+        self.replicas.iter().enumerate().filter(|(_, r)| fits(r)).map(|(i, _)| i).nth(k)
     }
 
-    /// Checks every server once: the primary answers, each replica answers and its lag.
+    /// Checks every server once: the primary answers (and its WAL position), each replica
+    /// answers and how far it has received and replayed.
     pub async fn check_health(&self) {
         let primary = async {
-            let ok = self.primary.ping().await.is_ok();
+            let lsn = tokio::time::timeout(PRIMARY_CHECK_TIMEOUT, self.primary.current_wal_lsn()).await;
+            let ok = matches!(lsn, Ok(Ok(_)));
+            if let Ok(Ok(lsn)) = lsn {
+                self.primary.health.received_lsn.store(lsn.0, Ordering::Relaxed);
+            }
             self.primary.health.healthy.store(ok, Ordering::Relaxed);
             self.primary.health.checked.store(true, Ordering::Relaxed);
         };
@@ -142,21 +169,16 @@ impl Pools {
         tokio::join!(primary, replicas);
     }
 
-    /// Runs [`Pools::check_health`] every `every` until the pools are dropped.
-    pub fn spawn_health_checks(self: &Arc<Self>, every: Duration) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(pools) = weak.upgrade() else { return };
-                pools.check_health().await;
-            }
-        });
-    }
-
     /// Statistics of every pool.
     pub fn stats(&self) -> PoolsStats {
-        PoolsStats { primary: self.primary.stats(), replicas: self.replicas.iter().map(Endpoint::stats).collect() }
+        let primary_lsn = self.primary.received_lsn();
+        let mut replicas: Vec<PoolStats> = self.replicas.iter().map(Endpoint::stats).collect();
+        for replica in &mut replicas {
+            if let (Some(replayed), false) = (replica.replayed_lsn, primary_lsn.0 == 0) {
+                replica.lag_bytes = Some(primary_lsn.0.saturating_sub(replayed.0));
+            }
+        }
+        PoolsStats { primary: self.primary.stats(), replicas }
     }
 
     /// Closes every connection and waits (bounded) for their tasks to end, so the server sees
@@ -180,11 +202,12 @@ impl Endpoint {
         pg: &config::Postgresql,
         tasks: &TaskTracker,
     ) -> Self {
-        let location = endpoint::describe(&pg_config);
         let pool_config = &pg.connection_pool;
+        let configured = pg_config.clone();
         let mut pg_config = pg_config;
         pg_config.connect_timeout(pool_config.acquire_timeout());
         let manager = Manager::new(pg_config, role, pg.query_timeout(), pool_config.pre_ping, tasks.clone());
+        let upstream = manager.upstream();
         let last_connect_error = Arc::new(Mutex::new(None));
         let sink = RecordingSink { endpoint: name.clone(), last: last_connect_error.clone() };
         let pool = Pool::builder()
@@ -202,14 +225,56 @@ impl Endpoint {
             .build_unchecked(manager);
         Endpoint {
             name,
-            location,
+            upstream,
             pool,
             acquire_timeout: pool_config.acquire_timeout(),
             waiting: AtomicU32::new(0),
             health: Health { lag_ms: AtomicU64::new(u64::MAX), ..Health::default() },
             max_lag,
             last_connect_error,
+            retired: AtomicBool::new(false),
+            configured,
         }
+    }
+
+    /// The connection settings as configured (what failover re-points the primary to).
+    pub fn configured(&self) -> &tokio_postgres::Config {
+        &self.configured
+    }
+
+    /// Where it is, without the password.
+    pub fn location(&self) -> String {
+        self.upstream.location()
+    }
+
+    /// Points the pool at another server (failover); connections to the old one are dropped.
+    pub fn repoint(&self, config: tokio_postgres::Config) {
+        self.upstream.repoint(config);
+        *self.last_connect_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Takes a replica out of service for good (it was promoted).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        self.health.healthy.store(false, Ordering::Relaxed);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.health.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Primary: its WAL position at the last check. Replica: what it had received.
+    pub fn received_lsn(&self) -> Lsn {
+        Lsn(self.health.received_lsn.load(Ordering::Relaxed))
+    }
+
+    /// Replica: what it had replayed at the last check.
+    pub fn replayed_lsn(&self) -> Lsn {
+        Lsn(self.health.replayed_lsn.load(Ordering::Relaxed))
     }
 
     async fn get(&self) -> Result<PooledConnection<'_, Manager>, Error> {
@@ -257,40 +322,88 @@ impl Endpoint {
     }
 
     async fn check_replica(&self) {
-        let lag = tokio::time::timeout(Duration::from_secs(3), self.measure_lag()).await;
-        let (healthy, lag_ms) = match lag {
-            Ok(Ok(lag)) => (true, lag.map_or(u64::MAX, |l| l.as_millis() as u64)),
+        if self.is_retired() {
+            return;
+        }
+        let state = tokio::time::timeout(Duration::from_secs(3), self.replication_state()).await;
+        let health = &self.health;
+        match state {
+            Ok(Ok(state)) => {
+                health.lag_ms.store(state.lag.map_or(u64::MAX, |l| l.as_millis() as u64), Ordering::Relaxed);
+                health.received_lsn.store(state.received.0, Ordering::Relaxed);
+                health.replayed_lsn.store(state.replayed.0, Ordering::Relaxed);
+                health.replay_paused.store(state.paused, Ordering::Relaxed);
+                // Not in recovery is fine for reads (a logical replica, say); failover asks
+                // the server itself before treating it as a primary.
+                health.healthy.store(true, Ordering::Relaxed);
+                health.in_recovery.store(state.in_recovery, Ordering::Relaxed);
+            }
             Ok(Err(err)) => {
                 tracing::warn!(replica = %self.name, error = %err, "replica health check failed");
-                (false, u64::MAX)
+                health.healthy.store(false, Ordering::Relaxed);
+                health.lag_ms.store(u64::MAX, Ordering::Relaxed);
             }
-            Err(_) => (false, u64::MAX),
-        };
-        self.health.healthy.store(healthy, Ordering::Relaxed);
-        self.health.lag_ms.store(lag_ms, Ordering::Relaxed);
-        self.health.checked.store(true, Ordering::Relaxed);
+            Err(_) => {
+                health.healthy.store(false, Ordering::Relaxed);
+                health.lag_ms.store(u64::MAX, Ordering::Relaxed);
+            }
+        }
+        health.checked.store(true, Ordering::Relaxed);
     }
 
-    /// Replay lag as PgDog measures it: zero when everything received is replayed, else the
-    /// age of the last replayed transaction. `None` when the server is not in recovery.
-    async fn measure_lag(&self) -> Result<Option<Duration>, Error> {
-        const SQL: &str = "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL \
-             WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-             ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8::text";
+    /// Runs `sql` (simple protocol, autocommit) on a pooled connection and returns every
+    /// row's columns as text. For dbagent's own checks and administration, never user SQL.
+    pub async fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Error> {
         let mut conn = self.get().await?;
         conn.begin_use();
-        let messages = conn.client().simple_query(SQL).await.map_err(|e| Error::from_driver(e, false))?;
+        let messages = conn.client().simple_query(sql).await.map_err(|e| Error::from_driver(e, false))?;
         conn.end_use();
-        let seconds = messages.iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).and_then(|v| v.parse::<f64>().ok())),
-            _ => None,
-        });
-        Ok(seconds.flatten().map(|s| Duration::from_secs_f64(s.max(0.0))))
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect())
     }
 
-    /// Healthy, checked, and within its lag limit.
+    /// The first row of [`Endpoint::rows`].
+    async fn first_row(&self, sql: &str) -> Result<Vec<Option<String>>, Error> {
+        let rows = self.rows(sql).await?;
+        rows.into_iter().next().ok_or_else(|| Error::Unavailable { reason: "the check returned no row".into() })
+    }
+
+    /// The primary's current WAL position.
+    pub async fn current_wal_lsn(&self) -> Result<Lsn, Error> {
+        let row = self.first_row("SELECT pg_current_wal_lsn()::text").await?;
+        parse_lsn(row.first().cloned().flatten())
+    }
+
+    /// A replica's progress. Lag is measured as PgDog does: zero when everything received is
+    /// replayed, else the age of the last replayed transaction.
+    async fn replication_state(&self) -> Result<ReplicationState, Error> {
+        const SQL: &str = "SELECT pg_is_in_recovery()::text, \
+             pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
+             (CASE WHEN NOT pg_is_in_recovery() THEN NULL \
+                   WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+                   ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END)::float8::text, \
+             (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text";
+        let row = self.first_row(SQL).await?;
+        let col = |i: usize| row.get(i).cloned().flatten();
+        Ok(ReplicationState {
+            in_recovery: col(0).as_deref() == Some("true"),
+            received: col(1).map_or(Ok(Lsn(0)), |t| parse_lsn(Some(t)))?,
+            replayed: col(2).map_or(Ok(Lsn(0)), |t| parse_lsn(Some(t)))?,
+            lag: col(3).and_then(|v| v.parse::<f64>().ok()).map(|s| Duration::from_secs_f64(s.max(0.0))),
+            paused: col(4).as_deref() == Some("true"),
+        })
+    }
+
+    /// Healthy, checked, not retired, and within its lag limit.
     fn is_usable(&self) -> bool {
-        if !self.health.checked.load(Ordering::Relaxed) || !self.health.healthy.load(Ordering::Relaxed) {
+        if self.is_retired() || !self.health.checked.load(Ordering::Relaxed) || !self.health.healthy.load(Ordering::Relaxed) {
             return false;
         }
         match self.max_lag {
@@ -304,12 +417,20 @@ impl Endpoint {
         let config = self.pool.config();
         let s = &state.statistics;
         let lag_ms = self.health.lag_ms.load(Ordering::Relaxed);
+        let lsn = |v: &AtomicU64| Some(Lsn(v.load(Ordering::Relaxed))).filter(|l| l.0 != 0);
         PoolStats {
             name: self.name.clone(),
-            location: self.location.clone(),
+            location: self.location(),
             healthy: self.health.healthy.load(Ordering::Relaxed),
             usable: self.name == "primary" || self.is_usable(),
+            retired: self.is_retired(),
             lag_seconds: (lag_ms != u64::MAX).then(|| lag_ms as f64 / 1000.0),
+            received_lsn: lsn(&self.health.received_lsn),
+            replayed_lsn: lsn(&self.health.replayed_lsn),
+            replay_paused: self.health.replay_paused.load(Ordering::Relaxed),
+            lag_bytes: None,
+            in_recovery: (self.name != "primary" && self.health.checked.load(Ordering::Relaxed))
+                .then(|| self.health.in_recovery.load(Ordering::Relaxed)),
             total: state.connections,
             idle: state.idle_connections,
             active: state.connections - state.idle_connections,
@@ -337,8 +458,27 @@ pub struct PoolStats {
     pub healthy: bool,
     /// Receiving reads (replicas: healthy and within `max_lag_seconds`).
     pub usable: bool,
+    /// A replica that was promoted to primary and left this role.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<f64>,
+    /// Primary: current WAL position. Replica: WAL received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_lsn: Option<Lsn>,
+    /// Replica: WAL replayed (what reads see).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed_lsn: Option<Lsn>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replay_paused: bool,
+    /// Replica: bytes of WAL between the primary's position and what it replayed (both as of
+    /// the last check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<u64>,
+    /// Replica: a streaming standby (`pg_is_in_recovery()`); false for a logical replica or a
+    /// server promoted behind dbagent's back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_recovery: Option<bool>,
     pub total: u32,
     pub idle: u32,
     pub active: u32,
@@ -360,6 +500,20 @@ pub struct PoolStats {
 pub struct PoolsStats {
     pub primary: PoolStats,
     pub replicas: Vec<PoolStats>,
+}
+
+/// A replica's progress as it reports it.
+struct ReplicationState {
+    in_recovery: bool,
+    received: Lsn,
+    replayed: Lsn,
+    lag: Option<Duration>,
+    paused: bool,
+}
+
+fn parse_lsn(text: Option<String>) -> Result<Lsn, Error> {
+    let text = text.ok_or_else(|| Error::Unavailable { reason: "no WAL position reported".into() })?;
+    text.parse().map_err(|e: super::lsn::LsnParseError| Error::Unavailable { reason: e.to_string() })
 }
 
 /// Keeps the last connection error so a timed-out checkout can say why; logs it once per change.

@@ -159,6 +159,9 @@ impl Cluster {
 
     /// Start with the lock held: used by [`start`] and by replica creation.
     pub(crate) async fn start(&self) -> Result<Running, Error> {
+        if let Some(fence) = super::fenced(&self.layout.data_dir)? {
+            return Err(Error::Fenced { data_dir: self.layout.data_dir.clone(), successor: fence.successor });
+        }
         self.init().await?;
         if let Some(running) = self.adopt().await? {
             return Ok(running);

@@ -160,6 +160,14 @@ pub enum Error {
     /// `pg_ctl promote` exited with an error.
     #[error("pg_ctl promote failed: {stderr}")]
     PromoteFailed { stderr: String },
+
+    /// The cluster lost its primary role in a failover and must not run as a primary again.
+    #[error(
+        "the cluster in {} was fenced after a failover to {}; re-create it as a replica of the new \
+         primary, or remove {}/dbagent.fenced if you are certain it should run again",
+        .data_dir.display(), .successor.display(), .data_dir.display()
+    )]
+    Fenced { data_dir: PathBuf, successor: PathBuf },
 }
 
 impl Error {

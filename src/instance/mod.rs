@@ -24,6 +24,7 @@ mod binaries;
 mod cluster;
 mod conf;
 mod error;
+mod fence;
 mod layout;
 mod lock;
 mod pidfile;
@@ -39,6 +40,7 @@ use std::path::PathBuf;
 pub use binaries::{Binaries, find_binaries};
 pub use cluster::{init, promote, start, stop};
 pub use error::Error;
+pub use fence::{Fence, fence, fenced};
 pub use replica::create_replica;
 pub use status::{Status, logs, status};
 

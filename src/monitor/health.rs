@@ -64,7 +64,7 @@ pub async fn report(pools: &Pools, stats: &Stats, started: Instant) -> HealthRep
         uptime_seconds: started.elapsed().as_secs(),
         database: DatabaseCheck {
             reachable,
-            location: pools.primary().location.clone(),
+            location: pools.primary().location(),
             latency_ms: reachable.then(|| round_ms(latency)),
             error: ping.err().map(|e| e.to_string()),
         },

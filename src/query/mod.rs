@@ -9,10 +9,12 @@ pub mod classify;
 mod error;
 pub mod rows;
 pub mod run;
+mod session;
 
 pub use classify::{Classification, Classifier, ClassifyError};
 pub use error::Error;
 pub use rows::{ColumnInfo, Rows};
+pub use session::Sessions;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::db::{self, Lease, Pools, Target};
+use crate::db::{self, Lease, Lsn, Pools, Target};
 use crate::monitor::Stats;
 
 /// Extra time the client waits beyond the server-side `statement_timeout` before it cancels
@@ -44,6 +46,33 @@ pub struct QueryRequest {
     /// Accepted; the result cache is a separate capability and does not exist yet.
     #[serde(default)]
     pub use_cache: bool,
+    /// Read-your-writes: a replica serves this read only if it has replayed at least this WAL
+    /// position (a `commit_lsn` from an earlier write); otherwise the primary does.
+    #[serde(default)]
+    pub min_lsn: Option<Lsn>,
+    /// `eventual` (default: any usable replica), `read_your_writes` (at least the last
+    /// `commit_lsn` of the caller's session) or `strong` (always the primary).
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    #[default]
+    Eventual,
+    ReadYourWrites,
+    Strong,
+}
+
+/// Where a read may be served from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// Only replicas that replayed at least this far.
+    pub min_lsn: Option<Lsn>,
+    /// Only the primary.
+    pub primary_only: bool,
 }
 
 /// `params: null` means no parameters (shared by `/transaction`'s statements).
@@ -59,6 +88,8 @@ pub struct QueryOutput {
     pub execution_time: Duration,
     /// `primary` or `replica-N`.
     pub served_by: String,
+    /// For a write: a WAL position at or past its commit (see [`Freshness::min_lsn`]).
+    pub commit_lsn: Option<Lsn>,
 }
 
 /// Limits and switches every statement obeys.
@@ -90,17 +121,20 @@ pub struct Executor {
     pub classifier: Classifier,
     pub stats: Arc<Stats>,
     pub limits: Limits,
+    /// Last commit positions of caller sessions (read-your-writes).
+    pub sessions: Sessions,
 }
 
 impl Executor {
     pub fn new(pools: Arc<Pools>, stats: Arc<Stats>, limits: Limits) -> Self {
-        Executor { pools, classifier: Classifier::default(), stats, limits }
+        Executor { pools, classifier: Classifier::default(), stats, limits, sessions: Sessions::default() }
     }
 
-    /// Runs one statement outside any explicit transaction (autocommit).
-    pub async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryOutput, Error> {
+    /// Runs one statement outside any explicit transaction (autocommit). A read is served
+    /// by a replica only when `freshness` allows it.
+    pub async fn query(&self, sql: &str, params: &[Value], freshness: Freshness) -> Result<QueryOutput, Error> {
         let started = Instant::now();
-        let result = self.query_inner(sql, params).await;
+        let result = self.query_inner(sql, params, freshness).await;
         let elapsed = started.elapsed();
         self.stats.record_query(result.is_ok());
         self.log_statement(sql, params.len(), elapsed, result.as_ref().ok().map(|o| o.query_type));
@@ -110,7 +144,7 @@ impl Executor {
         })
     }
 
-    async fn query_inner(&self, sql: &str, params: &[Value]) -> Result<QueryOutput, Error> {
+    async fn query_inner(&self, sql: &str, params: &[Value], freshness: Freshness) -> Result<QueryOutput, Error> {
         let class = self.classifier.classify(sql)?;
         if let Some(reason) = class.refused {
             return Err(Error::NotAllowed { reason: reason.into() });
@@ -121,7 +155,8 @@ impl Executor {
             });
         }
         let read = class.is_read_only();
-        let mut lease = self.pools.acquire(if read { Target::Read } else { Target::Write }).await?;
+        let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
+        let mut lease = self.pools.acquire_at_least(target, freshness.min_lsn).await?;
         match self.run_autocommit(&mut lease, sql, params, &class, read).await {
             Err(Error::Db(db::Error::Server(pg))) if read && pg.is(READ_ONLY_VIOLATION) => {
                 tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
@@ -161,11 +196,26 @@ impl Executor {
         };
         lease.begin_use();
         let cancel = lease.client().cancel_token();
-        let result = self.with_timeout(cancel, run::execute(lease_conn(lease), &statement)).await;
-        if run::leaves_connection_clean(&result) {
+        let conn = lease_conn(lease);
+        let result = if read_only {
+            self.with_timeout(cancel, async { run::execute(conn, &statement).await.map(|rows| (rows, None)) }).await
+        } else {
+            self.with_timeout(cancel, run::execute_write(conn, &statement)).await
+        };
+        let clean = match &result {
+            Ok(_) => true,
+            Err(err) => run::leaves_connection_clean_after(err),
+        };
+        if clean {
             lease.end_use();
         }
-        result.map(|rows| QueryOutput { rows, query_type: class.query_type, execution_time: Duration::ZERO, served_by })
+        result.map(|(rows, commit_lsn)| QueryOutput {
+            rows,
+            query_type: class.query_type,
+            execution_time: Duration::ZERO,
+            served_by,
+            commit_lsn,
+        })
     }
 
     /// Bounds `work` by the query timeout plus a grace period. The server's own

@@ -6,7 +6,12 @@ use serde_json::Value;
 use super::Error;
 use super::rows::{CollectError, Rows, collect};
 use crate::db::types::{TextParam, encode_param};
-use crate::db::{self, Conn};
+use crate::db::{self, Conn, Lsn};
+
+/// Pipelined after a write: a WAL position at or past its commit record (the insert position
+/// is never behind the end of what this session committed), so a replica that has replayed
+/// this far shows the write.
+const COMMIT_LSN_SQL: &str = "SELECT pg_current_wal_insert_lsn()::text";
 
 /// SQLSTATE of "cached plan must not change result type": the table changed under a cached
 /// statement. Re-preparing fixes it, and nothing ran.
@@ -29,16 +34,39 @@ pub struct Statement<'a> {
 /// Runs `stmt` on `conn`. Retries once, on the same connection, when a cached plan went stale
 /// in autocommit mode (inside a transaction the error has already aborted it).
 pub async fn execute(conn: &mut Conn, stmt: &Statement<'_>) -> Result<Rows, Error> {
-    match execute_once(conn, stmt).await {
+    execute_reporting(conn, stmt, false).await.map(|(rows, _)| rows)
+}
+
+/// [`execute`] for an autocommit write on the primary: also returns the commit's WAL position,
+/// asked for in the same round trip.
+pub async fn execute_write(conn: &mut Conn, stmt: &Statement<'_>) -> Result<(Rows, Option<Lsn>), Error> {
+    execute_reporting(conn, stmt, true).await
+}
+
+async fn execute_reporting(conn: &mut Conn, stmt: &Statement<'_>, lsn: bool) -> Result<(Rows, Option<Lsn>), Error> {
+    match execute_once(conn, stmt, lsn).await {
         Err(Error::Db(db::Error::Server(pg))) if pg.is(STALE_PLAN) && stmt.autocommit_read_only.is_some() => {
             conn.forget(stmt.sql);
-            execute_once(conn, stmt).await
+            execute_once(conn, stmt, lsn).await
         }
         other => other,
     }
 }
 
-async fn execute_once(conn: &mut Conn, stmt: &Statement<'_>) -> Result<Rows, Error> {
+/// The first column of the first row of a simple query's answer, as a WAL position.
+pub fn lsn_of(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<Lsn> {
+    messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|t| t.parse().ok()),
+        _ => None,
+    })
+}
+
+/// Asks for the WAL position after what this session committed (see [`COMMIT_LSN_SQL`]).
+pub async fn commit_lsn(client: &tokio_postgres::Client) -> Option<Lsn> {
+    client.simple_query(COMMIT_LSN_SQL).await.ok().and_then(|m| lsn_of(&m))
+}
+
+async fn execute_once(conn: &mut Conn, stmt: &Statement<'_>, report_lsn: bool) -> Result<(Rows, Option<Lsn>), Error> {
     let driver = |e| Error::Db(db::Error::from_driver(e, stmt.may_write));
     let prepared = conn.prepare(stmt.sql, stmt.cache).await.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
     let params = encode_params(stmt.params, prepared.params())?;
@@ -51,15 +79,23 @@ async fn execute_once(conn: &mut Conn, stmt: &Statement<'_>) -> Result<Rows, Err
             CollectError::Decode(e) => Error::Db(db::Error::Decode(e)),
         })
     };
-    match switch {
-        // Pipelined: both go out before either answer comes back, so still one round trip.
-        Some(set) => {
-            let (set_result, rows) = tokio::join!(client.simple_query(set), run);
-            set_result.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
-            rows
+    // Pipelined: everything goes out before the first answer comes back, so still one round
+    // trip. join! polls in order, and each request is sent on its first poll.
+    let set = async {
+        match switch {
+            Some(set) => client.simple_query(set).await.map(drop),
+            None => Ok(()),
         }
-        None => run.await,
-    }
+    };
+    let lsn = async {
+        match report_lsn {
+            true => commit_lsn(client).await,
+            false => None,
+        }
+    };
+    let (set_result, rows, lsn) = tokio::join!(set, run, lsn);
+    set_result.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
+    Ok((rows?, lsn))
 }
 
 fn encode_params(values: &[Value], types: &[tokio_postgres::types::Type]) -> Result<Vec<TextParam>, Error> {
@@ -72,10 +108,14 @@ fn encode_params(values: &[Value], types: &[tokio_postgres::types::Type]) -> Res
 /// Whether the connection is still in a known, clean state after `result`: server-reported
 /// errors leave it usable, lost connections and conversion failures mid-stream do not.
 pub fn leaves_connection_clean(result: &Result<Rows, Error>) -> bool {
-    match result {
-        Ok(_) => true,
-        Err(Error::Db(db::Error::Server(_))) => true,
-        Err(Error::Db(_)) => false,
-        Err(_) => true,
+    result.as_ref().err().is_none_or(leaves_connection_clean_after)
+}
+
+/// [`leaves_connection_clean`] for a failure.
+pub fn leaves_connection_clean_after(err: &Error) -> bool {
+    match err {
+        Error::Db(db::Error::Server(_)) => true,
+        Error::Db(_) => false,
+        _ => true,
     }
 }

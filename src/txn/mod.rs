@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{Backoff, IsolationLevel, Transactions};
-use crate::db::{self, Lease, PgError, Target};
+use crate::db::{self, Lease, Lsn, PgError, Target};
 use crate::query::classify::TransactionControl;
 use crate::query::{self, Executor, Rows, run};
 
@@ -81,11 +81,13 @@ pub struct TransactionOutput {
     pub isolation_level: IsolationLevel,
     pub read_only: bool,
     pub execution_time: Duration,
+    /// A WAL position at or past the COMMIT (read-write transactions).
+    pub commit_lsn: Option<Lsn>,
 }
 
 /// How one attempt ended.
 enum Attempt {
-    Committed(Vec<StatementOutput>),
+    Committed(Vec<StatementOutput>, Option<Lsn>),
     /// Serialization failure or deadlock: worth re-running.
     Conflict(PgError),
 }
@@ -117,9 +119,10 @@ async fn run_inner(
     loop {
         let mut lease = exec.pools.acquire(Target::Write).await.map_err(Error::Db)?;
         match run_attempt(exec, &mut lease, &begin, request, &classes).await? {
-            Attempt::Committed(results) => {
+            Attempt::Committed(results, commit_lsn) => {
                 return Ok(TransactionOutput {
                     results,
+                    commit_lsn,
                     retries: attempt,
                     isolation_level: isolation,
                     read_only: request.read_only,
@@ -203,14 +206,23 @@ async fn run_attempt(
             }
         }
     }
-    commit(lease, results).await
+    commit(lease, results, !request.read_only).await
 }
 
-async fn commit(lease: &mut Lease<'_>, results: Vec<StatementOutput>) -> Result<Attempt, Error> {
-    match lease.client().simple_query("COMMIT").await {
+/// COMMIT, and for a read-write transaction the WAL position after it, in one round trip.
+async fn commit(lease: &mut Lease<'_>, results: Vec<StatementOutput>, report_lsn: bool) -> Result<Attempt, Error> {
+    let client = lease.client();
+    let lsn = async {
+        match report_lsn {
+            true => run::commit_lsn(client).await,
+            false => None,
+        }
+    };
+    let (committed, lsn) = tokio::join!(client.simple_query("COMMIT"), lsn);
+    match committed {
         Ok(_) => {
             lease.end_use();
-            Ok(Attempt::Committed(results))
+            Ok(Attempt::Committed(results, lsn))
         }
         Err(err) => match err.as_db_error().map(PgError::from_db) {
             // Serialization failures can surface at COMMIT; the transaction is gone, retry.

@@ -63,6 +63,8 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     server: String,
+    /// Created by the test (and dropped after it), or a database it only uses.
+    owned: bool,
 }
 
 impl TestDb {
@@ -74,7 +76,12 @@ impl TestDb {
         let name = format!("dbagent_test_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&format!("{server}/postgres")).await;
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-        TestDb { url: format!("{server}/{name}"), name, server: server.to_string() }
+        TestDb { url: format!("{server}/{name}"), name, server: server.to_string(), owned: true }
+    }
+
+    /// A database the test uses but did not create (never dropped).
+    pub fn existing(url: &str) -> TestDb {
+        TestDb { name: String::new(), url: url.to_string(), server: String::new(), owned: false }
     }
 
     /// A direct connection (not through dbagent) for arranging and asserting.
@@ -90,6 +97,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if std::thread::panicking() {
             eprintln!("test failed; keeping database {} for inspection", self.name);
             return;
@@ -133,7 +143,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDb,
     /// Kept alive for the test's duration (its pools and background checks).
-    pub _agent: Agent,
+    pub agent: Agent,
+    /// For an agent running its own managed clusters: their directory, cleaned up after.
+    managed: Option<ManagedGuard>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -149,15 +161,99 @@ pub async fn spawn_app_on(db: TestDb, configure: impl FnOnce(&mut Config)) -> Te
     let mut config = test_config(&db.url);
     configure(&mut config);
     let agent = Agent::start(config).await.expect("start agent");
+    serve(agent, db, None).await
+}
+
+async fn serve(agent: Agent, db: TestDb, managed: Option<ManagedGuard>) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("address"));
     let router = dbagent::api::router(agent.state());
     tokio::spawn(async move { axum::serve(listener, router).await });
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
-    TestApp { address, http, db, _agent: agent }
+    TestApp { address, http, db, agent, managed }
+}
+
+/// An agent with no database configured: it runs its own managed primary (and the replicas
+/// `configure` asks for) under `target/tmp/managed-<id>/`. Call [`TestApp::stop`] at the end;
+/// a failing test stops the servers and keeps the files.
+pub async fn spawn_managed_app(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("managed-{}", uuid::Uuid::new_v4().simple()));
+    let mut config = test_config("unused");
+    config.postgresql.url = None;
+    config.instance.data_dir = root.join("pgdata");
+    config.instance.bin_dir = std::env::var_os("PG_BIN").map(Into::into);
+    configure(&mut config);
+    let guard = ManagedGuard { root };
+    let agent = Agent::start(config).await.expect("start agent with managed clusters");
+    let url = agent.managed().expect("managed").primary.running.url("postgres");
+    serve(agent, TestDb::existing(&url), Some(guard)).await
+}
+
+/// Stops every server under a managed test's directory if the test fails half-way.
+struct ManagedGuard {
+    root: std::path::PathBuf,
+}
+
+impl Drop for ManagedGuard {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return };
+        let dirs: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.join("PG_VERSION").exists()).collect();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            for dir in dirs {
+                let _ = rt.block_on(instance::stop(&instance::Settings::new(dir), instance::StopMode::Immediate));
+            }
+        })
+        .join();
+        if std::thread::panicking() {
+            eprintln!("test failed; keeping {} for inspection", self.root.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
 }
 
 impl TestApp {
+    /// Stops the agent and, for a managed app, its servers; removes their files.
+    pub async fn stop(self) {
+        let TestApp { agent, managed, .. } = self;
+        agent.stop().await;
+        drop(managed);
+    }
+
+    /// A direct connection to managed replica `index`.
+    pub async fn connect_replica(&self, index: usize) -> tokio_postgres::Client {
+        let managed = self.agent.managed().expect("managed clusters");
+        connect(&managed.replicas[index].cluster.running.url("postgres")).await
+    }
+
+    /// Polls `GET /stats/replication` until `ready` holds for it, or panics after `within`.
+    pub async fn wait_for_replication(&self, what: &str, within: Duration, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (_, report) = self.get("/stats/replication").await;
+            if ready(&report) {
+                return report;
+            }
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {report:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends `body` to `path` with the `Dbagent-Session` header.
+    pub async fn post_in_session(&self, path: &str, session: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.address))
+            .header("dbagent-session", session)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.expect("JSON body"))
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
         let response = self.http.post(format!("{}{path}", self.address)).json(body).send().await.expect("request");
         let status = response.status();

@@ -7,6 +7,8 @@ mod health;
 mod pool;
 mod query;
 mod recovery;
+mod replication;
 mod schema;
+mod serve;
 mod transaction;
 mod types;

@@ -1,0 +1,55 @@
+//! Fencing: after a failover the old primary must never take writes again, or two primaries
+//! would accept diverging writes (split brain). A fenced cluster has a `dbagent.fenced` file
+//! naming its successor; dbagent stops it and refuses to start it until an operator re-joins it
+//! (re-creates it as a replica of the new primary) or removes the file deliberately.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::Layout;
+use super::pidfile::{self, Postmaster};
+use super::{Error, Settings, StopMode};
+
+const FENCE_FILE: &str = "dbagent.fenced";
+
+/// Why and to whom a cluster lost its primary role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fence {
+    pub fenced_at: String,
+    /// Data directory of the replica promoted in its place.
+    pub successor: PathBuf,
+}
+
+/// Marks `settings.data_dir` fenced in favour of `successor`, then stops its server at once if
+/// one still runs. The mark is written first, so nothing can start it in between.
+pub async fn fence(settings: &Settings, successor: &Path) -> Result<(), Error> {
+    let layout = Layout::new(&settings.data_dir)?;
+    let fence = Fence { fenced_at: chrono::Utc::now().to_rfc3339(), successor: successor.to_path_buf() };
+    let path = layout.data_dir.join(FENCE_FILE);
+    let text = serde_json::to_string_pretty(&fence).unwrap_or_default();
+    fs::write(&path, text).map_err(Error::io("write", &path))?;
+    if pidfile::probe(&layout.data_dir)? != Postmaster::Absent {
+        // The mark already keeps dbagent from using or starting it; a server we cannot stop
+        // (hung, or on a host we cannot reach) is reported, not waited for.
+        if let Err(err) = super::stop(settings, StopMode::Immediate).await {
+            tracing::error!(data_dir = %layout.data_dir.display(), error = %crate::db::error_chain(&err), "cannot stop the fenced old primary");
+        }
+    }
+    tracing::warn!(data_dir = %layout.data_dir.display(), successor = %successor.display(), "fenced the old primary");
+    Ok(())
+}
+
+/// The fence on `data_dir`, if there is one.
+pub fn fenced(data_dir: &Path) -> Result<Option<Fence>, Error> {
+    let path = data_dir.join(FENCE_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(serde_json::from_str(&text).ok().or_else(|| {
+            // Unreadable content still fences: better refuse a start than risk two primaries.
+            Some(Fence { fenced_at: String::new(), successor: PathBuf::new() })
+        })),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error::Io { action: "read", path, source: err }),
+    }
+}

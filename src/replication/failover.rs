@@ -1,0 +1,140 @@
+//! Failover: the primary has not answered for `failover_after` seconds.
+//!
+//! Managed clusters: fence the old primary (mark, then stop it), promote the most caught-up
+//! healthy replica, stop its commits from waiting for replicas it no longer has, point the
+//! other replicas at it, and re-point the primary pool. Configured servers: dbagent promotes
+//! nothing; it looks for a configured replica that has become a primary (promoted by Patroni,
+//! an operator ...) and re-points the primary pool there.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::topology::{Cluster, follow, release_commits};
+use super::{Managed, Supervisor};
+use crate::{db, instance};
+
+/// One failover, done or refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailoverEvent {
+    pub at: String,
+    /// `promoted` (a managed replica), `followed` (a configured host that became primary) or
+    /// `refused`.
+    pub outcome: &'static str,
+    pub from: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// How long the primary had been unreachable when failover began.
+    pub primary_down_ms: u64,
+    /// From the decision to the pools pointing at the new primary.
+    pub took_ms: u64,
+    pub detail: String,
+}
+
+/// Why failover did not happen.
+#[derive(Debug)]
+struct Refusal(String);
+
+impl Supervisor {
+    pub(super) async fn fail_over(&self, down_for: Duration) {
+        {
+            let mut state = self.lock_state();
+            if state.failing_over {
+                return;
+            }
+            state.failing_over = true;
+        }
+        let started = Instant::now();
+        let from = self.pools.primary().location();
+        let result = match self.managed() {
+            Some(managed) => self.promote_managed(managed).await,
+            None => self.follow_configured().await,
+        };
+        let mut state = self.lock_state();
+        state.failing_over = false;
+        let event = |outcome, to, detail| FailoverEvent {
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            outcome,
+            from: from.clone(),
+            to,
+            primary_down_ms: down_for.as_millis() as u64,
+            took_ms: started.elapsed().as_millis() as u64,
+            detail,
+        };
+        match result {
+            Ok((outcome, to)) => {
+                tracing::warn!(%from, %to, down_ms = down_for.as_millis() as u64, took_ms = started.elapsed().as_millis() as u64, "failed over to a new primary");
+                state.down_since = None;
+                state.refusal_logged = false;
+                state.protected = false;
+                state.events.push(event(outcome, Some(to), String::new()));
+            }
+            Err(Refusal(reason)) => {
+                if !state.refusal_logged {
+                    tracing::error!(%from, %reason, "the primary is down and no failover is possible");
+                    state.refusal_logged = true;
+                    state.events.push(event("refused", None, reason));
+                }
+            }
+        }
+    }
+
+    async fn promote_managed(&self, managed: Managed) -> Result<(&'static str, String), Refusal> {
+        if self.policy.synchronous && !self.lock_state().protected {
+            return Err(Refusal(
+                "commits were not waiting for a replica when the primary was last seen, so a replica may miss \
+                 acknowledged writes; promote one by hand (`dbagent instance promote`) if that is acceptable"
+                    .into(),
+            ));
+        }
+        let replicas = self.pools.replicas();
+        let chosen = managed
+            .replicas
+            .iter()
+            .filter(|r| replicas.get(r.pool_index).is_some_and(|p| p.is_healthy() && !p.is_retired()))
+            .max_by_key(|r| replicas[r.pool_index].received_lsn())
+            .cloned()
+            .ok_or_else(|| Refusal("no healthy managed replica to promote".into()))?;
+        instance::fence(&managed.primary.settings, &chosen.cluster.settings.data_dir)
+            .await
+            .map_err(|e| Refusal(format!("cannot fence the old primary: {}", db::error_chain(&e))))?;
+        instance::promote(&chosen.cluster.settings)
+            .await
+            .map_err(|e| Refusal(format!("cannot promote {}: {}", chosen.cluster.settings.data_dir.display(), db::error_chain(&e))))?;
+        let config = managed.config_of(&chosen.cluster);
+        if let Err(err) = release_commits(&chosen.cluster.running, &managed.database).await {
+            tracing::error!(error = %err, "cannot reset synchronous_standby_names on the promoted replica; commits may wait");
+        }
+        for other in managed.replicas.iter().filter(|r| r.pool_index != chosen.pool_index) {
+            if let Err(err) = follow(&other.cluster, &chosen.cluster.running, &managed.database).await {
+                tracing::warn!(data_dir = %other.cluster.settings.data_dir.display(), error = %err, "cannot point a replica at the new primary");
+            }
+        }
+        self.pools.primary().repoint(config);
+        replicas[chosen.pool_index].retire();
+        let to = self.pools.primary().location();
+        let mut guard = self.managed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(current) = guard.as_mut() {
+            let old = std::mem::replace(&mut current.primary, Cluster { ..chosen.cluster.clone() });
+            current.replicas.retain(|r| r.pool_index != chosen.pool_index);
+            tracing::warn!(fenced = %old.settings.data_dir.display(), "the old primary stays fenced until it is re-created as a replica");
+        }
+        Ok(("promoted", to))
+    }
+
+    async fn follow_configured(&self) -> Result<(&'static str, String), Refusal> {
+        for replica in self.pools.replicas().iter().filter(|r| !r.is_retired()) {
+            let probe = tokio::time::timeout(Duration::from_secs(2), replica.rows("SELECT pg_is_in_recovery()::text")).await;
+            let in_recovery = match probe {
+                Ok(Ok(rows)) => rows.first().and_then(|r| r.first().cloned().flatten()),
+                _ => continue,
+            };
+            if in_recovery.as_deref() == Some("false") {
+                self.pools.primary().repoint(replica.configured().clone());
+                replica.retire();
+                return Ok(("followed", self.pools.primary().location()));
+            }
+        }
+        Err(Refusal("no configured replica has become a primary (dbagent promotes only servers it manages)".into()))
+    }
+}
