@@ -75,6 +75,7 @@ pub fn query(out: &QueryOutput, as_json: bool) -> Result<(), Failure> {
             "execution_time_ms": out.execution_time.as_secs_f64() * 1e3,
             "query_type": out.query_type,
             "served_by": out.served_by,
+            "commit_lsn": out.commit_lsn,
         }));
     }
     print_rows(&out.rows)
@@ -101,6 +102,7 @@ pub fn transaction(out: &TransactionOutput, as_json: bool) -> Result<(), Failure
             "isolation_level": out.isolation_level,
             "read_only": out.read_only,
             "execution_time_ms": out.execution_time.as_secs_f64() * 1e3,
+            "commit_lsn": out.commit_lsn,
             "results": results,
         }));
     }

@@ -205,3 +205,47 @@ async fn failover_promotes_the_replica_and_loses_no_acknowledged_write() {
     assert!(matches!(refused, Err(instance::Error::Fenced { .. })), "{refused:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_servers_it_does_not_manage_it_follows_the_host_that_became_primary() {
+    // Arrange: a primary and a streaming replica dbagent is only told about.
+    let root = format!("follow-{}", uuid::Uuid::new_v4().simple());
+    let primary_settings = crate::helpers::test_instance_settings(&format!("{root}/primary"));
+    let replica_settings = crate::helpers::test_instance_settings(&format!("{root}/replica"));
+    let primary = crate::helpers::start_instance(&primary_settings);
+    let replica = instance::create_replica(&primary, &replica_settings).await.expect("replica");
+    let app = crate::helpers::spawn_app_on(crate::helpers::TestDb::existing(&primary.url("postgres")), |c| {
+        c.postgresql.url = Some(dbagent::config::Secret::new(primary.url("postgres")));
+        c.postgresql.read_replicas =
+            vec![dbagent::config::Replica { url: Some(dbagent::config::Secret::new(replica.url("postgres"))), ..Default::default() }];
+        c.replication.failover = FailoverMode::Auto;
+        c.replication.failover_after = 1.0;
+        c.postgresql.connection_pool.timeout = 2.0;
+    })
+    .await;
+    let created = write(&app, "CREATE TABLE f (id int)", json!([])).await;
+    wait_replayed(&app, created).await;
+
+    // Act: the primary dies and an operator (or Patroni) promotes the replica.
+    instance::stop(&primary_settings, instance::StopMode::Immediate).await.unwrap();
+    instance::promote(&replica_settings).await.unwrap();
+
+    // Assert: writes resume on the promoted server; dbagent promoted nothing itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = app.query("INSERT INTO f VALUES (1)", json!([])).await;
+        if status == StatusCode::OK {
+            assert_eq!(body["served_by"], "primary");
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not resume: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, report) = app.get("/stats/replication").await;
+    assert_eq!(report["failover"]["events"][0]["outcome"], "followed", "{report:#}");
+    assert_eq!(report["primary"]["location"], format!("127.0.0.1:{}/postgres", replica.port), "{report:#}");
+    assert_eq!(report["replicas"][0]["retired"], true, "{report:#}");
+    app.stop().await;
+    instance::stop(&replica_settings, instance::StopMode::Fast).await.unwrap();
+    let _ = std::fs::remove_dir_all(primary_settings.data_dir.parent().unwrap());
+}
