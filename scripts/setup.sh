@@ -5,11 +5,15 @@
 set -euo pipefail
 
 need=()
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang1-14)
+# libclang itself (libclang.so / libclang-14.so), not libclang-cpp, which pg_query cannot use.
+compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null \
+  || need+=(libclang1-14)
 ls -d /usr/lib/llvm-*/lib/clang/*/include >/dev/null 2>&1 || need+=(libclang-common-14-dev)
 if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && [ -z "${PG_BIN:-}" ]; then
   need+=(postgresql)
 fi
+# The tests start private redis-server processes (the cache's Redis backend).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   sudo=""

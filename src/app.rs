@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::cache::Cache;
 use crate::config::{self, Config, Secret};
 use crate::db::Pools;
 use crate::instance;
@@ -60,8 +61,14 @@ impl Agent {
         pools.check_health().await;
         let replication = Supervisor::new(pools.clone(), config.replication.clone(), managed);
         let supervising = replication.spawn();
+        let cache = Cache::new(&config, pools.clone())?;
+        if let Some(cache) = &cache {
+            cache.spawn_listener();
+        }
         let stats = Arc::new(Stats::default());
-        let executor = Arc::new(Executor::new(pools, stats, Limits::from_config(&config)));
+        let mut executor = Executor::new(pools, stats, Limits::from_config(&config));
+        executor.cache = cache;
+        let executor = Arc::new(executor);
         Ok(Agent { executor, config: Arc::new(config), started: Instant::now(), replication, supervising })
     }
 

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: the typed, validated configuration (file, environment, defaults).
 //! - [`db`]: connections and pools (primary and read replicas), value conversion.
+//! - [`cache`]: the query result cache (in process or Redis), invalidated by table.
 //! - [`query`]: running one statement: classification, routing, timeouts, results.
 //! - [`txn`]: running a list of statements as one transaction, with retries.
 //! - [`schema`]: catalog introspection (tables, columns, indexes, constraints).
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;

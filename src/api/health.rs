@@ -10,7 +10,7 @@ use crate::monitor::health::{self, HealthReport};
 
 /// The full report; 503 when the primary cannot be reached, so load balancers can use it too.
 pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
-    let report = health::report(&state.executor.pools, &state.executor.stats, state.started).await;
+    let report = health::report(&state.executor.pools, &state.executor.stats, state.executor.cache.as_deref(), state.started).await;
     let status = if report.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report))
 }

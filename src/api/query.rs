@@ -26,19 +26,38 @@ pub async fn handle(
         return in_transaction(&state, req, session.as_deref()).await;
     }
     let freshness = freshness(&state, &req, session.as_deref())?;
-    let out = state.executor.query(&req.sql, &req.params, freshness).await?;
+    let out = match req.use_cache {
+        true => state.executor.query_cached(&req.sql, &req.params, freshness, &identity(&headers)).await?,
+        false => state.executor.query(&req.sql, &req.params, freshness).await?,
+    };
     remember(&state, session.as_deref(), out.commit_lsn);
     let mut w = ObjectWriter::with_capacity(out.rows.json.len() + 256);
     w.value("success", &true)
         .rows(&out.rows)
         .millis("execution_time_ms", out.execution_time)
         .value("query_type", out.query_type)
-        .value("from_cache", &false)
+        .value("from_cache", &out.from_cache)
         .value("served_by", &out.served_by);
     if let Some(lsn) = out.commit_lsn {
         w.value("commit_lsn", &lsn);
     }
+    if let Some(reason) = &out.cache_bypass {
+        w.value("cache_bypass", reason);
+    }
     Ok(RawJson(w.finish()))
+}
+
+/// Who is asking, for the cache key: a digest of the credentials the request carries, so one
+/// caller's cached rows are never served to another. (API keys will name the caller here.)
+fn identity(headers: &HeaderMap) -> String {
+    use sha2::{Digest, Sha256};
+    match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(value) => {
+            let digest = Sha256::digest(value.as_bytes());
+            format!("credentials:{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
+        }
+        None => "anonymous".into(),
+    }
 }
 
 /// The caller's session, from the `Dbagent-Session` header.

@@ -22,6 +22,9 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
         let pool = &mut config.postgresql.connection_pool;
         pool.min_size = 0;
         pool.max_size = pool.max_size.min(4);
+        // No result cache for one statement; other agents hear of its writes via the watch
+        // triggers.
+        config.caching.enable = false;
     }
     match cli.command {
         Command::Serve(args) => {
@@ -121,7 +124,7 @@ fn read_transaction_file(path: &Path) -> Result<TransactionRequest, Failure> {
 }
 
 async fn health(agent: &Agent, as_json: bool) -> Result<(), Failure> {
-    let report = monitor::health::report(&agent.executor.pools, &agent.executor.stats, agent.started).await;
+    let report = monitor::health::report(&agent.executor.pools, &agent.executor.stats, agent.executor.cache.as_deref(), agent.started).await;
     output::health(&report, as_json)?;
     if report.is_healthy() {
         Ok(())

@@ -27,6 +27,7 @@ pub struct Config {
     pub postgresql: Postgresql,
     pub instance: Instance,
     pub replication: Replication,
+    pub caching: Caching,
     pub transactions: Transactions,
     pub optimization: Optimization,
     pub logging: Logging,
@@ -216,6 +217,38 @@ pub enum FailoverMode {
     Auto,
 }
 
+/// The query result cache (`use_cache: true` on `/query`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Caching {
+    /// Default true (and `optimization.enable_query_cache` must be on too).
+    pub enable: bool,
+    /// `redis://host:port/db`: share the cache (and invalidations) between agents. Default:
+    /// none, an in-process cache.
+    pub redis_url: Option<Secret>,
+    /// Seconds an entry lives at most. Default 300.
+    pub query_cache_ttl: u64,
+    /// In-process cache: most entries kept. Default 100000.
+    pub max_entries: u64,
+    /// In-process cache: most bytes of results kept. Default 256 MiB.
+    pub max_bytes: u64,
+    /// Results larger than this are not cached. Default 1 MiB.
+    pub max_entry_bytes: u64,
+}
+
+impl Default for Caching {
+    fn default() -> Self {
+        Caching {
+            enable: true,
+            redis_url: None,
+            query_cache_ttl: 300,
+            max_entries: 100_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_entry_bytes: 1024 * 1024,
+        }
+    }
+}
+
 /// Defaults for `/transaction`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -334,6 +367,12 @@ impl Config {
         }
         if !(self.transactions.retry_delay >= 0.0 && self.transactions.retry_delay.is_finite()) {
             return invalid("transactions.retry_delay", "must be zero or a positive number of seconds".into());
+        }
+        if self.caching.query_cache_ttl == 0 {
+            return invalid("caching.query_cache_ttl", "must be at least 1 second".into());
+        }
+        if self.caching.max_entries == 0 || self.caching.max_bytes == 0 {
+            return invalid("caching.max_entries", "max_entries and max_bytes must be at least 1".into());
         }
         let replication = &self.replication;
         if !(replication.max_lag_seconds >= 0.0 && replication.max_lag_seconds.is_finite()) {

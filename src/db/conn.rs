@@ -139,6 +139,11 @@ impl Upstream {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// The current server's connection settings (dbagent's session options included).
+    pub fn current_config(&self) -> tokio_postgres::Config {
+        self.config().0
+    }
+
     fn config(&self) -> (tokio_postgres::Config, u64) {
         let generation = self.generation.load(Ordering::SeqCst);
         let config = self.current.read().map(|c| c.0.clone()).unwrap_or_else(|p| p.into_inner().0.clone());

@@ -7,6 +7,7 @@ pub mod admin;
 mod conn;
 mod endpoint;
 mod error;
+pub mod listen;
 mod lsn;
 mod pools;
 pub mod types;

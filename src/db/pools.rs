@@ -253,6 +253,11 @@ impl Endpoint {
         *self.last_connect_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// The current server's connection settings (for connections outside the pool).
+    pub fn current_config(&self) -> tokio_postgres::Config {
+        self.upstream.current_config()
+    }
+
     /// Takes a replica out of service for good (it was promoted).
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);

@@ -18,6 +18,9 @@ pub struct HealthReport {
     pub database: DatabaseCheck,
     pub connection_pool: PoolReport,
     pub statistics: StatsSnapshot,
+    /// The result cache's counters and size, when it is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheStatsSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +49,7 @@ impl HealthReport {
 }
 
 /// Pings the primary (bounded) and gathers statistics.
-pub async fn report(pools: &Pools, stats: &Stats, started: Instant) -> HealthReport {
+pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::Cache>, started: Instant) -> HealthReport {
     let t0 = Instant::now();
     let ping = pools.primary().ping().await;
     let latency = t0.elapsed();
@@ -75,6 +78,7 @@ pub async fn report(pools: &Pools, stats: &Stats, started: Instant) -> HealthRep
             replicas: all.replicas,
         },
         statistics: stats.snapshot(),
+        cache: cache.map(|c| c.stats()),
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Classification {
     read_only: AtomicBool,
     /// Tables the statement reads or writes (schema-qualified when written so).
     pub tables: Vec<String>,
+    /// Tables it writes (DML) or changes (DDL).
+    pub written_tables: Vec<String>,
+    /// Functions and constructs that decide whether its result may be cached.
+    pub cache: crate::cache::Analysis,
     /// Why this statement cannot run through a pooled, stateless endpoint.
     pub refused: Option<&'static str>,
     /// Transaction control (BEGIN, COMMIT, SAVEPOINT ...): kind, for `/transaction` checks.
@@ -102,12 +106,17 @@ pub fn classify(sql: &str) -> Result<Classification, ClassifyError> {
         count => return Err(ClassifyError::Multiple { count }),
     };
     let node = node.ok_or(ClassifyError::Empty)?;
-    let writes_tables = !parsed.dml_tables().is_empty() || !parsed.ddl_tables().is_empty();
-    let read_only = is_read(node) && !writes_tables;
+    let mut written_tables = parsed.dml_tables();
+    written_tables.extend(parsed.ddl_tables());
+    written_tables.sort();
+    written_tables.dedup();
+    let read_only = is_read(node) && written_tables.is_empty();
     Ok(Classification {
         query_type: query_type(node),
         read_only: AtomicBool::new(read_only),
         tables: parsed.tables(),
+        cache: if matches!(node, NodeEnum::SelectStmt(_)) { crate::cache::analyze(&parsed.protobuf) } else { crate::cache::Analysis::default() },
+        written_tables,
         refused: refusal(node),
         transaction_control: transaction_control(node),
         fingerprint: OnceLock::new(),

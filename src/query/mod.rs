@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::{self, Lease, Lsn, Pools, Target};
 use crate::monitor::Stats;
@@ -90,6 +91,13 @@ pub struct QueryOutput {
     pub served_by: String,
     /// For a write: a WAL position at or past its commit (see [`Freshness::min_lsn`]).
     pub commit_lsn: Option<Lsn>,
+    /// A WAL position the data read is at least as new as (the server's position at its last
+    /// check); what a cached copy of this result is stamped with.
+    pub data_lsn: Lsn,
+    /// Served from the result cache.
+    pub from_cache: bool,
+    /// `use_cache` was asked for but this statement may not be cached: why.
+    pub cache_bypass: Option<String>,
 }
 
 /// Limits and switches every statement obeys.
@@ -123,11 +131,13 @@ pub struct Executor {
     pub limits: Limits,
     /// Last commit positions of caller sessions (read-your-writes).
     pub sessions: Sessions,
+    /// The result cache, when enabled.
+    pub cache: Option<Arc<Cache>>,
 }
 
 impl Executor {
     pub fn new(pools: Arc<Pools>, stats: Arc<Stats>, limits: Limits) -> Self {
-        Executor { pools, classifier: Classifier::default(), stats, limits, sessions: Sessions::default() }
+        Executor { pools, classifier: Classifier::default(), stats, limits, sessions: Sessions::default(), cache: None }
     }
 
     /// Runs one statement outside any explicit transaction (autocommit). A read is served
@@ -144,6 +154,57 @@ impl Executor {
         })
     }
 
+    /// [`Executor::query`] through the result cache (`use_cache: true`): a read that may be
+    /// cached is answered from a valid entry, or run and stored. `identity` separates callers.
+    pub async fn query_cached(&self, sql: &str, params: &[Value], freshness: Freshness, identity: &str) -> Result<QueryOutput, Error> {
+        let Some(cache) = &self.cache else {
+            return self.query(sql, params, freshness).await.map(|mut out| {
+                out.cache_bypass = Some("the query cache is disabled".into());
+                out
+            });
+        };
+        let class = self.classifier.classify(sql)?;
+        let plan = match freshness.primary_only {
+            true => Err("consistency \"strong\" reads from the primary".to_string()),
+            false => cache.plan(&class, identity, sql, params).await,
+        };
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(reason) => {
+                tracing::debug!(sql, reason, "not cached");
+                let mut out = self.query(sql, params, freshness).await?;
+                out.cache_bypass = Some(reason);
+                return Ok(out);
+            }
+        };
+        let started = Instant::now();
+        if let Some(rows) = cache.get(&plan, freshness.min_lsn).await {
+            self.stats.record_cache(true);
+            self.stats.record_query(true);
+            let out = QueryOutput {
+                rows,
+                query_type: class.query_type,
+                execution_time: started.elapsed(),
+                served_by: "cache".into(),
+                commit_lsn: None,
+                data_lsn: Lsn(0),
+                from_cache: true,
+                cache_bypass: None,
+            };
+            return Ok(out);
+        }
+        self.stats.record_cache(false);
+        let snapshot = cache.snapshot(&plan).await;
+        let out = self.query(sql, params, freshness).await?;
+        // Stored only if it really ran READ ONLY (not re-run as a write) and is not truncated.
+        if let Some(snapshot) = snapshot {
+            if class.is_read_only() && out.commit_lsn.is_none() && !out.rows.truncated {
+                cache.put(&plan, snapshot, &out.rows, out.data_lsn).await;
+            }
+        }
+        Ok(out)
+    }
+
     async fn query_inner(&self, sql: &str, params: &[Value], freshness: Freshness) -> Result<QueryOutput, Error> {
         let class = self.classifier.classify(sql)?;
         if let Some(reason) = class.refused {
@@ -156,14 +217,32 @@ impl Executor {
         }
         let read = class.is_read_only();
         let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
-        let mut lease = self.pools.acquire_at_least(target, freshness.min_lsn).await?;
-        match self.run_autocommit(&mut lease, sql, params, &class, read).await {
+        let lease = self.pools.acquire_at_least(target, freshness.min_lsn).await?;
+        let result = self.run_autocommit_routed(lease, sql, params, &class, read).await;
+        if let (Ok(out), Some(cache)) = (&result, &self.cache) {
+            if out.commit_lsn.is_some() {
+                cache.wrote(&class).await; // before the answer goes out
+            }
+        }
+        result
+    }
+
+    /// Runs on `lease`; a read the server refuses as a write is re-run on the primary.
+    async fn run_autocommit_routed(
+        &self,
+        mut lease: Lease<'_>,
+        sql: &str,
+        params: &[Value],
+        class: &Classification,
+        read: bool,
+    ) -> Result<QueryOutput, Error> {
+        match self.run_autocommit(&mut lease, sql, params, class, read).await {
             Err(Error::Db(db::Error::Server(pg))) if read && pg.is(READ_ONLY_VIOLATION) => {
                 tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
                 class.demote_to_write();
                 drop(lease);
                 let mut lease = self.pools.acquire(Target::Write).await?;
-                self.run_autocommit(&mut lease, sql, params, &class, false).await
+                self.run_autocommit(&mut lease, sql, params, class, false).await
             }
             Err(Error::Db(db::Error::Server(pg))) if !read && pg.is(READ_ONLY_VIOLATION) => {
                 // A write refused on the "primary": it is a standby now. Evict, never reuse.
@@ -190,9 +269,9 @@ impl Executor {
             autocommit_read_only: Some(read_only),
             may_write: !read_only,
         };
-        let served_by = match lease.replica {
-            Some(i) => self.pools.replicas()[i].name.clone(),
-            None => "primary".to_string(),
+        let (served_by, data_lsn) = match lease.replica {
+            Some(i) => (self.pools.replicas()[i].name.clone(), self.pools.replicas()[i].replayed_lsn()),
+            None => ("primary".to_string(), self.pools.primary().received_lsn()),
         };
         lease.begin_use();
         let cancel = lease.client().cancel_token();
@@ -215,6 +294,9 @@ impl Executor {
             execution_time: Duration::ZERO,
             served_by,
             commit_lsn,
+            data_lsn,
+            from_cache: false,
+            cache_bypass: None,
         })
     }
 

@@ -12,6 +12,7 @@ mod error;
 
 pub use error::Error;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 use crate::config::{Backoff, IsolationLevel, Transactions};
 use crate::db::{self, Lease, Lsn, PgError, Target};
+use crate::query::Classification;
 use crate::query::classify::TransactionControl;
 use crate::query::{self, Executor, Rows, run};
 
@@ -120,6 +122,13 @@ async fn run_inner(
         let mut lease = exec.pools.acquire(Target::Write).await.map_err(Error::Db)?;
         match run_attempt(exec, &mut lease, &begin, request, &classes).await? {
             Attempt::Committed(results, commit_lsn) => {
+                drop(lease);
+                if let (Some(cache), false) = (&exec.cache, request.read_only) {
+                    // Before the answer goes out; reads inside the transaction are not cached.
+                    for class in classes.iter().filter(|c| !c.is_read_only()) {
+                        cache.wrote(class).await;
+                    }
+                }
                 return Ok(TransactionOutput {
                     results,
                     commit_lsn,
@@ -142,7 +151,7 @@ async fn run_inner(
 }
 
 /// Classifies every statement before anything runs, so a bad one changes nothing.
-fn check(exec: &Executor, request: &TransactionRequest) -> Result<Vec<&'static str>, Error> {
+fn check(exec: &Executor, request: &TransactionRequest) -> Result<Vec<Arc<Classification>>, Error> {
     if request.queries.is_empty() {
         return Err(Error::Empty);
     }
@@ -159,7 +168,7 @@ fn check(exec: &Executor, request: &TransactionRequest) -> Result<Vec<&'static s
                 let reason = "dbagent begins and commits the transaction itself; use SAVEPOINT for nested units".into();
                 return Err(Error::statement(index, query::Error::NotAllowed { reason }));
             }
-            Ok(class.query_type)
+            Ok(class)
         })
         .collect()
 }
@@ -177,13 +186,14 @@ async fn run_attempt(
     lease: &mut Lease<'_>,
     begin: &str,
     request: &TransactionRequest,
-    classes: &[&'static str],
+    classes: &[Arc<Classification>],
 ) -> Result<Attempt, Error> {
     lease.begin_use();
     let begun = lease.client().simple_query(begin).await;
     begun.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
     let mut results = Vec::with_capacity(request.queries.len());
-    for (index, (q, query_type)) in request.queries.iter().zip(classes).enumerate() {
+    for (index, (q, class)) in request.queries.iter().zip(classes).enumerate() {
+        let query_type = class.query_type;
         let statement = run::Statement {
             sql: &q.sql,
             params: &q.params,

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod cache;
 mod errors;
 mod health;
 mod pool;

@@ -1,0 +1,73 @@
+//! A dedicated LISTEN connection to the primary, kept open across restarts and failovers.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::Pools;
+
+/// What the listener reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A notification's payload.
+    Payload(String),
+    /// The connection was (re)established and LISTEN is active: notifications sent while it
+    /// was down are lost, so whatever depends on them must assume the worst.
+    Listening,
+}
+
+/// Listens on `channel` on the current primary, reconnecting (every second at most) whenever
+/// the connection ends, until the pools or the receiver are dropped.
+pub fn listen(pools: Weak<Pools>, channel: &'static str) -> mpsc::Receiver<Notice> {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        loop {
+            let Some(config) = pools.upgrade().map(|p| p.primary().current_config()) else { return };
+            if let Err(err) = session(&config, channel, &tx).await {
+                tracing::debug!(error = %err, "LISTEN connection ended");
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    rx
+}
+
+async fn session(config: &tokio_postgres::Config, channel: &str, tx: &mpsc::Sender<Notice>) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (messages_tx, mut messages) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if messages_tx.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::debug!(error = %err, "LISTEN connection failed");
+                    return;
+                }
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {channel}")).await?;
+    if tx.send(Notice::Listening).await.is_err() {
+        driver.abort();
+        return Ok(());
+    }
+    while let Some(payload) = messages.recv().await {
+        if tx.send(Notice::Payload(payload)).await.is_err() {
+            break;
+        }
+    }
+    driver.abort();
+    Ok(())
+}
