@@ -12,7 +12,7 @@ use crate::api::{self, AppState};
 use crate::cache::Cache;
 use crate::config::{self, Config, Secret};
 use crate::db::Pools;
-use crate::instance;
+use crate::{instance, migrate};
 use crate::monitor::Stats;
 use crate::query::{Executor, Limits};
 use crate::replication::{Managed, Supervisor};
@@ -24,6 +24,8 @@ pub struct Agent {
     pub config: Arc<Config>,
     pub started: Instant,
     pub replication: Arc<Supervisor>,
+    pub migrations: Arc<migrate::Service>,
+    pub auto_migrate: Arc<migrate::AutoMigrate>,
     supervising: tokio::task::JoinHandle<()>,
 }
 
@@ -69,7 +71,16 @@ impl Agent {
         let mut executor = Executor::new(pools, stats, Limits::from_config(&config));
         executor.cache = cache;
         let executor = Arc::new(executor);
-        Ok(Agent { executor, config: Arc::new(config), started: Instant::now(), replication, supervising })
+        let migrations = Arc::new(migrate::Service::new(&config));
+        Ok(Agent {
+            executor,
+            config: Arc::new(config),
+            started: Instant::now(),
+            replication,
+            migrations,
+            auto_migrate: Arc::default(),
+            supervising,
+        })
     }
 
     /// The API's shared state.
@@ -79,7 +90,35 @@ impl Agent {
             config: self.config.clone(),
             started: self.started,
             replication: self.replication.clone(),
+            migrations: self.migrations.clone(),
+            auto_migrate: self.auto_migrate.clone(),
         }
+    }
+
+    /// With `migrations.auto_migrate`, applies pending migrations in the background;
+    /// `/health/ready` answers 503 until they are done (and stays so if they fail). Several
+    /// agents starting at once take turns on the migration lock.
+    pub fn spawn_auto_migrate(&self) {
+        if !self.config.migrations.auto_migrate {
+            return;
+        }
+        let (service, state) = (self.migrations.clone(), self.auto_migrate.clone());
+        let db = migrate::database(&self.executor.pools);
+        state.set(migrate::AutoState::Running);
+        tokio::spawn(async move {
+            let up = migrate::Up { target: migrate::UpTarget::Head, dry_run: false, allow_out_of_order: false, by: "auto-migrate".into() };
+            match service.up(&db, &up).await {
+                Ok(report) => {
+                    tracing::info!(applied = report.applied.len(), version = ?report.version, "auto-migrate done");
+                    state.set(migrate::AutoState::Done { applied: report.applied.len(), version: report.version });
+                }
+                Err(err) => {
+                    let error = crate::db::error_chain(&err);
+                    tracing::error!(%error, "auto-migrate failed; /health/ready stays not ready");
+                    state.set(migrate::AutoState::Failed { error });
+                }
+            }
+        });
     }
 
     /// The managed clusters as they are now, when this agent runs them.
@@ -157,6 +196,7 @@ pub async fn serve(agent: Agent) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %agent.executor.pools.primary().location(), "dbagent is serving");
     eprintln!("dbagent listening on http://{address}");
+    agent.spawn_auto_migrate();
     let router = api::router(agent.state());
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;
     tracing::info!("shutting down");

@@ -8,6 +8,7 @@
 //! - [`query`]: running one statement: classification, routing, timeouts, results.
 //! - [`txn`]: running a list of statements as one transaction, with retries.
 //! - [`schema`]: catalog introspection (tables, columns, indexes, constraints).
+//! - [`migrate`]: versioned schema migrations (files, history, lock, up/down, repair).
 //! - [`monitor`]: counters and the slow-query log.
 //! - [`instance`]: managed PostgreSQL clusters (initdb, start, stop, replicas).
 //! - [`replication`]: replica lag, synchronous commits, failover, the replication report.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod instance;
+pub mod migrate;
 pub mod monitor;
 pub mod query;
 pub mod replication;

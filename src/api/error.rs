@@ -22,6 +22,10 @@
 //! | `database_unavailable` | 503 | PostgreSQL cannot be reached, is shutting down or out of resources |
 //! | `not_primary` | 503 | the primary answered as a standby |
 //! | `query_timeout` | 504 | the statement ran past `query_timeout` and was cancelled on the server |
+//! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | 422 | the migration files or the target do not allow the request |
+//! | `migration_failed`, `seed_failed` | 422 | a migration's (or seed's) SQL failed; rolled back; SQLSTATE given |
+//! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | 409 | history and files disagree, or another runner holds the lock |
+//! | `migration_error` | 500 | dbagent's own history queries, file I/O or the backup before migrating failed |
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +33,7 @@ use serde::Serialize;
 
 use crate::db::{self, PgError};
 use crate::query::{self, ClassifyError};
-use crate::{schema, txn};
+use crate::{migrate, schema, txn};
 
 /// An error answer: `{"success": false, "error": {...}}`.
 #[derive(Debug)]
@@ -180,6 +184,37 @@ impl From<schema::Error> for ApiError {
             schema::Error::InvalidName { .. } => ApiError::new(StatusCode::BAD_REQUEST, "invalid_name", message),
             schema::Error::Db(err) => err.into(),
         }
+    }
+}
+
+impl From<migrate::Error> for ApiError {
+    fn from(err: migrate::Error) -> Self {
+        use migrate::Error as E;
+        let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = match &err {
+            E::InvalidName { .. } | E::InvalidDownTarget { .. } | E::InvalidUpTarget { .. } => "invalid_request",
+            E::InvalidFile { .. } | E::DuplicateVersion { .. } => "invalid_migration_files",
+            E::UnknownVersion { .. } | E::NotEnoughApplied { .. } => "invalid_target",
+            E::Irreversible { .. } => "irreversible_migration",
+            E::FileMissing { .. } => "migration_file_missing",
+            E::MigrationFailed { .. } => "migration_failed",
+            E::SeedFailed { .. } => "seed_failed",
+            E::Drift { .. } => "migration_drift",
+            E::OutOfOrder { .. } => "migration_out_of_order",
+            E::LockTimeout { .. } => "migration_locked",
+            E::AlreadyApplied { .. } => "already_applied",
+            E::SchemaTooNew { .. } => "schema_too_new",
+            E::Unavailable { .. } => "database_unavailable",
+            E::Io { .. } | E::History { .. } | E::BackupFailed { .. } => "migration_error",
+        };
+        let mut e = ApiError::new(status, code, db::error_chain(&err));
+        if let E::MigrationFailed { server: Some(pg), .. } | E::SeedFailed { server: Some(pg), .. } = &err {
+            e.body.sqlstate = Some(pg.sqlstate.clone());
+            e.body.detail = pg.detail.clone();
+            e.body.hint = pg.hint.clone();
+            e.body.position = pg.position;
+        }
+        e
     }
 }
 

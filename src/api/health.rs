@@ -20,8 +20,12 @@ pub async fn live() -> Json<Value> {
     Json(json!({ "status": "alive" }))
 }
 
-/// Ready to serve: the primary answers.
+/// Ready to serve: the primary answers and auto-migrate (when configured) is done.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if !state.auto_migrate.is_ready() {
+        let migrations = serde_json::to_value(state.auto_migrate.get()).unwrap_or_default();
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "migrations": migrations })));
+    }
     match state.executor.pools.primary().ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(err) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "error": err.to_string() }))),

@@ -4,6 +4,7 @@
 mod body;
 pub mod error;
 mod health;
+mod migrate;
 mod query;
 mod schema;
 mod stats;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub started: Instant,
     pub replication: Arc<crate::replication::Supervisor>,
+    pub migrations: Arc<crate::migrate::Service>,
+    pub auto_migrate: Arc<crate::migrate::AutoMigrate>,
 }
 
 /// The API's routes.
@@ -46,6 +49,8 @@ pub fn router(state: AppState) -> Router {
         .route("/schema", get(schema::list))
         .route("/schema/{table}", get(schema::describe))
         .route("/stats/replication", get(stats::replication))
+        .route("/migrate", post(migrate::migrate))
+        .route("/migrations", get(migrate::list))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

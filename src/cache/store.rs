@@ -231,11 +231,10 @@ impl RedisStore {
     /// A connection, unless Redis failed less than [`REDIS_BACKOFF`] ago; first repairs a
     /// missed invalidation by bumping the epoch.
     async fn usable(&self) -> Option<redis::aio::ConnectionManager> {
-        if let Some(at) = *self.retry_after.lock().unwrap_or_else(|p| p.into_inner()) {
-            if Instant::now() < at {
+        if let Some(at) = *self.retry_after.lock().unwrap_or_else(|p| p.into_inner())
+            && Instant::now() < at {
                 return None;
             }
-        }
         let mut conn = self.conn.clone();
         if self.dirty.load(Ordering::SeqCst) {
             let bumped: redis::RedisResult<u64> = conn.incr(self.epoch_key(), 1).await;

@@ -5,13 +5,16 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::{Cli, Command, Failure, InstanceCommand, QueryArgs, ReplicaCommand, SchemaArgs, TransactionArgs, exit, output};
+use super::{
+    CacheCommand, Cli, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
+    TransactionArgs, exit, output,
+};
 use crate::replication::topology::replica_settings;
 use crate::api::error::ApiError;
 use crate::app::{self, Agent};
 use crate::config::{self, Config, Environment, LogFormat};
 use crate::txn::{StatementRequest, TransactionRequest};
-use crate::{instance, monitor, schema, txn};
+use crate::{instance, migrate, monitor, schema, txn};
 
 pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
     let mut config = config::load(cli.config.as_deref(), &env).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
@@ -47,6 +50,9 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Transaction(args) => transaction(&agent, args, cli.json).await,
                 Command::Health => health(&agent, cli.json).await,
                 Command::Schema(args) => schema_cmd(&agent, args, cli.json).await,
+                Command::Migrate(cmd) => migrate_cmd(&agent, cmd, cli.json).await,
+                Command::Seed(SeedCommand::Run { env }) => seed_cmd(&agent, &env, cli.json).await,
+                Command::Cache(CacheCommand::Unwatch) => unwatch_cmd(&agent, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) => Ok(()),
             };
             agent.stop().await;
@@ -225,6 +231,67 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
         }
     };
     output::key_values(&value, as_json)
+}
+
+async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, as_json: bool) -> Result<(), Failure> {
+    let service = &agent.migrations;
+    let db = migrate::database(&agent.executor.pools);
+    let fail = |e: migrate::Error| failure(e.into());
+    let by = std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into());
+    match cmd {
+        MigrateCommand::Up { target, dry_run, allow_out_of_order } => {
+            let target = migrate::UpTarget::parse(&target).map_err(fail)?;
+            let up = migrate::Up { target, dry_run, allow_out_of_order, by };
+            let report = service.up(&db, &up).await.map_err(fail)?;
+            output::migration_report(&report, as_json)
+        }
+        MigrateCommand::Down { target, dry_run } => {
+            let report = service.down(&db, &target, dry_run, &by).await.map_err(fail)?;
+            output::migration_report(&report, as_json)
+        }
+        MigrateCommand::Status => {
+            let status = service.status(&db).await.map_err(fail)?;
+            output::migration_status(&status, as_json)
+        }
+        MigrateCommand::Current => {
+            let status = service.status(&db).await.map_err(fail)?;
+            output::key_values(&json!({ "current": status.current }), as_json)
+        }
+        MigrateCommand::History { limit } => {
+            let events = service.history(&db, limit).await.map_err(fail)?;
+            let rows: Vec<Value> = events.iter().map(|e| serde_json::to_value(e).unwrap_or_default()).collect();
+            output::rows(&rows, as_json)
+        }
+        MigrateCommand::New { name, irreversible } => {
+            let files = migrate::new_migration(service.directory(), &name, !irreversible, chrono::Utc::now()).map_err(fail)?;
+            output::key_values(&json!({ "created": files }), as_json)
+        }
+        MigrateCommand::Repair { version } => {
+            let repaired = service.migrator().map_err(fail)?.repair(&db, version, &by).await.map_err(fail)?;
+            output::key_values(&json!({ "repaired": repaired }), as_json)
+        }
+        MigrateCommand::Baseline { version } => {
+            service.migrator().map_err(fail)?.baseline(&db, version, &by).await.map_err(fail)?;
+            output::key_values(&json!({ "baseline": version }), as_json)
+        }
+    }
+}
+
+async fn seed_cmd(agent: &Agent, env: &str, as_json: bool) -> Result<(), Failure> {
+    let db = migrate::database(&agent.executor.pools);
+    let files = agent.migrations.seed(&db, env).await.map_err(|e| failure(e.into()))?;
+    output::key_values(&json!({ "environment": env, "scripts": files }), as_json)
+}
+
+async fn unwatch_cmd(agent: &Agent, as_json: bool) -> Result<(), Failure> {
+    // The CLI runs without a cache; build one just to reach the watcher.
+    let mut config = (*agent.config).clone();
+    config.caching.enable = true;
+    config.optimization.enable_query_cache = true;
+    config.caching.redis_url = None;
+    let cache = crate::cache::Cache::new(&config, agent.executor.pools.clone())?.ok_or_else(|| anyhow::anyhow!("cache disabled"))?;
+    let removed = cache.unwatch().await.map_err(|e| failure(e.into()))?;
+    output::key_values(&json!({ "triggers_removed": removed }), as_json)
 }
 
 fn init_logging(config: &Config, env: &Environment, serving: bool) {

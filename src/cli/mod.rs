@@ -50,6 +50,76 @@ pub enum Command {
     /// Manage the local PostgreSQL instance.
     #[command(subcommand)]
     Instance(InstanceCommand),
+    /// Schema migrations (files in `migrations.directory`).
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Seed data: `seeds/<env>/*.sql` in one transaction.
+    #[command(subcommand)]
+    Seed(SeedCommand),
+    /// The query result cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Apply pending migrations (to head, `+N`, or a version); takes a backup first when
+    /// `backup_before_migrate` is on.
+    Up {
+        #[arg(long, default_value = "head")]
+        target: String,
+        /// Print the exact SQL that would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply pending files older than the newest applied one.
+        #[arg(long)]
+        allow_out_of_order: bool,
+    },
+    /// Revert migrations: `-1` (default), `-N`, down to a version, or `base`.
+    Down {
+        #[arg(default_value = "-1", allow_hyphen_values = true)]
+        target: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Applied, pending, drifted and missing migrations.
+    Status,
+    /// The newest applied version.
+    Current,
+    /// The event log (apply, revert, fail, repair, baseline).
+    History {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Create `<timestamp>_<name>.up.sql` and `.down.sql`.
+    New {
+        name: String,
+        /// Only an up file (the migration cannot be reverted).
+        #[arg(long)]
+        irreversible: bool,
+    },
+    /// Accept changed files of applied migrations (all drifted ones, or one version).
+    Repair {
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Mark an existing database as at VERSION without running anything.
+    Baseline { version: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeedCommand {
+    /// Run `seeds/<env>/*.sql` (name order) in one transaction.
+    Run {
+        #[arg(long, default_value = "development")]
+        env: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Remove the watch triggers dbagent installed for cache invalidation.
+    Unwatch,
 }
 
 #[derive(Debug, Args)]

@@ -228,3 +228,44 @@ pub fn rows(items: &[Value], as_json: bool) -> Result<(), Failure> {
     println!("{table}");
     Ok(())
 }
+
+/// What `migrate up` / `down` did (or, with `--dry-run`, would do, with the SQL).
+pub fn migration_report(report: &crate::migrate::Report, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(report);
+    }
+    if report.applied.is_empty() {
+        println!("nothing to do");
+    }
+    for a in &report.applied {
+        let verb = if report.dry_run { "would run" } else { "ran" };
+        println!("{verb} {} {} ({:?}, {:.1} ms)", a.version, a.name, a.direction, a.execution_time_ms);
+        if let Some(sql) = &a.sql {
+            println!("{sql}");
+        }
+    }
+    if let Some(id) = &report.backup_id {
+        println!("backup taken first: {id}");
+    }
+    println!("current version: {}", report.version.map_or("none".to_string(), |v| v.to_string()));
+    Ok(())
+}
+
+/// `migrate status`.
+pub fn migration_status(status: &crate::migrate::Status, as_json: bool) -> Result<(), Failure> {
+    let value = serde_json::to_value(status)?;
+    if as_json {
+        return print_json(&value);
+    }
+    println!("current version: {}", status.current.map_or("none".to_string(), |v| v.to_string()));
+    for key in ["applied", "pending", "drifted", "missing", "out_of_order"] {
+        let items = value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        println!("{key}: {}", items.len());
+        if !items.is_empty() && items[0].is_object() {
+            rows(&items, false)?;
+        } else if !items.is_empty() {
+            println!("  {}", items.iter().map(cell).collect::<Vec<_>>().join(", "));
+        }
+    }
+    Ok(())
+}

@@ -176,6 +176,9 @@ fn apply_seed_variables(tree: &mut Value, env: &Environment) -> Result<(), Error
     if let Some(v) = env.get("DB_ECHO_SQL") {
         set(&["postgresql", "echo_sql"], scalar(&v.to_ascii_lowercase()))?;
     }
+    if let Some(v) = env.get("REDIS_URL") {
+        set(&["caching", "redis_url"], Value::String(v.into()))?;
+    }
     if let Some(v) = env.get("PG_BIN") {
         set(&["instance", "bin_dir"], Value::String(v.into()))?;
     }

@@ -28,6 +28,7 @@ pub struct Config {
     pub instance: Instance,
     pub replication: Replication,
     pub caching: Caching,
+    pub migrations: Migrations,
     pub transactions: Transactions,
     pub optimization: Optimization,
     pub logging: Logging,
@@ -249,6 +250,46 @@ impl Default for Caching {
     }
 }
 
+/// Schema migrations (`dbagent migrate`, `POST /migrate`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Migrations {
+    /// Where the migration files are. Default `./migrations`.
+    pub directory: PathBuf,
+    /// Apply pending migrations when `serve` starts; `/health/ready` answers 503 until done.
+    /// Default false.
+    pub auto_migrate: bool,
+    /// `up` first dumps the database (`pg_dump`) and records the backup's id with the run.
+    /// Default true.
+    pub backup_before_migrate: bool,
+    /// Where those dumps go. Default `./.dbagent/backups`.
+    pub backup_directory: PathBuf,
+    /// Seconds to wait for another runner's migration lock. Default 60.
+    pub lock_timeout: f64,
+    /// PostgreSQL `lock_timeout` for each migration's statements, seconds (0: none). Default 10.
+    pub statement_lock_timeout: f64,
+    /// PostgreSQL `statement_timeout` for each migration's statements, seconds (0: none).
+    /// Default 0.
+    pub statement_timeout: f64,
+    /// Where `dbagent seed run` finds `<env>/*.sql`. Default `./seeds`.
+    pub seeds_directory: PathBuf,
+}
+
+impl Default for Migrations {
+    fn default() -> Self {
+        Migrations {
+            directory: PathBuf::from("./migrations"),
+            auto_migrate: false,
+            backup_before_migrate: true,
+            backup_directory: PathBuf::from("./.dbagent/backups"),
+            lock_timeout: 60.0,
+            statement_lock_timeout: 10.0,
+            statement_timeout: 0.0,
+            seeds_directory: PathBuf::from("./seeds"),
+        }
+    }
+}
+
 /// Defaults for `/transaction`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -373,6 +414,16 @@ impl Config {
         }
         if self.caching.max_entries == 0 || self.caching.max_bytes == 0 {
             return invalid("caching.max_entries", "max_entries and max_bytes must be at least 1".into());
+        }
+        let m = &self.migrations;
+        for (key, value) in [
+            ("migrations.lock_timeout", m.lock_timeout),
+            ("migrations.statement_lock_timeout", m.statement_lock_timeout),
+            ("migrations.statement_timeout", m.statement_timeout),
+        ] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return invalid(key, "must be zero or a positive number of seconds".into());
+            }
         }
         let replication = &self.replication;
         if !(replication.max_lag_seconds >= 0.0 && replication.max_lag_seconds.is_finite()) {

@@ -1,11 +1,34 @@
-//! One-off administrative statements on a server outside the pools (re-configuring a replica
-//! during failover, say), over a connection opened for the purpose and closed right after.
+//! Connections outside the pools: one-off administrative statements (re-configuring a replica
+//! during failover, say) and dedicated sessions (the migration lock).
 
 use std::time::Duration;
 
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use super::Error;
+
+/// Used when the caller's config sets no connect timeout, so an unreachable server fails the
+/// operation instead of hanging it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a connection outside the pools for work that needs its own session (the migration
+/// lock, a migration run); its driver task ends when the returned client is dropped.
+pub async fn connect(config: &tokio_postgres::Config, application_name: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = config.clone();
+    if config.get_application_name().is_none() {
+        config.application_name(application_name);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "a dedicated connection ended with an error");
+        }
+    });
+    Ok(client)
+}
 
 /// Longest a one-off statement (connect included) may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);

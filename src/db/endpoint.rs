@@ -76,21 +76,18 @@ fn build(f: &Fields<'_>, base: Option<&tokio_postgres::Config>, key: &str) -> Re
 }
 
 fn inherit(config: &mut tokio_postgres::Config, base: &tokio_postgres::Config) {
-    if config.get_dbname().is_none() {
-        if let Some(db) = base.get_dbname() {
+    if config.get_dbname().is_none()
+        && let Some(db) = base.get_dbname() {
             config.dbname(db);
         }
-    }
-    if config.get_user().is_none() {
-        if let Some(user) = base.get_user() {
+    if config.get_user().is_none()
+        && let Some(user) = base.get_user() {
             config.user(user);
         }
-    }
-    if config.get_password().is_none() {
-        if let Some(password) = base.get_password() {
+    if config.get_password().is_none()
+        && let Some(password) = base.get_password() {
             config.password(password);
         }
-    }
 }
 
 /// `host:port/db` for logs and /health, never the password.

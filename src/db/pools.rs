@@ -127,8 +127,8 @@ impl Pools {
     /// Like [`Pools::acquire`], but a read goes to a replica only if it is known to have
     /// replayed at least `min_lsn`; otherwise the primary serves it.
     pub async fn acquire_at_least(&self, target: Target, min_lsn: Option<Lsn>) -> Result<Lease<'_>, Error> {
-        if target == Target::Read {
-            if let Some(index) = self.pick_replica(min_lsn.unwrap_or_default()) {
+        if target == Target::Read
+            && let Some(index) = self.pick_replica(min_lsn.unwrap_or_default()) {
                 match self.replicas[index].get().await {
                     Ok(conn) => return Ok(Lease { conn, replica: Some(index) }),
                     Err(err) => {
@@ -137,7 +137,6 @@ impl Pools {
                     }
                 }
             }
-        }
         let conn = self.primary.get().await?;
         Ok(Lease { conn, replica: None })
     }

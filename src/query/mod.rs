@@ -197,11 +197,10 @@ impl Executor {
         let snapshot = cache.snapshot(&plan).await;
         let out = self.query(sql, params, freshness).await?;
         // Stored only if it really ran READ ONLY (not re-run as a write) and is not truncated.
-        if let Some(snapshot) = snapshot {
-            if class.is_read_only() && out.commit_lsn.is_none() && !out.rows.truncated {
+        if let Some(snapshot) = snapshot
+            && class.is_read_only() && out.commit_lsn.is_none() && !out.rows.truncated {
                 cache.put(&plan, snapshot, &out.rows, out.data_lsn).await;
             }
-        }
         Ok(out)
     }
 
@@ -219,11 +218,10 @@ impl Executor {
         let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
         let lease = self.pools.acquire_at_least(target, freshness.min_lsn).await?;
         let result = self.run_autocommit_routed(lease, sql, params, &class, read).await;
-        if let (Ok(out), Some(cache)) = (&result, &self.cache) {
-            if out.commit_lsn.is_some() {
+        if let (Ok(out), Some(cache)) = (&result, &self.cache)
+            && out.commit_lsn.is_some() {
                 cache.wrote(&class).await; // before the answer goes out
             }
-        }
         result
     }
 
@@ -329,8 +327,8 @@ impl Executor {
         if self.limits.echo_sql {
             tracing::info!(sql, params, elapsed_ms = elapsed.as_secs_f64() * 1e3, "statement");
         }
-        if let Some(threshold) = self.limits.slow_query_threshold {
-            if elapsed > threshold {
+        if let Some(threshold) = self.limits.slow_query_threshold
+            && elapsed > threshold {
                 self.stats.record_slow_query();
                 let fingerprint = match self.classifier.classify(sql) {
                     Ok(class) => self.classifier.fingerprint(&class, sql).to_string(),
@@ -338,7 +336,6 @@ impl Executor {
                 };
                 tracing::warn!(elapsed_ms = elapsed.as_secs_f64() * 1e3, query_type, fingerprint, "slow query");
             }
-        }
     }
 }
 

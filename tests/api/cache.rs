@@ -21,7 +21,7 @@ async fn a_cached_read_is_dropped_by_writes_through_query_and_transaction() {
     let app = spawn_app().await;
     app.setup("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')").await;
     let read = "SELECT v FROM t WHERE id = 1";
-    assert_eq!(cached(&app, read).await.1, false);
+    assert!(!cached(&app, read).await.1);
     let (rows, hit, _) = cached(&app, read).await;
     assert_eq!((rows, hit), (json!([{"v": "a"}]), true));
 

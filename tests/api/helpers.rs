@@ -20,11 +20,10 @@ pub fn server_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         for var in ["TEST_DATABASE_URL", "DATABASE_URL"] {
-            if let Ok(url) = std::env::var(var) {
-                if !url.is_empty() {
+            if let Ok(url) = std::env::var(var)
+                && !url.is_empty() {
                     return strip_database(&url);
                 }
-            }
         }
         let running = start_instance(&test_instance_settings("test-pgdata"));
         format!("postgresql://postgres@127.0.0.1:{}", running.port)

@@ -5,6 +5,7 @@ mod helpers;
 mod cache;
 mod errors;
 mod health;
+mod migrate;
 mod pool;
 mod query;
 mod recovery;

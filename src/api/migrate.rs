@@ -1,0 +1,86 @@
+//! `POST /migrate` (seed 000's `{direction, target}`) and `GET /migrations` (status + history).
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::migrate::{self, Up, UpTarget};
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    Upgrade,
+    Downgrade,
+}
+
+/// A target as a string (`head`, `+2`, `-1`, `base`, a version) or a bare version number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Target {
+    Text(String),
+    Number(i64),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    #[serde(default)]
+    pub direction: Direction,
+    /// Upgrade: `head` (default), `+N`, a version. Downgrade: `-1` (default), `-N`, a version,
+    /// `base`.
+    #[serde(default)]
+    pub target: Option<Target>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub allow_out_of_order: bool,
+}
+
+pub async fn migrate(State(state): State<AppState>, JsonBody(req): JsonBody<MigrateRequest>) -> Result<Json<Value>, ApiError> {
+    let target = match &req.target {
+        Some(Target::Text(t)) => Some(t.clone()),
+        Some(Target::Number(n)) => Some(n.to_string()),
+        None => None,
+    };
+    let service = state.migrations.clone();
+    let db = migrate::database(&state.executor.pools);
+    // In its own task: a client that hangs up must not cancel a migration half-way.
+    let run = tokio::spawn(async move {
+        match req.direction {
+            Direction::Upgrade => {
+                let target = UpTarget::parse(target.as_deref().unwrap_or("head"))?;
+                let up = Up { target, dry_run: req.dry_run, allow_out_of_order: req.allow_out_of_order, by: "api".into() };
+                service.up(&db, &up).await
+            }
+            Direction::Downgrade => service.down(&db, target.as_deref().unwrap_or("-1"), req.dry_run, "api").await,
+        }
+    });
+    let report = run.await.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "migration_error", e.to_string()))??;
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    if let Value::Object(map) = &mut body {
+        map.insert("success".into(), json!(true));
+        map.insert("direction".into(), json!(if req.direction == Direction::Upgrade { "upgrade" } else { "downgrade" }));
+        // Seed 000 reports seconds.
+        let seconds = map.get("execution_time_ms").and_then(Value::as_f64).map(|ms| ms / 1e3);
+        map.insert("execution_time".into(), json!(seconds));
+    }
+    Ok(Json(body))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let db = migrate::database(&state.executor.pools);
+    let status = state.migrations.status(&db).await?;
+    let history = state.migrations.history(&db, 100).await?;
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    if let Value::Object(map) = &mut body {
+        map.insert("success".into(), json!(true));
+        map.insert("history".into(), serde_json::to_value(&history).unwrap_or_default());
+        map.insert("auto_migrate".into(), serde_json::to_value(state.auto_migrate.get()).unwrap_or_default());
+    }
+    Ok(Json(body))
+}

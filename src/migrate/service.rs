@@ -1,0 +1,195 @@
+//! What the CLI and the API call: the [`Migrator`] with the configured settings, the backup
+//! before `up`, target parsing (`head`, `+2`, `-1`, `base`, a version), seed scripts and the
+//! auto-migrate state that `/health/ready` reports.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{DownOptions, DownTarget, Error, Event, Migrator, Report, Settings, Status, UpOptions, parse_down_target};
+use crate::config;
+use crate::instance;
+
+/// The configured migrations, for one database.
+#[derive(Debug, Clone)]
+pub struct Service {
+    settings: Settings,
+    config: config::Migrations,
+    bin_dir: Option<PathBuf>,
+}
+
+/// Where `up` should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpTarget {
+    Head,
+    /// The next N pending migrations.
+    Steps(u32),
+    Version(i64),
+}
+
+impl UpTarget {
+    /// `head`, `+N` (or a bare `N` smaller than any version would be read as a version), or a
+    /// version number.
+    pub fn parse(text: &str) -> Result<UpTarget, Error> {
+        let text = text.trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("head") {
+            return Ok(UpTarget::Head);
+        }
+        let bad = || Error::InvalidUpTarget { given: text.to_owned() };
+        match text.strip_prefix('+') {
+            Some(n) => n.parse().ok().filter(|n| *n > 0).map(UpTarget::Steps).ok_or_else(bad),
+            None => text.parse().ok().filter(|v| *v > 0).map(UpTarget::Version).ok_or_else(bad),
+        }
+    }
+}
+
+/// Options of one `up`.
+#[derive(Debug, Clone)]
+pub struct Up {
+    pub target: UpTarget,
+    pub dry_run: bool,
+    pub allow_out_of_order: bool,
+    pub by: String,
+}
+
+impl Service {
+    pub fn new(config: &config::Config) -> Service {
+        let m = &config.migrations;
+        let seconds = |s: f64| Duration::from_secs_f64(s.max(0.0));
+        let mut settings = Settings::new(&m.directory);
+        settings.lock_timeout = seconds(m.lock_timeout);
+        settings.statement_lock_timeout = seconds(m.statement_lock_timeout);
+        settings.statement_timeout = seconds(m.statement_timeout);
+        Service { settings, config: m.clone(), bin_dir: config.instance.bin_dir.clone() }
+    }
+
+    /// The files as they are on disk now.
+    pub fn migrator(&self) -> Result<Migrator, Error> {
+        Migrator::load(self.settings.clone())
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.settings.dir
+    }
+
+    /// Applies pending migrations up to `up.target`, after a backup when configured (and when
+    /// something is pending and this is not a dry run).
+    pub async fn up(&self, db: &tokio_postgres::Config, up: &Up) -> Result<Report, Error> {
+        let migrator = self.migrator()?;
+        let target = match up.target {
+            UpTarget::Head => None,
+            UpTarget::Version(v) => Some(v),
+            UpTarget::Steps(n) => {
+                let status = migrator.status(db).await?;
+                let pending: Vec<i64> = status.pending.iter().map(|p| p.version).collect();
+                pending.get(n as usize - 1).or(pending.last()).copied()
+            }
+        };
+        let mut options = UpOptions {
+            target,
+            dry_run: up.dry_run,
+            allow_out_of_order: up.allow_out_of_order,
+            applied_by: up.by.clone(),
+            backup_id: None,
+        };
+        if self.config.backup_before_migrate && !up.dry_run && !migrator.status(db).await?.pending.is_empty() {
+            options.backup_id = Some(self.backup(db).await?);
+        }
+        migrator.up(db, &options).await
+    }
+
+    pub async fn down(&self, db: &tokio_postgres::Config, target: &str, dry_run: bool, by: &str) -> Result<Report, Error> {
+        let target: DownTarget = parse_down_target(target)?;
+        let options = DownOptions { target, dry_run, applied_by: by.to_owned() };
+        self.migrator()?.down(db, &options).await
+    }
+
+    pub async fn status(&self, db: &tokio_postgres::Config) -> Result<Status, Error> {
+        self.migrator()?.status(db).await
+    }
+
+    pub async fn history(&self, db: &tokio_postgres::Config, limit: u32) -> Result<Vec<Event>, Error> {
+        Migrator::history(db, limit).await
+    }
+
+    /// `pg_dump` of the database into the backup directory; returns the backup's id.
+    async fn backup(&self, db: &tokio_postgres::Config) -> Result<String, Error> {
+        let dir = std::path::absolute(&self.config.backup_directory).unwrap_or_else(|_| self.config.backup_directory.clone());
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { action: "create", path: dir.clone(), source })?;
+        let id = format!("pre-migrate-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+        let file = dir.join(format!("{id}.dump"));
+        let started = Instant::now();
+        instance::dump(self.bin_dir.as_deref(), db, &file).await.map_err(|source| Error::BackupFailed { source: Box::new(source) })?;
+        tracing::info!(backup_id = %id, file = %file.display(), elapsed_ms = started.elapsed().as_millis() as u64, "backup before migrating");
+        Ok(id)
+    }
+
+    /// Runs `seeds/<env>/*.sql` (name order) in one transaction; returns the files run.
+    pub async fn seed(&self, db: &tokio_postgres::Config, env: &str) -> Result<Vec<PathBuf>, Error> {
+        super::seed::run(db, &self.config.seeds_directory, env).await
+    }
+}
+
+/// Connection settings for migration runs: the current primary, without the API's
+/// `statement_timeout` and idle-transaction limit (a migration's own limits come from
+/// [`Settings`]; a long index build must not be cut at the API's query timeout).
+pub fn database(pools: &crate::db::Pools) -> tokio_postgres::Config {
+    let mut config = pools.primary().current_config();
+    let options = format!(
+        "{} -c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c default_transaction_read_only=off",
+        config.get_options().unwrap_or_default()
+    );
+    config.options(options.trim());
+    config.application_name("dbagent-migrate");
+    config
+}
+
+/// Auto-migrate at start-up, as `/health/ready` reports it.
+#[derive(Debug, Default)]
+pub struct AutoMigrate {
+    state: Mutex<AutoState>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AutoState {
+    /// Not configured.
+    #[default]
+    Off,
+    Running,
+    Done { applied: usize, version: Option<i64> },
+    Failed { error: String },
+}
+
+impl AutoMigrate {
+    pub fn get(&self) -> AutoState {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, state: AutoState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// Ready unless migrations are running or failed.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.get(), AutoState::Off | AutoState::Done { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_targets_parse() {
+        assert_eq!(UpTarget::parse("head").unwrap(), UpTarget::Head);
+        assert_eq!(UpTarget::parse("").unwrap(), UpTarget::Head);
+        assert_eq!(UpTarget::parse("+2").unwrap(), UpTarget::Steps(2));
+        assert_eq!(UpTarget::parse("20240101000000").unwrap(), UpTarget::Version(20240101000000));
+        for bad in ["+0", "+x", "abc", "-1"] {
+            assert!(UpTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
