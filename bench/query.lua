@@ -1,18 +1,20 @@
 -- wrk script for bench/run.sh: POST /query with random parameters per request.
 --
---   wrk -t2 -c16 -d10s -s bench/query.lua http://127.0.0.1:PORT -- WORKLOAD [ROWS [CHECK]]
+--   wrk -t2 -c16 -d10s -s bench/query.lua http://127.0.0.1:PORT -- WORKLOAD [ROWS [CHECK [USE_CACHE]]]
 --
 -- WORKLOAD  A  point read:   SELECT abalance FROM pgbench_accounts WHERE aid = $1
 --           B  range read:   SELECT aid, bid, abalance, filler FROM pgbench_accounts
 --                            WHERE aid BETWEEN $1 AND $1::int + 99        (100 rows)
 --           C  single update: UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2
--- ROWS      rows in pgbench_accounts (100000 * scale); default 1000000 (scale 10).
+-- ROWS      rows in pgbench_accounts (100000 * scale); default 1000000 (scale 10). Keys are
+--           drawn from 1..ROWS, so a smaller ROWS gives a hot key set (bench/cache.sh).
 -- CHECK     1 (default): every response is checked in Lua: status must be 2xx and the body
 --           must start with {"success":true (counted as non2xx / bad_body).
 --           0: no response() callback, so wrk skips handing headers and bodies to Lua
 --           (about 20 % less wrk CPU on these small requests, which matters on a 2-core
 --           machine where wrk shares the CPUs with dbagent and PostgreSQL). wrk itself still
 --           counts every status > 399 (status_gt399) and every socket error.
+-- USE_CACHE 1: send "use_cache": true (bench/cache.sh). Default 0.
 --
 -- done() prints one machine-readable line:
 --   WRK_RESULT requests=N duration_us=N rps=F p50_us=N p90_us=N p99_us=N max_us=N
@@ -52,6 +54,9 @@ function init(args)
    math.randomseed(os.time() + (id or 1) * 7919 + math.floor(os.clock() * 1e6))
    for _ = 1, 10 do math.random() end
    body_start = SQL[workload]
+   if args[4] == "1" then
+      body_start = '{"use_cache":true,' .. body_start:sub(2)
+   end
    -- wrk.init has put the Host header in wrk.headers before calling us
    prefix = "POST /query HTTP/1.1\r\nHost: " .. wrk.headers["Host"] ..
       "\r\nContent-Type: application/json\r\nContent-Length: "
