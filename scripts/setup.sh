@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
-# Installs what building and running dbagent needs and a fresh machine may lack:
-# libclang for pg_query's bindgen step, and the PostgreSQL server binaries for the managed
-# instance. Idempotent; prints nothing when everything is there.
+# Installs what building, running and testing dbagent needs and a fresh Debian/Ubuntu machine
+# may lack: libclang for pg_query's bindgen step, the PostgreSQL server binaries for the managed
+# instance, HypoPG for validated index suggestions, redis-server for the cache tests.
+# Idempotent; prints nothing when everything is there.
 set -euo pipefail
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+updated=0
+install() {
+  [ $# -gt 0 ] || return 0
+  echo "installing: $*" >&2
+  if [ $updated = 0 ]; then
+    $sudo apt-get update -qq >/dev/null
+    updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 need=()
 # libclang itself (libclang.so / libclang-14.so), not libclang-cpp, which pg_query cannot use.
@@ -14,10 +28,13 @@ if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postg
 fi
 # The tests start private redis-server processes (the cache's Redis backend).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing: ${need[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+install "${need[@]}"
+
+# HypoPG, one package per installed server version (known only once the server is installed).
+need=()
+for bin in /usr/lib/postgresql/*/bin/postgres; do
+  [ -x "$bin" ] || continue
+  v=$(basename "$(dirname "$(dirname "$bin")")")
+  [ -e "/usr/share/postgresql/$v/extension/hypopg.control" ] || need+=("postgresql-$v-hypopg")
+done
+install "${need[@]}"

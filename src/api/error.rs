@@ -206,8 +206,19 @@ impl From<migrate::Error> for ApiError {
             E::SchemaTooNew { .. } => "schema_too_new",
             E::Unavailable { .. } => "database_unavailable",
             E::Io { .. } | E::History { .. } | E::BackupFailed { .. } => "migration_error",
+            E::Autogenerate { source } => match source.as_ref() {
+                migrate::autogen::Error::InvalidSchema { .. } => "invalid_schema",
+                migrate::autogen::Error::Unavailable { .. } => "database_unavailable",
+                _ => "migration_error",
+            },
         };
         let mut e = ApiError::new(status, code, db::error_chain(&err));
+        if let E::Autogenerate { source } = &err {
+            if let migrate::autogen::Error::InvalidSchema { server, .. } = source.as_ref() {
+                e.body.sqlstate = Some(server.sqlstate.clone());
+                e.body.hint = server.hint.clone();
+            }
+        }
         if let E::MigrationFailed { server: Some(pg), .. } | E::SeedFailed { server: Some(pg), .. } = &err {
             e.body.sqlstate = Some(pg.sqlstate.clone());
             e.body.detail = pg.detail.clone();

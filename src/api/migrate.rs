@@ -84,3 +84,26 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     }
     Ok(Json(body))
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutogenerateRequest {
+    pub name: String,
+    /// The whole desired schema (what `schema.sql` holds).
+    pub schema_sql: String,
+    #[serde(default)]
+    pub schemas: Vec<String>,
+}
+
+/// `POST /migrations/autogenerate`: writes the migration files; answers their paths, SQL and notes.
+pub async fn autogenerate(State(state): State<AppState>, JsonBody(req): JsonBody<AutogenerateRequest>) -> Result<Json<Value>, ApiError> {
+    let db = migrate::database(&state.executor.pools);
+    let service = state.migrations.clone();
+    let run = tokio::spawn(async move { service.autogenerate(&db, &req.name, &req.schema_sql, &req.schemas).await });
+    let out = run.await.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "migration_error", e.to_string()))??;
+    let mut body = serde_json::to_value(&out).unwrap_or_default();
+    if let Value::Object(map) = &mut body {
+        map.insert("success".into(), json!(true));
+    }
+    Ok(Json(body))
+}

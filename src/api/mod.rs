@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stats/replication", get(stats::replication))
         .route("/migrate", post(migrate::migrate))
         .route("/migrations", get(migrate::list))
+        .route("/migrations/autogenerate", post(migrate::autogenerate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -270,6 +270,23 @@ async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, as_json: bool) -> Resul
             let repaired = service.migrator().map_err(fail)?.repair(&db, version, &by).await.map_err(fail)?;
             output::key_values(&json!({ "repaired": repaired }), as_json)
         }
+        MigrateCommand::Autogenerate { name, schema, schemas } => {
+            let desired = std::fs::read_to_string(&schema).with_context(|| format!("cannot read {}", schema.display()))?;
+            let out = service.autogenerate(&db, &name, &desired, &schemas).await.map_err(fail)?;
+            if as_json {
+                return output::key_values(&serde_json::to_value(&out)?, true);
+            }
+            if out.files.is_empty() {
+                println!("the database already matches {}", schema.display());
+            }
+            for file in &out.files {
+                println!("wrote {}", file.display());
+            }
+            for note in &out.generated.notes {
+                println!("note: {note}");
+            }
+            Ok(())
+        }
         MigrateCommand::Baseline { version } => {
             service.migrator().map_err(fail)?.baseline(&db, version, &by).await.map_err(fail)?;
             output::key_values(&json!({ "baseline": version }), as_json)

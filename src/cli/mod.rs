@@ -105,6 +105,16 @@ pub enum MigrateCommand {
     },
     /// Mark an existing database as at VERSION without running anything.
     Baseline { version: i64 },
+    /// Write up and down files that bring the database to the schema in --schema (loaded into
+    /// a scratch database and compared catalog to catalog). Renames are not guessed.
+    Autogenerate {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        schema: PathBuf,
+        /// Schemas to compare (comma-separated). Default: public.
+        #[arg(long, value_delimiter = ',', default_value = "public")]
+        schemas: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

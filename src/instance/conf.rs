@@ -73,6 +73,8 @@ fn render(layout: &Layout, port: Option<u16>) -> Result<String, Error> {
          max_wal_senders = 10\n\
          hot_standby = on\n\
          shared_buffers = '128MB'\n\
+         # Query statistics for the advisor (workload-based index suggestions).\n\
+         shared_preload_libraries = 'pg_stat_statements'\n\
          # stderr goes to the log file given to pg_ctl -l, next to the data directory.\n\
          logging_collector = off\n\
          log_destination = 'stderr'\n"

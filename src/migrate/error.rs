@@ -122,6 +122,14 @@ pub enum Error {
         source: Box<crate::instance::Error>,
     },
 
+    /// `autogenerate` could not compare the schemas (the desired SQL does not load: 422; the
+    /// server is unreachable: 503; otherwise 500).
+    #[error("autogenerate failed")]
+    Autogenerate {
+        #[source]
+        source: Box<super::autogen::Error>,
+    },
+
     /// A seed script failed; the seed transaction was rolled back. HTTP 422 with the SQLSTATE.
     #[error("seed script {} failed; nothing was seeded", .path.display())]
     SeedFailed {
@@ -173,6 +181,11 @@ impl Error {
             | Error::SchemaTooNew { .. } => 409,
             Error::Unavailable { .. } => 503,
             Error::Io { .. } | Error::History { .. } | Error::BackupFailed { .. } => 500,
+            Error::Autogenerate { source } => match source.as_ref() {
+                super::autogen::Error::InvalidSchema { .. } => 422,
+                super::autogen::Error::Unavailable { .. } => 503,
+                _ => 500,
+            },
         }
     }
 

@@ -151,6 +151,7 @@ impl Migrator {
             execution_time_ms: run::millis(started.elapsed()),
             dry_run,
             backup_id: None,
+            warnings: Vec::new(),
         })
     }
 

@@ -48,6 +48,19 @@ pub struct Report {
     pub dry_run: bool,
     /// The backup taken before this run, recorded with its migrations.
     pub backup_id: Option<String>,
+    /// Lint warnings for the migrations run (or, in a dry run, to be run): statements that
+    /// take heavy locks or rewrite big tables.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FileWarning>,
+}
+
+/// A lint warning and the migration file it is about.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileWarning {
+    pub version: i64,
+    pub file: std::path::PathBuf,
+    #[serde(flatten)]
+    pub warning: super::lint::Warning,
 }
 
 /// A migration file not applied yet.

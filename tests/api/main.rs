@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod autogen;
 mod cache;
 mod errors;
 mod health;

@@ -232,3 +232,34 @@ async fn the_cli_migrates_seeds_queries_and_reports_failures_with_exit_codes() {
     assert_eq!(code, 4);
     drop(db);
 }
+
+#[tokio::test]
+async fn autogenerate_writes_a_migration_to_the_desired_schema_and_lint_warns_before_it_runs() {
+    let files = Files::new();
+    let app = app_with(&files, TestDb::create().await, false).await;
+    app.setup("CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a')").await;
+    let desired = "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2));
+                   CREATE INDEX items_name_idx ON items (name);";
+    let (status, out) = app.post("/migrations/autogenerate", &json!({"name": "item prices", "schema_sql": desired})).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["files"].as_array().unwrap().len(), 2, "{out}");
+    assert!(out["up"].as_str().unwrap().contains("price"), "{out}");
+
+    // The dry run shows the SQL and the lint warnings about the existing table.
+    let (status, plan) = app.post("/migrate", &json!({"dry_run": true})).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    let rules: Vec<&str> = plan["warnings"].as_array().unwrap().iter().map(|w| w["rule"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"create-index-without-concurrently") && rules.contains(&"set-not-null"), "{plan}");
+    let (status, done) = app.post("/migrate", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let (status, again) = app.post("/migrations/autogenerate", &json!({"name": "nothing", "schema_sql": desired})).await;
+    assert_eq!((status, again["changes"].as_u64(), again["files"].as_array().map(Vec::len)), (StatusCode::OK, Some(0), Some(0)), "{again}");
+
+    let (status, back) = app.post("/migrate", &json!({"direction": "downgrade"})).await;
+    assert_eq!(status, StatusCode::OK, "{back}");
+    let columns = app.rows("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'items'", json!([])).await;
+    assert_eq!(columns, vec![json!({"n": 2})]);
+
+    let (status, bad) = app.post("/migrations/autogenerate", &json!({"name": "bad", "schema_sql": "CREATE TABLE x (id nosuchtype);"})).await;
+    assert_eq!((status, bad["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_schema")), "{bad}");
+}
