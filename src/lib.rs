@@ -2,6 +2,7 @@
 //!
 //! One module per capability; `ARCHITECTURE.md` has the code map and the invariants.
 //!
+//! - [`advisor`]: EXPLAIN analysis with rules, index suggestions (HypoPG), index upkeep.
 //! - [`config`]: the typed, validated configuration (file, environment, defaults).
 //! - [`db`]: connections and pools (primary and read replicas), value conversion.
 //! - [`cache`]: the query result cache (in process or Redis), invalidated by table.
@@ -16,6 +17,7 @@
 //! - [`cli`]: the command line.
 //! - [`app`]: wiring the pieces together for `serve` and the CLI.
 
+pub mod advisor;
 pub mod api;
 pub mod app;
 pub mod cache;

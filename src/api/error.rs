@@ -25,6 +25,8 @@
 //! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | 422 | the migration files or the target do not allow the request |
 //! | `migration_failed`, `seed_failed` | 422 | a migration's (or seed's) SQL failed; rolled back; SQLSTATE given |
 //! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | 409 | history and files disagree, or another runner holds the lock |
+//! | `index_not_found` | 404 | `/indexes` names no such index |
+//! | `refused` | 409 | `/indexes` would drop a constraint's index, or the name is taken |
 //! | `migration_error` | 500 | dbagent's own history queries, file I/O or the backup before migrating failed |
 
 use axum::http::StatusCode;
@@ -33,7 +35,7 @@ use serde::Serialize;
 
 use crate::db::{self, PgError};
 use crate::query::{self, ClassifyError};
-use crate::{migrate, schema, txn};
+use crate::{advisor, migrate, schema, txn};
 
 /// An error answer: `{"success": false, "error": {...}}`.
 #[derive(Debug)]
@@ -213,12 +215,11 @@ impl From<migrate::Error> for ApiError {
             },
         };
         let mut e = ApiError::new(status, code, db::error_chain(&err));
-        if let E::Autogenerate { source } = &err {
-            if let migrate::autogen::Error::InvalidSchema { server, .. } = source.as_ref() {
+        if let E::Autogenerate { source } = &err
+            && let migrate::autogen::Error::InvalidSchema { server, .. } = source.as_ref() {
                 e.body.sqlstate = Some(server.sqlstate.clone());
                 e.body.hint = server.hint.clone();
             }
-        }
         if let E::MigrationFailed { server: Some(pg), .. } | E::SeedFailed { server: Some(pg), .. } = &err {
             e.body.sqlstate = Some(pg.sqlstate.clone());
             e.body.detail = pg.detail.clone();
@@ -226,6 +227,22 @@ impl From<migrate::Error> for ApiError {
             e.body.position = pg.position;
         }
         e
+    }
+}
+
+impl From<advisor::Error> for ApiError {
+    fn from(err: advisor::Error) -> Self {
+        use StatusCode as S;
+        let message = err.to_string();
+        match err {
+            advisor::Error::NotExplainable { .. } | advisor::Error::Invalid(_) => ApiError::invalid_request(message),
+            advisor::Error::Query(err) => err.into(),
+            advisor::Error::Timeout { .. } => ApiError::new(S::GATEWAY_TIMEOUT, "query_timeout", message),
+            advisor::Error::Plan(_) => ApiError::new(S::BAD_GATEWAY, "database_error", message),
+            advisor::Error::TableNotFound { .. } => ApiError::new(S::NOT_FOUND, "table_not_found", message),
+            advisor::Error::IndexNotFound { .. } => ApiError::new(S::NOT_FOUND, "index_not_found", message),
+            advisor::Error::Refused(_) => ApiError::new(S::CONFLICT, "refused", message),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP API (axum). Handlers parse, call the capability, and shape the answer; errors
 //! become responses in [`error`] alone. This module and `web` are the only ones that know HTTP.
 
+mod advisor;
 mod body;
 pub mod error;
 mod health;
@@ -49,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/schema", get(schema::list))
         .route("/schema/{table}", get(schema::describe))
         .route("/stats/replication", get(stats::replication))
+        .route("/optimize", post(advisor::optimize))
+        .route("/indexes", post(advisor::indexes))
         .route("/migrate", post(migrate::migrate))
         .route("/migrations", get(migrate::list))
         .route("/migrations/autogenerate", post(migrate::autogenerate))

@@ -227,7 +227,7 @@ impl Watcher {
 
 /// `schema.table` from the parser → a string literal for `to_regclass`, each part quoted as an
 /// identifier (the parser already folded unquoted names to lower case).
-fn quote_name(table: &str) -> String {
+pub(crate) fn quote_name(table: &str) -> String {
     let name = match table.rsplit_once('.') {
         Some((schema, rel)) => format!("{}.{}", quote_ident(schema), quote_ident(rel)),
         None => quote_ident(table),
@@ -235,7 +235,7 @@ fn quote_name(table: &str) -> String {
     format!("'{}'", name.replace('\'', "''"))
 }
 
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

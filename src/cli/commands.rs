@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::{
-    CacheCommand, Cli, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
+    CacheCommand, Cli, IndexesArgs, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
     TransactionArgs, exit, output,
 };
 use crate::replication::topology::replica_settings;
@@ -53,6 +53,8 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Migrate(cmd) => migrate_cmd(&agent, cmd, cli.json).await,
                 Command::Seed(SeedCommand::Run { env }) => seed_cmd(&agent, &env, cli.json).await,
                 Command::Cache(CacheCommand::Unwatch) => unwatch_cmd(&agent, cli.json).await,
+                Command::Optimize(args) => optimize_cmd(&agent, args, cli.json).await,
+                Command::Indexes(args) => indexes_cmd(&agent, args, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) => Ok(()),
             };
             agent.stop().await;
@@ -291,6 +293,38 @@ async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, as_json: bool) -> Resul
             service.migrator().map_err(fail)?.baseline(&db, version, &by).await.map_err(fail)?;
             output::key_values(&json!({ "baseline": version }), as_json)
         }
+    }
+}
+
+async fn optimize_cmd(agent: &Agent, args: OptimizeArgs, as_json: bool) -> Result<(), Failure> {
+    let params = parse_params(&args.params);
+    let req = crate::advisor::OptimizeRequest { sql: args.sql, params, analyze: !args.no_analyze, suggest_indexes: true };
+    let db = migrate::database(&agent.executor.pools);
+    let slow = std::time::Duration::from_secs_f64(agent.config.optimization.slow_query_threshold_ms / 1000.0);
+    let report = crate::advisor::optimize(&agent.executor, &db, &req, slow).await.map_err(|e| failure(e.into()))?;
+    output::optimize(&report, as_json)
+}
+
+async fn indexes_cmd(agent: &Agent, args: IndexesArgs, as_json: bool) -> Result<(), Failure> {
+    let queries: Vec<crate::advisor::WorkloadQuery> =
+        args.queries.iter().map(|q| crate::advisor::WorkloadQuery { sql: q.clone(), params: Vec::new() }).collect();
+    let req = crate::advisor::IndexesRequest {
+        query: (args.action == "apply").then(|| queries.first().cloned()).flatten(),
+        queries: if args.action == "apply" { Vec::new() } else { queries },
+        action: args.action,
+        table: args.table,
+        index: args.index,
+        columns: args.columns,
+        name: None,
+        unique: false,
+        use_hypopg: !args.no_hypopg,
+        sql: args.sql,
+    };
+    let db = migrate::database(&agent.executor.pools);
+    let value = crate::advisor::indexes(&agent.executor, &db, &req).await.map_err(|e| failure(e.into()))?;
+    match value.as_object().and_then(|o| o.values().next()).and_then(Value::as_array) {
+        Some(list) if !as_json => output::rows(list, false),
+        _ => output::key_values(&value, as_json),
     }
 }
 

@@ -59,6 +59,45 @@ pub enum Command {
     /// The query result cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// EXPLAIN a statement (ANALYZE, rolled back) and suggest fixes.
+    Optimize(OptimizeArgs),
+    /// Index advice and upkeep: suggest, analyze, unused, duplicates, invalid, bloat, rebuild,
+    /// create, drop, apply.
+    Indexes(IndexesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OptimizeArgs {
+    pub sql: String,
+    /// A parameter as JSON (`42`, `"text"`); bare words are taken as text.
+    #[arg(short, long = "param", value_name = "JSON")]
+    pub params: Vec<String>,
+    /// Plain EXPLAIN: do not run the statement.
+    #[arg(long)]
+    pub no_analyze: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IndexesArgs {
+    /// suggest, analyze, unused, duplicates, invalid, bloat, rebuild, create, drop, apply.
+    pub action: String,
+    #[arg(long)]
+    pub table: Option<String>,
+    #[arg(long)]
+    pub index: Option<String>,
+    /// create: the columns (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// suggest: a query of the workload (repeatable; default: pg_stat_statements). apply: the
+    /// query to measure.
+    #[arg(long = "query")]
+    pub queries: Vec<String>,
+    /// apply: the suggested CREATE INDEX CONCURRENTLY statement.
+    #[arg(long)]
+    pub sql: Option<String>,
+    /// suggest: estimate from statistics instead of HypoPG.
+    #[arg(long)]
+    pub no_hypopg: bool,
 }
 
 #[derive(Debug, Subcommand)]

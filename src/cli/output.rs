@@ -269,3 +269,34 @@ pub fn migration_status(status: &crate::migrate::Status, as_json: bool) -> Resul
     }
     Ok(())
 }
+
+/// `dbagent optimize`: timings, the plan as an indented tree, then the suggestions.
+pub fn optimize(report: &crate::advisor::OptimizeReport, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(report);
+    }
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} ms"));
+    println!(
+        "planning {}, execution {}, total {}, cost {:.1}{}",
+        ms(report.planning_time_ms),
+        ms(report.execution_time_ms),
+        ms(report.total_time_ms),
+        report.estimated_cost,
+        if report.is_slow { " (slow)" } else { "" }
+    );
+    for (path, node) in report.plan.walk() {
+        let depth = path.matches('.').count();
+        let actual = node.actual_rows.map(|r| format!(", actual {r} rows x {} loops", node.actual_loops.unwrap_or(1.0))).unwrap_or_default();
+        println!("{}{} (est. {} rows{actual})", "  ".repeat(depth), node.label(), node.plan_rows);
+    }
+    for s in &report.suggestions {
+        println!("\n[{:?}] {}: {}", s.severity, s.rule, s.reason);
+        if let Some(fix) = &s.fix {
+            println!("  fix: {fix}");
+        }
+    }
+    for s in &report.index_suggestions {
+        println!("\nindex ({}, {} confidence): {}", s.validated_with, s.confidence, s.sql);
+    }
+    Ok(())
+}

@@ -288,6 +288,6 @@ impl TestApp {
 
     /// Runs statements directly (not through dbagent).
     pub async fn setup(&self, sql: &str) {
-        self.db.connect().await.batch_execute(sql).await.unwrap_or_else(|e| panic!("setup failed: {e}"));
+        self.db.connect().await.batch_execute(sql).await.unwrap_or_else(|e| panic!("setup failed: {}", dbagent::db::error_chain(&e)));
     }
 }

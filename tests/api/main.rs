@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod advisor;
 mod autogen;
 mod cache;
 mod errors;

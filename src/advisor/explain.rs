@@ -1,0 +1,138 @@
+//! Running `EXPLAIN` safely: on the primary, inside a transaction that is always rolled back
+//! (so `EXPLAIN ANALYZE` of a write changes nothing), under a statement timeout.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Error;
+use super::plan::{self, Explained};
+use crate::db::{self, Target};
+use crate::query::{self, Executor, run};
+
+/// Explains `sql` with `params`. `analyze` runs it (then rolls back).
+pub async fn explain(exec: &Executor, sql: &str, params: &[Value], analyze: bool, timeout: Duration) -> Result<Explained, Error> {
+    let class = exec.classifier.classify(sql).map_err(query::Error::from)?;
+    if let Some(reason) = class.refused {
+        return Err(Error::NotExplainable { reason: reason.into() });
+    }
+    if !matches!(class.query_type, "select" | "insert" | "update" | "delete" | "merge") {
+        return Err(Error::NotExplainable { reason: format!("EXPLAIN takes SELECT, INSERT, UPDATE, DELETE or MERGE, not {}", class.query_type) });
+    }
+    let options = if analyze { "ANALYZE, BUFFERS, FORMAT JSON" } else { "FORMAT JSON" };
+    let explain_sql = format!("EXPLAIN ({options}) {sql}");
+    let mut lease = exec.pools.acquire(Target::Write).await?;
+    lease.begin_use();
+    let begin = format!("BEGIN; SET LOCAL statement_timeout = {}", timeout.as_millis().max(1));
+    lease.client().simple_query(&begin).await.map_err(|e| db::Error::from_driver(e, false))?;
+    let statement = run::Statement {
+        sql: &explain_sql,
+        params,
+        max_rows: 10,
+        cache: false,
+        autocommit_read_only: None,
+        may_write: false,
+    };
+    let conn: &mut db::Conn = &mut lease;
+    let result = run::execute(conn, &statement).await;
+    // Always rolled back: EXPLAIN ANALYZE really ran the statement.
+    match lease.client().simple_query("ROLLBACK").await {
+        Ok(_) => lease.end_use(),
+        Err(err) => tracing::warn!(error = %err, "ROLLBACK after EXPLAIN failed; discarding the connection"),
+    }
+    let rows = result.map_err(|e| match e {
+        query::Error::Db(db::Error::Server(pg)) if pg.is("57014") => Error::Timeout { seconds: timeout.as_secs_f64() },
+        other => Error::Query(other),
+    })?;
+    let value: Value = serde_json::from_slice(&rows.json).map_err(|e| Error::Plan(e.to_string()))?;
+    let plan_json = value.get(0).and_then(|row| row.as_object()).and_then(|row| row.values().next()).cloned().unwrap_or(Value::Null);
+    plan::parse(&plan_json).map_err(Error::Plan)
+}
+
+/// The planner's total cost of `sql` on `client` (a dedicated connection; used with
+/// hypothetical indexes). A statement with `$n` placeholders and no values is planned
+/// generically (PREPARE + `plan_cache_mode = force_generic_plan`), as Dexter does on PG < 16.
+pub async fn cost(client: &tokio_postgres::Client, sql: &str, params: &[Value]) -> Result<(f64, Vec<String>), Error> {
+    let placeholders = count_placeholders(sql);
+    let text = if placeholders > 0 && params.is_empty() {
+        client
+            .batch_execute(&format!(
+                "DEALLOCATE ALL; PREPARE dbagent_advice AS {sql}; SET plan_cache_mode = force_generic_plan"
+            ))
+            .await
+            .map_err(|e| Error::Query(query::Error::Db(db::Error::from_driver(e, false))))?;
+        let nulls = vec!["NULL"; placeholders].join(", ");
+        let out = explain_text(client, &format!("EXPLAIN (FORMAT JSON) EXECUTE dbagent_advice({nulls})"), &[]).await;
+        let _ = client.batch_execute("DEALLOCATE dbagent_advice; RESET plan_cache_mode").await;
+        out?
+    } else {
+        let literal: Vec<String> = params.iter().map(literal_param).collect();
+        let inlined = inline_params(sql, &literal);
+        explain_text(client, &format!("EXPLAIN (FORMAT JSON) {inlined}"), &[]).await?
+    };
+    let explained = plan::parse(&text).map_err(Error::Plan)?;
+    let indexes = explained.root.walk().into_iter().filter_map(|(_, n)| n.index.clone()).collect();
+    Ok((explained.root.total_cost, indexes))
+}
+
+async fn explain_text(client: &tokio_postgres::Client, sql: &str, _params: &[Value]) -> Result<Value, Error> {
+    let messages = client.simple_query(sql).await.map_err(|e| Error::Query(query::Error::Db(db::Error::from_driver(e, false))))?;
+    let text = messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .ok_or_else(|| Error::Plan("EXPLAIN returned nothing".into()))?;
+    serde_json::from_str(&text).map_err(|e| Error::Plan(e.to_string()))
+}
+
+/// Highest `$n` in `sql` (from the parser's tokens, not a regex).
+pub fn count_placeholders(sql: &str) -> usize {
+    let Ok(scan) = pg_query::scan(sql) else { return 0 };
+    scan.tokens
+        .iter()
+        .filter_map(|t| sql.get(t.start as usize..t.end as usize))
+        .filter_map(|text| text.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// A JSON parameter as an SQL literal (for planning only; the values are never executed).
+fn literal_param(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => format!("'{n}'"),
+        Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        other => format!("'{}'", other.to_string().replace('\'', "''")),
+    }
+}
+
+/// Replaces `$n` tokens by `literals[n-1]`, walking the scanner's tokens from the end.
+fn inline_params(sql: &str, literals: &[String]) -> String {
+    let Ok(scan) = pg_query::scan(sql) else { return sql.to_owned() };
+    let mut out = sql.to_owned();
+    for token in scan.tokens.iter().rev() {
+        let (start, end) = (token.start as usize, token.end as usize);
+        let Some(n) = sql.get(start..end).and_then(|t| t.strip_prefix('$')).and_then(|n| n.parse::<usize>().ok()) else { continue };
+        if let Some(lit) = literals.get(n.wrapping_sub(1)) {
+            out.replace_range(start..end, lit);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_counted_and_inlined_by_token() {
+        assert_eq!(count_placeholders("SELECT * FROM t WHERE a = $1 AND b = $2 AND c = '$3'"), 2);
+        assert_eq!(count_placeholders("SELECT 1"), 0);
+        let sql = inline_params("SELECT * FROM t WHERE a = $1 AND b = $2 AND c = '$1'", &["'x'".into(), "'4'".into()]);
+        assert_eq!(sql, "SELECT * FROM t WHERE a = 'x' AND b = '4' AND c = '$1'");
+        assert_eq!(literal_param(&serde_json::json!("it's")), "'it''s'");
+    }
+}

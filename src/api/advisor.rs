@@ -1,0 +1,36 @@
+//! `POST /optimize` (EXPLAIN analysis and suggestions) and `POST /indexes` (suggest, upkeep).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::Value;
+
+use super::AppState;
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::advisor::{self, IndexesRequest, OptimizeRequest};
+use crate::migrate;
+
+pub async fn optimize(State(state): State<AppState>, JsonBody(req): JsonBody<OptimizeRequest>) -> Result<Json<Value>, ApiError> {
+    let db = migrate::database(&state.executor.pools);
+    let slow = Duration::from_secs_f64(state.config.optimization.slow_query_threshold_ms / 1000.0);
+    let report = advisor::optimize(&state.executor, &db, &req, slow).await?;
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    if let Value::Object(map) = &mut body {
+        map.insert("success".into(), Value::Bool(true));
+    }
+    Ok(Json(body))
+}
+
+pub async fn indexes(State(state): State<AppState>, JsonBody(req): JsonBody<IndexesRequest>) -> Result<Json<Value>, ApiError> {
+    let db = migrate::database(&state.executor.pools);
+    // Index builds run to completion even when the client hangs up.
+    let executor = state.executor.clone();
+    let run = tokio::spawn(async move { advisor::indexes(&executor, &db, &req).await });
+    let mut body = run.await.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    if let Value::Object(map) = &mut body {
+        map.insert("success".into(), Value::Bool(true));
+    }
+    Ok(Json(body))
+}
