@@ -11,4 +11,5 @@ stop_test_instance() {
   fi
 }
 trap stop_test_instance EXIT
-cargo test "$@"
+# failpoints: tests that make a COMMIT answer go missing (src/failpoints.rs).
+cargo test --features failpoints "$@"

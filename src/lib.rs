@@ -24,6 +24,8 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod instance;
 pub mod migrate;
 pub mod monitor;

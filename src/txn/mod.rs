@@ -216,11 +216,12 @@ async fn run_attempt(
             }
         }
     }
-    commit(lease, results, !request.read_only).await
+    let first_sql = request.queries.first().map_or("", |q| q.sql.as_str());
+    commit(lease, results, !request.read_only, first_sql).await
 }
 
 /// COMMIT, and for a read-write transaction the WAL position after it, in one round trip.
-async fn commit(lease: &mut Lease<'_>, results: Vec<StatementOutput>, report_lsn: bool) -> Result<Attempt, Error> {
+async fn commit(lease: &mut Lease<'_>, results: Vec<StatementOutput>, report_lsn: bool, first_sql: &str) -> Result<Attempt, Error> {
     let client = lease.client();
     let lsn = async {
         match report_lsn {
@@ -229,6 +230,13 @@ async fn commit(lease: &mut Lease<'_>, results: Vec<StatementOutput>, report_lsn
         }
     };
     let (committed, lsn) = tokio::join!(client.simple_query("COMMIT"), lsn);
+    // The server committed, but the answer is "lost" on the way back.
+    #[cfg(not(feature = "failpoints"))]
+    let _ = first_sql;
+    #[cfg(feature = "failpoints")]
+    if committed.is_ok() && crate::failpoints::fire("txn-commit-answer-lost", first_sql) {
+        return Err(Error::OutcomeUnknown);
+    }
     match committed {
         Ok(_) => {
             lease.end_use();

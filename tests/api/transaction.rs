@@ -152,3 +152,19 @@ async fn query_with_transaction_true_runs_in_a_transaction() {
     assert_eq!(body["rows"], json!([{"id": 1}]));
     assert_eq!(body["retries"], json!(0));
 }
+
+/// A COMMIT the server carried out but whose answer never arrived: reported as
+/// `outcome_unknown` (502), never re-run, so the write is there exactly once.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_lost_commit_answer_is_reported_as_unknown_and_never_retried() {
+    let app = spawn_app().await;
+    app.setup("CREATE TABLE lost_commit (id int)").await;
+    dbagent::failpoints::arm("txn-commit-answer-lost", "lost_commit", 1);
+    let (status, body) = app.post("/transaction", &json!({"queries": [{"sql": "INSERT INTO lost_commit VALUES (1)"}]})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_GATEWAY, Some("outcome_unknown")), "{body}");
+    let rows = app.rows("SELECT count(*) AS n FROM lost_commit", json!([])).await;
+    assert_eq!(rows, vec![json!({"n": 1})], "committed once, not retried");
+    let (status, _) = app.post("/transaction", &json!({"queries": [{"sql": "INSERT INTO lost_commit VALUES (2)"}]})).await;
+    assert_eq!(status, StatusCode::OK, "the failpoint fires once; the pool recovered");
+}
