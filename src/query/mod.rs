@@ -108,6 +108,9 @@ pub struct Limits {
     pub cache_statements: bool,
     pub slow_query_threshold: Option<Duration>,
     pub echo_sql: bool,
+    /// Answer writes with `commit_lsn` (one more statement in the same round trip). On when
+    /// there are read replicas, the only case where a reader can use it.
+    pub report_commit_lsn: bool,
 }
 
 impl Limits {
@@ -119,6 +122,7 @@ impl Limits {
             cache_statements: opt.prepared_statements,
             slow_query_threshold: opt.slow_query_log.then(|| Duration::from_secs_f64(opt.slow_query_threshold_ms / 1000.0)),
             echo_sql: config.postgresql.echo_sql,
+            report_commit_lsn: !config.postgresql.read_replicas.is_empty() || config.replication.replicas > 0,
         }
     }
 }
@@ -198,9 +202,11 @@ impl Executor {
         let out = self.query(sql, params, freshness).await?;
         // Stored only if it really ran READ ONLY (not re-run as a write) and is not truncated.
         if let Some(snapshot) = snapshot
-            && class.is_read_only() && out.commit_lsn.is_none() && !out.rows.truncated {
-                cache.put(&plan, snapshot, &out.rows, out.data_lsn).await;
-            }
+            && class.is_read_only()
+            && !out.rows.truncated
+        {
+            cache.put(&plan, snapshot, &out.rows, out.data_lsn).await;
+        }
         Ok(out)
     }
 
@@ -218,10 +224,11 @@ impl Executor {
         let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
         let lease = self.pools.acquire_at_least(target, freshness.min_lsn).await?;
         let result = self.run_autocommit_routed(lease, sql, params, &class, read).await;
-        if let (Ok(out), Some(cache)) = (&result, &self.cache)
-            && out.commit_lsn.is_some() {
-                cache.wrote(&class).await; // before the answer goes out
-            }
+        if let (Ok(_), Some(cache)) = (&result, &self.cache)
+            && !class.is_read_only()
+        {
+            cache.wrote(&class).await; // before the answer goes out
+        }
         result
     }
 
@@ -274,7 +281,7 @@ impl Executor {
         lease.begin_use();
         let cancel = lease.client().cancel_token();
         let conn = lease_conn(lease);
-        let result = if read_only {
+        let result = if read_only || !self.limits.report_commit_lsn {
             self.with_timeout(cancel, async { run::execute(conn, &statement).await.map(|rows| (rows, None)) }).await
         } else {
             self.with_timeout(cancel, run::execute_write(conn, &statement)).await

@@ -53,22 +53,24 @@ async fn execute_reporting(conn: &mut Conn, stmt: &Statement<'_>, lsn: bool) -> 
     }
 }
 
-/// The first column of the first row of a simple query's answer, as a WAL position.
-pub fn lsn_of(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<Lsn> {
-    messages.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|t| t.parse().ok()),
-        _ => None,
-    })
+/// The statement that reads the commit position, prepared once per connection.
+pub async fn lsn_statement(conn: &mut Conn) -> Result<tokio_postgres::Statement, Error> {
+    conn.prepare(COMMIT_LSN_SQL, true).await.map_err(|e| Error::Db(db::Error::from_driver(e, false)))
 }
 
-/// Asks for the WAL position after what this session committed (see [`COMMIT_LSN_SQL`]).
-pub async fn commit_lsn(client: &tokio_postgres::Client) -> Option<Lsn> {
-    client.simple_query(COMMIT_LSN_SQL).await.ok().and_then(|m| lsn_of(&m))
+/// Reads the WAL position after what this session committed (see [`COMMIT_LSN_SQL`]).
+pub async fn commit_lsn(client: &tokio_postgres::Client, statement: &tokio_postgres::Statement) -> Option<Lsn> {
+    let row = client.query_opt(statement, &[]).await.ok()??;
+    row.try_get::<_, &str>(0).ok()?.parse().ok()
 }
 
 async fn execute_once(conn: &mut Conn, stmt: &Statement<'_>, report_lsn: bool) -> Result<(Rows, Option<Lsn>), Error> {
     let driver = |e| Error::Db(db::Error::from_driver(e, stmt.may_write));
     let prepared = conn.prepare(stmt.sql, stmt.cache).await.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
+    let lsn_statement = match report_lsn {
+        true => Some(lsn_statement(conn).await?),
+        false => None,
+    };
     let params = encode_params(stmt.params, prepared.params())?;
     let switch = stmt.autocommit_read_only.and_then(|ro| conn.switch_read_only(ro));
     let client = conn.client();
@@ -88,9 +90,9 @@ async fn execute_once(conn: &mut Conn, stmt: &Statement<'_>, report_lsn: bool) -
         }
     };
     let lsn = async {
-        match report_lsn {
-            true => commit_lsn(client).await,
-            false => None,
+        match &lsn_statement {
+            Some(statement) => commit_lsn(client, statement).await,
+            None => None,
         }
     };
     let (set_result, rows, lsn) = tokio::join!(set, run, lsn);

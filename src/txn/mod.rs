@@ -217,16 +217,20 @@ async fn run_attempt(
         }
     }
     let first_sql = request.queries.first().map_or("", |q| q.sql.as_str());
-    commit(lease, results, !request.read_only, first_sql).await
+    commit(lease, results, !request.read_only && exec.limits.report_commit_lsn, first_sql).await
 }
 
 /// COMMIT, and for a read-write transaction the WAL position after it, in one round trip.
 async fn commit(lease: &mut Lease<'_>, results: Vec<StatementOutput>, report_lsn: bool, first_sql: &str) -> Result<Attempt, Error> {
+    let lsn_statement = match report_lsn {
+        true => run::lsn_statement(lease).await.ok(),
+        false => None,
+    };
     let client = lease.client();
     let lsn = async {
-        match report_lsn {
-            true => run::commit_lsn(client).await,
-            false => None,
+        match &lsn_statement {
+            Some(statement) => run::commit_lsn(client, statement).await,
+            None => None,
         }
     };
     let (committed, lsn) = tokio::join!(client.simple_query("COMMIT"), lsn);
