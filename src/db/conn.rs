@@ -150,6 +150,11 @@ impl Upstream {
         (config, generation)
     }
 
+    /// Bumped by every re-point.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     fn is_current(&self, generation: u64) -> bool {
         self.generation.load(Ordering::SeqCst) == generation
     }

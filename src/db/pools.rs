@@ -17,6 +17,8 @@ use crate::config;
 
 /// How long the primary's health check waits for an answer.
 const PRIMARY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a health check waits to connect (a refused connection fails at once).
+const MONITOR_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where a statement must run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +73,10 @@ pub struct Endpoint {
     retired: AtomicBool,
     /// The connection settings as configured (before dbagent's session options).
     configured: tokio_postgres::Config,
+    /// The health checks' own connection (with the upstream generation it was opened for):
+    /// outside the pool, so a busy or exhausted pool never reads as a dead server (which could
+    /// set off a failover), and a refused connection is seen at once.
+    monitor: tokio::sync::Mutex<Option<(tokio_postgres::Client, u64)>>,
 }
 
 /// What the last check saw. LSNs are 0 when unknown.
@@ -233,6 +239,7 @@ impl Endpoint {
             last_connect_error,
             retired: AtomicBool::new(false),
             configured,
+            monitor: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -373,13 +380,44 @@ impl Endpoint {
             .collect())
     }
 
-    /// The first row of [`Endpoint::rows`].
+    /// The first row of `sql` on the monitor connection (opened or re-opened as needed; a
+    /// failure closes it, so the next check connects afresh).
     async fn first_row(&self, sql: &str) -> Result<Vec<Option<String>>, Error> {
-        let rows = self.rows(sql).await?;
-        rows.into_iter().next().ok_or_else(|| Error::Unavailable { reason: "the check returned no row".into() })
+        let mut slot = self.monitor.lock().await;
+        let generation = self.upstream.generation();
+        if slot.as_ref().is_none_or(|(client, g)| client.is_closed() || *g != generation) {
+            *slot = None;
+            let mut config = self.upstream.current_config();
+            config.connect_timeout(MONITOR_CONNECT_TIMEOUT);
+            config.application_name("dbagent-monitor");
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| Error::Unavailable { reason: super::error_chain(&e) })?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            *slot = Some((client, generation));
+        }
+        let Some((client, _)) = slot.as_ref() else { unreachable!("set above") };
+        let answer = client.simple_query(sql).await;
+        let messages = match answer {
+            Ok(messages) => messages,
+            Err(err) => {
+                *slot = None;
+                return Err(Error::from_driver(err, false));
+            }
+        };
+        messages
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect()),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Unavailable { reason: "the check returned no row".into() })
     }
 
-    /// The primary's current WAL position.
+    /// The primary's current WAL position (fails on a server in recovery).
     pub async fn current_wal_lsn(&self) -> Result<Lsn, Error> {
         let row = self.first_row("SELECT pg_current_wal_lsn()::text").await?;
         parse_lsn(row.first().cloned().flatten())

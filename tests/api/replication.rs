@@ -249,3 +249,37 @@ async fn with_servers_it_does_not_manage_it_follows_the_host_that_became_primary
     instance::stop(&replica_settings, instance::StopMode::Fast).await.unwrap();
     let _ = std::fs::remove_dir_all(primary_settings.data_dir.parent().unwrap());
 }
+
+#[tokio::test]
+async fn an_exhausted_pool_is_not_mistaken_for_a_dead_primary() {
+    let app = spawn_managed_app(|c| {
+        c.replication.replicas = 1;
+        c.replication.failover = FailoverMode::Auto;
+        c.replication.failover_after = 1.0;
+        c.postgresql.connection_pool.max_size = 2;
+        c.postgresql.connection_pool.timeout = 1.0;
+    })
+    .await;
+    app.wait_for_replication("commits to wait for the replica", Duration::from_secs(10), |r| r["failover"]["protected"] == true).await;
+    // Both pooled connections busy for 3 s: requests get 503 pool_exhausted, the primary is fine.
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, address) = (app.http.clone(), app.address.clone());
+            tokio::spawn(async move {
+                let r = http.post(format!("{address}/transaction")).json(&json!({"queries": [{"sql": "SELECT pg_sleep(3)"}]})).send().await.unwrap();
+                (r.status(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (status, body) = app.query("INSERT INTO nowhere VALUES (1)", json!([])).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("pool_exhausted")), "{body}");
+    for s in sleepers {
+        assert_eq!(s.await.unwrap().0, StatusCode::OK);
+    }
+    // Exhausted for 3 s, longer than failover_after: still no failover.
+    let (_, report) = app.get("/stats/replication").await;
+    assert_eq!(report["failover"]["events"], json!([]), "{report:#}");
+    assert_eq!(report["primary"]["reachable"], true, "{report:#}");
+    app.stop().await;
+}
