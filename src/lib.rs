@@ -5,6 +5,8 @@
 //! - [`advisor`]: EXPLAIN analysis with rules, index suggestions (HypoPG), index upkeep.
 //! - [`config`]: the typed, validated configuration (file, environment, defaults).
 //! - [`db`]: connections and pools (primary and read replicas), value conversion.
+//! - [`backup`]: pg_dump backups (compressed, encrypted, checksummed, catalogued), verify,
+//!   restore, retention, schedule.
 //! - [`cache`]: the query result cache (in process or Redis), invalidated by table.
 //! - [`query`]: running one statement: classification, routing, timeouts, results.
 //! - [`txn`]: running a list of statements as one transaction, with retries.
@@ -20,6 +22,7 @@
 pub mod advisor;
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod cache;
 pub mod cli;
 pub mod config;

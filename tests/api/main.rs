@@ -4,6 +4,7 @@ mod helpers;
 
 mod advisor;
 mod autogen;
+mod backup;
 mod cache;
 mod errors;
 mod health;

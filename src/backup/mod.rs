@@ -1,0 +1,170 @@
+//! Logical backups of one database with `pg_dump`: compressed, encrypted, checksummed,
+//! catalogued, pruned, scheduled, verified and restored without ever leaving a target
+//! half-restored.
+//!
+//! Not here yet: point-in-time recovery (WAL archiving, base backups), which builds on managed
+//! instances.
+//!
+//! Code map:
+//! - `settings` (this file): [`Settings`] and [`Compression`].
+//! - `error.rs`: [`Error`], with the HTTP status of each kind.
+//! - `key.rs`: [`Key`] (a raw key or a passphrase) and the per-backup data key derived from it.
+//! - `tools.rs`: the only place that starts `pg_dump` / `pg_restore`, with the binaries whose
+//!   major version matches the server.
+//! - `pipeline.rs`: bytes → SHA-256 → zstd/gzip → AES-256-GCM STREAM → file, and back, in
+//!   bounded memory; `segments.rs`: the encrypted file format; `threads.rs`: running the
+//!   synchronous pipeline on blocking threads from async code.
+//! - `manifest.rs`: the `manifest.json` beside each backup (what the catalog is rebuilt from).
+//! - `location.rs`: the backup location on disk: ids, directories, the in-progress lock,
+//!   incomplete backups, paths that must stay inside the location.
+//! - `database.rs`: connections, the exported snapshot, row counts, scratch and swapped
+//!   databases.
+//! - `catalog.rs`: `list`, `get`, `delete`, `pin` and the `dbagent.backups` mirror.
+//! - `create.rs`, `verify.rs`, `restore.rs`: the three long jobs; `load.rs`: reading a backup
+//!   into `pg_restore` (shared by restore and verify).
+//! - `retention.rs`: which backups to delete (a pure function) and `prune`.
+//! - `schedule.rs`: the cron schedule and the one-agent-runs-it advisory lock.
+//!
+//! Invariants kept here:
+//! - a backup exists when, and only when, its `manifest.json` exists: the manifest is written
+//!   last, atomically; directories without one are incomplete and listing removes them once
+//!   their creator is gone (it holds a lock on `.in-progress` while it works);
+//! - the manifests are the truth, `dbagent.backups` is a mirror updated best-effort and
+//!   rebuilt from them by [`rebuild_catalog`];
+//! - keys and passphrases are never logged, written or put in an error; manifests carry the
+//!   KDF parameters, the salt and a key check, never the key;
+//! - a whole-database restore writes only into a database it created; `drop_existing` swaps
+//!   that database in by rename after the restore succeeded, so a failed restore leaves the
+//!   original untouched; rows loaded into an existing database go in one transaction;
+//! - every restore and trial restore re-reads every stored file through its checksums;
+//! - every child process and scratch database is cleaned up on every path (kill on drop, drop
+//!   guards).
+
+mod catalog;
+mod create;
+mod database;
+mod error;
+mod key;
+mod load;
+mod location;
+mod manifest;
+mod pipeline;
+mod restore;
+mod retention;
+mod schedule;
+mod segments;
+mod threads;
+mod tools;
+mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use catalog::{RebuildReport, delete, get, list, pin, rebuild_catalog};
+pub use create::{BackupKind, CreateRequest, Format, Progress, create};
+pub use error::{Error, RowMismatch};
+pub use key::Key;
+pub use manifest::{
+    CountMethod, EncryptionInfo, FileEntry, Kdf, Manifest, TableRows, Verification,
+};
+pub use restore::{RestoreMode, RestoreReport, RestoreRequest, restore};
+pub use retention::{Candidate, Decision, Policy, decide, prune};
+pub use schedule::{
+    LOCK_KEY, ScheduleStats, ScheduleStatsSnapshot, ScheduledRun, next_run, run_schedule,
+    run_scheduled,
+};
+pub use verify::{FileCheck, TableCheck, VerifyLevel, VerifyReport, verify};
+
+/// How backups are taken and kept (config `backup.*`).
+#[derive(Clone)]
+pub struct Settings {
+    /// Directory holding one sub-directory per backup (config `backup.location`, default
+    /// `./backups`). Made absolute when used.
+    pub location: PathBuf,
+    /// Compression of every stored file. Default [`Compression::Zstd`].
+    pub compression: Compression,
+    /// Encrypts every stored file with AES-256-GCM when set (config `backup.encryption_key`,
+    /// or a key file / passphrase). Default none.
+    pub encryption: Option<Key>,
+    /// Backups older than this many days may be pruned. Default `None` (no age limit).
+    pub retention_days: Option<u32>,
+    /// The newest this-many backups are always kept. Default `None` (no count rule).
+    pub keep_last: Option<u32>,
+    /// Cron schedule (5 or 6 fields, croner syntax) of automatic backups. Default none.
+    pub schedule: Option<String>,
+    /// Directory holding `pg_dump` and `pg_restore`; default: searched (see `tools.rs`).
+    pub bin_dir: Option<PathBuf>,
+    /// Parallel jobs for directory-format dumps and restores. Default 2.
+    pub jobs: u32,
+    /// Longest a single `pg_dump` or `pg_restore` may run before it is killed. Default 6 h.
+    pub tool_timeout: Duration,
+}
+
+impl Settings {
+    /// Settings for `location` with the documented defaults.
+    pub fn new(location: impl Into<PathBuf>) -> Settings {
+        Settings {
+            location: location.into(),
+            compression: Compression::Zstd,
+            encryption: None,
+            retention_days: None,
+            keep_last: None,
+            schedule: None,
+            bin_dir: None,
+            jobs: 2,
+            tool_timeout: Duration::from_secs(6 * 3600),
+        }
+    }
+
+    /// The retention rules as a [`Policy`].
+    pub fn policy(&self) -> Policy {
+        Policy {
+            retention_days: self.retention_days,
+            keep_last: self.keep_last,
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    // Written by hand so that the key can never reach a log through `{:?}` of the settings
+    // (`Key`'s own Debug is redacted too; this keeps the shape obvious).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("location", &self.location)
+            .field("compression", &self.compression)
+            .field("encryption", &self.encryption.as_ref().map(|_| "<redacted>"))
+            .field("retention_days", &self.retention_days)
+            .field("keep_last", &self.keep_last)
+            .field("schedule", &self.schedule)
+            .field("bin_dir", &self.bin_dir)
+            .field("jobs", &self.jobs)
+            .field("tool_timeout", &self.tool_timeout)
+            .finish()
+    }
+}
+
+/// Compression of the stored files. `pg_dump` itself runs with `-Z0`: compressing once, in
+/// our pipeline, costs less CPU than compressing inside pg_dump and is what lets the stored
+/// file be encrypted and checksummed in the same pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// zstd level 3, with zstd's own frame checksum.
+    Zstd,
+    /// gzip level 6 (what `pg_dump -Fc` uses by default).
+    Gzip,
+    None,
+}
+
+impl Compression {
+    /// The suffix stored files get (`.zst`, `.gz`, or nothing).
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            Compression::Zstd => ".zst",
+            Compression::Gzip => ".gz",
+            Compression::None => "",
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Restoring a backup, never into a database someone else is using half-way through.
+//!
+//! Where the data goes (`target` = `target_database`, default `<db>_restored_<time>`, or `<db>`
+//! itself with `drop_existing`), decided by [`choose_mode`]:
+//! - whole backup, `target` missing ([`RestoreMode::NewDatabase`]): `target` is created and
+//!   restored into; dropped again if the restore fails;
+//! - whole backup, `target` exists, `drop_existing` ([`RestoreMode::Replaced`]): a fresh
+//!   database is created and restored into; only when that succeeded are `target`'s sessions
+//!   ended and the two swapped by `ALTER DATABASE ... RENAME` (old → `<target>_old_<time>`,
+//!   then dropped). A failed restore drops the fresh database and leaves `target` untouched;
+//! - whole backup, `target` exists, no `drop_existing`: refused ([`Error::TargetExists`]);
+//! - `tables`, `target` missing ([`RestoreMode::TablesIntoNewDatabase`]): `target` is created
+//!   with the whole schema and the data of the listed tables only (partitions of a listed
+//!   partitioned table included). The data is loaded with triggers disabled
+//!   (`--disable-triggers`, which needs a superuser): foreign keys to tables that were not
+//!   restored are left dangling, as in any partial restore;
+//! - `tables` (or a data-only backup), `target` exists ([`RestoreMode::DataIntoExisting`]):
+//!   the rows are loaded into the existing tables in one transaction
+//!   (`--single-transaction`): any conflict rolls it all back. `drop_existing` with `tables` is
+//!   refused: replacing a whole database with a partial one is never what a table-level
+//!   restore means.
+//!
+//! How the backup is read into pg_restore (and checked on the way) is `load.rs`.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Config;
+use tracing::Instrument;
+
+use super::create::{BackupKind, Progress};
+use super::database::{self, Admin, Scratch, check_database_name, derived_name};
+use super::load::{Backup, Load, Plan};
+use super::location;
+use super::tools::{self, Tool};
+use super::{Error, Settings, catalog};
+
+/// What to restore, and where (seed 000's `POST /restore` body maps onto it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestoreRequest {
+    /// A backup id, or a path (absolute, or relative to the location) to a backup directory
+    /// or a file in one; anything outside the location is refused.
+    pub backup_id: String,
+    /// Default: a new database `<db>_restored_<YYYYMMDDHHMMSS>`; with `drop_existing`, the
+    /// database `db` points at.
+    pub target_database: Option<String>,
+    /// Replace an existing target (by swapping in a complete restored copy).
+    pub drop_existing: bool,
+    /// Only these tables (`table` or `schema.table`).
+    pub tables: Option<Vec<String>>,
+    /// `pg_restore -j` for directory-format backups; default `settings.jobs`.
+    pub jobs: Option<u32>,
+}
+
+/// How a restore went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    pub backup_id: String,
+    /// The database holding the restored data.
+    pub database: String,
+    pub mode: RestoreMode,
+    /// The tables restored (partitions of listed partitioned tables included), for a
+    /// table-level restore.
+    pub tables: Option<Vec<String>>,
+    /// With [`RestoreMode::Replaced`]: the name the replaced database was renamed to, and
+    /// whether dropping it succeeded (if not, it is still there under that name).
+    pub replaced_as: Option<String>,
+    pub replaced_dropped: bool,
+    /// Plaintext bytes read from the backup.
+    pub bytes: u64,
+    pub duration_ms: u64,
+}
+
+/// Where a restore puts the data (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    NewDatabase,
+    Replaced,
+    TablesIntoNewDatabase,
+    DataIntoExisting,
+}
+
+/// Restores a backup as `req` says (see the module documentation for where the data goes).
+pub async fn restore(
+    db: &Config,
+    settings: &Settings,
+    req: &RestoreRequest,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<RestoreReport, Error> {
+    validate(req)?;
+    let span = tracing::info_span!("restore", backup = %req.backup_id);
+    run(db, settings, req, progress).instrument(span).await
+}
+
+async fn run(
+    db: &Config,
+    settings: &Settings,
+    req: &RestoreRequest,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<RestoreReport, Error> {
+    let started = Instant::now();
+    let root = location::root(settings)?;
+    let backup = Backup::open(&root, settings, &req.backup_id).await?;
+    let source = database::database_name(db);
+    let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let target = match (&req.target_database, req.drop_existing) {
+        (Some(name), _) => name.clone(),
+        (None, true) => source.clone(),
+        (None, false) => derived_name(&source, &format!("_restored_{stamp}")),
+    };
+    check_database_name(&target)?;
+    if matches!(target.as_str(), "template0" | "template1") {
+        return Err(Error::invalid(format!("refusing to restore into {target}")));
+    }
+    let admin = Admin::connect(db, &[target.as_str(), source.as_str()]).await?;
+    let tools = backup.tools(settings, &admin).await?;
+    let exists = admin.exists(&target).await?;
+    let data_only = backup.manifest.kind == BackupKind::DataOnly;
+    let mode = choose_mode(exists, req.tables.is_some(), data_only, req.drop_existing, &target)?;
+    let tables = req.tables.as_ref().map(|t| backup.expand(t));
+    let job = Job {
+        db,
+        admin: &admin,
+        load: Load { backup: &backup, tools: &tools, root: &root, jobs: req.jobs.unwrap_or(settings.jobs).max(1), started, progress },
+        limit: settings.tool_timeout,
+    };
+    let mut report = RestoreReport {
+        backup_id: backup.manifest.id.clone(),
+        database: target.clone(),
+        mode,
+        tables: tables.clone(),
+        replaced_as: None,
+        replaced_dropped: false,
+        bytes: 0,
+        duration_ms: 0,
+    };
+    report.bytes = match mode {
+        RestoreMode::DataIntoExisting => job.load_into(&target, &Plan::DataInto { tables }).await?,
+        RestoreMode::NewDatabase => job.restore_new(&target, &Plan::Whole).await?,
+        RestoreMode::TablesIntoNewDatabase => {
+            job.restore_new(&target, &Plan::SchemaThenData { tables: tables.unwrap_or_default() }).await?
+        }
+        RestoreMode::Replaced => {
+            let old = derived_name(&target, &format!("_old_{stamp}"));
+            let bytes = job.replace(&target, &derived_name(&target, &format!("_restoring_{stamp}")), &old).await?;
+            report.replaced_dropped = job.drop_replaced(&old).await;
+            report.replaced_as = Some(old);
+            if target == source {
+                // The restored copy's catalog mirror is empty (dumps leave its data out).
+                if let Err(err) = catalog::rebuild_catalog(db, settings).await {
+                    tracing::warn!(error = %err, "could not rebuild the backup catalog in the restored database");
+                }
+            }
+            bytes
+        }
+    };
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(backup_id = %report.backup_id, database = %report.database, mode = ?report.mode, bytes = report.bytes, "restore complete");
+    Ok(report)
+}
+
+/// Where the data goes, from whether the target exists and what was asked.
+pub(crate) fn choose_mode(
+    exists: bool,
+    tables: bool,
+    data_only: bool,
+    drop_existing: bool,
+    target: &str,
+) -> Result<RestoreMode, Error> {
+    if data_only && (!exists || drop_existing) {
+        return Err(Error::invalid(
+            "a data-only backup loads rows into an existing database: name it with \
+             target_database, without drop_existing",
+        ));
+    }
+    let partial = tables || data_only;
+    Ok(match (exists, partial, drop_existing) {
+        (true, true, _) => RestoreMode::DataIntoExisting,
+        (true, false, true) => RestoreMode::Replaced,
+        (true, false, false) => return Err(Error::TargetExists { database: target.to_owned() }),
+        (false, true, _) => RestoreMode::TablesIntoNewDatabase,
+        (false, false, _) => RestoreMode::NewDatabase,
+    })
+}
+
+/// One restore's database side.
+struct Job<'a> {
+    db: &'a Config,
+    admin: &'a Admin,
+    load: Load<'a>,
+    limit: Duration,
+}
+
+impl Job<'_> {
+    /// Runs `plan` into the existing database `name`.
+    async fn load_into(&self, name: &str, plan: &Plan) -> Result<u64, Error> {
+        tools::bounded(Tool::PgRestore, self.limit, self.load.run(&self.admin.config_for(name), plan)).await
+    }
+
+    /// Creates `name`, runs `plan` into it, and drops it again if that fails.
+    async fn restore_new(&self, name: &str, plan: &Plan) -> Result<u64, Error> {
+        self.admin.create(name, &self.load.backup.manifest).await?;
+        let scratch = Scratch::new(self.db, name);
+        match self.load_into(name, plan).await {
+            Ok(bytes) => {
+                scratch.keep();
+                Ok(bytes)
+            }
+            Err(err) => {
+                drop_quietly(scratch, self.admin).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Restores into `fresh`, then swaps it in for `target` (which becomes `old`). On any
+    /// failure `fresh` is dropped and `target` is as it was.
+    async fn replace(&self, target: &str, fresh: &str, old: &str) -> Result<u64, Error> {
+        self.admin.create(fresh, &self.load.backup.manifest).await?;
+        let scratch = Scratch::new(self.db, fresh);
+        let swapped = match self.load_into(fresh, &Plan::Whole).await {
+            Ok(bytes) => self.admin.swap(target, fresh, old).await.map(|()| bytes),
+            Err(err) => Err(err),
+        };
+        match swapped {
+            Ok(bytes) => {
+                scratch.keep();
+                Ok(bytes)
+            }
+            Err(err) => {
+                drop_quietly(scratch, self.admin).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Drops the database a swap replaced; says whether that worked.
+    async fn drop_replaced(&self, old: &str) -> bool {
+        match self.admin.drop(old).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(database = %old, error = %err, "the replaced database could not be dropped; it remains under this name");
+                false
+            }
+        }
+    }
+}
+
+async fn drop_quietly(scratch: Scratch, admin: &Admin) {
+    let name = scratch.name.clone();
+    if let Err(err) = scratch.drop_now(admin).await {
+        tracing::warn!(database = %name, error = %err, "could not drop the database of a failed restore");
+    }
+}
+
+fn validate(req: &RestoreRequest) -> Result<(), Error> {
+    if req.backup_id.trim().is_empty() {
+        return Err(Error::invalid("backup_id is required"));
+    }
+    if let Some(name) = &req.target_database {
+        check_database_name(name)?;
+    }
+    if let Some(tables) = &req.tables {
+        if tables.is_empty() {
+            return Err(Error::invalid("tables, when given, must name at least one table"));
+        }
+        if tables.iter().any(|t| t.trim().is_empty() || t.len() > 200 || t.chars().any(char::is_control)) {
+            return Err(Error::invalid("every table must be 1 to 200 characters without control characters"));
+        }
+        if req.drop_existing {
+            return Err(Error::invalid(
+                "drop_existing replaces a whole database and cannot be combined with tables; \
+                 restore the tables into a new database, or into the existing one without drop_existing",
+            ));
+        }
+    }
+    if let Some(jobs) = req.jobs
+        && !(1..=64).contains(&jobs)
+    {
+        return Err(Error::invalid("jobs must be between 1 and 64"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked_before_anything_runs() {
+        let ok = RestoreRequest { backup_id: "x".into(), ..Default::default() };
+        assert!(validate(&ok).is_ok());
+        let bad = [
+            RestoreRequest::default(),
+            RestoreRequest { backup_id: "x".into(), tables: Some(vec![]), ..Default::default() },
+            RestoreRequest { backup_id: "x".into(), tables: Some(vec!["t".into()]), drop_existing: true, ..Default::default() },
+            RestoreRequest { backup_id: "x".into(), jobs: Some(0), ..Default::default() },
+            RestoreRequest { backup_id: "x".into(), target_database: Some("x".repeat(64)), ..Default::default() },
+        ];
+        for req in bad {
+            assert!(matches!(validate(&req), Err(Error::InvalidRequest { .. })), "{req:?}");
+        }
+    }
+
+    #[test]
+    fn the_mode_follows_the_target_and_the_request() {
+        use RestoreMode::*;
+        // (exists, tables, data_only, drop_existing) → mode, or None for a refusal
+        let cases = [
+            ((false, false, false, false), Some(NewDatabase)),
+            ((false, false, false, true), Some(NewDatabase)),
+            ((true, false, false, true), Some(Replaced)),
+            ((true, false, false, false), None),
+            ((false, true, false, false), Some(TablesIntoNewDatabase)),
+            ((true, true, false, false), Some(DataIntoExisting)),
+            ((true, false, true, false), Some(DataIntoExisting)),
+            ((false, false, true, false), None),
+            ((true, false, true, true), None),
+        ];
+        for ((exists, tables, data_only, drop), expected) in cases {
+            let mode = choose_mode(exists, tables, data_only, drop, "t").ok();
+            assert_eq!(mode, expected, "exists {exists}, tables {tables}, data-only {data_only}, drop {drop}");
+        }
+    }
+}

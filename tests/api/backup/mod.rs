@@ -1,0 +1,11 @@
+//! Backups and restore against real pg_dump / pg_restore: one fresh database per test (dropped
+//! when it passes) and one backup location per test under `target/tmp/`.
+
+mod helpers;
+
+mod catalog;
+mod damage;
+mod memory;
+mod restore;
+mod roundtrip;
+mod schedule;
