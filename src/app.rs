@@ -12,7 +12,7 @@ use crate::api::{self, AppState};
 use crate::cache::Cache;
 use crate::config::{self, Config, Secret};
 use crate::db::Pools;
-use crate::{instance, migrate};
+use crate::{backup, instance, migrate};
 use crate::monitor::Stats;
 use crate::query::{Executor, Limits};
 use crate::replication::{Managed, Supervisor};
@@ -26,6 +26,8 @@ pub struct Agent {
     pub replication: Arc<Supervisor>,
     pub migrations: Arc<migrate::Service>,
     pub auto_migrate: Arc<migrate::AutoMigrate>,
+    pub backup: Arc<backup::Settings>,
+    pub backup_schedule: Arc<backup::ScheduleStats>,
     supervising: tokio::task::JoinHandle<()>,
 }
 
@@ -50,6 +52,15 @@ impl Agent {
             );
             point_at_managed(&mut config, &managed);
             Some(managed)
+        };
+        let backup = match backup::Settings::from_config(&config) {
+            Ok(settings) => Arc::new(settings),
+            Err(err) => {
+                if let Some(managed) = &managed {
+                    managed.stop().await;
+                }
+                return Err(anyhow::Error::new(err).context("invalid backup settings (backup:)"));
+            }
         };
         let pools = match Pools::new(&config.postgresql) {
             Ok(pools) => Arc::new(pools),
@@ -79,6 +90,8 @@ impl Agent {
             replication,
             migrations,
             auto_migrate: Arc::default(),
+            backup,
+            backup_schedule: Arc::default(),
             supervising,
         })
     }
@@ -92,7 +105,24 @@ impl Agent {
             replication: self.replication.clone(),
             migrations: self.migrations.clone(),
             auto_migrate: self.auto_migrate.clone(),
+            backup: self.backup.clone(),
+            backup_schedule: self.backup_schedule.clone(),
         }
+    }
+
+    /// With `backup.enable` and a schedule, runs scheduled backups (and retention) until
+    /// `shutdown`; with several agents, one takes each tick (advisory lock).
+    pub fn spawn_backup_schedule(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        if !self.config.backup.enable || self.backup.schedule.is_none() {
+            return;
+        }
+        let (settings, stats) = (self.backup.clone(), self.backup_schedule.clone());
+        let db = migrate::database(&self.executor.pools);
+        tokio::spawn(async move {
+            if let Err(err) = backup::run_schedule(&db, &settings, &stats, shutdown).await {
+                tracing::error!(error = %crate::db::error_chain(&err), "the backup schedule stopped");
+            }
+        });
     }
 
     /// With `migrations.auto_migrate`, applies pending migrations in the background;
@@ -197,9 +227,14 @@ pub async fn serve(agent: Agent) -> anyhow::Result<()> {
     tracing::info!(%address, database = %agent.executor.pools.primary().location(), "dbagent is serving");
     eprintln!("dbagent listening on http://{address}");
     agent.spawn_auto_migrate();
+    let (stop_schedule, schedule_stopped) = tokio::sync::oneshot::channel::<()>();
+    agent.spawn_backup_schedule(async move {
+        let _ = schedule_stopped.await;
+    });
     let router = api::router(agent.state());
     let served = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;
     tracing::info!("shutting down");
+    let _ = stop_schedule.send(());
     agent.stop().await;
     served.context("the HTTP server failed")
 }

@@ -27,6 +27,10 @@
 //! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | 409 | history and files disagree, or another runner holds the lock |
 //! | `index_not_found` | 404 | `/indexes` names no such index |
 //! | `refused` | 409 | `/indexes` would drop a constraint's index, or the name is taken |
+//! | `backup_not_found` | 404 | no backup with that id |
+//! | `outside_backup_location` | 400 | a restore path outside `backup.location` |
+//! | `verification_failed` | 422 | a backup file is damaged (named), the key is wrong, row counts differ |
+//! | `backup_error` | 500 | pg_dump / pg_restore missing or failed, I/O |
 //! | `migration_error` | 500 | dbagent's own history queries, file I/O or the backup before migrating failed |
 
 use axum::http::StatusCode;
@@ -243,6 +247,25 @@ impl From<advisor::Error> for ApiError {
             advisor::Error::IndexNotFound { .. } => ApiError::new(S::NOT_FOUND, "index_not_found", message),
             advisor::Error::Refused(_) => ApiError::new(S::CONFLICT, "refused", message),
         }
+    }
+}
+
+impl From<crate::backup::Error> for ApiError {
+    fn from(err: crate::backup::Error) -> Self {
+        use crate::backup::Error as E;
+        let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let code = match &err {
+            E::NotFound { .. } => "backup_not_found",
+            E::Pinned { .. } | E::TargetExists { .. } | E::Conflict { .. } => "conflict",
+            E::OutsideLocation { .. } => "outside_backup_location",
+            E::VerificationFailed { .. } | E::RowCountMismatch { .. } | E::Decrypt { .. } | E::WrongKey { .. } => "verification_failed",
+            E::Unavailable { .. } => "database_unavailable",
+            _ if status.is_client_error() => "invalid_request",
+            _ => "backup_error",
+        };
+        let mut e = ApiError::new(status, code, db::error_chain(&err));
+        e.body.sqlstate = err.sqlstate().map(str::to_owned);
+        e
     }
 }
 

@@ -10,7 +10,10 @@ use crate::monitor::health::{self, HealthReport};
 
 /// The full report; 503 when the primary cannot be reached, so load balancers can use it too.
 pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
-    let report = health::report(&state.executor.pools, &state.executor.stats, state.executor.cache.as_deref(), state.started).await;
+    let mut report = health::report(&state.executor.pools, &state.executor.stats, state.executor.cache.as_deref(), state.started).await;
+    if state.backup.schedule.is_some() && state.config.backup.enable {
+        report.backups = Some(state.backup_schedule.snapshot());
+    }
     let status = if report.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report))
 }

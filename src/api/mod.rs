@@ -2,6 +2,7 @@
 //! become responses in [`error`] alone. This module and `web` are the only ones that know HTTP.
 
 mod advisor;
+mod backup;
 mod body;
 pub mod error;
 mod health;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub replication: Arc<crate::replication::Supervisor>,
     pub migrations: Arc<crate::migrate::Service>,
     pub auto_migrate: Arc<crate::migrate::AutoMigrate>,
+    pub backup: Arc<crate::backup::Settings>,
+    pub backup_schedule: Arc<crate::backup::ScheduleStats>,
 }
 
 /// The API's routes.
@@ -52,6 +55,13 @@ pub fn router(state: AppState) -> Router {
         .route("/stats/replication", get(stats::replication))
         .route("/optimize", post(advisor::optimize))
         .route("/indexes", post(advisor::indexes))
+        .route("/backup", post(backup::create))
+        .route("/backups", get(backup::list))
+        .route("/backups/prune", post(backup::prune))
+        .route("/backups/{id}", get(backup::get).delete(backup::delete))
+        .route("/backups/{id}/download", get(backup::download))
+        .route("/backups/{id}/verify", post(backup::verify))
+        .route("/restore", post(backup::restore))
         .route("/migrate", post(migrate::migrate))
         .route("/migrations", get(migrate::list))
         .route("/migrations/autogenerate", post(migrate::autogenerate))

@@ -103,6 +103,37 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings `config` describes (the key read from its file or derived from the
+    /// passphrase here; the schedule's cron text checked).
+    pub fn from_config(config: &crate::config::Config) -> Result<Settings, Error> {
+        let b = &config.backup;
+        let mut settings = Settings::new(&b.location);
+        settings.compression = match b.compression.as_str() {
+            "gzip" => Compression::Gzip,
+            "none" => Compression::None,
+            _ => Compression::Zstd,
+        };
+        settings.encryption = if let Some(key) = &b.encryption_key {
+            Some(Key::parse(key.expose())?)
+        } else if let Some(file) = &b.encryption_key_file {
+            let text = std::fs::read_to_string(file).map_err(|source| Error::Io { action: "read", path: file.clone(), source })?;
+            Some(Key::parse(text.trim())?)
+        } else if let Some(passphrase) = &b.encryption_passphrase {
+            Some(Key::passphrase(passphrase.expose())?)
+        } else {
+            None
+        };
+        settings.retention_days = b.retention_days;
+        settings.keep_last = b.keep_last;
+        settings.schedule = b.schedule.clone().filter(|s| !s.trim().is_empty());
+        if let Some(cron) = &settings.schedule {
+            schedule::next_run(cron, chrono::Utc::now())?;
+        }
+        settings.bin_dir = config.instance.bin_dir.clone();
+        settings.jobs = b.jobs;
+        Ok(settings)
+    }
+
     /// Settings for `location` with the documented defaults.
     pub fn new(location: impl Into<PathBuf>) -> Settings {
         Settings {

@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::{
-    CacheCommand, Cli, IndexesArgs, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
+    BackupCommand, CacheCommand, Cli, RestoreArgs, IndexesArgs, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
     TransactionArgs, exit, output,
 };
 use crate::replication::topology::replica_settings;
@@ -54,6 +54,8 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Seed(SeedCommand::Run { env }) => seed_cmd(&agent, &env, cli.json).await,
                 Command::Cache(CacheCommand::Unwatch) => unwatch_cmd(&agent, cli.json).await,
                 Command::Optimize(args) => optimize_cmd(&agent, args, cli.json).await,
+                Command::Backup(cmd) => backup_cmd(&agent, cmd, cli.json).await,
+                Command::Restore(args) => restore_cmd(&agent, args, cli.json).await,
                 Command::Indexes(args) => indexes_cmd(&agent, args, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) => Ok(()),
             };
@@ -326,6 +328,82 @@ async fn indexes_cmd(agent: &Agent, args: IndexesArgs, as_json: bool) -> Result<
         Some(list) if !as_json => output::rows(list, false),
         _ => output::key_values(&value, as_json),
     }
+}
+
+/// A progress line on stderr: bytes so far and the rate.
+fn progress(p: crate::backup::Progress) {
+    let seconds = p.elapsed.as_secs_f64().max(0.001);
+    eprint!("\r{}: {:.1} MB, {:.1} MB/s   ", p.phase, p.bytes as f64 / 1e6, p.bytes as f64 / 1e6 / seconds);
+}
+
+async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<(), Failure> {
+    use crate::backup;
+    let settings = &agent.backup;
+    let db = migrate::database(&agent.executor.pools);
+    let fail = |e: backup::Error| failure(e.into());
+    let enum_arg = |field: &str, text: &str| -> Result<serde_json::Value, Failure> {
+        Ok(Value::String(text.replace('-', "_"))).and_then(|v| {
+            if text.is_empty() { Err(Failure { code: exit::USAGE, error: anyhow::anyhow!("--{field} is empty") }) } else { Ok(v) }
+        })
+    };
+    let value = match cmd {
+        BackupCommand::Create { name, kind, format, keep, tables } => {
+            let kind = serde_json::from_value(enum_arg("kind", &kind)?)
+                .map_err(|_| Failure { code: exit::USAGE, error: anyhow::anyhow!("--kind must be full, schema_only or data_only") })?;
+            let format = serde_json::from_value(enum_arg("format", &format)?)
+                .map_err(|_| Failure { code: exit::USAGE, error: anyhow::anyhow!("--format must be custom or directory") })?;
+            let request = backup::CreateRequest { name, kind, format, keep, tables: (!tables.is_empty()).then_some(tables), pinned_by: None };
+            let show: &(dyn Fn(backup::Progress) + Send + Sync) = if as_json { &|_| {} } else { &progress };
+            let manifest = backup::create(&db, settings, &request, show).await.map_err(fail)?;
+            if !as_json {
+                eprintln!();
+            }
+            json!({ "backup_id": manifest.id, "stored_bytes": manifest.stored_bytes, "raw_bytes": manifest.raw_bytes, "duration_ms": manifest.duration_ms })
+        }
+        BackupCommand::List => {
+            let list = backup::list(settings).map_err(fail)?;
+            let rows: Vec<Value> = list
+                .iter()
+                .map(|m| json!({ "id": m.id, "name": m.name, "kind": m.kind, "created_at": m.created_at, "stored_bytes": m.stored_bytes, "keep": m.keep }))
+                .collect();
+            return output::rows(&rows, as_json);
+        }
+        BackupCommand::Verify { id, level } => {
+            let level = match level {
+                1 => backup::VerifyLevel::Checksums,
+                2 => backup::VerifyLevel::TrialRestore,
+                _ => return Err(Failure { code: exit::USAGE, error: anyhow::anyhow!("--level is 1 or 2") }),
+            };
+            let report = backup::verify(&db, settings, &id, level, &|_| {}).await.map_err(fail)?;
+            serde_json::to_value(report)?
+        }
+        BackupCommand::Prune { dry_run } => {
+            let decisions = backup::prune(&db, settings, dry_run).await.map_err(fail)?;
+            let rows: Vec<Value> = decisions.iter().map(|d| serde_json::to_value(d).unwrap_or_default()).collect();
+            return output::rows(&rows, as_json);
+        }
+        BackupCommand::Delete { id, force } => json!({ "deleted": backup::delete(&db, settings, &id, force).await.map_err(fail)?.id }),
+        BackupCommand::RebuildCatalog => serde_json::to_value(backup::rebuild_catalog(&db, settings).await.map_err(fail)?)?,
+    };
+    output::key_values(&value, as_json)
+}
+
+async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<(), Failure> {
+    use crate::backup;
+    let db = migrate::database(&agent.executor.pools);
+    let request = backup::RestoreRequest {
+        backup_id: args.backup,
+        target_database: args.target_database,
+        drop_existing: args.drop_existing,
+        tables: (!args.tables.is_empty()).then_some(args.tables),
+        jobs: args.jobs,
+    };
+    let show: &(dyn Fn(backup::Progress) + Send + Sync) = if as_json { &|_| {} } else { &progress };
+    let report = backup::restore(&db, &agent.backup, &request, show).await.map_err(|e| failure(e.into()))?;
+    if !as_json {
+        eprintln!();
+    }
+    output::key_values(&serde_json::to_value(report)?, as_json)
 }
 
 async fn seed_cmd(agent: &Agent, env: &str, as_json: bool) -> Result<(), Failure> {

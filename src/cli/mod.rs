@@ -59,11 +59,75 @@ pub enum Command {
     /// The query result cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Backups: create, list, verify, prune, delete, rebuild-catalog.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore a backup (into a new database by default).
+    Restore(RestoreArgs),
     /// EXPLAIN a statement (ANALYZE, rolled back) and suggest fixes.
     Optimize(OptimizeArgs),
     /// Index advice and upkeep: suggest, analyze, unused, duplicates, invalid, bloat, rebuild,
     /// create, drop, apply.
     Indexes(IndexesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup now (shows bytes and rate as it goes).
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        /// full, schema_only or data_only.
+        #[arg(long, default_value = "full")]
+        kind: String,
+        /// custom or directory (parallel jobs).
+        #[arg(long, default_value = "custom")]
+        format: String,
+        /// Never pruned.
+        #[arg(long)]
+        keep: bool,
+        /// Only these tables (repeatable).
+        #[arg(long = "table")]
+        tables: Vec<String>,
+    },
+    /// The backups in the location, newest first.
+    List,
+    /// Check a backup: --level 1 checksums, 2 also a trial restore with row counts.
+    Verify {
+        id: String,
+        #[arg(long, default_value_t = 1)]
+        level: u8,
+    },
+    /// Apply retention (retention_days, keep_last); --dry-run shows what would go.
+    Prune {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete one backup (--force for a kept or pinned one).
+    Delete {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Rebuild dbagent.backups from the manifests on disk.
+    RebuildCatalog,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup id (or a path inside the backup location).
+    pub backup: String,
+    /// Default: a new database `<db>_restored_<timestamp>`.
+    #[arg(long)]
+    pub target_database: Option<String>,
+    /// Replace the target: restored into a fresh database, swapped in only when complete.
+    #[arg(long)]
+    pub drop_existing: bool,
+    /// Only these tables (repeatable).
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+    #[arg(long)]
+    pub jobs: Option<u32>,
 }
 
 #[derive(Debug, Args)]

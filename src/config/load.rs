@@ -179,6 +179,9 @@ fn apply_seed_variables(tree: &mut Value, env: &Environment) -> Result<(), Error
     if let Some(v) = env.get("REDIS_URL") {
         set(&["caching", "redis_url"], Value::String(v.into()))?;
     }
+    if let Some(v) = env.get("BACKUP_ENCRYPTION_KEY") {
+        set(&["backup", "encryption_key"], Value::String(v.into()))?;
+    }
     if let Some(v) = env.get("PG_BIN") {
         set(&["instance", "bin_dir"], Value::String(v.into()))?;
     }

@@ -29,6 +29,7 @@ pub struct Config {
     pub replication: Replication,
     pub caching: Caching,
     pub migrations: Migrations,
+    pub backup: Backup,
     pub transactions: Transactions,
     pub optimization: Optimization,
     pub logging: Logging,
@@ -259,11 +260,9 @@ pub struct Migrations {
     /// Apply pending migrations when `serve` starts; `/health/ready` answers 503 until done.
     /// Default false.
     pub auto_migrate: bool,
-    /// `up` first dumps the database (`pg_dump`) and records the backup's id with the run.
-    /// Default true.
+    /// `up` first takes a full backup (see `backup:`; pinned until released) and records its
+    /// id with the run. Default true.
     pub backup_before_migrate: bool,
-    /// Where those dumps go. Default `./.dbagent/backups`.
-    pub backup_directory: PathBuf,
     /// Seconds to wait for another runner's migration lock. Default 60.
     pub lock_timeout: f64,
     /// PostgreSQL `lock_timeout` for each migration's statements, seconds (0: none). Default 10.
@@ -281,11 +280,54 @@ impl Default for Migrations {
             directory: PathBuf::from("./migrations"),
             auto_migrate: false,
             backup_before_migrate: true,
-            backup_directory: PathBuf::from("./.dbagent/backups"),
             lock_timeout: 60.0,
             statement_lock_timeout: 10.0,
             statement_timeout: 0.0,
             seeds_directory: PathBuf::from("./seeds"),
+        }
+    }
+}
+
+/// Backups (`dbagent backup`, `POST /backup`, the schedule).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    /// Run the schedule when serving. Default true.
+    pub enable: bool,
+    /// Cron schedule (5 or 6 fields). Default `0 2 * * *` (02:00 daily); null: none.
+    pub schedule: Option<String>,
+    /// Prune backups older than this. Default 30.
+    pub retention_days: Option<u32>,
+    /// Always keep the newest N. Default none.
+    pub keep_last: Option<u32>,
+    /// Directory of the backups (one sub-directory each). Default `./backups`.
+    pub location: PathBuf,
+    /// `zstd` (default), `gzip` or `none`.
+    pub compression: String,
+    /// AES-256 key (64 hex digits or base64); use `${VAR}` to take it from the environment.
+    /// `BACKUP_ENCRYPTION_KEY` overrides. Default none (not encrypted).
+    pub encryption_key: Option<Secret>,
+    /// A file holding the key, instead of `encryption_key`.
+    pub encryption_key_file: Option<PathBuf>,
+    /// A passphrase (at least 12 characters; Argon2id derives the key), instead of a key.
+    pub encryption_passphrase: Option<Secret>,
+    /// Parallel jobs for directory-format dumps and restores. Default 2.
+    pub jobs: u32,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            enable: true,
+            schedule: Some("0 2 * * *".into()),
+            retention_days: Some(30),
+            keep_last: None,
+            location: PathBuf::from("./backups"),
+            compression: "zstd".into(),
+            encryption_key: None,
+            encryption_key_file: None,
+            encryption_passphrase: None,
+            jobs: 2,
         }
     }
 }
@@ -414,6 +456,16 @@ impl Config {
         }
         if self.caching.max_entries == 0 || self.caching.max_bytes == 0 {
             return invalid("caching.max_entries", "max_entries and max_bytes must be at least 1".into());
+        }
+        if !matches!(self.backup.compression.as_str(), "zstd" | "gzip" | "none") {
+            return invalid("backup.compression", format!("{:?} is not zstd, gzip or none", self.backup.compression));
+        }
+        let keys = [self.backup.encryption_key.is_some(), self.backup.encryption_key_file.is_some(), self.backup.encryption_passphrase.is_some()];
+        if keys.iter().filter(|k| **k).count() > 1 {
+            return invalid("backup.encryption_key", "set only one of encryption_key, encryption_key_file and encryption_passphrase".into());
+        }
+        if self.backup.jobs == 0 {
+            return invalid("backup.jobs", "must be at least 1".into());
         }
         let m = &self.migrations;
         for (key, value) in [

@@ -161,10 +161,6 @@ pub enum Error {
     #[error("pg_ctl promote failed: {stderr}")]
     PromoteFailed { stderr: String },
 
-    /// `pg_dump` exited with an error.
-    #[error("pg_dump failed: {stderr}")]
-    DumpFailed { stderr: String },
-
     /// The cluster lost its primary role in a failover and must not run as a primary again.
     #[error(
         "the cluster in {} was fenced after a failover to {}; re-create it as a replica of the new \

@@ -2,7 +2,7 @@
 //! replicas and promotes when no external database is configured.
 //!
 //! This module owns every child process dbagent runs (`initdb`, `pg_ctl`, `pg_basebackup`,
-//! `pg_isready`, `postgres --version`, `pg_dump`); all are built by `process::command`, so the switch to
+//! `pg_isready`, `postgres --version`); all are built by `process::command`, so the switch to
 //! the `postgres` OS user (PostgreSQL refuses to run as root), the argument list (never a
 //! shell) and the time limits are applied in one place.
 //!
@@ -23,7 +23,6 @@
 mod binaries;
 mod cluster;
 mod conf;
-mod dump;
 mod error;
 mod fence;
 mod layout;
@@ -40,7 +39,6 @@ use std::path::PathBuf;
 
 pub use binaries::{Binaries, find_binaries};
 pub use cluster::{init, promote, start, stop};
-pub use dump::dump;
 pub use error::Error;
 pub use fence::{Fence, fence, fenced};
 pub use replica::create_replica;

@@ -119,7 +119,7 @@ pub enum Error {
     #[error("the backup before migrating failed; nothing was applied")]
     BackupFailed {
         #[source]
-        source: Box<crate::instance::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// `autogenerate` could not compare the schemas (the desired SQL does not load: 422; the

@@ -10,14 +10,15 @@ use serde::Serialize;
 
 use super::{DownOptions, DownTarget, Error, Event, FileWarning, Migrator, Report, Settings, Status, UpOptions, parse_down_target};
 use crate::config;
-use crate::instance;
 
 /// The configured migrations, for one database.
 #[derive(Debug, Clone)]
 pub struct Service {
     settings: Settings,
     config: config::Migrations,
-    bin_dir: Option<PathBuf>,
+    /// Where the backup before migrating goes (`backup:`); `None` when its settings are
+    /// unusable (the error is reported when a backup is needed).
+    backup: Result<crate::backup::Settings, String>,
 }
 
 /// Where `up` should stop.
@@ -62,7 +63,8 @@ impl Service {
         settings.lock_timeout = seconds(m.lock_timeout);
         settings.statement_lock_timeout = seconds(m.statement_lock_timeout);
         settings.statement_timeout = seconds(m.statement_timeout);
-        Service { settings, config: m.clone(), bin_dir: config.instance.bin_dir.clone() }
+        let backup = crate::backup::Settings::from_config(config).map_err(|e| crate::db::error_chain(&e));
+        Service { settings, config: m.clone(), backup }
     }
 
     /// The files as they are on disk now.
@@ -144,16 +146,21 @@ impl Service {
         Migrator::history(db, limit).await
     }
 
-    /// `pg_dump` of the database into the backup directory; returns the backup's id.
+    /// A full backup through the backup capability, pinned by the migration run (retention
+    /// keeps it until it is unpinned); returns its id.
     async fn backup(&self, db: &tokio_postgres::Config) -> Result<String, Error> {
-        let dir = std::path::absolute(&self.config.backup_directory).unwrap_or_else(|_| self.config.backup_directory.clone());
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { action: "create", path: dir.clone(), source })?;
-        let id = format!("pre-migrate-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-        let file = dir.join(format!("{id}.dump"));
+        let settings = self.backup.as_ref().map_err(|e| Error::BackupFailed { source: e.clone().into() })?;
+        let request = crate::backup::CreateRequest {
+            name: Some("before migrate".into()),
+            pinned_by: Some(format!("migration run at {}", chrono::Utc::now().to_rfc3339())),
+            ..Default::default()
+        };
         let started = Instant::now();
-        instance::dump(self.bin_dir.as_deref(), db, &file).await.map_err(|source| Error::BackupFailed { source: Box::new(source) })?;
-        tracing::info!(backup_id = %id, file = %file.display(), elapsed_ms = started.elapsed().as_millis() as u64, "backup before migrating");
-        Ok(id)
+        let manifest = crate::backup::create(db, settings, &request, &|_| {})
+            .await
+            .map_err(|e| Error::BackupFailed { source: crate::db::error_chain(&e).into() })?;
+        tracing::info!(backup_id = %manifest.id, elapsed_ms = started.elapsed().as_millis() as u64, "backup before migrating");
+        Ok(manifest.id)
     }
 
     /// Diffs `desired_sql` (a whole schema) against the live database and writes the up and

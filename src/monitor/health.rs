@@ -21,6 +21,9 @@ pub struct HealthReport {
     /// The result cache's counters and size, when it is enabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheStatsSnapshot>,
+    /// Scheduled backups: runs, failures, last success and error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<crate::backup::ScheduleStatsSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +82,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         },
         statistics: stats.snapshot(),
         cache: cache.map(|c| c.stats()),
+        backups: None,
     }
 }
 

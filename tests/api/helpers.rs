@@ -132,6 +132,7 @@ pub fn test_config(url: &str) -> Config {
     config.postgresql.connection_pool.max_size = 10;
     config.postgresql.connection_pool.timeout = 5.0;
     config.transactions.retry_delay = 0.005;
+    config.backup.location = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("backups");
     config.logging.level = "warn".into();
     config
 }

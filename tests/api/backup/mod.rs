@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod api;
 mod catalog;
 mod damage;
 mod memory;

@@ -63,7 +63,7 @@ async fn app_with(files: &Files, db: TestDb, auto: bool) -> TestApp {
     let (dir, backups) = (files.dir(), files.root.join("backups"));
     spawn_app_on(db, move |c| {
         c.migrations.directory = dir;
-        c.migrations.backup_directory = backups;
+        c.backup.location = backups;
         c.migrations.auto_migrate = auto;
     })
     .await
@@ -89,7 +89,8 @@ async fn upgrade_and_downgrade_over_the_api_with_a_backup_first() {
     assert_eq!((body["success"].clone(), body["version"].clone()), (json!(true), json!(3)), "{body}");
     assert!(body["execution_time"].as_f64().is_some(), "{body}");
     let backup = body["backup_id"].as_str().expect("a backup was taken first").to_string();
-    assert!(files.root.join("backups").join(format!("{backup}.dump")).metadata().unwrap().len() > 0);
+    let manifest = std::fs::read_to_string(files.root.join("backups").join(&backup).join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"pinned_by\": \"migration run"), "{manifest}");
     assert_eq!(relations(&app).await, ["orders", "orders_user_idx", "users", "users_mood_idx"]);
 
     let (status, listing) = app.get("/migrations").await;

@@ -1,0 +1,186 @@
+//! Backups over HTTP: `POST /backup` (seed 000's `{backup_name, compress}` plus kind, format,
+//! keep, tables), `GET /backups`, `GET /backups/{id}`, `GET /backups/{id}/download`,
+//! `DELETE /backups/{id}`, `POST /backups/{id}/verify`, `POST /backups/prune`, `POST /restore`.
+//! Long jobs run in their own task: a client that hangs up does not cut a backup or a restore
+//! in half.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::backup::{self, BackupKind, Compression, CreateRequest, Format, RestoreRequest, VerifyLevel};
+use crate::migrate;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// Seed 000's name for it; `name` works too.
+    #[serde(default, alias = "name")]
+    pub backup_name: Option<String>,
+    /// Seed 000: `false` stores it uncompressed. Default: `backup.compression`.
+    #[serde(default)]
+    pub compress: Option<bool>,
+    #[serde(default)]
+    pub kind: BackupKind,
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub keep: bool,
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+}
+
+fn joined<T>(result: Result<Result<T, backup::Error>, tokio::task::JoinError>) -> Result<T, ApiError> {
+    result.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?.map_err(ApiError::from)
+}
+
+fn with_success(value: impl serde::Serialize) -> Json<Value> {
+    let mut body = serde_json::to_value(value).unwrap_or_default();
+    if let Value::Object(map) = &mut body {
+        map.insert("success".into(), json!(true));
+    }
+    Json(body)
+}
+
+pub async fn create(State(state): State<AppState>, JsonBody(req): JsonBody<BackupRequest>) -> Result<Json<Value>, ApiError> {
+    let mut settings = (*state.backup).clone();
+    if req.compress == Some(false) {
+        settings.compression = Compression::None;
+    }
+    let db = migrate::database(&state.executor.pools);
+    let request = CreateRequest { name: req.backup_name, kind: req.kind, format: req.format, keep: req.keep, tables: req.tables, pinned_by: None };
+    let manifest = joined(tokio::spawn(async move { backup::create(&db, &settings, &request, &|_| {}).await }).await)?;
+    let dir = std::path::absolute(&state.backup.location).unwrap_or_else(|_| state.backup.location.clone()).join(&manifest.id);
+    Ok(Json(json!({
+        "success": true,
+        "backup_id": manifest.id,
+        "backup_file": dir,
+        "size_mb": manifest.stored_bytes as f64 / 1_048_576.0,
+        "duration": manifest.duration_ms as f64 / 1000.0,
+        "manifest": manifest,
+    })))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let backups = backup::list(&state.backup)?;
+    Ok(Json(json!({ "success": true, "backups": backups })))
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(with_success(backup::get(&state.backup, &id)?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DownloadQuery {
+    /// For a directory-format backup: which stored file.
+    pub file: Option<String>,
+}
+
+/// The stored bytes as they are (compressed, encrypted), streamed from disk.
+pub async fn download(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DownloadQuery>) -> Result<Response, ApiError> {
+    let manifest = backup::get(&state.backup, &id)?;
+    let entry = match (&q.file, manifest.files.as_slice()) {
+        (None, [only]) => only,
+        (None, _) => return Err(ApiError::invalid_request("this backup has several files; pass ?file=<name> (see its manifest)")),
+        (Some(name), files) => files
+            .iter()
+            .find(|f| &f.name == name || &f.stored == name)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("backup {id} has no file {name}")))?,
+    };
+    let path = std::path::absolute(&state.backup.location).unwrap_or_else(|_| state.backup.location.clone()).join(&manifest.id).join(&entry.stored);
+    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("cannot open the backup file: {e}")))?;
+    let stream = tokio_util::io::ReaderStream::new(file);
+    let name = format!("{}-{}", manifest.id, entry.stored.replace('/', "_"));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, entry.stored_bytes)
+        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
+        .header("x-sha256", entry.sha256_stored.clone())
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    pub force: bool,
+}
+
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> Result<Json<Value>, ApiError> {
+    let db = migrate::database(&state.executor.pools);
+    let deleted = backup::delete(&db, &state.backup, &id, q.force).await?;
+    Ok(Json(json!({ "success": true, "deleted": deleted.id })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// 1: decrypt, decompress and check every checksum (default); 2: also restore into a
+    /// scratch database and compare per-table row counts.
+    #[serde(default)]
+    pub level: Option<u8>,
+}
+
+pub async fn verify(State(state): State<AppState>, Path(id): Path<String>, body: Option<Json<VerifyRequest>>) -> Result<Json<Value>, ApiError> {
+    let level = match body.and_then(|b| b.0.level).unwrap_or(1) {
+        1 => VerifyLevel::Checksums,
+        2 => VerifyLevel::TrialRestore,
+        other => return Err(ApiError::invalid_request(format!("level {other}: use 1 (checksums) or 2 (trial restore)"))),
+    };
+    let (settings, db) = ((*state.backup).clone(), migrate::database(&state.executor.pools));
+    let report = joined(tokio::spawn(async move { backup::verify(&db, &settings, &id, level, &|_| {}).await }).await)?;
+    Ok(with_success(report))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+pub async fn prune(State(state): State<AppState>, JsonBody(req): JsonBody<PruneRequest>) -> Result<Json<Value>, ApiError> {
+    let db = migrate::database(&state.executor.pools);
+    let decisions = backup::prune(&db, &state.backup, req.dry_run).await?;
+    Ok(Json(json!({ "success": true, "dry_run": req.dry_run, "decisions": decisions })))
+}
+
+/// `POST /restore`: seed 000's `{backup_file, drop_existing}`, or `backup_id`, plus
+/// `target_database`, `tables`, `jobs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    #[serde(default, alias = "backup_file")]
+    pub backup_id: String,
+    #[serde(default)]
+    pub target_database: Option<String>,
+    #[serde(default)]
+    pub drop_existing: bool,
+    #[serde(default)]
+    pub tables: Option<Vec<String>>,
+    #[serde(default)]
+    pub jobs: Option<u32>,
+}
+
+pub async fn restore(State(state): State<AppState>, JsonBody(req): JsonBody<RestoreBody>) -> Result<Json<Value>, ApiError> {
+    if req.backup_id.is_empty() {
+        return Err(ApiError::invalid_request("give backup_id (or backup_file)"));
+    }
+    let request = RestoreRequest {
+        backup_id: req.backup_id,
+        target_database: req.target_database,
+        drop_existing: req.drop_existing,
+        tables: req.tables,
+        jobs: req.jobs,
+    };
+    let (settings, db) = ((*state.backup).clone(), migrate::database(&state.executor.pools));
+    let report = joined(tokio::spawn(async move { backup::restore(&db, &settings, &request, &|_| {}).await }).await)?;
+    Ok(with_success(report))
+}
