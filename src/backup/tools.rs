@@ -111,13 +111,10 @@ pub(crate) fn choose(installed: &[Tools], server_major: u32) -> Option<&Tools> {
         .or_else(|| installed.iter().filter(|t| t.major > server_major).max_by_key(|t| t.major))
 }
 
-/// Directories worth looking in, without duplicates: Debian's versioned directories, the
-/// usual source-build and Homebrew places, then `PATH`.
+/// Directories worth looking in, without duplicates: the usual install locations (shared with
+/// the managed instance's search), then `PATH`.
 fn candidates() -> Vec<PathBuf> {
-    let mut dirs = versioned(Path::new("/usr/lib/postgresql"), "", "bin");
-    dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
-    dirs.extend(versioned(Path::new("/opt/homebrew/opt"), "postgresql@", "bin"));
-    dirs.extend(versioned(Path::new("/usr/local/opt"), "postgresql@", "bin"));
+    let mut dirs = crate::instance::install_locations();
     if let Some(path) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&path).filter(|d| d.is_absolute()));
     }
@@ -129,23 +126,6 @@ fn candidates() -> Vec<PathBuf> {
         }
     }
     unique
-}
-
-/// `root/<prefix><N>/<suffix>` for every numeric `N`, highest first.
-fn versioned(root: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(u32, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name();
-            let number = name.to_str()?.strip_prefix(prefix)?.parse::<u32>().ok()?;
-            Some((number, entry.path().join(suffix)))
-        })
-        .collect();
-    found.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
-    found.into_iter().map(|(_, dir)| dir).collect()
 }
 
 /// The tools in `dir` and their version, if `dir` holds both. A symlinked `pg_dump` (Debian's
@@ -161,7 +141,7 @@ async fn inspect(dir: &Path) -> Result<Option<Tools>, Error> {
         return Ok(None);
     }
     let version = read_version(&real).await?;
-    Ok(parse_major(&version).map(|major| Tools { dir: real_dir, major, version }))
+    Ok(crate::instance::parse_version(&version).map(|major| Tools { dir: real_dir, major, version }))
 }
 
 async fn read_version(binary: &Path) -> Result<String, Error> {
@@ -175,14 +155,6 @@ async fn read_version(binary: &Path) -> Result<String, Error> {
         .map_err(|_| Error::ToolTimedOut { tool: "pg_dump --version", seconds: VERSION_TIMEOUT.as_secs() })?
         .map_err(|source| Error::ToolNotRunnable { binary: binary.to_path_buf(), source })?;
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-/// The major version in `pg_dump (PostgreSQL) 15.20 (Debian ...)`: the digits after the
-/// first `) ` (so `17beta1` and `9.6.24` work too).
-pub(crate) fn parse_major(text: &str) -> Option<u32> {
-    let (_, rest) = text.split_once(") ")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 /// Where a tool connects: one libpq conninfo string, plus the password for `PGPASSWORD`.
@@ -372,7 +344,7 @@ mod tests {
             ("pg_dump", None),
         ];
         for (text, major) in cases {
-            assert_eq!(parse_major(text), major, "{text}");
+            assert_eq!(crate::instance::parse_version(text), major, "{text}");
         }
         assert_eq!(server_major(150020), 15);
         assert_eq!(server_major(90624), 9);

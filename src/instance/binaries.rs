@@ -81,16 +81,7 @@ pub(crate) fn find(
 /// Every directory worth looking in, in order of preference, without duplicates.
 fn candidates() -> Vec<PathBuf> {
     let mut dirs = path_dirs();
-    dirs.extend(versioned(Path::new("/usr/lib/postgresql"), "", "bin"));
-    dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
-    dirs.extend(versioned(
-        Path::new("/opt/homebrew/opt"),
-        "postgresql@",
-        "bin",
-    ));
-    dirs.extend(versioned(Path::new("/usr/local/opt"), "postgresql@", "bin"));
-    let app = Path::new("/Applications/Postgres.app/Contents/Versions");
-    dirs.extend(versioned(app, "", "bin"));
+    dirs.extend(install_locations());
     let mut unique: Vec<PathBuf> = Vec::with_capacity(dirs.len());
     for dir in dirs {
         if !unique.contains(&dir) {
@@ -98,6 +89,19 @@ fn candidates() -> Vec<PathBuf> {
         }
     }
     unique
+}
+
+/// The usual install locations of PostgreSQL's programs, newest version first within each:
+/// Debian's `/usr/lib/postgresql/<N>/bin`, a source build, Homebrew, Postgres.app. Shared with
+/// the backup tools' search.
+pub(crate) fn install_locations() -> Vec<PathBuf> {
+    let mut dirs = versioned(Path::new("/usr/lib/postgresql"), "", "bin");
+    dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
+    dirs.extend(versioned(Path::new("/opt/homebrew/opt"), "postgresql@", "bin"));
+    dirs.extend(versioned(Path::new("/usr/local/opt"), "postgresql@", "bin"));
+    let app = Path::new("/Applications/Postgres.app/Contents/Versions");
+    dirs.extend(versioned(app, "", "bin"));
+    dirs
 }
 
 /// The directories on `PATH` that hold a PostgreSQL server.
@@ -161,9 +165,10 @@ fn read_version(dir: &Path) -> Result<u32, Error> {
     }
 }
 
-/// The major version in `postgres (PostgreSQL) 16.4 (Debian 16.4-1)`: the number following
-/// the first `) `, up to the first non-digit (so `17beta1` and `15.10` both work).
-fn parse_version(text: &str) -> Option<u32> {
+/// The major version in `postgres (PostgreSQL) 16.4 (Debian 16.4-1)` (or any PostgreSQL
+/// program's `--version`): the number following the first `) `, up to the first non-digit (so
+/// `17beta1` and `15.10` both work).
+pub(crate) fn parse_version(text: &str) -> Option<u32> {
     let (_, rest) = text.split_once(") ")?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()

@@ -38,6 +38,7 @@ mod user;
 use std::path::PathBuf;
 
 pub use binaries::{Binaries, find_binaries};
+pub(crate) use binaries::{install_locations, parse_version};
 pub use cluster::{init, promote, start, stop};
 pub use error::Error;
 pub use fence::{Fence, fence, fenced};
