@@ -96,25 +96,40 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if !self.owned {
-            return;
+        if self.owned {
+            drop_databases(&self.server, vec![self.name.clone()]);
         }
-        if std::thread::panicking() {
-            eprintln!("test failed; keeping database {} for inspection", self.name);
-            return;
-        }
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&format!("{server}/postgres"), NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
     }
+}
+
+/// The suite's server, database `postgres`, as driver settings.
+pub fn admin_config() -> tokio_postgres::Config {
+    format!("{}/postgres", server_url()).parse().expect("a PostgreSQL URL")
+}
+
+/// Drops the test databases `names` on `server` (`postgresql://user@host:port`) — unless the
+/// test is failing, then they are kept for inspection. Runs on a thread of its own: `Drop` is
+/// synchronous and may run inside the test's runtime.
+pub fn drop_databases(server: &str, names: Vec<String>) {
+    if std::thread::panicking() {
+        eprintln!("test failed; keeping database(s) {} for inspection", names.join(", "));
+        return;
+    }
+    let server = server.to_string();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            if let Ok((client, conn)) = tokio_postgres::connect(&format!("{server}/postgres"), NoTls).await {
+                tokio::spawn(conn);
+                for name in names {
+                    if let Err(err) = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await {
+                        eprintln!("could not drop test database {name}: {err}");
+                    }
+                }
+            }
+        });
+    })
+    .join();
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {

@@ -16,10 +16,7 @@ fn random_suffix() -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// The suite's server (see `crate::helpers::server_url`), database `postgres`.
-pub fn server_config() -> Config {
-    format!("{}/postgres", crate::helpers::server_url()).parse().expect("a PostgreSQL URL")
-}
+pub use crate::helpers::admin_config as server_config;
 
 pub async fn connect(config: &Config) -> Client {
     let (client, connection) = config.connect(NoTls).await.expect("connect to the test server");
@@ -98,28 +95,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("keeping test database {} for inspection", self.name);
-            return;
-        }
-        let name = self.name.clone();
-        // Drop is synchronous and may run inside the test's runtime: use a thread of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = connect(&server_config()).await;
-                admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
+        crate::helpers::drop_databases(crate::helpers::server_url(), vec![self.name.clone()]);
     }
 }
 

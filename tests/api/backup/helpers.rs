@@ -2,17 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Mutex;
 
 use dbagent::backup::{Progress, Settings};
 use tokio_postgres::{Client, Config, NoTls};
 
 /// The server every test database lives on.
-/// The suite's server (see `crate::helpers::server_url`), database `postgres`.
-pub fn server() -> Config {
-    Config::from_str(&format!("{}/postgres", crate::helpers::server_url())).expect("a PostgreSQL URL")
-}
+pub use crate::helpers::admin_config as server;
 
 pub async fn connect(config: &Config) -> Client {
     let (client, connection) = config.connect(NoTls).await.expect("connect to the test server");
@@ -96,23 +92,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("test failed; keeping database {} for inspection", self.name);
-            return;
-        }
         let mut names = std::mem::take(&mut *self.also.lock().unwrap());
         names.push(self.name.clone());
-        let server = self.server.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let client = connect(&server).await;
-                for name in names {
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
+        crate::helpers::drop_databases(crate::helpers::server_url(), names);
     }
 }
 
