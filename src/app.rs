@@ -198,7 +198,31 @@ pub fn instance_settings(config: &Config) -> anyhow::Result<instance::Settings> 
     let mut settings = instance::Settings::new(normalize(&data_dir));
     settings.port = config.instance.port;
     settings.bin_dir = config.instance.bin_dir.clone();
+    if let Some(pitr) = crate::backup::Settings::from_config(config)?.pitr {
+        settings.archive = Some(pitr.archive(&config.backup.location)?);
+    }
     Ok(settings)
+}
+
+/// A point-in-time recovery into `data_dir`, by default beside the managed instance's
+/// (`<data_dir>-pitr-<timestamp>`), on a free port.
+pub fn pitr_request(
+    config: &Config,
+    to_time: Option<chrono::DateTime<chrono::Utc>>,
+    backup_id: Option<String>,
+    data_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<crate::backup::PitrRequest> {
+    let mut cluster = instance_settings(config)?;
+    cluster.port = None;
+    cluster.data_dir = match data_dir {
+        Some(dir) => normalize(&std::path::absolute(&dir)?),
+        None => {
+            let mut name = cluster.data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            name.push(format!("-pitr-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+            cluster.data_dir.with_file_name(name)
+        }
+    };
+    Ok(crate::backup::PitrRequest { to_time, backup_id, cluster })
 }
 
 /// `a/./b/../c` → `a/c` without touching the file system (the directory may not exist yet).

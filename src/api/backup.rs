@@ -167,11 +167,33 @@ pub struct RestoreBody {
     pub tables: Option<Vec<String>>,
     #[serde(default)]
     pub jobs: Option<u32>,
+    /// Point-in-time recovery: a new cluster recovered to this time (RFC 3339) from a base
+    /// backup (`backup_id`, or the newest complete before it) and the archived WAL.
+    #[serde(default)]
+    pub to_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `GET /backups/status`: the WAL archive, the recoverable window and any gap.
+pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(with_success(backup::status(&state.backup)?))
 }
 
 pub async fn restore(State(state): State<AppState>, JsonBody(req): JsonBody<RestoreBody>) -> Result<Json<Value>, ApiError> {
+    if let Some(to_time) = req.to_time {
+        if req.target_database.is_some() || req.drop_existing || req.tables.is_some() || req.jobs.is_some() {
+            return Err(ApiError::invalid_request(
+                "to_time builds a new cluster; it takes no target_database, drop_existing, tables or jobs",
+            ));
+        }
+        let backup_id = (!req.backup_id.is_empty()).then_some(req.backup_id);
+        let request = crate::app::pitr_request(&state.config, Some(to_time), backup_id, None)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        let settings = (*state.backup).clone();
+        let report = joined(tokio::spawn(async move { backup::recover_to(&settings, &request, &|_| {}).await }).await)?;
+        return Ok(with_success(report));
+    }
     if req.backup_id.is_empty() {
-        return Err(ApiError::invalid_request("give backup_id (or backup_file)"));
+        return Err(ApiError::invalid_request("give backup_id (or backup_file), or to_time"));
     }
     let request = RestoreRequest {
         backup_id: req.backup_id,

@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/backup", post(backup::create))
         .route("/backups", get(backup::list))
         .route("/backups/prune", post(backup::prune))
+        .route("/backups/status", get(backup::status))
         .route("/backups/{id}", get(backup::get).delete(backup::delete))
         .route("/backups/{id}/download", get(backup::download))
         .route("/backups/{id}/verify", post(backup::verify))

@@ -37,6 +37,9 @@ pub enum BackupKind {
     Full,
     SchemaOnly,
     DataOnly,
+    /// A physical copy of the whole cluster (`pg_basebackup`): the starting point of
+    /// point-in-time recovery, restored with the archived WAL into a new cluster.
+    Base,
 }
 
 /// pg_dump's archive format.
@@ -101,6 +104,10 @@ pub(crate) async fn create_for(
     let created_at = Utc::now();
     let id = location::new_id(created_at)?;
     let span = tracing::info_span!("backup", backup_id = %id);
+    if req.kind == BackupKind::Base {
+        let new = super::base::NewBase { req, scheduled_for, id, created_at };
+        return super::base::take(db, settings, new, progress).instrument(span).await;
+    }
     take(db, settings, req, scheduled_for, progress, id, created_at).instrument(span).await
 }
 
@@ -172,6 +179,7 @@ async fn take(
         pinned_by: req.pinned_by.clone(),
         scheduled_for,
         verification: None,
+        base: None,
     };
     manifest.write(&backup.dir)?;
     backup.commit();
@@ -207,9 +215,12 @@ fn validate(req: &CreateRequest) -> Result<(), Error> {
         for table in tables {
             text("table", table)?;
         }
-        if req.kind == BackupKind::SchemaOnly {
-            return Err(Error::invalid("tables cannot be combined with a schema-only backup"));
+        if matches!(req.kind, BackupKind::SchemaOnly | BackupKind::Base) {
+            return Err(Error::invalid("tables cannot be combined with a schema-only or base backup"));
         }
+    }
+    if req.kind == BackupKind::Base && req.format == Format::Directory {
+        return Err(Error::invalid("a base backup is one tar stream; format applies to pg_dump backups"));
     }
     Ok(())
 }
@@ -230,7 +241,7 @@ fn dump_args(req: &CreateRequest, snapshot: &str) -> Vec<OsString> {
         "--exclude-table-data=dbagent.backups".into(),
     ];
     match req.kind {
-        BackupKind::Full => {}
+        BackupKind::Full | BackupKind::Base => {}
         BackupKind::SchemaOnly => args.push("--schema-only".into()),
         BackupKind::DataOnly => args.push("--data-only".into()),
     }
@@ -241,7 +252,7 @@ fn dump_args(req: &CreateRequest, snapshot: &str) -> Vec<OsString> {
 }
 
 /// Stored name of a file pg_dump called `name`.
-fn stored_name(name: &str, compression: Compression, encrypted: bool) -> String {
+pub(crate) fn stored_name(name: &str, compression: Compression, encrypted: bool) -> String {
     format!("{name}{}{}", compression.suffix(), if encrypted { ".enc" } else { "" })
 }
 
@@ -282,40 +293,13 @@ impl Dump<'_> {
         (self.progress)(Progress { phase, bytes, elapsed: self.started.elapsed() });
     }
 
-    /// pg_dump's stdout → pipeline → `<dir>/dump[.zst][.enc]`. The pipe is read by the
-    /// sealing thread itself: no hand-off between threads per chunk.
+    /// pg_dump's stdout → pipeline → `<dir>/dump[.zst][.enc]`.
     async fn custom(&self) -> Result<FileEntry, Error> {
         let stored = stored_name("dump", self.compression, self.key.is_some());
-        let path = self.dir.join(&stored);
         let mut child = tools::spawn(self.tools, Tool::PgDump, &self.args, &self.target, Pipes { stdin: false, stdout: true })?;
-        let mut stdout = child
-            .take_stdout()
-            .into_owned_fd()
-            .map(std::fs::File::from)
-            .map_err(Error::io("read the output of", Path::new("pg_dump")))?;
-        let (compression, key, aad) = (self.compression, self.key.clone(), pipeline::associated_data(self.id, "dump"));
-        let counter = Arc::new(AtomicU64::new(0));
-        let sealing = {
-            let counter = counter.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut sealer = Sealer::create(&path, compression, key.as_ref().map(|k| (k, aad)))?;
-                let mut buf = vec![0u8; CHUNK];
-                loop {
-                    let n = match stdout.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(err) => return Err(Error::io("read the output of", Path::new("pg_dump"))(err)),
-                    };
-                    sealer.write(&buf[..n])?;
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                sealer.finish()
-            })
-        };
+        let aad = pipeline::associated_data(self.id, "dump");
         let report = |bytes| self.report("dump", bytes);
-        // On a sealing error (a full disk, say) `child` is dropped, which kills pg_dump.
-        let sealed = threads::watch(sealing, &counter, &report).await?;
+        let sealed = seal_output(&mut child, self.dir.join(&stored), self.compression, self.key.clone(), aad, &report).await?;
         child.wait().await?;
         Ok(sealed.entry("dump", &stored))
     }
@@ -367,6 +351,45 @@ impl Dump<'_> {
         drop(work);
         Ok(entries)
     }
+}
+
+/// A tool's stdout → pipeline → `path`. The pipe is read by the sealing thread itself: no
+/// hand-off between threads per chunk. On a sealing error (a full disk, say) the caller drops
+/// `child`, which kills the tool.
+pub(crate) async fn seal_output(
+    child: &mut tools::Child,
+    path: std::path::PathBuf,
+    compression: Compression,
+    key: Option<DataKey>,
+    aad: Vec<u8>,
+    report: &(dyn Fn(u64) + Send + Sync),
+) -> Result<pipeline::Sealed, Error> {
+    let tool = child.name();
+    let mut stdout = child
+        .take_stdout()
+        .into_owned_fd()
+        .map(std::fs::File::from)
+        .map_err(Error::io("read the output of", Path::new(tool)))?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let sealing = {
+        let counter = counter.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut sealer = Sealer::create(&path, compression, key.as_ref().map(|k| (k, aad)))?;
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(Error::io("read the output of", Path::new(tool))(err)),
+                };
+                sealer.write(&buf[..n])?;
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            sealer.finish()
+        })
+    };
+    threads::watch(sealing, &counter, report).await
 }
 
 /// Bytes in the files of `dir` (not recursive; pg_dump's directory format is flat).

@@ -67,6 +67,23 @@ pub struct Manifest {
     pub scheduled_for: Option<DateTime<Utc>>,
     /// The last verification, when there was one.
     pub verification: Option<Verification>,
+    /// For a base backup (`kind: base`): where its WAL starts and ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseInfo>,
+}
+
+/// The WAL positions of a base backup, for point-in-time recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseInfo {
+    pub timeline: u32,
+    /// `X/Y` positions reported by pg_basebackup.
+    pub start_lsn: String,
+    pub end_lsn: String,
+    /// The first WAL segment recovery needs.
+    pub start_segment: String,
+    pub wal_segment_size: u64,
+    /// When the copy was complete: the earliest time it can be recovered to.
+    pub finished_at: DateTime<Utc>,
 }
 
 /// How the files are encrypted; never the key.

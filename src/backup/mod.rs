@@ -2,8 +2,9 @@
 //! catalogued, pruned, scheduled, verified and restored without ever leaving a target
 //! half-restored.
 //!
-//! Not here yet: point-in-time recovery (WAL archiving, base backups), which builds on managed
-//! instances.
+//! Point-in-time recovery for managed instances: `wal.rs` (the WAL archive the server's
+//! `archive_command` fills), `base.rs` (base backups with `pg_basebackup`), `pitr.rs` (the
+//! recoverable window, and recovery into a new cluster).
 //!
 //! Code map:
 //! - `settings` (this file): [`Settings`] and [`Compression`].
@@ -40,6 +41,7 @@
 //! - every child process and scratch database is cleaned up on every path (kill on drop, drop
 //!   guards).
 
+mod base;
 mod catalog;
 mod create;
 mod database;
@@ -49,6 +51,7 @@ mod load;
 mod location;
 mod manifest;
 mod pipeline;
+mod pitr;
 mod restore;
 mod retention;
 mod schedule;
@@ -56,6 +59,7 @@ mod segments;
 mod threads;
 mod tools;
 mod verify;
+pub mod wal;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,8 +71,9 @@ pub use create::{BackupKind, CreateRequest, Format, Progress, create};
 pub use error::{Error, RowMismatch};
 pub use key::Key;
 pub use manifest::{
-    CountMethod, EncryptionInfo, FileEntry, Kdf, Manifest, TableRows, Verification,
+    BaseInfo, CountMethod, EncryptionInfo, FileEntry, Kdf, Manifest, TableRows, Verification,
 };
+pub use pitr::{BaseWindow, Gap, PitrReport, PitrRequest, PitrStatus, Window, recover_to, status};
 pub use restore::{RestoreMode, RestoreReport, RestoreRequest, restore};
 pub use retention::{Candidate, Decision, Policy, decide, prune};
 pub use schedule::{
@@ -100,6 +105,30 @@ pub struct Settings {
     pub jobs: u32,
     /// Longest a single `pg_dump` or `pg_restore` may run before it is killed. Default 6 h.
     pub tool_timeout: Duration,
+    /// Point-in-time recovery (config `backup.pitr`): the managed instance archives WAL into
+    /// `<location>/wal`. Default none.
+    pub pitr: Option<Pitr>,
+}
+
+/// How the managed server archives and restores WAL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pitr {
+    /// The dbagent executable the server runs as `archive_command` / `restore_command`.
+    pub program: PathBuf,
+    /// `archive_timeout` in seconds.
+    pub archive_timeout: u32,
+}
+
+impl Pitr {
+    /// The managed instance's archiving settings for a backup location at `location`.
+    pub fn archive(&self, location: &std::path::Path) -> Result<crate::instance::Archive, Error> {
+        let location = std::path::absolute(location).map_err(Error::io("resolve", location))?;
+        Ok(crate::instance::Archive {
+            dir: location.join(wal::ARCHIVE_DIR),
+            program: self.program.clone(),
+            timeout_seconds: self.archive_timeout,
+        })
+    }
 }
 
 impl Settings {
@@ -131,6 +160,13 @@ impl Settings {
         }
         settings.bin_dir = config.instance.bin_dir.clone();
         settings.jobs = b.jobs;
+        if b.pitr {
+            let program = match &b.agent_binary {
+                Some(path) => path.clone(),
+                None => std::env::current_exe().map_err(Error::io("find", std::path::Path::new("the dbagent executable")))?,
+            };
+            settings.pitr = Some(Pitr { program, archive_timeout: b.archive_timeout });
+        }
         Ok(settings)
     }
 
@@ -146,6 +182,7 @@ impl Settings {
             bin_dir: None,
             jobs: 2,
             tool_timeout: Duration::from_secs(6 * 3600),
+            pitr: None,
         }
     }
 

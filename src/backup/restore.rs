@@ -104,6 +104,12 @@ async fn run(
     let started = Instant::now();
     let root = location::root(settings)?;
     let backup = Backup::open(&root, settings, &req.backup_id).await?;
+    if backup.manifest.kind == BackupKind::Base {
+        return Err(Error::invalid(format!(
+            "backup {} is a base backup of the whole cluster: recover it with to_time              (`dbagent restore --to-time T`), which builds a new cluster",
+            backup.manifest.id
+        )));
+    }
     let source = database::database_name(db);
     let stamp = Utc::now().format("%Y%m%d%H%M%S").to_string();
     let target = match (&req.target_database, req.drop_existing) {

@@ -20,7 +20,7 @@ use tokio_postgres::Config;
 
 use super::catalog;
 use super::manifest::Manifest;
-use super::{Error, Settings};
+use super::{BackupKind, Error, Settings};
 
 /// The configured retention rules.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,8 +142,16 @@ fn verdict(
 /// first; with `dry_run` nothing is touched.
 pub async fn prune(db: &Config, settings: &Settings, dry_run: bool) -> Result<Vec<Decision>, Error> {
     let backups = catalog::list(settings)?;
-    let candidates: Vec<Candidate> = backups.iter().map(Candidate::from).collect();
-    let decisions = decide(&candidates, &settings.policy(), Utc::now());
+    // Dumps and base backups restore different things (a database; a whole cluster to a
+    // point in time): each family keeps its own newest backups.
+    let (base, dumps): (Vec<&Manifest>, Vec<&Manifest>) = backups.iter().partition(|m| m.kind == BackupKind::Base);
+    let now = Utc::now();
+    let mut decisions = Vec::new();
+    for family in [dumps, base] {
+        let candidates: Vec<Candidate> = family.into_iter().map(Candidate::from).collect();
+        decisions.extend(decide(&candidates, &settings.policy(), now));
+    }
+    decisions.sort_by(|a, b| b.id.cmp(&a.id)); // ids begin with their creation time
     if dry_run {
         return Ok(decisions);
     }
@@ -156,6 +164,7 @@ pub async fn prune(db: &Config, settings: &Settings, dry_run: bool) -> Result<Ve
             Err(err) => return Err(err),
         }
     }
+    super::pitr::prune_archive(settings)?;
     Ok(decisions)
 }
 

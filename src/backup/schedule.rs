@@ -168,6 +168,12 @@ async fn run_tick(db: &Config, settings: &Settings, lock: &Client, tick: DateTim
     }
     let req = CreateRequest { name: Some(format!("scheduled {tick_text}")), ..CreateRequest::default() };
     let backup = create_for(db, settings, &req, Some(tick), &|_| {}).await?;
+    if settings.pitr.is_some() {
+        // Point-in-time recovery starts from a base backup: a fresh one each run keeps the WAL
+        // to replay short, and lets retention drop the WAL older than the oldest kept one.
+        let base = CreateRequest { name: Some(format!("scheduled base {tick_text}")), kind: super::BackupKind::Base, ..CreateRequest::default() };
+        create_for(db, settings, &base, Some(tick), &|_| {}).await?;
+    }
     let pruned = prune(db, settings, false).await?;
     Ok(ScheduledRun::Ran { backup: Box::new(backup), pruned })
 }

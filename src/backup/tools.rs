@@ -44,6 +44,7 @@ const PG_ENV: &[&str] = &[
 pub(crate) enum Tool {
     PgDump,
     PgRestore,
+    PgBasebackup,
 }
 
 impl Tool {
@@ -51,6 +52,7 @@ impl Tool {
         match self {
             Tool::PgDump => "pg_dump",
             Tool::PgRestore => "pg_restore",
+            Tool::PgBasebackup => "pg_basebackup",
         }
     }
 }
@@ -278,9 +280,18 @@ impl Child {
         self.child.stdin.take().expect("spawned with a stdin pipe")
     }
 
+    pub(crate) fn name(&self) -> &'static str {
+        self.tool.name()
+    }
+
     /// Waits for the program to exit; a non-zero exit becomes [`Error::ToolFailed`] with its
     /// stderr.
-    pub(crate) async fn wait(mut self) -> Result<(), Error> {
+    pub(crate) async fn wait(self) -> Result<(), Error> {
+        self.wait_with_stderr().await.map(drop)
+    }
+
+    /// [`Child::wait`], returning the (tail of the) stderr of a successful run.
+    pub(crate) async fn wait_with_stderr(mut self) -> Result<String, Error> {
         let status = self.child.wait().await.map_err(|source| Error::ToolNotRunnable {
             binary: PathBuf::from(self.tool.name()),
             source,
@@ -290,7 +301,7 @@ impl Child {
             if !stderr.is_empty() {
                 tracing::debug!(tool = self.tool.name(), stderr = %stderr, "finished with messages");
             }
-            return Ok(());
+            return Ok(stderr);
         }
         let stderr = if stderr.is_empty() { format!("exited with {status}") } else { format!("{stderr} ({status})") };
         Err(Error::ToolFailed { tool: self.tool.name(), stderr })

@@ -136,6 +136,12 @@ async fn trial_restore(
     started: Instant,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Vec<TableCheck>, Error> {
+    if backup.manifest.kind == BackupKind::Base {
+        return Err(Error::invalid(
+            "a base backup is a whole cluster, not a database: verify it at level 1, and try it \
+             with a point-in-time recovery (`dbagent restore --to-time`)",
+        ));
+    }
     if backup.manifest.kind == BackupKind::DataOnly || backup.manifest.tables_filter.is_some() {
         return Err(Error::invalid(
             "a data-only backup, or one of selected tables, lacks objects its data depends on, \

@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::{
-    BackupCommand, CacheCommand, Cli, RestoreArgs, IndexesArgs, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
+    BackupCommand, CacheCommand, Cli, RestoreArgs, WalCommand, IndexesArgs, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
     TransactionArgs, exit, output,
 };
 use crate::replication::topology::replica_settings;
@@ -17,6 +17,11 @@ use crate::txn::{StatementRequest, TransactionRequest};
 use crate::{instance, migrate, monitor, schema, txn};
 
 pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
+    if let Command::Wal(cmd) = cli.command {
+        // Run by the server for every WAL file: no configuration, no database, no logging
+        // set-up; stderr goes to the server's log.
+        return wal_cmd(cmd);
+    }
     let mut config = config::load(cli.config.as_deref(), &env).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
     let serving = matches!(cli.command, Command::Serve(_));
     init_logging(&config, &env, serving);
@@ -57,7 +62,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Backup(cmd) => backup_cmd(&agent, cmd, cli.json).await,
                 Command::Restore(args) => restore_cmd(&agent, args, cli.json).await,
                 Command::Indexes(args) => indexes_cmd(&agent, args, cli.json).await,
-                Command::Serve(_) | Command::Instance(_) => Ok(()),
+                Command::Serve(_) | Command::Instance(_) | Command::Wal(_) => Ok(()),
             };
             agent.stop().await;
             result
@@ -349,7 +354,7 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
     let value = match cmd {
         BackupCommand::Create { name, kind, format, keep, tables } => {
             let kind = serde_json::from_value(enum_arg("kind", &kind)?)
-                .map_err(|_| Failure { code: exit::USAGE, error: anyhow::anyhow!("--kind must be full, schema_only or data_only") })?;
+                .map_err(|_| Failure { code: exit::USAGE, error: anyhow::anyhow!("--kind must be full, schema_only, data_only or base") })?;
             let format = serde_json::from_value(enum_arg("format", &format)?)
                 .map_err(|_| Failure { code: exit::USAGE, error: anyhow::anyhow!("--format must be custom or directory") })?;
             let request = backup::CreateRequest { name, kind, format, keep, tables: (!tables.is_empty()).then_some(tables), pinned_by: None };
@@ -384,26 +389,56 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
         }
         BackupCommand::Delete { id, force } => json!({ "deleted": backup::delete(&db, settings, &id, force).await.map_err(fail)?.id }),
         BackupCommand::RebuildCatalog => serde_json::to_value(backup::rebuild_catalog(&db, settings).await.map_err(fail)?)?,
+        BackupCommand::Status => serde_json::to_value(backup::status(settings).map_err(fail)?)?,
     };
     output::key_values(&value, as_json)
 }
 
 async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<(), Failure> {
     use crate::backup;
-    let db = migrate::database(&agent.executor.pools);
-    let request = backup::RestoreRequest {
-        backup_id: args.backup,
-        target_database: args.target_database,
-        drop_existing: args.drop_existing,
-        tables: (!args.tables.is_empty()).then_some(args.tables),
-        jobs: args.jobs,
-    };
     let show: &(dyn Fn(backup::Progress) + Send + Sync) = if as_json { &|_| {} } else { &progress };
-    let report = backup::restore(&db, &agent.backup, &request, show).await.map_err(|e| failure(e.into()))?;
+    let usage = |message: String| Failure { code: exit::USAGE, error: anyhow::anyhow!(message) };
+    let report = if let Some(text) = args.to_time {
+        if args.target_database.is_some() || args.drop_existing || !args.tables.is_empty() || args.jobs.is_some() {
+            return Err(usage("--to-time builds a new cluster; it takes no --target-database, --drop-existing, --table or --jobs".into()));
+        }
+        let to_time = chrono::DateTime::parse_from_rfc3339(&text)
+            .map_err(|e| usage(format!("--to-time {text:?} is not an RFC 3339 time such as 2026-11-29T16:40:00Z: {e}")))?
+            .with_timezone(&chrono::Utc);
+        let request = app::pitr_request(&agent.config, Some(to_time), args.backup, args.data_dir)?;
+        serde_json::to_value(backup::recover_to(&agent.backup, &request, show).await.map_err(|e| failure(e.into()))?)?
+    } else {
+        if args.data_dir.is_some() {
+            return Err(usage("--data-dir goes with --to-time".into()));
+        }
+        let db = migrate::database(&agent.executor.pools);
+        let request = backup::RestoreRequest {
+            backup_id: args.backup.unwrap_or_default(),
+            target_database: args.target_database,
+            drop_existing: args.drop_existing,
+            tables: (!args.tables.is_empty()).then_some(args.tables),
+            jobs: args.jobs,
+        };
+        serde_json::to_value(backup::restore(&db, &agent.backup, &request, show).await.map_err(|e| failure(e.into()))?)?
+    };
     if !as_json {
         eprintln!();
     }
-    output::key_values(&serde_json::to_value(report)?, as_json)
+    output::key_values(&report, as_json)
+}
+
+fn wal_cmd(cmd: WalCommand) -> Result<(), Failure> {
+    use crate::backup::{Error, wal};
+    let failed = |err: Error| Failure { code: exit::FAILED, error: anyhow::anyhow!("dbagent wal: {err}") };
+    match cmd {
+        WalCommand::Push { archive, path, name } => wal::push(&archive, &path, &name).map(drop).map_err(failed),
+        WalCommand::Fetch { archive, name, path } => match wal::fetch(&archive, &name, &path).map_err(failed)? {
+            true => Ok(()),
+            // PostgreSQL asks for files that may not exist; "not archived" is an answer, not
+            // an error worth a line in its log.
+            false => Err(Failure { code: exit::FAILED, error: anyhow::anyhow!("dbagent wal: {name} is not archived") }),
+        },
+    }
 }
 
 async fn seed_cmd(agent: &Agent, env: &str, as_json: bool) -> Result<(), Failure> {

@@ -69,6 +69,29 @@ pub enum Command {
     /// Index advice and upkeep: suggest, analyze, unused, duplicates, invalid, bloat, rebuild,
     /// create, drop, apply.
     Indexes(IndexesArgs),
+    /// The WAL archive, as the managed server's archive_command and restore_command call it
+    /// (`backup.pitr`); not meant to be run by hand.
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// archive_command: store the WAL file at PATH (%p) as NAME (%f).
+    Push {
+        #[arg(long)]
+        archive: PathBuf,
+        path: PathBuf,
+        name: String,
+    },
+    /// restore_command: write the archived NAME (%f) to PATH (%p); exit 1 when it is not
+    /// archived.
+    Fetch {
+        #[arg(long)]
+        archive: PathBuf,
+        name: String,
+        path: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +100,8 @@ pub enum BackupCommand {
     Create {
         #[arg(long)]
         name: Option<String>,
-        /// full, schema_only or data_only.
+        /// full, schema_only, data_only, or base (pg_basebackup of the whole cluster, for
+        /// point-in-time recovery; needs backup.pitr).
         #[arg(long, default_value = "full")]
         kind: String,
         /// custom or directory (parallel jobs).
@@ -111,12 +135,24 @@ pub enum BackupCommand {
     },
     /// Rebuild dbagent.backups from the manifests on disk.
     RebuildCatalog,
+    /// Point-in-time recovery: the WAL archive, the recoverable window, any gap.
+    Status,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A backup id (or a path inside the backup location).
-    pub backup: String,
+    /// A backup id (or a path inside the backup location). With --to-time: the base backup
+    /// to start from (default: the newest complete before that time).
+    #[arg(required_unless_present = "to_time")]
+    pub backup: Option<String>,
+    /// Point-in-time recovery: build a new cluster recovered to this time (RFC 3339, e.g.
+    /// 2026-11-29T16:40:00Z) from a base backup and the archived WAL, and start it.
+    #[arg(long)]
+    pub to_time: Option<String>,
+    /// With --to-time: the new cluster's data directory (default
+    /// `<instance.data_dir>-pitr-<timestamp>`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Default: a new database `<db>_restored_<timestamp>`.
     #[arg(long)]
     pub target_database: Option<String>,

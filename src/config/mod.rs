@@ -313,6 +313,16 @@ pub struct Backup {
     pub encryption_passphrase: Option<Secret>,
     /// Parallel jobs for directory-format dumps and restores. Default 2.
     pub jobs: u32,
+    /// Point-in-time recovery for the managed instance: continuous WAL archiving into
+    /// `<location>/wal` (`archive_mode = on`, applied when the instance starts), base backups
+    /// (`kind: base`) and `restore --to-time`. Default false.
+    pub pitr: bool,
+    /// `archive_timeout` in seconds: a quiet server still archives its last commits within
+    /// this time. Default 60.
+    pub archive_timeout: u32,
+    /// The dbagent executable the server runs to archive and restore WAL. Default: the
+    /// running executable.
+    pub agent_binary: Option<PathBuf>,
 }
 
 impl Default for Backup {
@@ -328,6 +338,9 @@ impl Default for Backup {
             encryption_key_file: None,
             encryption_passphrase: None,
             jobs: 2,
+            pitr: false,
+            archive_timeout: 60,
+            agent_binary: None,
         }
     }
 }
@@ -463,6 +476,9 @@ impl Config {
         let keys = [self.backup.encryption_key.is_some(), self.backup.encryption_key_file.is_some(), self.backup.encryption_passphrase.is_some()];
         if keys.iter().filter(|k| **k).count() > 1 {
             return invalid("backup.encryption_key", "set only one of encryption_key, encryption_key_file and encryption_passphrase".into());
+        }
+        if !(1..=86_400).contains(&self.backup.archive_timeout) {
+            return invalid("backup.archive_timeout", "must be between 1 and 86400 seconds".into());
         }
         if self.backup.jobs == 0 {
             return invalid("backup.jobs", "must be at least 1".into());

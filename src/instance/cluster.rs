@@ -26,6 +26,8 @@ pub(crate) struct Cluster {
     pub superuser: String,
     /// The requested port (`Settings::port`).
     pub port: Option<u16>,
+    /// WAL archiving (`Settings::archive`).
+    pub archive: Option<super::Archive>,
 }
 
 impl Cluster {
@@ -50,6 +52,7 @@ impl Cluster {
             user: ServerUser::resolve()?,
             superuser: settings.superuser.clone(),
             port: settings.port,
+            archive: settings.archive.clone(),
         })
     }
 
@@ -188,7 +191,10 @@ impl Cluster {
     fn configure(&self, port: Option<u16>) -> Result<(), Error> {
         conf::ensure_included(&self.layout)?;
         conf::ensure_replication_hba(&self.layout)?;
-        conf::write(&self.layout, port, &self.user)
+        if let Some(archive) = &self.archive {
+            conf::prepare_archive(archive, &self.user)?;
+        }
+        conf::write(&self.layout, port, self.archive.as_ref(), &self.user)
     }
 
     /// Reuses a live postmaster of this data directory (another dbagent's, or one left by a

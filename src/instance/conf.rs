@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::Error;
+use super::{Archive, Error};
 use super::layout::Layout;
 use super::user::ServerUser;
 
@@ -20,9 +20,9 @@ const REPLICATION_HBA: &str =
     "host    replication     all             127.0.0.1/32            trust";
 
 /// Writes `dbagent.conf` for `layout`, with `port` when it is known.
-pub(crate) fn write(layout: &Layout, port: Option<u16>, user: &ServerUser) -> Result<(), Error> {
+pub(crate) fn write(layout: &Layout, port: Option<u16>, archive: Option<&Archive>, user: &ServerUser) -> Result<(), Error> {
     let path = layout.data_dir.join(CONF_FILE);
-    fs::write(&path, render(layout, port)?).map_err(Error::io("write", &path))?;
+    fs::write(&path, render(layout, port, archive)?).map_err(Error::io("write", &path))?;
     // The server reads its configuration as its own user; a root-owned file would also break
     // pg_basebackup, which copies every file of the data directory.
     user.give(&path)
@@ -60,9 +60,42 @@ pub(crate) fn remembered_port(layout: &Layout) -> Option<u16> {
         .find_map(|value| value.trim().parse().ok())
 }
 
-fn render(layout: &Layout, port: Option<u16>) -> Result<String, Error> {
+/// Creates the archive directory, private to the server's OS user, which writes into it.
+pub(crate) fn prepare_archive(archive: &Archive, user: &ServerUser) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = &archive.dir;
+    if !dir.is_dir() {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(Error::io("create", dir))?;
+    }
+    user.give(dir)?;
+    user.check_traversable(dir)
+}
+
+/// The lines switching WAL archiving on (or off).
+fn archive_lines(archive: Option<&Archive>) -> Result<String, Error> {
+    let Some(archive) = archive else {
+        return Ok("archive_mode = off\n".to_owned());
+    };
+    // archive_command runs through `sh -c`: each path is one single-quoted shell word, and
+    // the whole command one quoted postgresql.conf string.
+    let word = |path: &Path| -> Result<String, Error> {
+        Ok(format!("'{}'", configurable(path)?.replace('\'', "'\\''")))
+    };
+    let command = format!("{} wal push --archive {} %p %f", word(&archive.program)?, word(&archive.dir)?);
+    Ok(format!(
+        "# Continuous archiving for point-in-time recovery (backup.pitr).\n\
+         archive_mode = on\n\
+         archive_command = '{}'\n\
+         archive_timeout = {}\n",
+        command.replace('\\', "\\\\").replace('\'', "''"),
+        archive.timeout_seconds.max(1)
+    ))
+}
+
+fn render(layout: &Layout, port: Option<u16>, archive: Option<&Archive>) -> Result<String, Error> {
     let socket_dir = quote(&layout.socket_dir)?;
     let port_line = port.map(|p| format!("port = {p}\n")).unwrap_or_default();
+    let archive_lines = archive_lines(archive)?;
     Ok(format!(
         "# Managed by dbagent and rewritten on every start; use ALTER SYSTEM to override.\n\
          listen_addresses = '127.0.0.1'\n\
@@ -77,13 +110,22 @@ fn render(layout: &Layout, port: Option<u16>) -> Result<String, Error> {
          shared_preload_libraries = 'pg_stat_statements'\n\
          # stderr goes to the log file given to pg_ctl -l, next to the data directory.\n\
          logging_collector = off\n\
-         log_destination = 'stderr'\n"
+         log_destination = 'stderr'\n\
+         {archive_lines}"
     ))
 }
 
 /// `path` as a quoted postgresql.conf string: quotes doubled, backslashes escaped (the parser
 /// treats `\` as an escape inside quoted values).
 fn quote(path: &Path) -> Result<String, Error> {
+    Ok(format!(
+        "'{}'",
+        configurable(path)?.replace('\\', "\\\\").replace('\'', "''")
+    ))
+}
+
+/// `path` as text, refused when postgresql.conf cannot hold it.
+fn configurable(path: &Path) -> Result<&str, Error> {
     let text = path.to_str().ok_or_else(|| Error::PathNotConfigurable {
         path: path.to_path_buf(),
         reason: "it is not valid UTF-8",
@@ -94,10 +136,7 @@ fn quote(path: &Path) -> Result<String, Error> {
             reason: "it contains a line break",
         });
     }
-    Ok(format!(
-        "'{}'",
-        text.replace('\\', "\\\\").replace('\'', "''")
-    ))
+    Ok(text)
 }
 
 /// Appends `line` to the file at `path` unless an uncommented line satisfies `present`.
@@ -140,10 +179,27 @@ mod tests {
     #[test]
     fn render_includes_the_port_only_when_known() {
         let layout = Layout::new(Path::new("/srv/.dbagent/pgdata")).expect("layout");
-        let with = render(&layout, Some(6543)).expect("render");
+        let with = render(&layout, Some(6543), None).expect("render");
         assert!(with.contains("port = 6543\n"));
         assert!(with.contains("unix_socket_directories = '/srv/.dbagent/run'\n"));
-        let without = render(&layout, None).expect("render");
+        let without = render(&layout, None, None).expect("render");
         assert!(!without.contains("port ="));
+        assert!(without.contains("archive_mode = off\n"));
+    }
+
+    #[test]
+    fn the_archive_command_is_one_shell_word_per_path() {
+        let layout = Layout::new(Path::new("/srv/.dbagent/pgdata")).expect("layout");
+        let archive = Archive {
+            dir: "/srv/it's backups/wal".into(),
+            program: "/usr/bin/dbagent".into(),
+            timeout_seconds: 60,
+        };
+        let text = render(&layout, None, Some(&archive)).expect("render");
+        assert!(text.contains("archive_mode = on\n"), "{text}");
+        assert!(text.contains("archive_timeout = 60\n"), "{text}");
+        // shell: '/srv/it'\''s backups/wal'; postgresql.conf doubles each quote.
+        let expected = "archive_command = '''/usr/bin/dbagent'' wal push --archive ''/srv/it''\\\\''''s backups/wal'' %p %f'\n";
+        assert!(text.contains(expected), "{text}");
     }
 }

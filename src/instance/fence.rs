@@ -12,7 +12,7 @@ use super::layout::Layout;
 use super::pidfile::{self, Postmaster};
 use super::{Error, Settings, StopMode};
 
-const FENCE_FILE: &str = "dbagent.fenced";
+pub(crate) const FENCE_FILE: &str = "dbagent.fenced";
 
 /// Why and to whom a cluster lost its primary role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,6 +30,7 @@ mod lock;
 mod pidfile;
 mod port;
 mod process;
+mod recover;
 mod replica;
 mod server;
 mod status;
@@ -42,6 +43,7 @@ pub(crate) use binaries::{install_locations, parse_version};
 pub use cluster::{init, promote, start, stop};
 pub use error::Error;
 pub use fence::{Fence, fence, fenced};
+pub use recover::{Recovery, prepare_recovery, recover};
 pub use replica::create_replica;
 pub use status::{Status, logs, status};
 
@@ -60,6 +62,21 @@ pub struct Settings {
     pub bin_dir: Option<PathBuf>,
     /// The database superuser created by `initdb`. Default `postgres`.
     pub superuser: String,
+    /// Continuous WAL archiving (`archive_mode = on`) for point-in-time recovery. Default
+    /// none (`archive_mode = off`).
+    pub archive: Option<Archive>,
+}
+
+/// Continuous WAL archiving of a managed cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// Where archived WAL goes; created and handed to the server's OS user on start.
+    pub dir: PathBuf,
+    /// The dbagent executable the server runs as
+    /// `archive_command = '<program> wal push --archive <dir> %p %f'`.
+    pub program: PathBuf,
+    /// `archive_timeout`: the longest a commit waits before its segment is archived.
+    pub timeout_seconds: u32,
 }
 
 impl Settings {
@@ -70,6 +87,7 @@ impl Settings {
             port: None,
             bin_dir: None,
             superuser: "postgres".to_owned(),
+            archive: None,
         }
     }
 }
