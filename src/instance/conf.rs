@@ -65,7 +65,12 @@ pub(crate) fn prepare_archive(archive: &Archive, user: &ServerUser) -> Result<()
     use std::os::unix::fs::DirBuilderExt;
     let dir = &archive.dir;
     if !dir.is_dir() {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(Error::io("create", dir))?;
+        // The backup location above it stays as the backup module makes it (enterable); only
+        // the archive itself is private.
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+        }
+        fs::DirBuilder::new().mode(0o700).create(dir).map_err(Error::io("create", dir))?;
     }
     user.give(dir)?;
     user.check_traversable(dir)

@@ -7,6 +7,7 @@ mod api;
 mod catalog;
 mod damage;
 mod memory;
+mod pitr;
 mod restore;
 mod roundtrip;
 mod schedule;
