@@ -6,6 +6,7 @@ mod helpers;
 mod api;
 mod catalog;
 mod damage;
+mod everytype;
 mod memory;
 mod pitr;
 mod restore;
