@@ -34,6 +34,73 @@ async fn a_failed_drop_existing_restore_leaves_the_original_untouched() {
     assert!(db.databases_like(&format!("{}_old_", db.name)).await.is_empty());
 }
 
+/// SIGKILLs the first `pg_restore` process whose command line mentions `database`; returns
+/// whether one was found.
+fn kill_pg_restore(database: &str) -> bool {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let program = cmdline.split('\0').next().unwrap_or_default();
+        if program.ends_with("pg_restore") && cmdline.contains(database) {
+            let pid: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+            return nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok();
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_drop_existing_restore_whose_pg_restore_is_killed_midway_leaves_the_original_untouched() {
+    // Arrange: enough rows that pg_restore is still copying when we kill it.
+    let db = TestDb::create().await;
+    db.connect()
+        .await
+        .batch_execute("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 4) AS filler FROM generate_series(1, 400000) g")
+        .await
+        .unwrap();
+    let location = Location::new();
+    let settings = location.settings();
+    let manifest = backup::create(&db.config(), &settings, &CreateRequest::default(), &quiet).await.unwrap();
+    db.connect().await.batch_execute("INSERT INTO customers (name) VALUES ('after the backup')").await.unwrap();
+    let before = digests(&db.config()).await;
+
+    // Act: start the restore; once its pg_restore is copying rows into the fresh database,
+    // kill it.
+    let req = RestoreRequest { backup_id: manifest.id.clone(), drop_existing: true, ..Default::default() };
+    let config = db.config();
+    let restoring = backup::restore(&config, &settings, &req, &quiet);
+    let killer = async {
+        let watcher = db.connect().await;
+        let fresh = format!("{}_restoring_", db.name);
+        for _ in 0..600 {
+            let copying: i64 = watcher
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE starts_with(datname, $1) AND query ILIKE 'COPY%'", &[&fresh])
+                .await
+                .unwrap()
+                .get(0);
+            if copying > 0 && kill_pg_restore(&fresh) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    };
+    let (result, killed) = tokio::join!(restoring, killer);
+
+    // Assert: the restore failed because of pg_restore; the original is intact, open, and
+    // the half-restored copy is gone.
+    assert!(killed, "pg_restore was never seen copying");
+    let err = result.expect_err("a killed pg_restore fails the restore");
+    assert!(matches!(err, Error::ToolFailed { tool: "pg_restore", .. }), "{err}");
+    assert_eq!(digests(&db.config()).await, before);
+    let allowed: bool = db.connect().await.query_one("SELECT datallowconn FROM pg_database WHERE datname = current_database()", &[]).await.unwrap().get(0);
+    assert!(allowed);
+    let bulk: i64 = db.connect().await.query_one("SELECT count(*) FROM bulk", &[]).await.unwrap().get(0);
+    assert_eq!(bulk, 400000);
+    assert!(db.databases_like(&format!("{}_restoring_", db.name)).await.is_empty());
+    assert!(db.databases_like(&format!("{}_old_", db.name)).await.is_empty());
+}
+
 #[tokio::test]
 async fn a_drop_existing_restore_swaps_the_restored_copy_in() {
     // Arrange
