@@ -54,11 +54,17 @@ agent_dump() {
     ID=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["backup_id"])')
     STORED=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored_bytes"])')
 }
+# Each timed restore starts after a CHECKPOINT, so none pays for the dirty buffers and WAL
+# the previous one left. Both sides create their database inside the timing: pg_restore needs
+# `CREATE DATABASE` first, dbagent's restore does it itself.
 plain_restore() { # target
+    psql_admin -c CHECKPOINT >/dev/null
+    local t0; t0=$(date +%s.%N)
     psql_admin -c "CREATE DATABASE $1" >/dev/null
-    local t0; t0=$(date +%s.%N); "${BIN}pg_restore" -d "$1" "$OUT/plain.dump"; RESTORE_T+=("$(seconds "$t0")")
+    "${BIN}pg_restore" -d "$1" "$OUT/plain.dump"; RESTORE_T+=("$(seconds "$t0")")
 }
 agent_restore() { # target
+    psql_admin -c CHECKPOINT >/dev/null
     local t0; t0=$(date +%s.%N); agent restore "$ID" --target-database "$1" >/dev/null 2>&1; AGENT_R_T+=("$(seconds "$t0")")
 }
 

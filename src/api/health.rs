@@ -14,6 +14,13 @@ pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthRepo
     if state.backup.schedule.is_some() && state.config.backup.enable {
         report.backups = Some(state.backup_schedule.snapshot());
     }
+    if state.backup.pitr.is_some() && report.database.reachable {
+        let archive = health::wal_archive(&state.executor.pools).await;
+        if archive.failing && report.status == "healthy" {
+            report.status = "degraded";
+        }
+        report.wal_archive = Some(archive);
+    }
     let status = if report.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report))
 }

@@ -207,13 +207,16 @@ impl Load<'_> {
             .into_owned_fd()
             .map(std::fs::File::from)
             .map_err(Error::io("write the input of", Path::new("pg_restore")))?;
+        // A 1 MiB pipe instead of the default 64 KiB: a quarter of the wake-ups on each side
+        // for the hundreds of megabytes a restore streams (best effort; the default works).
+        let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
         let counter = Arc::new(AtomicU64::new(0));
         let feeding = {
             let (dir, entry, counter) = (self.backup.dir.clone(), entry.clone(), counter.clone());
             let (compression, key) = (self.backup.manifest.compression, self.backup.key.clone());
             let aad = pipeline::associated_data(&self.backup.manifest.id, &entry.name);
             tokio::task::spawn_blocking(move || -> Result<Result<(), Error>, Error> {
-                let opener = Opener::open(&dir, &entry, compression, key.as_ref().map(|k| (k, aad)))?;
+                let opener = Opener::open_for_restore(&dir, &entry, compression, key.as_ref().map(|k| (k, aad)))?;
                 let mut sink = Tolerant::new(stdin);
                 let read = opener.copy_to(&mut sink, |n| {
                     counter.fetch_add(n, Ordering::Relaxed);
@@ -258,7 +261,7 @@ impl Load<'_> {
         let report = |bytes| self.report("read", bytes);
         let sizes = threads::for_each_file(files, self.jobs, &report, move |entry: FileEntry, counter| {
             let aad = pipeline::associated_data(&id, &entry.name);
-            let opener = Opener::open(&dir, &entry, compression, key.as_ref().map(|k| (k, aad)))?;
+            let opener = Opener::open_for_restore(&dir, &entry, compression, key.as_ref().map(|k| (k, aad)))?;
             let path = out.join(&entry.name);
             let file = std::fs::File::create(&path).map_err(Error::io("create", &path))?;
             let mut writer = std::io::BufWriter::new(file);

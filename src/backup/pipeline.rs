@@ -130,8 +130,8 @@ impl Sealer {
         Ok(Sealed {
             raw_bytes,
             stored_bytes,
-            sha256_raw: sha_raw,
-            sha256_stored: sha_stored,
+            sha256_raw: sha_raw.unwrap_or_default(),
+            sha256_stored: sha_stored.unwrap_or_default(),
         })
     }
 }
@@ -184,11 +184,36 @@ impl From<Error> for OpenFailure {
 }
 
 impl Opener {
+    /// Opens a stored file for reading, checking both SHA-256 sums at the end.
     pub(crate) fn open(
         dir: &Path,
         entry: &FileEntry,
         compression: Compression,
         key: Option<(&DataKey, Vec<u8>)>,
+    ) -> Result<Opener, Error> {
+        Opener::open_checked(dir, entry, compression, key, true)
+    }
+
+    /// [`Opener::open`] for a restore: the stored bytes' SHA-256 is checked, the plaintext's
+    /// is not recomputed. Nothing is lost: the stored bytes equal to the ones written decode
+    /// to the same plaintext, and the decoding itself is checked on the way (AES-GCM tags,
+    /// zstd's frame checksum, gzip's CRC). Hashing hundreds of megabytes of plaintext was
+    /// the largest single cost of a restore; verification still recomputes it.
+    pub(crate) fn open_for_restore(
+        dir: &Path,
+        entry: &FileEntry,
+        compression: Compression,
+        key: Option<(&DataKey, Vec<u8>)>,
+    ) -> Result<Opener, Error> {
+        Opener::open_checked(dir, entry, compression, key, false)
+    }
+
+    fn open_checked(
+        dir: &Path,
+        entry: &FileEntry,
+        compression: Compression,
+        key: Option<(&DataKey, Vec<u8>)>,
+        hash_plaintext: bool,
     ) -> Result<Opener, Error> {
         let path = super::manifest::Manifest::stored_path(dir, entry)?;
         let file = File::open(&path).map_err(|err| match err.kind() {
@@ -218,7 +243,7 @@ impl Opener {
             Compression::Gzip => Unpacker::Gzip(flate2::read::GzDecoder::new(cipher)),
         };
         Ok(Opener {
-            inner: Hashing::new(unpacker),
+            inner: if hash_plaintext { Hashing::new(unpacker) } else { Hashing::counting(unpacker) },
             entry: entry.clone(),
             path,
         })
@@ -255,10 +280,10 @@ impl Opener {
             CipherReader::Sealed(decrypt) => decrypt.into_inner(),
         };
         let (_, stored_bytes, sha_stored) = disk.into_parts();
-        if stored_bytes != entry.stored_bytes || sha_stored != entry.sha256_stored {
+        if stored_bytes != entry.stored_bytes || sha_stored.as_ref() != Some(&entry.sha256_stored) {
             return Err(failed(entry, "SHA-256 of the stored bytes differs from the manifest".to_owned()));
         }
-        if raw_bytes != entry.raw_bytes || sha_raw != entry.sha256_raw {
+        if raw_bytes != entry.raw_bytes || sha_raw.is_some_and(|sha| sha != entry.sha256_raw) {
             return Err(failed(entry, "SHA-256 of the decoded bytes differs from the manifest".to_owned()));
         }
         Ok(())
@@ -318,7 +343,8 @@ struct DiskFault(io::ErrorKind);
 /// Counts and hashes the bytes passing through, in either direction.
 struct Hashing<T> {
     inner: T,
-    hasher: Sha256,
+    /// `None`: count only.
+    hasher: Option<Sha256>,
     bytes: u64,
 }
 
@@ -326,21 +352,32 @@ impl<T> Hashing<T> {
     fn new(inner: T) -> Hashing<T> {
         Hashing {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             bytes: 0,
         }
     }
 
-    fn into_parts(self) -> (T, u64, String) {
-        (self.inner, self.bytes, encode_hex(&self.hasher.finalize()))
+    fn counting(inner: T) -> Hashing<T> {
+        Hashing { inner, hasher: None, bytes: 0 }
+    }
+
+    /// The inner stage, the byte count and the hex SHA-256 (`None` when only counting).
+    fn into_parts(self) -> (T, u64, Option<String>) {
+        (self.inner, self.bytes, self.hasher.map(|h| encode_hex(&h.finalize())))
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(bytes);
+        }
+        self.bytes += bytes.len() as u64;
     }
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
+        self.update(&buf[..n]);
         Ok(n)
     }
 
@@ -352,8 +389,7 @@ impl<W: Write> Write for Hashing<W> {
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
+        self.update(&buf[..n]);
         Ok(n)
     }
 }

@@ -278,7 +278,7 @@ async fn unpack(
     let task = {
         let counter = counter.clone();
         tokio::task::spawn_blocking(move || -> Result<(), Error> {
-            let opener = Opener::open(&from, &entry, compression, key.as_ref().map(|k| (k, aad)))?;
+            let opener = Opener::open_for_restore(&from, &entry, compression, key.as_ref().map(|k| (k, aad)))?;
             let mut reader = Plaintext { opener, failure: None, counter };
             let mut archive = tar::Archive::new(&mut reader);
             archive.set_preserve_permissions(true);

@@ -24,6 +24,66 @@ pub struct HealthReport {
     /// Scheduled backups: runs, failures, last success and error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backups: Option<crate::backup::ScheduleStatsSnapshot>,
+    /// WAL archiving for point-in-time recovery (`backup.pitr`), from `pg_stat_archiver`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_archive: Option<WalArchiveCheck>,
+}
+
+/// `pg_stat_archiver` of the primary. A failing archive stops the recoverable window from
+/// growing and makes WAL pile up in `pg_wal` until the disk is full: it marks the report
+/// `degraded`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalArchiveCheck {
+    /// The last attempt failed (and nothing was archived since).
+    pub failing: bool,
+    pub archived_count: Option<i64>,
+    pub last_archived_wal: Option<String>,
+    pub last_archived_time: Option<String>,
+    pub failed_count: Option<i64>,
+    pub last_failed_wal: Option<String>,
+    pub last_failed_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reads `pg_stat_archiver` on the primary.
+pub async fn wal_archive(pools: &Pools) -> WalArchiveCheck {
+    let sql = "SELECT archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time,
+                      coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)
+                 FROM pg_stat_archiver";
+    let read = tokio::time::timeout(Duration::from_secs(3), pools.primary().rows(sql)).await;
+    let row = match read {
+        Ok(Ok(rows)) => rows.into_iter().next().unwrap_or_default(),
+        Ok(Err(err)) => return WalArchiveCheck::unknown(err.to_string()),
+        Err(_) => return WalArchiveCheck::unknown("no answer within 3 s".into()),
+    };
+    let text = |i: usize| row.get(i).cloned().flatten();
+    let number = |i: usize| text(i).and_then(|t| t.parse().ok());
+    WalArchiveCheck {
+        failing: text(6).as_deref() == Some("t"),
+        archived_count: number(0),
+        last_archived_wal: text(1),
+        last_archived_time: text(2),
+        failed_count: number(3),
+        last_failed_wal: text(4),
+        last_failed_time: text(5),
+        error: None,
+    }
+}
+
+impl WalArchiveCheck {
+    fn unknown(error: String) -> WalArchiveCheck {
+        WalArchiveCheck {
+            failing: false,
+            archived_count: None,
+            last_archived_wal: None,
+            last_archived_time: None,
+            failed_count: None,
+            last_failed_wal: None,
+            last_failed_time: None,
+            error: Some(error),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +143,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         statistics: stats.snapshot(),
         cache: cache.map(|c| c.stats()),
         backups: None,
+        wal_archive: None,
     }
 }
 

@@ -13,13 +13,14 @@ const LOCATION_VAR: &str = "DBAGENT_MEMORY_TEST_LOCATION";
 
 #[tokio::test]
 async fn a_large_table_streams_through_in_bounded_memory() {
-    // Arrange: ~52 MB of table data that compresses only about 2:1.
+    // Arrange: ~105 MB of table data that compresses only about 2:1 (pg_dump's gzip level 1
+    // leaves a dump of about 55 MB).
     let db = TestDb::create().await;
     db.connect()
         .await
         .batch_execute(
             "CREATE TABLE big (id int, a text, b text);
-             INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text), md5((g * 13)::text) FROM generate_series(1, 500000) g;",
+             INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text), md5((g * 13)::text) FROM generate_series(1, 1000000) g;",
         )
         .await
         .unwrap();

@@ -53,6 +53,10 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
     db.batch_execute("INSERT INTO ledger SELECT g, 'after the noted time' FROM generate_series(7, 9) g; UPDATE ledger SET note = 'changed later' WHERE id = 1").await.unwrap();
     switch_and_wait_for_archive(&db).await;
 
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["wal_archive"]["failing"], false, "{health:#}");
+    assert!(health["wal_archive"]["archived_count"].as_i64().unwrap() >= 1, "{health:#}");
+
     let (status, report) = app.get("/backups/status").await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["enabled"], true);
