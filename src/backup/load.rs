@@ -159,6 +159,9 @@ pub(crate) struct Load<'a> {
     pub jobs: u32,
     pub started: Instant,
     pub progress: &'a (dyn Fn(Progress) + Send + Sync),
+    /// Recompute the plaintext's SHA-256 too (verification); a restore checks the stored
+    /// bytes' SHA-256 and the decoders' own checks only (see [`Opener::open_for_restore`]).
+    pub hash_plaintext: bool,
 }
 
 impl Load<'_> {
@@ -213,10 +216,11 @@ impl Load<'_> {
         let counter = Arc::new(AtomicU64::new(0));
         let feeding = {
             let (dir, entry, counter) = (self.backup.dir.clone(), entry.clone(), counter.clone());
-            let (compression, key) = (self.backup.manifest.compression, self.backup.key.clone());
+            let (compression, key, full) = (self.backup.manifest.compression, self.backup.key.clone(), self.hash_plaintext);
             let aad = pipeline::associated_data(&self.backup.manifest.id, &entry.name);
             tokio::task::spawn_blocking(move || -> Result<Result<(), Error>, Error> {
-                let opener = Opener::open_for_restore(&dir, &entry, compression, key.as_ref().map(|k| (k, aad)))?;
+                let key = key.as_ref().map(|k| (k, aad));
+                let opener = if full { Opener::open(&dir, &entry, compression, key)? } else { Opener::open_for_restore(&dir, &entry, compression, key)? };
                 let mut sink = Tolerant::new(stdin);
                 let read = opener.copy_to(&mut sink, |n| {
                     counter.fetch_add(n, Ordering::Relaxed);
@@ -251,17 +255,19 @@ impl Load<'_> {
                 });
             }
         }
-        let (dir, compression, key, id) = (
+        let (dir, compression, key, id, full) = (
             self.backup.dir.clone(),
             self.backup.manifest.compression,
             self.backup.key.clone(),
             self.backup.manifest.id.clone(),
+            self.hash_plaintext,
         );
         let out = plain.to_path_buf();
         let report = |bytes| self.report("read", bytes);
         let sizes = threads::for_each_file(files, self.jobs, &report, move |entry: FileEntry, counter| {
             let aad = pipeline::associated_data(&id, &entry.name);
-            let opener = Opener::open_for_restore(&dir, &entry, compression, key.as_ref().map(|k| (k, aad)))?;
+            let key = key.as_ref().map(|k| (k, aad));
+            let opener = if full { Opener::open(&dir, &entry, compression, key)? } else { Opener::open_for_restore(&dir, &entry, compression, key)? };
             let path = out.join(&entry.name);
             let file = std::fs::File::create(&path).map_err(Error::io("create", &path))?;
             let mut writer = std::io::BufWriter::new(file);

@@ -130,7 +130,7 @@ async fn run(
     let job = Job {
         db,
         admin: &admin,
-        load: Load { backup: &backup, tools: &tools, root: &root, jobs: req.jobs.unwrap_or(settings.jobs).max(1), started, progress },
+        load: Load { backup: &backup, tools: &tools, root: &root, jobs: req.jobs.unwrap_or(settings.jobs).max(1), started, progress, hash_plaintext: false },
         limit: settings.tool_timeout,
     };
     let mut report = RestoreReport {

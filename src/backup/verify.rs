@@ -161,7 +161,7 @@ async fn trial_restore(
         other => other,
     })?;
     let scratch = Scratch::new(db, &name);
-    let load = Load { backup, tools: &tools, root, jobs: settings.jobs.max(1), started, progress };
+    let load = Load { backup, tools: &tools, root, jobs: settings.jobs.max(1), started, progress, hash_plaintext: true };
     let checked = async {
         tools::bounded(Tool::PgRestore, settings.tool_timeout, load.run(&admin.config_for(&name), &Plan::Whole)).await?;
         compare(&backup.manifest, &admin.config_for(&name)).await
