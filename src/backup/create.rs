@@ -150,7 +150,12 @@ async fn take(
     let info = snapshot.info.clone();
     let wal_lsn = snapshot.wal_lsn.clone();
     snapshot.close().await;
-    let (files, tables) = outcome?;
+    let (files, tables) = outcome.map_err(|err| match err {
+        Error::ToolFailed { stderr, .. } if stderr.contains("no matching tables were found") => {
+            Error::invalid(format!("no table matches {:?}", req.tables.clone().unwrap_or_default()))
+        }
+        other => other,
+    })?;
     let manifest = Manifest {
         format_version: Manifest::FORMAT_VERSION,
         id: id.clone(),

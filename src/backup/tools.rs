@@ -245,6 +245,9 @@ pub(crate) fn spawn(tools: &Tools, tool: Tool, args: &[OsString], target: &Targe
     for var in PG_ENV {
         cmd.env_remove(var);
     }
+    // Messages in English whatever the locale: some are read (pg_basebackup's WAL positions,
+    // pg_dump's "no matching tables").
+    cmd.env("LC_MESSAGES", "C").env_remove("LANGUAGE");
     if let Some(password) = &target.password {
         cmd.env("PGPASSWORD", password);
     }

@@ -52,6 +52,8 @@ async fn backups_over_the_api_create_list_download_verify_restore_and_delete() {
         ("/restore", json!({"backup_id": "20200101T000000Z-nope"}), StatusCode::NOT_FOUND),
         ("/restore", json!({}), StatusCode::BAD_REQUEST),
         ("/backup", json!({"kind": "everything"}), StatusCode::BAD_REQUEST),
+        ("/backup", json!({"tables": ["no_such_table"]}), StatusCode::BAD_REQUEST),
+        ("/backup", json!({"kind": "base"}), StatusCode::BAD_REQUEST),
         ("/backups/nope/verify", json!({"level": 3}), StatusCode::BAD_REQUEST),
     ] {
         let (status, answer) = app.post(path, &body).await;

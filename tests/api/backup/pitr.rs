@@ -30,6 +30,8 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
         c.backup.location = c.instance.data_dir.with_file_name("backups");
         c.backup.agent_binary = Some(env!("CARGO_BIN_EXE_dbagent").into());
         c.backup.schedule = None;
+        c.backup.keep_last = Some(1);
+        c.backup.retention_days = None;
     })
     .await;
     let db = connect(&app.agent.managed().unwrap().primary.running.url("postgres")).await;
@@ -102,6 +104,36 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
     drop(copy);
     let data_dir = recovered["data_dir"].as_str().unwrap();
     dbagent::instance::stop(&dbagent::instance::Settings::new(data_dir), dbagent::instance::StopMode::Fast).await.unwrap();
+
+    // Retention (keep_last: 1) drops the first base backup once a second exists, and with it
+    // the archived WAL only the first needed.
+    switch_and_wait_for_archive(&db).await;
+    let (status, second) = app.post("/backup", &json!({"kind": "base"})).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let second_start = second["manifest"]["base"]["start_segment"].as_str().unwrap().to_owned();
+    // (The first was verified above, and retention never drops the newest verified backup.)
+    let (status, _) = app.post(&format!("/backups/{}/verify", second["backup_id"].as_str().unwrap()), &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, pruned) = app.post("/backups/prune", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{pruned}");
+    let (_, report) = app.get("/backups/status").await;
+    let bases: Vec<&str> = report["base_backups"].as_array().unwrap().iter().map(|b| b["backup_id"].as_str().unwrap()).collect();
+    assert_eq!(bases, [second["backup_id"].as_str().unwrap()], "{report:#}");
+    let archive = std::path::Path::new(report["archive"].as_str().unwrap()).to_path_buf();
+    let mut segments: Vec<String> = dbagent::backup::wal::list(&archive).unwrap().into_keys().filter(|n| n.len() == 24).collect();
+    segments.sort();
+    assert_eq!(segments.first(), Some(&second_start), "WAL before the oldest base backup is gone: {segments:?}");
+
+    // A segment lost from the middle of the archive is reported as a gap, and the window
+    // ends before it.
+    let lost = switch_and_wait_for_archive(&db).await;
+    db.batch_execute("INSERT INTO ledger VALUES (200, 'after the gap')").await.unwrap();
+    switch_and_wait_for_archive(&db).await;
+    std::fs::remove_file(archive.join(format!("{lost}.json"))).unwrap();
+    let (_, report) = app.get("/backups/status").await;
+    assert_eq!(report["gaps"][0]["first_missing"], json!(lost), "{report:#}");
+    assert_eq!(report["gaps"][0]["segments"], 1, "{report:#}");
+    assert!(report["base_backups"][0]["last_segment"].as_str().unwrap() < lost.as_str(), "{report:#}");
     app.stop().await;
 }
 
