@@ -218,7 +218,7 @@ pub fn pitr_request(
         Some(dir) => normalize(&std::path::absolute(&dir)?),
         None => {
             let mut name = cluster.data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-            name.push(format!("-pitr-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+            name.push(format!("-pitr-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")));
             cluster.data_dir.with_file_name(name)
         }
     };

@@ -73,7 +73,13 @@ pub(crate) fn prepare_archive(archive: &Archive, user: &ServerUser) -> Result<()
         fs::DirBuilder::new().mode(0o700).create(dir).map_err(Error::io("create", dir))?;
     }
     user.give(dir)?;
-    user.check_traversable(dir)
+    user.check_traversable(dir)?;
+    // The server runs the program for every segment: one it cannot reach would fail every
+    // archive attempt while WAL piles up in pg_wal.
+    match archive.program.parent() {
+        Some(bin_dir) => user.check_traversable(bin_dir),
+        None => Ok(()),
+    }
 }
 
 /// The lines switching WAL archiving on (or off).
