@@ -82,6 +82,15 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
     let (status, answer) = app.post("/restore", &json!({"backup_id": base_id})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a base backup restored as a dump: {answer}");
 
+    // A time past the end of the archived WAL (nothing committed after it has been archived
+    // yet) fails the way PostgreSQL does, as a 400 naming the cause, and leaves no cluster.
+    let (status, answer) = app.post("/restore", &json!({"to_time": chrono::Utc::now()})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("archived WAL ends before the target time"), "{answer}");
+    let root = app.agent.managed().unwrap().primary.settings.data_dir.parent().unwrap().to_path_buf();
+    let leftovers: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().filter(|e| e.path().join("PG_VERSION").exists()).collect();
+    assert_eq!(leftovers.len(), 1, "only the primary's data directory: {leftovers:?}");
+
     let (status, recovered) = app.post("/restore", &json!({"to_time": noted})).await;
     assert_eq!(status, StatusCode::OK, "{recovered}");
     assert_eq!(recovered["base_backup_id"], json!(base_id));
