@@ -198,7 +198,7 @@ pub fn instance_settings(config: &Config) -> anyhow::Result<instance::Settings> 
     let mut settings = instance::Settings::new(normalize(&data_dir));
     settings.port = config.instance.port;
     settings.bin_dir = config.instance.bin_dir.clone();
-    if let Some(pitr) = crate::backup::Settings::from_config(config)?.pitr {
+    if let Some(pitr) = crate::backup::Pitr::from_config(config)? {
         settings.archive = Some(pitr.archive(&config.backup.location)?);
     }
     Ok(settings)

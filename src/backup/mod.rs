@@ -120,6 +120,20 @@ pub struct Pitr {
 }
 
 impl Pitr {
+    /// `backup.pitr` and its settings; `None` when it is off.
+    pub fn from_config(config: &crate::config::Config) -> Result<Option<Pitr>, Error> {
+        let b = &config.backup;
+        if !b.pitr {
+            return Ok(None);
+        }
+        let program = match &b.agent_binary {
+            // The server runs it from its data directory: the path must be absolute.
+            Some(path) => std::path::absolute(path).map_err(Error::io("resolve", path))?,
+            None => std::env::current_exe().map_err(Error::io("find", std::path::Path::new("the dbagent executable")))?,
+        };
+        Ok(Some(Pitr { program, archive_timeout: b.archive_timeout }))
+    }
+
     /// The managed instance's archiving settings for a backup location at `location`.
     pub fn archive(&self, location: &std::path::Path) -> Result<crate::instance::Archive, Error> {
         let location = std::path::absolute(location).map_err(Error::io("resolve", location))?;
@@ -160,13 +174,7 @@ impl Settings {
         }
         settings.bin_dir = config.instance.bin_dir.clone();
         settings.jobs = b.jobs;
-        if b.pitr {
-            let program = match &b.agent_binary {
-                Some(path) => path.clone(),
-                None => std::env::current_exe().map_err(Error::io("find", std::path::Path::new("the dbagent executable")))?,
-            };
-            settings.pitr = Some(Pitr { program, archive_timeout: b.archive_timeout });
-        }
+        settings.pitr = Pitr::from_config(config)?;
         Ok(settings)
     }
 

@@ -17,11 +17,6 @@ use crate::txn::{StatementRequest, TransactionRequest};
 use crate::{instance, migrate, monitor, schema, txn};
 
 pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
-    if let Command::Wal(cmd) = cli.command {
-        // Run by the server for every WAL file: no configuration, no database, no logging
-        // set-up; stderr goes to the server's log.
-        return wal_cmd(cmd);
-    }
     let mut config = config::load(cli.config.as_deref(), &env).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
     let serving = matches!(cli.command, Command::Serve(_));
     init_logging(&config, &env, serving);
@@ -427,17 +422,24 @@ async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<
     output::key_values(&report, as_json)
 }
 
-fn wal_cmd(cmd: WalCommand) -> Result<(), Failure> {
-    use crate::backup::{Error, wal};
-    let failed = |err: Error| Failure { code: exit::FAILED, error: anyhow::anyhow!("dbagent wal: {err}") };
-    match cmd {
-        WalCommand::Push { archive, path, name } => wal::push(&archive, &path, &name).map(drop).map_err(failed),
-        WalCommand::Fetch { archive, name, path } => match wal::fetch(&archive, &name, &path).map_err(failed)? {
-            true => Ok(()),
-            // PostgreSQL asks for files that may not exist; "not archived" is an answer, not
-            // an error worth a line in its log.
-            false => Err(Failure { code: exit::FAILED, error: anyhow::anyhow!("dbagent wal: {name} is not archived") }),
-        },
+/// `dbagent wal push|fetch` (see [`WalCommand`]): exit 0 done, 1 failed or (fetch) not
+/// archived.
+pub(super) fn wal(cmd: &WalCommand) -> std::process::ExitCode {
+    use crate::backup::wal;
+    let outcome = match cmd {
+        WalCommand::Push { archive, path, name } => wal::push(archive, path, name).map(|_| true),
+        WalCommand::Fetch { archive, name, path } => wal::fetch(archive, name, path),
+    };
+    match outcome {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        // Not archived: PostgreSQL asks for files that may not exist (the next timeline's
+        // history file, the segment after the last one); the answer is the exit code alone,
+        // not a line in its log.
+        Ok(false) => std::process::ExitCode::from(exit::FAILED),
+        Err(err) => {
+            eprintln!("dbagent wal: {}", crate::db::error_chain(&err));
+            std::process::ExitCode::from(exit::FAILED)
+        }
     }
 }
 

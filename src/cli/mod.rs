@@ -386,6 +386,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Wal(cmd) = &cli.command {
+        // Run by the server for every WAL file: no runtime, no configuration, no database;
+        // stderr goes to the server's log.
+        return commands::wal(cmd);
+    }
     let env = Environment::from_process();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
