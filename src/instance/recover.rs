@@ -70,8 +70,12 @@ fn append_settings(dir: &Path, recovery: &Recovery) -> Result<(), Error> {
     };
     let command = format!("{} wal fetch --archive {} %f %p", word(&recovery.program)?, word(&recovery.archive_dir)?);
     let conf = |value: &str| format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"));
+    // synchronous_standby_names: the original may have waited for its replicas (dbagent sets
+    // it with ALTER SYSTEM, so it is in the copied postgresql.auto.conf); the new cluster has
+    // none, and would wait for ever on its first commit.
     let mut text = format!(
-        "\n# Point-in-time recovery by dbagent.\nrestore_command = {}\nrecovery_target_action = 'promote'\n",
+        "\n# Point-in-time recovery by dbagent.\nrestore_command = {}\nrecovery_target_action = 'promote'\n\
+         synchronous_standby_names = ''\n",
         conf(&command)
     );
     match &recovery.target_time {

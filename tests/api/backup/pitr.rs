@@ -43,7 +43,11 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
 
     db.batch_execute("CREATE TABLE ledger (id int PRIMARY KEY, note text); INSERT INTO ledger SELECT g, 'before the base backup' FROM generate_series(1, 3) g").await.unwrap();
+    // As when managed replicas stream: synchronous commit in postgresql.auto.conf (not
+    // reloaded here, so the primary itself does not wait), copied by the base backup.
+    db.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'").await.unwrap();
     let (status, base) = app.post("/backup", &json!({"kind": "base", "name": "base"})).await;
+    db.batch_execute("ALTER SYSTEM RESET synchronous_standby_names").await.unwrap();
     assert_eq!(status, StatusCode::OK, "{base}");
     assert_eq!(base["manifest"]["kind"], "base");
     let base_id = base["backup_id"].as_str().unwrap().to_owned();
@@ -102,7 +106,8 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
         .collect();
     assert_eq!(got, expected, "recovered to {noted}: {recovered}");
     // It is a primary of its own, writable, on a new timeline; the original is untouched.
-    copy.batch_execute("INSERT INTO ledger VALUES (100, 'written after recovery')").await.unwrap();
+    let write = copy.batch_execute("INSERT INTO ledger VALUES (100, 'written after recovery')");
+    tokio::time::timeout(Duration::from_secs(10), write).await.expect("a commit in the recovered cluster waits for no standby").unwrap();
     assert!(recovered["timeline"].as_u64().unwrap() >= 2, "{recovered}");
     let n: i64 = db.query_one("SELECT count(*) FROM ledger", &[]).await.unwrap().get(0);
     assert_eq!(n, 9);
