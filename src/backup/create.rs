@@ -186,6 +186,12 @@ async fn take(
         verification: None,
         base: None,
     };
+    // A crash here leaves every file written and no manifest: an incomplete backup, which
+    // listing never shows and removes once its creator is gone.
+    #[cfg(feature = "failpoints")]
+    if crate::failpoints::fire("backup-before-manifest", &manifest.database) {
+        return Err(Error::io("write", &backup.dir.join(super::manifest::MANIFEST))(std::io::ErrorKind::Interrupted.into()));
+    }
     manifest.write(&backup.dir)?;
     backup.commit();
     tracing::info!(

@@ -302,7 +302,18 @@ impl Admin {
             self.reopen(&t).await;
             return Err(err);
         }
-        if let Err(err) = self.client.batch_execute(&format!("ALTER DATABASE {f} RENAME TO {t}")).await {
+        let rename = format!("ALTER DATABASE {f} RENAME TO {t}");
+        let second = self.client.batch_execute(&rename);
+        // The riskiest instant: the original renamed away, the copy not yet in its place.
+        #[cfg(feature = "failpoints")]
+        let second = async {
+            if crate::failpoints::fire("restore-swap-second-rename", target) {
+                // Fail the way a real error would, after running nothing.
+                return self.client.batch_execute("SELECT 1/0").await;
+            }
+            second.await
+        };
+        if let Err(err) = second.await {
             let undo = self.client.batch_execute(&format!("ALTER DATABASE {o} RENAME TO {t}")).await;
             if let Err(undo) = undo {
                 tracing::error!(database = %target, renamed_to = %old, error = %undo, "could not rename the original database back after a failed swap");

@@ -106,3 +106,25 @@ async fn prune_dry_run_deletes_nothing_and_prune_keeps_what_it_must() {
     assert_eq!(left, [newest.id.clone(), oldest.id.clone()]);
     assert_eq!(catalogued(&db).await, [oldest.id, newest.id]);
 }
+
+#[tokio::test]
+async fn a_backup_that_dies_before_its_manifest_is_never_listed_and_leaves_nothing() {
+    // Arrange
+    let db = TestDb::create().await;
+    let location = Location::new();
+    let settings = location.settings();
+    dbagent::failpoints::arm("backup-before-manifest", &db.name, 1);
+
+    // Act: the first attempt dies after writing its files, the second completes.
+    let err = backup::create(&db.config(), &settings, &CreateRequest::default(), &quiet).await.expect_err("the failpoint fires");
+    let listed_after_crash = backup::list(&settings).unwrap();
+    let left_on_disk: Vec<_> = std::fs::read_dir(&location.path).unwrap().flatten().map(|e| e.file_name()).collect();
+    let good = backup::create(&db.config(), &settings, &CreateRequest::default(), &quiet).await.expect("a second attempt");
+
+    // Assert
+    assert!(err.to_string().contains("manifest.json"), "{err}");
+    assert!(listed_after_crash.is_empty(), "{listed_after_crash:?}");
+    assert!(left_on_disk.is_empty(), "the incomplete backup's directory is removed: {left_on_disk:?}");
+    let ids: Vec<String> = backup::list(&settings).unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, [good.id]);
+}

@@ -223,3 +223,28 @@ async fn restores_refuse_paths_outside_the_location_and_existing_targets() {
     assert!(matches!(existing, Error::TargetExists { .. }), "{existing}");
     assert_eq!(existing.http_status(), 409);
 }
+
+#[tokio::test]
+async fn a_swap_that_fails_between_its_two_renames_puts_the_original_back() {
+    // Arrange: a good backup, a later write, and the swap's second rename made to fail.
+    let db = TestDb::create().await;
+    let location = Location::new();
+    let settings = location.settings();
+    let manifest = backup::create(&db.config(), &settings, &CreateRequest::default(), &quiet).await.unwrap();
+    db.connect().await.batch_execute("INSERT INTO customers (name) VALUES ('after the backup')").await.unwrap();
+    let before = digests(&db.config()).await;
+    dbagent::failpoints::arm("restore-swap-second-rename", &db.name, 1);
+
+    // Act
+    let req = RestoreRequest { backup_id: manifest.id.clone(), drop_existing: true, ..Default::default() };
+    let err = backup::restore(&db.config(), &settings, &req, &quiet).await.expect_err("the failpoint fails the swap");
+
+    // Assert: the original is back under its name, with its data, open to sessions; neither
+    // the restored copy nor a renamed original is left.
+    assert!(matches!(err, Error::Database { .. }), "{err}");
+    assert_eq!(digests(&db.config()).await, before);
+    let allowed: bool = db.connect().await.query_one("SELECT datallowconn FROM pg_database WHERE datname = current_database()", &[]).await.unwrap().get(0);
+    assert!(allowed);
+    assert!(db.databases_like(&format!("{}_restoring_", db.name)).await.is_empty());
+    assert!(db.databases_like(&format!("{}_old_", db.name)).await.is_empty());
+}
