@@ -399,7 +399,7 @@ impl Drop for Made {
 }
 
 /// Archived segment numbers per timeline, with their records.
-fn segments_by_timeline<'a>(files: &'a BTreeMap<String, Archived>, size: u64) -> BTreeMap<u32, BTreeMap<u64, &'a Archived>> {
+fn segments_by_timeline(files: &BTreeMap<String, Archived>, size: u64) -> BTreeMap<u32, BTreeMap<u64, &Archived>> {
     let mut out: BTreeMap<u32, BTreeMap<u64, &Archived>> = BTreeMap::new();
     for (name, record) in files {
         if let Some(WalFile::Segment { timeline, log, seg }) = WalFile::parse(name) {

@@ -51,9 +51,9 @@ pub async fn recover(settings: &Settings, recovery: &Recovery) -> Result<Running
     for stale in ["postmaster.pid", "postmaster.opts", "standby.signal", "recovery.signal", super::fence::FENCE_FILE] {
         let _ = fs::remove_file(dir.join(stale));
     }
-    for emptied in ["pg_replslot"] {
-        clear_dir(&dir.join(emptied))?;
-    }
+    // Replication slots belong to the original's replicas (pg_basebackup leaves the
+    // directory empty; a copy made otherwise would hold WAL for nobody).
+    clear_dir(&dir.join("pg_replslot"))?;
     append_settings(dir, recovery)?;
     fs::write(dir.join("recovery.signal"), "").map_err(Error::io("write", &dir.join("recovery.signal")))?;
     give_all(&cluster.user, dir)?;
