@@ -189,7 +189,7 @@ pub async fn recover_to(
         archive_dir: archive_dir(&root),
         target_time: req.to_time.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()),
     };
-    let running = match instance::recover(&cluster, &recovery).await {
+    let running = match instance::recover(&cluster, Some(&recovery)).await {
         Ok(running) => running,
         Err(err) => return Err(recovery_failed(err, &cluster).await),
     };
@@ -211,6 +211,35 @@ pub async fn recover_to(
         timeline,
         last_replayed_commit: last_commit,
         duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Verification level 2 of a base backup: unpack it into a scratch cluster under `/tmp`,
+/// start it on its own (crash recovery with the WAL the backup holds, no archive, no
+/// target), check that it accepts connections, then stop and remove it.
+pub(crate) async fn trial_start(
+    backup: &Backup,
+    settings: &Settings,
+    started: Instant,
+    progress: &(dyn Fn(super::Progress) + Send + Sync),
+) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    // Under /tmp, not the location: the server's Unix socket lives beside the data directory,
+    // and socket paths are limited to 107 bytes, which a deep location would exceed.
+    let work = location::WorkDir::create(Path::new("/tmp"), "dbagent-verify")?;
+    // The server's OS user must reach the cluster inside; others may only pass through.
+    std::fs::set_permissions(&work.path, std::fs::Permissions::from_mode(0o711)).map_err(Error::io("set the mode of", &work.path))?;
+    let mut cluster = instance::Settings::new(work.path.join("pgdata"));
+    cluster.bin_dir = settings.bin_dir.clone();
+    let data_dir = instance::prepare_recovery(&cluster).map_err(instance_error)?;
+    unpack(backup, &data_dir, started, progress).await?;
+    let file = backup.manifest.files.first().map(|f| f.stored.clone()).unwrap_or_default();
+    let outcome = instance::recover(&cluster, None).await;
+    let _ = instance::stop(&cluster, instance::StopMode::Immediate).await;
+    drop(work);
+    outcome.map(drop).map_err(|err| Error::VerificationFailed {
+        file,
+        reason: format!("the copy does not start: {}", crate::db::error_chain(&err)),
     })
 }
 

@@ -137,10 +137,9 @@ async fn trial_restore(
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Vec<TableCheck>, Error> {
     if backup.manifest.kind == BackupKind::Base {
-        return Err(Error::invalid(
-            "a base backup is a whole cluster, not a database: verify it at level 1, and try it \
-             with a point-in-time recovery (`dbagent restore --to-time`)",
-        ));
+        // A whole cluster, not a database: the trial is starting it.
+        super::pitr::trial_start(backup, settings, started, progress).await?;
+        return Ok(Vec::new());
     }
     if backup.manifest.kind == BackupKind::DataOnly || backup.manifest.tables_filter.is_some() {
         return Err(Error::invalid(

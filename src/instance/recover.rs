@@ -42,8 +42,10 @@ pub fn prepare_recovery(settings: &Settings) -> Result<PathBuf, Error> {
 
 /// Starts the cluster unpacked into `settings.data_dir` in archive recovery as `recovery`
 /// says, and returns once it accepts connections (PostgreSQL may still be replaying; the
-/// caller waits for `pg_is_in_recovery()` to turn false).
-pub async fn recover(settings: &Settings, recovery: &Recovery) -> Result<Running, Error> {
+/// caller waits for `pg_is_in_recovery()` to turn false). Without `recovery` the copy starts
+/// on its own: crash recovery from its `backup_label` with the WAL it holds (a base backup
+/// taken with `-X fetch`), which is what a trial start of a base backup checks.
+pub async fn recover(settings: &Settings, recovery: Option<&Recovery>) -> Result<Running, Error> {
     let cluster = Cluster::load(settings)?;
     let _lock = cluster.lock().await?;
     let dir = &cluster.layout.data_dir;
@@ -55,12 +57,34 @@ pub async fn recover(settings: &Settings, recovery: &Recovery) -> Result<Running
     // directory empty; a copy made otherwise would hold WAL for nobody).
     clear_dir(&dir.join("pg_replslot"))?;
     append_settings(dir, recovery)?;
-    fs::write(dir.join("recovery.signal"), "").map_err(Error::io("write", &dir.join("recovery.signal")))?;
+    if recovery.is_some() {
+        fs::write(dir.join("recovery.signal"), "").map_err(Error::io("write", &dir.join("recovery.signal")))?;
+    }
     give_all(&cluster.user, dir)?;
     cluster.start().await
 }
 
-fn append_settings(dir: &Path, recovery: &Recovery) -> Result<(), Error> {
+/// A postgresql.conf string: quotes doubled, backslashes escaped.
+fn conf(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+fn append_settings(dir: &Path, recovery: Option<&Recovery>) -> Result<(), Error> {
+    // synchronous_standby_names: the original may have waited for its replicas (dbagent sets
+    // it with ALTER SYSTEM, so it is in the copied postgresql.auto.conf); the new cluster has
+    // none, and would wait for ever on its first commit.
+    let mut text = "\n# Set by dbagent for a cluster made from a base backup.\nsynchronous_standby_names = ''\n".to_owned();
+    if let Some(recovery) = recovery {
+        text.push_str(&recovery_lines(recovery)?);
+    }
+    let path = dir.join("postgresql.auto.conf");
+    let mut current = fs::read_to_string(&path).unwrap_or_default();
+    current.push_str(&text);
+    fs::write(&path, current).map_err(Error::io("write", &path))
+}
+
+/// `restore_command` (one single-quoted shell word per path) and the target.
+fn recovery_lines(recovery: &Recovery) -> Result<String, Error> {
     let word = |path: &Path| -> Result<String, Error> {
         let text = path.to_str().filter(|t| !t.contains(['\n', '\r'])).ok_or_else(|| Error::PathNotConfigurable {
             path: path.to_path_buf(),
@@ -69,23 +93,12 @@ fn append_settings(dir: &Path, recovery: &Recovery) -> Result<(), Error> {
         Ok(format!("'{}'", text.replace('\'', "'\\''")))
     };
     let command = format!("{} wal fetch --archive {} %f %p", word(&recovery.program)?, word(&recovery.archive_dir)?);
-    let conf = |value: &str| format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"));
-    // synchronous_standby_names: the original may have waited for its replicas (dbagent sets
-    // it with ALTER SYSTEM, so it is in the copied postgresql.auto.conf); the new cluster has
-    // none, and would wait for ever on its first commit.
-    let mut text = format!(
-        "\n# Point-in-time recovery by dbagent.\nrestore_command = {}\nrecovery_target_action = 'promote'\n\
-         synchronous_standby_names = ''\n",
-        conf(&command)
-    );
+    let mut text = format!("restore_command = {}\nrecovery_target_action = 'promote'\n", conf(&command));
     match &recovery.target_time {
         Some(time) => text.push_str(&format!("recovery_target_time = {}\n", conf(time))),
         None => text.push_str("recovery_target_timeline = 'latest'\n"),
     }
-    let path = dir.join("postgresql.auto.conf");
-    let mut current = fs::read_to_string(&path).unwrap_or_default();
-    current.push_str(&text);
-    fs::write(&path, current).map_err(Error::io("write", &path))
+    Ok(text)
 }
 
 fn clear_dir(dir: &Path) -> Result<(), Error> {

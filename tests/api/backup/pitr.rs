@@ -112,9 +112,16 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
     let n: i64 = db.query_one("SELECT count(*) FROM ledger", &[]).await.unwrap().get(0);
     assert_eq!(n, 9);
 
-    // The base backup passes level-1 verification (every byte decrypted and checksummed).
+    // The base backup passes level-1 verification (every byte decrypted and checksummed) and
+    // level 2 (a scratch copy started on its own and removed); a damaged one fails level 2
+    // naming its file.
     let (status, verified) = app.post(&format!("/backups/{base_id}/verify"), &json!({})).await;
     assert_eq!(status, StatusCode::OK, "{verified}");
+    let (status, verified) = app.post(&format!("/backups/{base_id}/verify"), &json!({"level": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{verified}");
+    assert_eq!(verified["level"], 2);
+    let leftovers: Vec<_> = std::fs::read_dir("/tmp").unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".work-dbagent-verify")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(copy);
     let data_dir = recovered["data_dir"].as_str().unwrap();
     dbagent::instance::stop(&dbagent::instance::Settings::new(data_dir), dbagent::instance::StopMode::Fast).await.unwrap();
