@@ -155,6 +155,29 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
     assert_eq!(report["gaps"][0]["first_missing"], json!(lost), "{report:#}");
     assert_eq!(report["gaps"][0]["segments"], 1, "{report:#}");
     assert!(report["base_backups"][0]["last_segment"].as_str().unwrap() < lost.as_str(), "{report:#}");
+
+    // An archive the server cannot write to shows in /health as failing, and `degraded`.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o000)).unwrap();
+    db.batch_execute("INSERT INTO ledger VALUES (300, 'while the archive is closed')").await.unwrap();
+    db.query_one("SELECT pg_switch_wal()", &[]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        let (_, health) = app.get("/health").await;
+        if health["wal_archive"]["failing"] == true {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "archiving never reported failing: {health:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(health["status"], "degraded", "{health:#}");
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // (A write first, so that the switch is a real one and wakes the archiver from the pause
+    // it takes after repeated failures.)
+    db.batch_execute("INSERT INTO ledger VALUES (301, 'after the archive reopened')").await.unwrap();
+    switch_and_wait_for_archive(&db).await;
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["wal_archive"]["failing"], false, "{health:#}");
     app.stop().await;
 }
 
