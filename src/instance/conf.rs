@@ -82,10 +82,11 @@ pub(crate) fn prepare_archive(archive: &Archive, user: &ServerUser) -> Result<()
     }
 }
 
-/// The lines switching WAL archiving on (or off).
+/// The lines switching WAL archiving on.
 fn archive_lines(archive: Option<&Archive>) -> Result<String, Error> {
+    // Without PITR nothing is said: an archive_mode set in postgresql.conf by hand stays.
     let Some(archive) = archive else {
-        return Ok("archive_mode = off\n".to_owned());
+        return Ok(String::new());
     };
     // archive_command runs through `sh -c`: each path is one single-quoted shell word, and
     // the whole command one quoted postgresql.conf string.
@@ -195,7 +196,7 @@ mod tests {
         assert!(with.contains("unix_socket_directories = '/srv/.dbagent/run'\n"));
         let without = render(&layout, None, None).expect("render");
         assert!(!without.contains("port ="));
-        assert!(without.contains("archive_mode = off\n"));
+        assert!(!without.contains("archive_"), "{without}");
     }
 
     #[test]

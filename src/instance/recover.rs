@@ -73,7 +73,9 @@ fn append_settings(dir: &Path, recovery: Option<&Recovery>) -> Result<(), Error>
     // synchronous_standby_names: the original may have waited for its replicas (dbagent sets
     // it with ALTER SYSTEM, so it is in the copied postgresql.auto.conf); the new cluster has
     // none, and would wait for ever on its first commit.
-    let mut text = "\n# Set by dbagent for a cluster made from a base backup.\nsynchronous_standby_names = ''\n".to_owned();
+    // archive_mode: a copy must never archive into the original's archive (a different
+    // history under the same segment names), whatever postgresql.conf says.
+    let mut text = "\n# Set by dbagent for a cluster made from a base backup.\nsynchronous_standby_names = ''\narchive_mode = 'off'\n".to_owned();
     if let Some(recovery) = recovery {
         text.push_str(&recovery_lines(recovery)?);
     }

@@ -109,6 +109,8 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
     let write = copy.batch_execute("INSERT INTO ledger VALUES (100, 'written after recovery')");
     tokio::time::timeout(Duration::from_secs(10), write).await.expect("a commit in the recovered cluster waits for no standby").unwrap();
     assert!(recovered["timeline"].as_u64().unwrap() >= 2, "{recovered}");
+    let archiving: String = copy.query_one("SHOW archive_mode", &[]).await.unwrap().get(0);
+    assert_eq!(archiving, "off", "a copy never archives into the original's archive");
     let n: i64 = db.query_one("SELECT count(*) FROM ledger", &[]).await.unwrap().get(0);
     assert_eq!(n, 9);
 
