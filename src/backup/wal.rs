@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Error;
+use super::key::encode_hex;
 
 /// The archive's directory inside the backup location.
 pub const ARCHIVE_DIR: &str = "wal";
@@ -133,23 +134,10 @@ pub fn push(archive: &Path, path: &Path, name: &str) -> Result<Pushed, Error> {
     let written = (|| -> io::Result<(u64, String)> {
         let mut source = BufReader::with_capacity(1 << 20, File::open(path)?);
         let mut out = zstd::stream::write::Encoder::new(File::create(&tmp)?, ZSTD_LEVEL)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut bytes = 0u64;
-        loop {
-            let n = match source.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            bytes += n as u64;
-        }
+        let copied = copy_hashing(&mut source, &mut out)?;
         out.finish()?.sync_all()?;
         std::fs::rename(&tmp, &stored)?;
-        Ok((bytes, hex(&hasher.finalize())))
+        Ok(copied)
     })();
     let (bytes, sha256) = written.map_err(|err| {
         let _ = std::fs::remove_file(&tmp);
@@ -178,22 +166,9 @@ pub fn fetch(archive: &Path, name: &str, dest: &Path) -> Result<bool, Error> {
     let copied = (|| -> io::Result<(u64, String)> {
         let mut decoder = zstd::stream::read::Decoder::new(File::open(&stored)?)?;
         let mut out = File::create(&tmp)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut bytes = 0u64;
-        loop {
-            let n = match decoder.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            bytes += n as u64;
-        }
+        let copied = copy_hashing(&mut decoder, &mut out)?;
         out.sync_all()?;
-        Ok((bytes, hex(&hasher.finalize())))
+        Ok(copied)
     })();
     let fail = |reason: String| {
         let _ = std::fs::remove_file(&tmp);
@@ -269,20 +244,26 @@ fn read_sidecar(path: &Path) -> Result<Option<Archived>, Error> {
 
 fn digest(path: &Path) -> Result<(u64, String), Error> {
     let mut file = File::open(path).map_err(Error::io("read", path))?;
+    copy_hashing(&mut file, &mut io::sink()).map_err(Error::io("read", path))
+}
+
+/// Copies `from` into `to`, returning the bytes copied and their hex SHA-256.
+fn copy_hashing(from: &mut impl Read, to: &mut impl Write) -> io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
     loop {
-        let n = match file.read(&mut buf) {
+        let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", path)(e)),
+            Err(e) => return Err(e),
         };
         hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])?;
         bytes += n as u64;
     }
-    Ok((bytes, hex(&hasher.finalize())))
+    Ok((bytes, encode_hex(&hasher.finalize())))
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
@@ -303,10 +284,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         let _ = std::fs::remove_file(&tmp);
         Error::io("write", path)(err)
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
