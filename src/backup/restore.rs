@@ -208,30 +208,25 @@ impl Job<'_> {
 
     /// Creates `name`, runs `plan` into it, and drops it again if that fails.
     async fn restore_new(&self, name: &str, plan: &Plan) -> Result<u64, Error> {
-        self.admin.create(name, &self.load.backup.manifest).await?;
-        let scratch = Scratch::new(self.db, name);
-        match self.load_into(name, plan).await {
-            Ok(bytes) => {
-                scratch.keep();
-                Ok(bytes)
-            }
-            Err(err) => {
-                drop_quietly(scratch, self.admin).await;
-                Err(err)
-            }
-        }
+        self.into_new(name, self.load_into(name, plan)).await
     }
 
     /// Restores into `fresh`, then swaps it in for `target` (which becomes `old`). On any
     /// failure `fresh` is dropped and `target` is as it was.
     async fn replace(&self, target: &str, fresh: &str, old: &str) -> Result<u64, Error> {
-        self.admin.create(fresh, &self.load.backup.manifest).await?;
-        let scratch = Scratch::new(self.db, fresh);
-        let swapped = match self.load_into(fresh, &Plan::Whole).await {
-            Ok(bytes) => self.admin.swap(target, fresh, old).await.map(|()| bytes),
-            Err(err) => Err(err),
+        let restored_and_swapped = async {
+            let bytes = self.load_into(fresh, &Plan::Whole).await?;
+            self.admin.swap(target, fresh, old).await?;
+            Ok(bytes)
         };
-        match swapped {
+        self.into_new(fresh, restored_and_swapped).await
+    }
+
+    /// Creates `name`, then runs `work` (which fills it); drops `name` again if `work` fails.
+    async fn into_new(&self, name: &str, work: impl Future<Output = Result<u64, Error>>) -> Result<u64, Error> {
+        self.admin.create(name, &self.load.backup.manifest).await?;
+        let scratch = Scratch::new(self.db, name);
+        match work.await {
             Ok(bytes) => {
                 scratch.keep();
                 Ok(bytes)
