@@ -3,8 +3,8 @@
 //! half-restored.
 //!
 //! Point-in-time recovery for managed instances: `wal.rs` (the WAL archive the server's
-//! `archive_command` fills), `base.rs` (base backups with `pg_basebackup`), `pitr.rs` (the
-//! recoverable window, and recovery into a new cluster).
+//! `archive_command` fills), `base.rs` (base backups with `pg_basebackup`), `window.rs` (the
+//! recoverable windows and gaps), `pitr.rs` (recovery into a new cluster).
 //!
 //! Code map:
 //! - `settings` (this file): [`Settings`] and [`Compression`].
@@ -60,6 +60,7 @@ mod threads;
 mod tools;
 mod verify;
 pub mod wal;
+mod window;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,7 +74,8 @@ pub use key::Key;
 pub use manifest::{
     BaseInfo, CountMethod, EncryptionInfo, FileEntry, Kdf, Manifest, TableRows, Verification,
 };
-pub use pitr::{BaseWindow, Gap, PitrReport, PitrRequest, PitrStatus, Window, recover_to, status};
+pub use pitr::{PitrReport, PitrRequest, recover_to};
+pub use window::{BaseWindow, Gap, PitrStatus, Window, status};
 pub use restore::{RestoreMode, RestoreReport, RestoreRequest, restore};
 pub use retention::{Candidate, Decision, Policy, decide, prune};
 pub use schedule::{

@@ -164,7 +164,7 @@ pub async fn prune(db: &Config, settings: &Settings, dry_run: bool) -> Result<Ve
             Err(err) => return Err(err),
         }
     }
-    super::pitr::prune_archive(settings)?;
+    super::window::prune_archive(settings)?;
     Ok(decisions)
 }
 
