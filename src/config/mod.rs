@@ -129,11 +129,32 @@ pub struct ConnectionPool {
     pub idle_timeout: u64,
     /// Check a connection that has been idle for over a second before handing it out. Default true.
     pub pre_ping: bool,
+    /// Connections on which concurrent short autocommit reads are pipelined together
+    /// (multiplexing), taken from this pool while reads need them. 0 turns it off. Default 4.
+    pub multiplex_connections: u32,
+    /// Statements queued on each shared connection before another one is shared; a shared
+    /// connection takes at most twice as many. Lower it when the server has cores to spare
+    /// and latency matters more than CPU. Default 16.
+    pub multiplex_depth: u32,
+    /// Milliseconds: a read whose recent runs took longer than this never shares a connection,
+    /// and a shared connection whose oldest statement has waited this long takes no more.
+    /// Default 10.
+    pub multiplex_max_ms: f64,
 }
 
 impl Default for ConnectionPool {
     fn default() -> Self {
-        ConnectionPool { min_size: 10, max_size: 50, timeout: 30.0, recycle: 3600, idle_timeout: 600, pre_ping: true }
+        ConnectionPool {
+            min_size: 10,
+            max_size: 50,
+            timeout: 30.0,
+            recycle: 3600,
+            idle_timeout: 600,
+            pre_ping: true,
+            multiplex_connections: 4,
+            multiplex_depth: 16,
+            multiplex_max_ms: 10.0,
+        }
     }
 }
 
@@ -454,6 +475,12 @@ impl Config {
         }
         if !(pool.timeout > 0.0 && pool.timeout.is_finite()) {
             return invalid("postgresql.connection_pool.timeout", "must be a positive number of seconds".into());
+        }
+        if pool.multiplex_depth == 0 {
+            return invalid("postgresql.connection_pool.multiplex_depth", "must be at least 1".into());
+        }
+        if !(pool.multiplex_max_ms > 0.0 && pool.multiplex_max_ms.is_finite()) {
+            return invalid("postgresql.connection_pool.multiplex_max_ms", "must be a positive number of milliseconds".into());
         }
         if !(self.postgresql.query_timeout > 0.0 && self.postgresql.query_timeout.is_finite()) {
             return invalid("postgresql.query_timeout", "must be a positive number of seconds".into());

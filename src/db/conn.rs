@@ -10,8 +10,8 @@
 //!   it turned out to be on a standby) is marked broken and never reused.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls, Statement};
@@ -44,8 +44,10 @@ pub enum ConnectError {
 /// A connection with its per-connection prepared-statement cache.
 pub struct Conn {
     client: Client,
-    statements: HashMap<Box<str>, Statement>,
-    read_only: bool,
+    /// Behind a lock so that a connection shared by several reads (see `pools::shared`) can
+    /// prepare through `&self`; it is never held across an await.
+    statements: Mutex<HashMap<Box<str>, Statement>>,
+    read_only: AtomicBool,
     last_used: Instant,
     broken: bool,
     role: Role,
@@ -63,33 +65,42 @@ impl Conn {
     }
 
     /// The prepared statement for `sql`, from the cache or prepared now (one extra round trip).
-    pub async fn prepare(&mut self, sql: &str, cache: bool) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(stmt) = self.statements.get(sql) {
+    pub async fn prepare(&self, sql: &str, cache: bool) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(stmt) = self.statements().get(sql) {
             return Ok(stmt.clone());
         }
         let stmt = self.client.prepare(sql).await?;
         if cache {
-            if self.statements.len() >= STATEMENT_CACHE_CAPACITY {
-                self.statements.clear();
+            let mut statements = self.statements();
+            if statements.len() >= STATEMENT_CACHE_CAPACITY {
+                statements.clear();
             }
-            self.statements.insert(sql.into(), stmt.clone());
+            statements.insert(sql.into(), stmt.clone());
         }
         Ok(stmt)
     }
 
     /// Drops a cached statement, e.g. after "cached plan must not change result type".
-    pub fn forget(&mut self, sql: &str) {
-        self.statements.remove(sql);
+    pub fn forget(&self, sql: &str) {
+        self.statements().remove(sql);
+    }
+
+    fn statements(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Statement>> {
+        self.statements.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Still open and opened for the pool's current server (not left behind by a failover).
+    pub(crate) fn is_current(&self, upstream: &Upstream) -> bool {
+        !self.client.is_closed() && upstream.is_current(self.generation)
     }
 
     /// The `SET` to send (pipelined, before the statement) so that autocommit statements on
     /// this connection run read-only or read-write; `None` when it is already so. The caller
     /// must have marked the connection busy (see [`Conn::begin_use`]) before sending it.
-    pub fn switch_read_only(&mut self, read_only: bool) -> Option<&'static str> {
-        if self.read_only == read_only || self.role == Role::Replica {
+    pub fn switch_read_only(&self, read_only: bool) -> Option<&'static str> {
+        if self.role == Role::Replica || self.read_only.swap(read_only, Ordering::Relaxed) == read_only {
             return None;
         }
-        self.read_only = read_only;
         Some(if read_only { "SET default_transaction_read_only = on" } else { "SET default_transaction_read_only = off" })
     }
 
@@ -226,8 +237,8 @@ impl bb8::ManageConnection for Manager {
         }
         Ok(Conn {
             client,
-            statements: HashMap::new(),
-            read_only: self.role == Role::Replica,
+            statements: Mutex::new(HashMap::new()),
+            read_only: AtomicBool::new(self.role == Role::Replica),
             last_used: Instant::now(),
             broken: false,
             role: self.role,

@@ -17,4 +17,4 @@ pub use endpoint::describe;
 pub use error::{Error, PgError, error_chain};
 pub use lsn::{Lsn, LsnParseError};
 pub use conn::Upstream;
-pub use pools::{Endpoint, Lease, PoolStats, Pools, PoolsStats, Target};
+pub use pools::{Endpoint, Lease, PoolStats, Pools, PoolsStats, Setup, Shared, Target};

@@ -5,8 +5,9 @@
 //! gives the `query_type` and the fingerprint of the slow-query log. Results are memoised per
 //! SQL text, so the parser runs once per distinct statement, not once per request.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{TransactionStmtKind, VariableSetKind};
@@ -32,6 +33,8 @@ pub struct Classification {
     /// Transaction control (BEGIN, COMMIT, SAVEPOINT ...): kind, for `/transaction` checks.
     pub transaction_control: Option<TransactionControl>,
     fingerprint: OnceLock<String>,
+    /// Recent run time in µs, exponentially weighted; 0 until it has run once.
+    typical_us: AtomicU32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +54,22 @@ impl Classification {
     /// writes, say): from now on it is routed as a write.
     pub fn demote_to_write(&self) {
         self.read_only.store(false, Ordering::Relaxed);
+    }
+
+    /// Records how long one run took. Recent runs weigh most: one slow run lifts the typical
+    /// time at once (a quarter of it counts), a dozen fast ones bring it back down.
+    pub fn record_run(&self, took: Duration) {
+        let sample = took.as_micros().clamp(1, u32::MAX as u128) as u32;
+        let old = self.typical_us.load(Ordering::Relaxed);
+        let new = if old == 0 { sample } else { old - old / 4 + sample / 4 };
+        self.typical_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Known, from its earlier runs, to take no longer than `limit`. Never true before the
+    /// first run: a statement nobody has timed yet is not assumed short.
+    pub fn runs_within(&self, limit: Duration) -> bool {
+        let typical = self.typical_us.load(Ordering::Relaxed);
+        typical != 0 && u128::from(typical) <= limit.as_micros()
     }
 }
 
@@ -120,6 +139,7 @@ pub fn classify(sql: &str) -> Result<Classification, ClassifyError> {
         refused: refusal(node),
         transaction_control: transaction_control(node),
         fingerprint: OnceLock::new(),
+        typical_us: AtomicU32::new(0),
     })
 }
 

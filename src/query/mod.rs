@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::db::{self, Lease, Lsn, Pools, Target};
+use crate::db::{self, Lease, Lsn, Pools, Setup, Shared, Target};
 use crate::monitor::Stats;
 
 /// Extra time the client waits beyond the server-side `statement_timeout` before it cancels
@@ -111,6 +111,8 @@ pub struct Limits {
     /// Answer writes with `commit_lsn` (one more statement in the same round trip). On when
     /// there are read replicas, the only case where a reader can use it.
     pub report_commit_lsn: bool,
+    /// Reads known to take no longer than this may share a connection (`db::Shared`).
+    pub multiplex_max: Duration,
 }
 
 impl Limits {
@@ -123,6 +125,7 @@ impl Limits {
             slow_query_threshold: opt.slow_query_log.then(|| Duration::from_secs_f64(opt.slow_query_threshold_ms / 1000.0)),
             echo_sql: config.postgresql.echo_sql,
             report_commit_lsn: !config.postgresql.read_replicas.is_empty() || config.replication.replicas > 0,
+            multiplex_max: Duration::from_secs_f64(config.postgresql.connection_pool.multiplex_max_ms / 1000.0),
         }
     }
 }
@@ -220,6 +223,23 @@ impl Executor {
                 reason: "transaction control belongs in /transaction, which runs a list of statements in one transaction".into(),
             });
         }
+        if class.is_read_only()
+            && class.runs_within(self.limits.multiplex_max)
+            && let Some((shared, setup)) = self.pools.share_read(freshness.min_lsn, freshness.primary_only).await?
+        {
+            match self.run_shared(shared, setup, sql, params, &class).await {
+                Err(Error::Db(db::Error::Server(pg))) if pg.is(READ_ONLY_VIOLATION) => {
+                    tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
+                    class.demote_to_write();
+                }
+                // The shared connection was lost: a read is safe to run again, on a connection
+                // of its own (which the pool checks or opens afresh).
+                Err(Error::Db(db::Error::Unavailable { reason })) => {
+                    tracing::debug!(sql, reason, "shared connection lost; running the read on a connection of its own");
+                }
+                other => return other,
+            }
+        }
         let read = class.is_read_only();
         let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
         let lease = self.pools.acquire_at_least(target, freshness.min_lsn).await?;
@@ -258,6 +278,66 @@ impl Executor {
         }
     }
 
+    /// Runs a short read on a connection it shares with other reads (already read-only).
+    async fn run_shared(
+        &self,
+        shared: Shared<'_>,
+        setup: Option<Setup>,
+        sql: &str,
+        params: &[Value],
+        class: &Classification,
+    ) -> Result<QueryOutput, Error> {
+        let statement = run::Statement {
+            sql,
+            params,
+            max_rows: self.limits.max_rows,
+            cache: self.limits.cache_statements && caches_well(class.query_type),
+            autocommit_read_only: None,
+            may_write: false,
+        };
+        let (served_by, data_lsn) = self.served_by(shared.replica);
+        let started = Instant::now();
+        // A client-side timeout cannot cancel one statement of a shared session: the
+        // connection is taken out of service instead (the server's statement_timeout, set on
+        // every connection, cancels the statement itself).
+        let run = self.with_timeout(|| shared.discard(), run::execute_shared(shared.conn(), &statement));
+        let setup = async {
+            match setup {
+                Some(setup) => setup.await,
+                None => Ok(()),
+            }
+        };
+        let (setup, result) = tokio::join!(setup, run);
+        class.record_run(started.elapsed());
+        if let Err(err) = setup {
+            shared.discard();
+            return Err(Error::Db(err));
+        }
+        if let Err(err) = &result
+            && !run::leaves_connection_clean_after(err)
+        {
+            shared.discard();
+        }
+        result.map(|rows| QueryOutput {
+            rows,
+            query_type: class.query_type,
+            execution_time: Duration::ZERO,
+            served_by,
+            commit_lsn: None,
+            data_lsn,
+            from_cache: false,
+            cache_bypass: None,
+        })
+    }
+
+    /// Who serves a statement on `replica` (or the primary), and how new its data is at least.
+    fn served_by(&self, replica: Option<usize>) -> (String, Lsn) {
+        match replica {
+            Some(i) => (self.pools.replicas()[i].name.clone(), self.pools.replicas()[i].replayed_lsn()),
+            None => ("primary".to_string(), self.pools.primary().received_lsn()),
+        }
+    }
+
     async fn run_autocommit(
         &self,
         lease: &mut Lease<'_>,
@@ -274,18 +354,19 @@ impl Executor {
             autocommit_read_only: Some(read_only),
             may_write: !read_only,
         };
-        let (served_by, data_lsn) = match lease.replica {
-            Some(i) => (self.pools.replicas()[i].name.clone(), self.pools.replicas()[i].replayed_lsn()),
-            None => ("primary".to_string(), self.pools.primary().received_lsn()),
-        };
+        let (served_by, data_lsn) = self.served_by(lease.replica);
         lease.begin_use();
-        let cancel = lease.client().cancel_token();
+        let cancel = cancel_on_timeout(lease.client().cancel_token());
         let conn = lease_conn(lease);
+        let started = Instant::now();
         let result = if read_only || !self.limits.report_commit_lsn {
             self.with_timeout(cancel, async { run::execute(conn, &statement).await.map(|rows| (rows, None)) }).await
         } else {
             self.with_timeout(cancel, run::execute_write(conn, &statement)).await
         };
+        if read_only {
+            class.record_run(started.elapsed());
+        }
         let clean = match &result {
             Ok(_) => true,
             Err(err) => run::leaves_connection_clean_after(err),
@@ -306,11 +387,11 @@ impl Executor {
     }
 
     /// Bounds `work` by the query timeout plus a grace period. The server's own
-    /// `statement_timeout` normally fires first (57014); if it does not (a hung network), the
-    /// query is cancelled through PostgreSQL's cancel protocol and the connection discarded.
+    /// `statement_timeout` normally fires first (57014); if it does not (a hung network),
+    /// `on_timeout` runs (see [`cancel_on_timeout`]) and the connection is discarded.
     pub(crate) async fn with_timeout<T>(
         &self,
-        cancel: tokio_postgres::CancelToken,
+        on_timeout: impl FnOnce(),
         work: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let timeout_secs = self.limits.query_timeout.as_secs_f64();
@@ -320,11 +401,7 @@ impl Executor {
             }
             Ok(result) => result,
             Err(_) => {
-                tokio::spawn(async move {
-                    if let Err(err) = cancel.cancel_query(tokio_postgres::NoTls).await {
-                        tracing::warn!(error = %err, "could not cancel a timed-out query");
-                    }
-                });
+                on_timeout();
                 Err(Error::Db(db::Error::Timeout { timeout_secs }))
             }
         }
@@ -343,6 +420,18 @@ impl Executor {
                 };
                 tracing::warn!(elapsed_ms = elapsed.as_secs_f64() * 1e3, query_type, fingerprint, "slow query");
             }
+    }
+}
+
+/// What a timed-out statement on a connection of its own does: cancel it through PostgreSQL's
+/// cancel protocol (in the background; the connection is discarded anyway).
+pub(crate) fn cancel_on_timeout(cancel: tokio_postgres::CancelToken) -> impl FnOnce() {
+    move || {
+        tokio::spawn(async move {
+            if let Err(err) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                tracing::warn!(error = %err, "could not cancel a timed-out query");
+            }
+        });
     }
 }
 

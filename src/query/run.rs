@@ -44,17 +44,30 @@ pub async fn execute_write(conn: &mut Conn, stmt: &Statement<'_>) -> Result<(Row
 }
 
 async fn execute_reporting(conn: &mut Conn, stmt: &Statement<'_>, lsn: bool) -> Result<(Rows, Option<Lsn>), Error> {
-    match execute_once(conn, stmt, lsn).await {
+    match execute_once(conn, stmt, lsn, stmt.autocommit_read_only).await {
         Err(Error::Db(db::Error::Server(pg))) if pg.is(STALE_PLAN) && stmt.autocommit_read_only.is_some() => {
             conn.forget(stmt.sql);
-            execute_once(conn, stmt, lsn).await
+            execute_once(conn, stmt, lsn, stmt.autocommit_read_only).await
         }
         other => other,
     }
 }
 
+/// [`execute`] for an autocommit read on a connection shared with other reads (already in
+/// read-only mode, see `db::pools::shared`); the connection is not changed in any way.
+pub async fn execute_shared(conn: &Conn, stmt: &Statement<'_>) -> Result<Rows, Error> {
+    match execute_once(conn, stmt, false, None).await {
+        Err(Error::Db(db::Error::Server(pg))) if pg.is(STALE_PLAN) => {
+            conn.forget(stmt.sql);
+            execute_once(conn, stmt, false, None).await
+        }
+        other => other,
+    }
+    .map(|(rows, _)| rows)
+}
+
 /// The statement that reads the commit position, prepared once per connection.
-pub async fn lsn_statement(conn: &mut Conn) -> Result<tokio_postgres::Statement, Error> {
+pub async fn lsn_statement(conn: &Conn) -> Result<tokio_postgres::Statement, Error> {
     conn.prepare(COMMIT_LSN_SQL, true).await.map_err(|e| Error::Db(db::Error::from_driver(e, false)))
 }
 
@@ -64,7 +77,15 @@ pub async fn commit_lsn(client: &tokio_postgres::Client, statement: &tokio_postg
     row.try_get::<_, &str>(0).ok()?.parse().ok()
 }
 
-async fn execute_once(conn: &mut Conn, stmt: &Statement<'_>, report_lsn: bool) -> Result<(Rows, Option<Lsn>), Error> {
+/// Prepares (cached) and runs `stmt`, pipelining the `SET` that puts the session in the
+/// `read_only` mode asked for before it (when it is not in it yet) and the commit-position
+/// query after it (when asked): one round trip either way.
+async fn execute_once(
+    conn: &Conn,
+    stmt: &Statement<'_>,
+    report_lsn: bool,
+    read_only: Option<bool>,
+) -> Result<(Rows, Option<Lsn>), Error> {
     let driver = |e| Error::Db(db::Error::from_driver(e, stmt.may_write));
     let prepared = conn.prepare(stmt.sql, stmt.cache).await.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
     let lsn_statement = match report_lsn {
@@ -72,7 +93,8 @@ async fn execute_once(conn: &mut Conn, stmt: &Statement<'_>, report_lsn: bool) -
         false => None,
     };
     let params = encode_params(stmt.params, prepared.params())?;
-    let switch = stmt.autocommit_read_only.and_then(|ro| conn.switch_read_only(ro));
+    // Decided only now that nothing can fail before the SET is sent: the flag must match.
+    let switch = read_only.and_then(|ro| conn.switch_read_only(ro));
     let client = conn.client();
     let run = async {
         let stream = client.query_raw(&prepared, params.iter()).await.map_err(driver)?;

@@ -203,7 +203,7 @@ async fn run_attempt(
             // Before COMMIT nothing is durable: a lost connection means "not committed".
             may_write: false,
         };
-        let cancel = lease.client().cancel_token();
+        let cancel = query::cancel_on_timeout(lease.client().cancel_token());
         let conn: &mut db::Conn = lease;
         match exec.with_timeout(cancel, run::execute(conn, &statement)).await {
             Ok(rows) => results.push(StatementOutput { query_type, rows }),

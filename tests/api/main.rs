@@ -9,6 +9,7 @@ mod cache;
 mod errors;
 mod health;
 mod migrate;
+mod multiplex;
 mod pool;
 mod query;
 mod recovery;

@@ -33,6 +33,9 @@ impl Pools {
     /// Checks every server once: the primary answers (and its WAL position), each replica
     /// answers and how far it has received and replayed.
     pub async fn check_health(&self) {
+        for endpoint in std::iter::once(&self.primary).chain(&self.replicas) {
+            endpoint.sharing.release_idle(super::shared::RELEASE_AFTER);
+        }
         let primary = async {
             let lsn = tokio::time::timeout(PRIMARY_CHECK_TIMEOUT, self.primary.current_wal_lsn()).await;
             let ok = matches!(lsn, Ok(Ok(_)));

@@ -3,7 +3,7 @@
 //! Writes always go to the primary. Reads go round-robin to replicas that are healthy and not
 //! lagging past their `max_lag_seconds`; with none usable they go to the primary.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,10 @@ use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
 mod health;
+mod shared;
 
+pub use shared::{Setup, Shared, SharingStats};
+use shared::{Join, Sharing};
 use super::conn::{ConnectError, Manager, Role, Upstream};
 use super::{Error, Lsn, endpoint};
 use health::Health;
@@ -63,7 +66,6 @@ pub struct Endpoint {
     upstream: Arc<Upstream>,
     pool: Pool<Manager>,
     acquire_timeout: Duration,
-    waiting: AtomicU32,
     health: Health,
     max_lag: Option<Duration>,
     last_connect_error: Arc<Mutex<Option<(Instant, String)>>>,
@@ -75,6 +77,8 @@ pub struct Endpoint {
     /// outside the pool, so a busy or exhausted pool never reads as a dead server (which could
     /// set off a failover), and a refused connection is seen at once.
     monitor: tokio::sync::Mutex<Option<(tokio_postgres::Client, u64)>>,
+    /// Connections shared by concurrent short reads.
+    sharing: Sharing,
 }
 
 impl Pools {
@@ -127,6 +131,23 @@ impl Pools {
             }
         let conn = self.primary.get().await?;
         Ok(Lease { conn, replica: None })
+    }
+
+    /// A place on a shared connection for a short autocommit read (see [`shared`]), on the
+    /// server [`Pools::acquire_at_least`] would pick for it; `None` when the read should take a
+    /// connection of its own (sharing is off, or no shared connection suits).
+    /// With it, the `SET` to await along with the statement when the connection was just made
+    /// shared (see [`Sharing::open`]).
+    pub async fn share_read(&self, min_lsn: Option<Lsn>, primary_only: bool) -> Result<Option<(Shared<'_>, Option<Setup>)>, Error> {
+        if !primary_only
+            && let Some(index) = self.pick_replica(min_lsn.unwrap_or_default()) {
+                // On trouble the connection-of-its-own path falls back to the primary.
+                return Ok(self.replicas[index].share().await.ok().flatten().map(|(mut shared, setup)| {
+                    shared.replica = Some(index);
+                    (shared, setup)
+                }));
+            }
+        self.primary.share().await
     }
 
     /// Round-robin over the replicas usable right now (fair even when some are skipped).
@@ -194,18 +215,25 @@ impl Endpoint {
             .queue_strategy(bb8::QueueStrategy::Lifo)
             .error_sink(Box::new(sink))
             .build_unchecked(manager);
+        let sharing = Sharing::new(shared::Limits {
+            // At most half the pool: writes and transactions always find connections.
+            max_connections: pool_config.multiplex_connections.min(pool_config.max_size / 2) as usize,
+            depth: pool_config.multiplex_depth,
+            max_stall: Duration::from_secs_f64(pool_config.multiplex_max_ms / 1000.0),
+            max_lifetime: Duration::from_secs(pool_config.recycle.max(1)),
+        });
         Endpoint {
             name,
             upstream,
             pool,
             acquire_timeout: pool_config.acquire_timeout(),
-            waiting: AtomicU32::new(0),
             health: Health { lag_ms: AtomicU64::new(u64::MAX), ..Health::default() },
             max_lag,
             last_connect_error,
             retired: AtomicBool::new(false),
             configured,
             monitor: tokio::sync::Mutex::new(None),
+            sharing,
         }
     }
 
@@ -255,10 +283,34 @@ impl Endpoint {
     }
 
     async fn get(&self) -> Result<PooledConnection<'_, Manager>, Error> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = self.sharing.waiting();
+        if self.pool.state().idle_connections == 0 {
+            // Shared connections nobody is using go back now rather than within a second.
+            self.sharing.release_idle(Duration::ZERO);
+        }
         let result = self.pool.get().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
         result.map_err(|err| self.acquire_error(err))
+    }
+
+    /// See [`Pools::share_read`].
+    async fn share(&self) -> Result<Option<(Shared<'_>, Option<Setup>)>, Error> {
+        if !self.sharing.enabled() {
+            return Ok(None);
+        }
+        let pool_has_room = || {
+            let state = self.pool.state();
+            state.idle_connections > 0 || state.connections < self.pool.config().max_size
+        };
+        match self.sharing.join(&self.upstream, pool_has_room) {
+            Join::Joined(shared) => Ok(Some((shared, None))),
+            Join::Alone => Ok(None),
+            Join::Open(opening) => {
+                let waiting = self.sharing.waiting();
+                let conn = self.pool.get_owned().await;
+                drop(waiting);
+                Ok(Some(self.sharing.open(opening, conn.map_err(|err| self.acquire_error(err))?)))
+            }
+        }
     }
 
     /// A timeout means "exhausted" unless connecting itself has been failing: then the
@@ -341,7 +393,7 @@ impl Endpoint {
             total: state.connections,
             idle: state.idle_connections,
             active: state.connections - state.idle_connections,
-            waiting: self.waiting.load(Ordering::Relaxed),
+            waiting: self.sharing.waiters(),
             max: config.max_size,
             min: config.min_idle,
             acquired: s.get_direct + s.get_waited,
@@ -353,6 +405,7 @@ impl Endpoint {
             connections_closed_invalid: s.connections_closed_invalid,
             connections_closed_max_lifetime: s.connections_closed_max_lifetime,
             connections_closed_idle_timeout: s.connections_closed_idle_timeout,
+            shared: self.sharing.stats(),
         }
     }
 }
@@ -401,6 +454,8 @@ pub struct PoolStats {
     pub connections_closed_invalid: u64,
     pub connections_closed_max_lifetime: u64,
     pub connections_closed_idle_timeout: u64,
+    /// Connections shared by concurrent short reads (multiplexing).
+    pub shared: SharingStats,
 }
 
 #[derive(Debug, Clone, Serialize)]

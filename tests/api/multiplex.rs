@@ -1,0 +1,213 @@
+//! Multiplexing: concurrent short reads share a few connections (pipelined), and sharing never
+//! costs a read its answer, its read-only check, or its latency behind a slow neighbour.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// `/health`'s primary pool statistics.
+async fn pool_stats(app: &TestApp) -> Value {
+    app.get("/health").await.1["connection_pool"]["pool_stats"].clone()
+}
+
+/// Sends `sql` with each of `params`, [`CONCURRENCY`] at a time; every answer, in order.
+async fn concurrently(app: &TestApp, sql: &str, params: impl IntoIterator<Item = Value>) -> Vec<(StatusCode, Value)> {
+    use futures_util::StreamExt;
+    let requests = params.into_iter().map(|params| {
+        let (http, address) = (app.http.clone(), app.address.clone());
+        let body = json!({"sql": sql, "params": params});
+        async move {
+            let response = http.post(format!("{address}/query")).json(&body).send().await.expect("request");
+            (response.status(), response.json::<Value>().await.expect("JSON body"))
+        }
+    });
+    futures_util::stream::iter(requests).buffered(CONCURRENCY).collect().await
+}
+
+/// Requests in flight at once in [`concurrently`].
+const CONCURRENCY: usize = 24;
+
+#[tokio::test]
+async fn concurrent_short_reads_share_a_few_connections_and_each_gets_its_own_answer() {
+    let app = spawn_app_with(|_| {}).await;
+    app.setup("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 300) i").await;
+    let sql = "SELECT v, pg_backend_pid() AS pid FROM t WHERE id = $1";
+    // The first run times the statement; only reads known to be short share.
+    assert_eq!(app.rows(sql, json!([1])).await[0]["v"], json!("v1"));
+    assert_eq!(pool_stats(&app).await["shared"]["statements"], json!(0));
+
+    let answers = concurrently(&app, sql, (1..=300).map(|i| json!([i]))).await;
+    let mut pids = BTreeSet::new();
+    for (i, (status, body)) in (1..=300).zip(&answers) {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["rows"], json!([{"v": format!("v{i}"), "pid": body["rows"][0]["pid"]}]), "request {i}");
+        pids.insert(body["rows"][0]["pid"].as_i64().unwrap());
+    }
+    let stats = pool_stats(&app).await;
+    let shared = stats["shared"]["statements"].as_u64().unwrap();
+    assert!(shared >= 150, "most of 300 concurrent short reads should share connections: {stats:#}");
+    // At most half the pool of 10 shares; reads that found no room used connections of their own.
+    assert!(stats["shared"]["connections"].as_u64().unwrap() <= 4, "{stats:#}");
+    assert!(pids.len() <= 4 + (300 - shared as usize), "{} backends for {shared} shared reads", pids.len());
+
+    // Shared connections go back to the pool once idle (the health check looks every second).
+    wait_for_no_shared_connections(&app).await;
+}
+
+async fn wait_for_no_shared_connections(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool_stats(app).await["shared"]["connections"] != json!(0) {
+        assert!(Instant::now() < deadline, "shared connections never went back: {:#}", pool_stats(app).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_read_stuck_on_a_shared_connection_does_not_hold_up_the_reads_after_it() {
+    let app = spawn_app_with(|c| {
+        c.postgresql.connection_pool.multiplex_connections = 1;
+        c.postgresql.connection_pool.multiplex_max_ms = 50.0;
+    })
+    .await;
+    let sleep = "SELECT pg_sleep($1::float8) AS slept";
+    let quick = "SELECT $1::int AS n";
+    for _ in 0..3 {
+        app.rows(sleep, json!([0])).await;
+        app.rows(quick, json!([0])).await;
+    }
+    // Known to be short, so it shares the one shared connection; then it takes 2 s.
+    let slow = {
+        let (http, address) = (app.http.clone(), app.address.clone());
+        tokio::spawn(async move {
+            let response = http.post(format!("{address}/query")).json(&json!({"sql": sleep, "params": [2]})).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool_stats(&app).await["shared"]["in_flight"] != json!(1) {
+        assert!(Instant::now() < deadline, "the slow read never showed up on the shared connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The shared connection has made no progress for longer than multiplex_max_ms: short
+    // reads go around it instead of queueing behind the 2 s statement.
+    for n in 0..10 {
+        let started = Instant::now();
+        let rows = app.rows(quick, json!([n])).await;
+        assert_eq!(rows, json!([{"n": n}]).as_array().unwrap().clone());
+        assert!(started.elapsed() < Duration::from_millis(1000), "read {n} waited {:?} behind the slow one", started.elapsed());
+    }
+    let (status, body) = slow.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // It ran long, so from now on it is not taken for a short read: it runs on its own
+    // connection, and nothing is in flight on a shared one while it sleeps.
+    let again = {
+        let (http, address) = (app.http.clone(), app.address.clone());
+        tokio::spawn(async move { http.post(format!("{address}/query")).json(&json!({"sql": sleep, "params": [1]})).send().await.unwrap().status() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pool_stats(&app).await["shared"]["in_flight"], json!(0));
+    assert_eq!(again.await.unwrap(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_shared_read_that_writes_is_refused_read_only_and_rerun_once_on_the_primary() {
+    let app = spawn_app_with(|c| {
+        // One shared connection and a small pool: the connection the write used last is the
+        // one that becomes shared, so its session must be switched back to read-only.
+        c.postgresql.connection_pool.max_size = 2;
+        c.postgresql.connection_pool.multiplex_connections = 1;
+    })
+    .await;
+    app.setup(
+        "CREATE TABLE log (x int);
+         CREATE FUNCTION bump(x int) RETURNS int LANGUAGE plpgsql AS $$
+         BEGIN IF x > 0 THEN INSERT INTO log VALUES (x); END IF; RETURN x; END $$;",
+    )
+    .await;
+    let sql = "SELECT bump($1) AS x";
+    for _ in 0..3 {
+        app.rows(sql, json!([0])).await;
+    }
+    // Once the shared connection has gone back to the pool, a write takes it (most recently
+    // used first) and leaves its session read-write.
+    wait_for_no_shared_connections(&app).await;
+    let (status, body) = app.query("INSERT INTO log VALUES ($1)", json!([-1])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = pool_stats(&app).await["shared"]["statements"].as_u64().unwrap();
+    let (status, body) = app.query(sql, json!([7])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((&body["rows"], &body["served_by"]), (&json!([{"x": 7}]), &json!("primary")));
+    assert_eq!(pool_stats(&app).await["shared"]["statements"].as_u64().unwrap(), before + 1, "it was tried shared first");
+    // Written exactly once: the shared attempt was refused by the server, not half-done.
+    assert_eq!(app.rows("SELECT count(*) AS n FROM log WHERE x = 7", json!([])).await, vec![json!({"n": 1})]);
+    // Refused, so it is a write from now on and no longer shares.
+    let before = pool_stats(&app).await["shared"]["statements"].clone();
+    app.rows(sql, json!([8])).await;
+    assert_eq!(pool_stats(&app).await["shared"]["statements"], before);
+}
+
+#[tokio::test]
+async fn a_timeout_on_a_shared_connection_answers_504_and_the_connection_serves_on() {
+    let app = spawn_app_with(|c| {
+        c.postgresql.query_timeout = 0.5;
+        c.postgresql.connection_pool.multiplex_connections = 1;
+        c.postgresql.connection_pool.multiplex_max_ms = 1000.0;
+    })
+    .await;
+    let sleep = "SELECT pg_sleep($1::float8) AS slept";
+    for _ in 0..3 {
+        app.rows(sleep, json!([0])).await;
+    }
+    let answers = concurrently(&app, sleep, [json!([3]), json!([0]), json!([0])]).await;
+    assert_eq!(answers[0].0, StatusCode::GATEWAY_TIMEOUT, "{}", answers[0].1);
+    assert_eq!(answers[0].1["error"]["code"], json!("query_timeout"));
+    assert_eq!((answers[1].0, answers[2].0), (StatusCode::OK, StatusCode::OK));
+    // The server cancelled it: nothing of it is left running.
+    let client = app.db.connect().await;
+    let running = client
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%' AND state = 'active'", &[])
+        .await
+        .unwrap();
+    assert_eq!(running.get::<_, i64>(0), 0);
+    assert_eq!(app.rows("SELECT 1 AS one", json!([])).await, vec![json!({"one": 1})]);
+}
+
+#[tokio::test]
+async fn reads_on_a_shared_connection_that_dies_are_run_again_on_a_connection_of_their_own() {
+    let app = spawn_app_with(|c| {
+        c.postgresql.connection_pool.multiplex_connections = 1;
+        c.postgresql.connection_pool.multiplex_max_ms = 2000.0;
+    })
+    .await;
+    let sql = "SELECT pg_backend_pid() AS pid, $1::int AS n, pg_sleep($2::float8)::text AS slept";
+    app.rows(sql, json!([0, 0])).await;
+    let before = pool_stats(&app).await["shared"]["statements"].as_u64().unwrap();
+    let shared_pid = app.rows(sql, json!([0, 0])).await[0]["pid"].clone();
+    assert_eq!(pool_stats(&app).await["shared"]["statements"].as_u64().unwrap(), before + 1);
+    // Five reads queue up on the shared connection; its backend dies under them.
+    let answers = {
+        let app = &app;
+        let reads = concurrently(app, sql, (1..=5).map(|n| json!([n, 0.5])));
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let client = app.db.connect().await;
+            let killed: bool = client.query_one("SELECT pg_terminate_backend($1)", &[&(shared_pid.as_i64().unwrap() as i32)]).await.unwrap().get(0);
+            assert!(killed);
+        };
+        tokio::join!(reads, kill).0
+    };
+    for (n, (status, body)) in (1..=5).zip(&answers) {
+        assert_eq!(*status, StatusCode::OK, "read {n}: {body}");
+        assert_eq!(body["rows"][0]["n"], json!(n));
+        assert_ne!(body["rows"][0]["pid"], shared_pid, "read {n} was answered by the dead backend");
+    }
+    // Sharing goes on, on a new connection.
+    let shared = pool_stats(&app).await["shared"]["statements"].as_u64().unwrap();
+    assert_ne!(app.rows(sql, json!([6, 0])).await[0]["pid"], shared_pid);
+    assert_eq!(pool_stats(&app).await["shared"]["statements"].as_u64().unwrap(), shared + 1);
+}
