@@ -294,6 +294,24 @@ mod tests {
     }
 
     #[test]
+    fn a_statement_is_short_only_once_timed_and_one_slow_run_disqualifies_it_for_a_while() {
+        let class = classify("SELECT 1").unwrap();
+        let limit = Duration::from_millis(10);
+        assert!(!class.runs_within(limit), "never run: not assumed short");
+        class.record_run(Duration::from_micros(200));
+        assert!(class.runs_within(limit));
+        class.record_run(Duration::from_secs(2));
+        assert!(!class.runs_within(limit));
+        let fast_runs_to_recover = (1..100)
+            .find(|_| {
+                class.record_run(Duration::from_micros(200));
+                class.runs_within(limit)
+            })
+            .unwrap();
+        assert!((10..=25).contains(&fast_runs_to_recover), "{fast_runs_to_recover}");
+    }
+
+    #[test]
     fn session_state_is_refused_and_transaction_control_is_flagged() {
         assert!(classify("SET search_path = x").unwrap().refused.is_some());
         assert!(classify("SET LOCAL search_path = x").unwrap().refused.is_none());

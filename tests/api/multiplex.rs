@@ -211,3 +211,33 @@ async fn reads_on_a_shared_connection_that_dies_are_run_again_on_a_connection_of
     assert_ne!(app.rows(sql, json!([6, 0])).await[0]["pid"], shared_pid);
     assert_eq!(pool_stats(&app).await["shared"]["statements"].as_u64().unwrap(), shared + 1);
 }
+
+#[tokio::test]
+async fn a_request_waiting_for_the_pool_gets_the_connection_an_idle_shared_read_holds() {
+    let app = spawn_app_with(|c| {
+        c.postgresql.connection_pool.max_size = 2;
+        c.postgresql.connection_pool.timeout = 1.0;
+    })
+    .await;
+    for _ in 0..3 {
+        app.rows("SELECT 1 AS one", json!([])).await;
+    }
+    assert_eq!(pool_stats(&app).await["shared"]["connections"], json!(1), "one of the two connections is shared");
+    // Two transactions need both connections now: the shared one, idle, is handed back at
+    // once, not after its idle second; otherwise the second transaction would wait for the
+    // first (1.5 s) past its acquire timeout (1 s).
+    let started = Instant::now();
+    let transactions = (0..2).map(|_| {
+        let (http, address) = (app.http.clone(), app.address.clone());
+        async move {
+            let body = json!({"queries": [{"sql": "SELECT pg_sleep(1.5)"}]});
+            let response = http.post(format!("{address}/transaction")).json(&body).send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    });
+    for (status, body) in futures_util::future::join_all(transactions).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(started.elapsed() < Duration::from_millis(2500), "the transactions ran one after the other: {:?}", started.elapsed());
+    assert_eq!(pool_stats(&app).await["shared"]["connections"], json!(0));
+}
