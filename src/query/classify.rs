@@ -35,6 +35,8 @@ pub struct Classification {
     fingerprint: OnceLock<String>,
     /// Recent run time in µs, exponentially weighted; 0 until it has run once.
     typical_us: AtomicU32,
+    /// Rows it returned, plus one, weighted the same way; 0 until it has returned once.
+    typical_rows: AtomicU32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,20 +58,30 @@ impl Classification {
         self.read_only.store(false, Ordering::Relaxed);
     }
 
-    /// Records how long one run took. Recent runs weigh most: one slow run lifts the typical
-    /// time at once (a quarter of it counts), a dozen fast ones bring it back down.
-    pub fn record_run(&self, took: Duration) {
-        let sample = took.as_micros().clamp(1, u32::MAX as u128) as u32;
-        let old = self.typical_us.load(Ordering::Relaxed);
-        let new = if old == 0 { sample } else { old - old / 4 + sample / 4 };
-        self.typical_us.store(new.max(1), Ordering::Relaxed);
+    /// Records how long one run took and how many rows it returned (`None`: it failed).
+    /// Recent runs weigh most: one slow run lifts the typical time at once (a quarter of it
+    /// counts), a dozen fast ones bring it back down.
+    pub fn record_run(&self, took: Duration, rows: Option<u64>) {
+        fn weigh(typical: &AtomicU32, sample: u64) {
+            let sample = sample.clamp(1, u64::from(u32::MAX)) as u32;
+            let old = typical.load(Ordering::Relaxed);
+            let new = if old == 0 { sample } else { old - old / 4 + sample / 4 };
+            typical.store(new.max(1), Ordering::Relaxed);
+        }
+        weigh(&self.typical_us, took.as_micros() as u64);
+        if let Some(rows) = rows {
+            // Stored plus one, so that 0 still means "never measured".
+            weigh(&self.typical_rows, rows.saturating_add(1));
+        }
     }
 
-    /// Known, from its earlier runs, to take no longer than `limit`. Never true before the
-    /// first run: a statement nobody has timed yet is not assumed short.
-    pub fn runs_within(&self, limit: Duration) -> bool {
+    /// Known, from its earlier runs, to take no longer than `limit` and to return at most
+    /// `max_rows` rows: what may share a connection. Never true before the first run: a
+    /// statement nobody has timed yet is not assumed short.
+    pub fn runs_within(&self, limit: Duration, max_rows: u32) -> bool {
         let typical = self.typical_us.load(Ordering::Relaxed);
-        typical != 0 && u128::from(typical) <= limit.as_micros()
+        let rows = self.typical_rows.load(Ordering::Relaxed);
+        typical != 0 && u128::from(typical) <= limit.as_micros() && rows != 0 && rows - 1 <= max_rows
     }
 }
 
@@ -140,6 +152,7 @@ pub fn classify(sql: &str) -> Result<Classification, ClassifyError> {
         transaction_control: transaction_control(node),
         fingerprint: OnceLock::new(),
         typical_us: AtomicU32::new(0),
+        typical_rows: AtomicU32::new(0),
     })
 }
 
@@ -297,18 +310,25 @@ mod tests {
     fn a_statement_is_short_only_once_timed_and_one_slow_run_disqualifies_it_for_a_while() {
         let class = classify("SELECT 1").unwrap();
         let limit = Duration::from_millis(10);
-        assert!(!class.runs_within(limit), "never run: not assumed short");
-        class.record_run(Duration::from_micros(200));
-        assert!(class.runs_within(limit));
-        class.record_run(Duration::from_secs(2));
-        assert!(!class.runs_within(limit));
+        assert!(!class.runs_within(limit, 16), "never run: not assumed short");
+        class.record_run(Duration::from_micros(200), None);
+        assert!(!class.runs_within(limit, 16), "its result size is not known yet");
+        class.record_run(Duration::from_micros(200), Some(1));
+        assert!(class.runs_within(limit, 16));
+        assert!(class.runs_within(limit, 0) == false && class.runs_within(limit, 1));
+        class.record_run(Duration::from_secs(2), Some(1));
+        assert!(!class.runs_within(limit, 16));
         let fast_runs_to_recover = (1..100)
             .find(|_| {
-                class.record_run(Duration::from_micros(200));
-                class.runs_within(limit)
+                class.record_run(Duration::from_micros(200), Some(1));
+                class.runs_within(limit, 16)
             })
             .unwrap();
         assert!((10..=25).contains(&fast_runs_to_recover), "{fast_runs_to_recover}");
+        // Big results do not share, however fast.
+        let class = classify("SELECT 2").unwrap();
+        class.record_run(Duration::from_micros(200), Some(100));
+        assert!(!class.runs_within(limit, 16));
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! to about four fifths (see BENCHMARKS.md).
 //!
 //! The cost is head-of-line blocking: a statement waits for those ahead of it on the same
-//! connection. So only statements known to be short share (the executor decides, from each
-//! statement's recent run times), a connection whose oldest statement has made no progress
+//! connection. So only statements known to be short, with small answers, share (the executor
+//! decides, from each statement's recent runs), a connection whose oldest statement has made no progress
 //! for `max_stall` takes no newcomers, and none takes more than twice `depth`; when nothing
 //! suits, the read takes a connection of its own as before. A new shared connection opens
 //! when every one already shared has `depth` statements queued, up to `max_connections`.
@@ -106,6 +106,16 @@ pub struct Shared<'a> {
 impl Shared<'_> {
     pub fn conn(&self) -> &Conn {
         &self.slot.conn
+    }
+
+    /// How long the server spent on a statement sent at `sent` and answered just now: the time
+    /// since it was sent or since the statement ahead of it was answered, whichever is later —
+    /// its wait in the queue does not count. (An answer ahead of it not yet recorded makes this
+    /// an overestimate, never an underestimate.)
+    pub fn service_time(&self, sent: Instant) -> Duration {
+        let sent = sent.saturating_duration_since(self.sharing.epoch).as_micros() as u64;
+        let since = sent.max(self.slot.progress.load(Ordering::Relaxed));
+        Duration::from_micros(self.sharing.now().saturating_sub(since))
     }
 
     /// Takes the connection out of service: a statement on it timed out on the client side or
