@@ -7,7 +7,7 @@
 //! one connection: tokio-postgres sends whatever is queued in one write, and the backend
 //! answers them in order without sleeping in between. This is Npgsql's multiplexing; on the
 //! benchmark's two cores it lifts point reads at 16 clients from about half of `pgbench`'s rate
-//! to about four fifths (see BENCHMARKS.md).
+//! to about three quarters (see BENCHMARKS.md).
 //!
 //! The cost is head-of-line blocking: a statement waits for those ahead of it on the same
 //! connection. So only statements known to be short, with small answers, share (the executor
