@@ -294,14 +294,8 @@ impl Executor {
         params: &[Value],
         class: &Classification,
     ) -> Result<QueryOutput, Error> {
-        let statement = run::Statement {
-            sql,
-            params,
-            max_rows: self.limits.max_rows,
-            cache: self.limits.cache_statements && caches_well(class.query_type),
-            autocommit_read_only: None,
-            may_write: false,
-        };
+        // Shared connections are read-only already: no mode switch.
+        let statement = self.autocommit_statement(sql, params, class, None);
         let (served_by, data_lsn) = self.served_by(shared.replica);
         let started = Instant::now();
         // A client-side timeout cannot cancel one statement of a shared session: the
@@ -339,6 +333,25 @@ impl Executor {
         })
     }
 
+    /// One autocommit statement under this executor's limits; `read_only`: the session mode it
+    /// needs (`None`: the connection is known to be in read-only mode already).
+    fn autocommit_statement<'a>(
+        &self,
+        sql: &'a str,
+        params: &'a [Value],
+        class: &Classification,
+        read_only: Option<bool>,
+    ) -> run::Statement<'a> {
+        run::Statement {
+            sql,
+            params,
+            max_rows: self.limits.max_rows,
+            cache: self.limits.cache_statements && caches_well(class.query_type),
+            autocommit_read_only: read_only,
+            may_write: read_only == Some(false),
+        }
+    }
+
     /// Who serves a statement on `replica` (or the primary), and how new its data is at least.
     fn served_by(&self, replica: Option<usize>) -> (String, Lsn) {
         match replica {
@@ -355,14 +368,7 @@ impl Executor {
         class: &Classification,
         read_only: bool,
     ) -> Result<QueryOutput, Error> {
-        let statement = run::Statement {
-            sql,
-            params,
-            max_rows: self.limits.max_rows,
-            cache: self.limits.cache_statements && caches_well(class.query_type),
-            autocommit_read_only: Some(read_only),
-            may_write: !read_only,
-        };
+        let statement = self.autocommit_statement(sql, params, class, Some(read_only));
         let (served_by, data_lsn) = self.served_by(lease.replica);
         lease.begin_use();
         let cancel = cancel_on_timeout(lease.client().cancel_token());
