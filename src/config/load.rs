@@ -279,6 +279,10 @@ mod tests {
         assert!(err.to_string().contains("postgresql.query_timeout"), "{err}");
         let err = load_yaml("postgresql:\n  connection_pool: {min_size: 9, max_size: 2}\n", &[]).unwrap_err();
         assert!(err.to_string().contains("postgresql.connection_pool.min_size"), "{err}");
+        let err = load_yaml("postgresql:\n  connection_pool: {multiplex_depth: 0}\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("postgresql.connection_pool.multiplex_depth"), "{err}");
+        let err = load_yaml("postgresql:\n  connection_pool: {multiplex_max_ms: -1}\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("postgresql.connection_pool.multiplex_max_ms"), "{err}");
     }
 
     #[test]

@@ -110,8 +110,9 @@ impl Shared<'_> {
 
     /// How long the server spent on a statement sent at `sent` and answered just now: the time
     /// since it was sent or since the statement ahead of it was answered, whichever is later —
-    /// its wait in the queue does not count. (An answer ahead of it not yet recorded makes this
-    /// an overestimate, never an underestimate.)
+    /// its wait in the queue does not count. An estimate: an answer ahead of it not yet
+    /// recorded makes it longer, a statement that left without an answer (bad parameters, a
+    /// dropped request) shorter.
     pub fn service_time(&self, sent: Instant) -> Duration {
         let sent = sent.saturating_duration_since(self.sharing.epoch).as_micros() as u64;
         let since = sent.max(self.slot.progress.load(Ordering::Relaxed));
