@@ -247,7 +247,7 @@ impl bb8::ManageConnection for Manager {
     }
 
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectError> {
-        if conn.client.is_closed() || !self.upstream.is_current(conn.generation) {
+        if !conn.is_current(&self.upstream) {
             return Err(ConnectError::Closed);
         }
         if self.pre_ping && conn.last_used.elapsed() > PING_AFTER {
@@ -258,6 +258,6 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken || conn.client.is_closed() || !self.upstream.is_current(conn.generation)
+        conn.broken || !conn.is_current(&self.upstream)
     }
 }

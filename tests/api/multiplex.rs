@@ -14,17 +14,20 @@ async fn pool_stats(app: &TestApp) -> Value {
     app.get("/health").await.1["connection_pool"]["pool_stats"].clone()
 }
 
+/// `POST /query` of `sql` with `params`, as a future that owns what it needs.
+fn query(app: &TestApp, sql: &str, params: Value) -> impl Future<Output = (StatusCode, Value)> + Send + 'static {
+    let (http, address) = (app.http.clone(), app.address.clone());
+    let body = json!({"sql": sql, "params": params});
+    async move {
+        let response = http.post(format!("{address}/query")).json(&body).send().await.expect("request");
+        (response.status(), response.json::<Value>().await.expect("JSON body"))
+    }
+}
+
 /// Sends `sql` with each of `params`, [`CONCURRENCY`] at a time; every answer, in order.
 async fn concurrently(app: &TestApp, sql: &str, params: impl IntoIterator<Item = Value>) -> Vec<(StatusCode, Value)> {
     use futures_util::StreamExt;
-    let requests = params.into_iter().map(|params| {
-        let (http, address) = (app.http.clone(), app.address.clone());
-        let body = json!({"sql": sql, "params": params});
-        async move {
-            let response = http.post(format!("{address}/query")).json(&body).send().await.expect("request");
-            (response.status(), response.json::<Value>().await.expect("JSON body"))
-        }
-    });
+    let requests = params.into_iter().map(|params| query(app, sql, params));
     futures_util::stream::iter(requests).buffered(CONCURRENCY).collect().await
 }
 
@@ -88,13 +91,7 @@ async fn a_read_stuck_on_a_shared_connection_does_not_hold_up_the_reads_after_it
         app.rows(quick, json!([0])).await;
     }
     // Known to be short, so it shares the one shared connection; then it takes 2 s.
-    let slow = {
-        let (http, address) = (app.http.clone(), app.address.clone());
-        tokio::spawn(async move {
-            let response = http.post(format!("{address}/query")).json(&json!({"sql": sleep, "params": [2]})).send().await.unwrap();
-            (response.status(), response.json::<Value>().await.unwrap())
-        })
-    };
+    let slow = tokio::spawn(query(&app, sleep, json!([2])));
     let deadline = Instant::now() + Duration::from_secs(5);
     while pool_stats(&app).await["shared"]["in_flight"] != json!(1) {
         assert!(Instant::now() < deadline, "the slow read never showed up on the shared connection");
@@ -113,13 +110,10 @@ async fn a_read_stuck_on_a_shared_connection_does_not_hold_up_the_reads_after_it
     assert_eq!(status, StatusCode::OK, "{body}");
     // It ran long, so from now on it is not taken for a short read: it runs on its own
     // connection, and nothing is in flight on a shared one while it sleeps.
-    let again = {
-        let (http, address) = (app.http.clone(), app.address.clone());
-        tokio::spawn(async move { http.post(format!("{address}/query")).json(&json!({"sql": sleep, "params": [1]})).send().await.unwrap().status() })
-    };
+    let again = tokio::spawn(query(&app, sleep, json!([1])));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pool_stats(&app).await["shared"]["in_flight"], json!(0));
-    assert_eq!(again.await.unwrap(), StatusCode::OK);
+    assert_eq!(again.await.unwrap().0, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -284,10 +284,9 @@ impl Endpoint {
 
     async fn get(&self) -> Result<PooledConnection<'_, Manager>, Error> {
         let _waiting = self.sharing.waiting();
-        if self.pool.state().idle_connections == 0 {
-            // Shared connections nobody is using go back now rather than within a second.
-            self.sharing.release_idle(Duration::ZERO);
-        }
+        // Shared connections nobody is using go back now, rather than within a second, when
+        // the pool has no idle connection to give.
+        self.sharing.release_unused_if(|| self.pool.state().idle_connections == 0);
         let result = self.pool.get().await;
         result.map_err(|err| self.acquire_error(err))
     }

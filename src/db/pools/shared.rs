@@ -277,11 +277,8 @@ impl Sharing {
             }
             setup
         });
-        std::mem::forget(opening);
-        let mut state = self.lock();
-        state.opening -= 1;
-        state.slots.push(slot.clone());
-        drop(state);
+        self.lock().slots.push(slot.clone());
+        drop(opening); // counted as shared now, no longer as opening
         self.statements.fetch_add(1, Ordering::Relaxed);
         (Shared { sharing: self, slot, replica: None }, setup)
     }
@@ -299,18 +296,29 @@ impl Sharing {
     /// Gives back shared connections without statements for `idle_for` (the health check
     /// passes [`RELEASE_AFTER`]).
     pub fn release_idle(&self, idle_for: Duration) {
+        self.release(idle_for, || true);
+    }
+
+    /// Gives back every shared connection without statements, if there is one and `needed()`
+    /// (asked only then: a request waiting for the pool pays nothing when sharing holds none).
+    pub fn release_unused_if(&self, needed: impl FnOnce() -> bool) {
+        self.release(Duration::ZERO, needed);
+    }
+
+    fn release(&self, idle_for: Duration, needed: impl FnOnce() -> bool) {
         let now = self.now();
         let idle_for = idle_for.as_micros() as u64;
-        let mut leaving = Vec::new();
-        self.lock().slots.retain(|slot| {
-            let idle = slot.in_flight.load(Ordering::Relaxed) == 0
-                && now.saturating_sub(slot.progress.load(Ordering::Relaxed)) >= idle_for;
-            if idle {
-                leaving.push(slot.clone());
-            }
-            !idle
-        });
-        drop(leaving);
+        let is_idle = |slot: &Arc<Slot>| {
+            slot.in_flight.load(Ordering::Relaxed) == 0 && now.saturating_sub(slot.progress.load(Ordering::Relaxed)) >= idle_for
+        };
+        let mut state = self.lock();
+        if !state.slots.iter().any(is_idle) || !needed() {
+            return;
+        }
+        let (leaving, staying) = std::mem::take(&mut state.slots).into_iter().partition(is_idle);
+        state.slots = staying;
+        drop(state);
+        drop::<Vec<_>>(leaving); // back to the pool, outside the lock
     }
 
     pub fn stats(&self) -> SharingStats {
