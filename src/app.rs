@@ -17,6 +17,21 @@ use crate::monitor::Stats;
 use crate::query::{Executor, Limits};
 use crate::replication::{Managed, Supervisor};
 
+/// Every `REFRESH_EVERY`, reads again what in the catalog runs user code, for changes other
+/// clients made (dbagent's own DDL refreshes it at once).
+fn spawn_guard_refresh(executor: std::sync::Weak<Executor>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::query::guard::REFRESH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(executor) = executor.upgrade() else { return };
+            executor.refresh_guard().await;
+        }
+    })
+}
+
 /// A started agent: its executor, the replication supervisor and, when it runs them, the
 /// managed clusters (held by the supervisor, since failover changes them).
 pub struct Agent {
@@ -29,6 +44,8 @@ pub struct Agent {
     pub backup: Arc<backup::Settings>,
     pub backup_schedule: Arc<backup::ScheduleStats>,
     supervising: tokio::task::JoinHandle<()>,
+    /// Re-reads which functions, triggers and views run user code (`query::guard`).
+    guarding: tokio::task::JoinHandle<()>,
 }
 
 impl Agent {
@@ -82,6 +99,9 @@ impl Agent {
         let mut executor = Executor::new(pools, stats, Limits::from_config(&config));
         executor.cache = cache;
         let executor = Arc::new(executor);
+        // Known before the first request; a server down now is read on the next tick.
+        executor.refresh_guard().await;
+        let guarding = spawn_guard_refresh(Arc::downgrade(&executor));
         let migrations = Arc::new(migrate::Service::new(&config));
         Ok(Agent {
             executor,
@@ -93,6 +113,7 @@ impl Agent {
             backup,
             backup_schedule: Arc::default(),
             supervising,
+            guarding,
         })
     }
 
@@ -159,9 +180,11 @@ impl Agent {
     /// Stops supervising, closes the pools (waiting for connections to end cleanly) and stops
     /// the managed servers this agent started.
     pub async fn stop(self) {
-        let Agent { executor, replication, supervising, .. } = self;
+        let Agent { executor, replication, supervising, guarding, .. } = self;
         supervising.abort();
         let _ = supervising.await;
+        guarding.abort();
+        let _ = guarding.await;
         let managed = replication.managed();
         drop(replication);
         match Arc::try_unwrap(executor) {

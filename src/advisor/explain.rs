@@ -10,14 +10,49 @@ use super::plan::{self, Explained};
 use crate::db::{self, Target};
 use crate::query::{self, Executor, run};
 
-/// Explains `sql` with `params`. `analyze` runs it (then rolls back).
-pub async fn explain(exec: &Executor, sql: &str, params: &[Value], analyze: bool, timeout: Duration) -> Result<Explained, Error> {
+/// How far `EXPLAIN` may go.
+#[derive(Debug, Clone, Copy)]
+pub struct Mode {
+    /// Run the statement (`EXPLAIN ANALYZE`, then roll back).
+    pub analyze: bool,
+    /// Run it even when it calls functions whose effects a rollback does not undo, or code
+    /// dbagent cannot vouch for.
+    pub allow_side_effects: bool,
+}
+
+/// Explains `sql` with `params`. With `mode.analyze` it runs it (then rolls back) — unless it
+/// calls a function acting outside the transaction (refused, naming it) or code dbagent
+/// cannot vouch for (explained without ANALYZE; the second value says why), and the caller
+/// did not allow side effects.
+pub async fn explain(exec: &Executor, sql: &str, params: &[Value], mode: Mode, timeout: Duration) -> Result<(Explained, Option<String>), Error> {
     let class = exec.classifier.classify(sql).map_err(query::Error::from)?;
-    if let Some(reason) = class.refused {
-        return Err(Error::NotExplainable { reason: reason.into() });
+    if let Some(reason) = &class.refused {
+        return Err(Error::NotExplainable { reason: reason.clone() });
     }
     if !matches!(class.query_type, "select" | "insert" | "update" | "delete" | "merge") {
         return Err(Error::NotExplainable { reason: format!("EXPLAIN takes SELECT, INSERT, UPDATE, DELETE or MERGE, not {}", class.query_type) });
+    }
+    let user_code = exec.guard.may_run_user_code(&class);
+    let discard = user_code || class.effects.outside_transaction().is_some();
+    let mut analyze = mode.analyze;
+    let mut skipped = None;
+    if analyze && !mode.allow_side_effects {
+        if let Some(function) = class.effects.outside_transaction() {
+            return Err(Error::NotExplainable {
+                reason: format!(
+                    "EXPLAIN ANALYZE runs the statement, and {function}() acts outside the transaction, so the rollback \
+                     would not undo it; send \"analyze\": false, or \"allow_side_effects\": true to run it anyway"
+                ),
+            });
+        }
+        if user_code {
+            analyze = false;
+            skipped = Some(
+                "not run (EXPLAIN without ANALYZE): the statement calls functions, or touches views or tables with \
+                 triggers, that dbagent cannot vouch for; send \"allow_side_effects\": true to run it (rolled back)"
+                    .to_owned(),
+            );
+        }
     }
     let options = if analyze { "ANALYZE, BUFFERS, FORMAT JSON" } else { "FORMAT JSON" };
     let explain_sql = format!("EXPLAIN ({options}) {sql}");
@@ -32,12 +67,16 @@ pub async fn explain(exec: &Executor, sql: &str, params: &[Value], analyze: bool
         cache: false,
         autocommit_read_only: None,
         may_write: false,
+        check_session: false,
     };
     let conn: &mut db::Conn = &mut lease;
     let result = run::execute(conn, &statement).await;
     // Always rolled back: EXPLAIN ANALYZE really ran the statement.
     match lease.client().simple_query("ROLLBACK").await {
-        Ok(_) => lease.end_use(),
+        // User code or a function acting outside the transaction may have changed the session
+        // (even planning can run an immutable function): not worth a check, it is discarded.
+        Ok(_) if !discard => lease.end_use(),
+        Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "ROLLBACK after EXPLAIN failed; discarding the connection"),
     }
     let rows = result.map_err(|e| match e {
@@ -46,7 +85,7 @@ pub async fn explain(exec: &Executor, sql: &str, params: &[Value], analyze: bool
     })?;
     let value: Value = serde_json::from_slice(&rows.json).map_err(|e| Error::Plan(e.to_string()))?;
     let plan_json = value.get(0).and_then(|row| row.as_object()).and_then(|row| row.values().next()).cloned().unwrap_or(Value::Null);
-    plan::parse(&plan_json).map_err(Error::Plan)
+    plan::parse(&plan_json).map_err(Error::Plan).map(|explained| (explained, skipped))
 }
 
 /// The planner's total cost of `sql` on `client` (a dedicated connection; used with

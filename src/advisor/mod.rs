@@ -43,6 +43,10 @@ pub struct OptimizeRequest {
     /// Also look for indexes that would help this query. Default true.
     #[serde(default = "yes")]
     pub suggest_indexes: bool,
+    /// Run `analyze` even when the statement calls functions whose effects the rollback does
+    /// not undo (`pg_terminate_backend`, `nextval` ...) or code dbagent cannot vouch for.
+    #[serde(default)]
+    pub allow_side_effects: bool,
 }
 
 fn yes() -> bool {
@@ -57,6 +61,9 @@ pub struct OptimizeReport {
     pub total_time_ms: Option<f64>,
     pub estimated_cost: f64,
     pub analyzed: bool,
+    /// Why `analyze` was asked for but the statement was not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analyze_skipped: Option<String>,
     pub is_slow: bool,
     pub plan: plan::Node,
     pub suggestions: Vec<Suggestion>,
@@ -65,7 +72,8 @@ pub struct OptimizeReport {
 
 /// Explains `req.sql` and runs the rules (and, for a read, the index suggestions).
 pub async fn optimize(exec: &Executor, db: &tokio_postgres::Config, req: &OptimizeRequest, slow: Duration) -> Result<OptimizeReport, Error> {
-    let explained = explain::explain(exec, &req.sql, &req.params, req.analyze, exec.limits.query_timeout).await?;
+    let mode = explain::Mode { analyze: req.analyze, allow_side_effects: req.allow_side_effects };
+    let (explained, analyze_skipped) = explain::explain(exec, &req.sql, &req.params, mode, exec.limits.query_timeout).await?;
     let shape = shape::shape(&req.sql);
     let tables = tables_of(exec, &explained, &shape).await?;
     let suggestions = rules::run_all(&rules::Context { plan: &explained, tables: &tables, shape: &shape });
@@ -92,6 +100,7 @@ pub async fn optimize(exec: &Executor, db: &tokio_postgres::Config, req: &Optimi
         total_time_ms: total,
         estimated_cost: explained.root.total_cost,
         analyzed: explained.analyzed,
+        analyze_skipped,
         is_slow: total.is_some_and(|t| t >= slow.as_secs_f64() * 1e3),
         plan: explained.root,
         suggestions,
@@ -181,9 +190,10 @@ async fn apply(exec: &Executor, db: &tokio_postgres::Config, sql: &str, query: O
         let scans: Vec<String> = e.root.walk().into_iter().filter(|(_, n)| n.is_scan()).map(|(_, n)| n.label()).collect();
         serde_json::json!({ "cost": e.root.total_cost, "execution_time_ms": e.execution_time_ms, "scans": scans })
     };
-    let before = explain::explain(exec, &query.sql, &query.params, true, timeout).await?;
+    let mode = explain::Mode { analyze: true, allow_side_effects: false };
+    let (before, _) = explain::explain(exec, &query.sql, &query.params, mode, timeout).await?;
     upkeep::create_from_sql(db, sql).await?;
-    let after = explain::explain(exec, &query.sql, &query.params, true, timeout).await?;
+    let (after, _) = explain::explain(exec, &query.sql, &query.params, mode, timeout).await?;
     let speedup = match (before.execution_time_ms, after.execution_time_ms) {
         (Some(b), Some(a)) if a > 0.0 => Some(b / a),
         _ => None,

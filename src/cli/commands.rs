@@ -300,7 +300,10 @@ async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, as_json: bool) -> Resul
 
 async fn optimize_cmd(agent: &Agent, args: OptimizeArgs, as_json: bool) -> Result<(), Failure> {
     let params = parse_params(&args.params);
-    let req = crate::advisor::OptimizeRequest { sql: args.sql, params, analyze: !args.no_analyze, suggest_indexes: true };
+    let req = crate::advisor::OptimizeRequest { sql: args.sql, params, analyze: !args.no_analyze,
+        suggest_indexes: true,
+        allow_side_effects: args.allow_side_effects,
+    };
     let db = migrate::database(&agent.executor.pools);
     let slow = std::time::Duration::from_secs_f64(agent.config.optimization.slow_query_threshold_ms / 1000.0);
     let report = crate::advisor::optimize(&agent.executor, &db, &req, slow).await.map_err(|e| failure(e.into()))?;

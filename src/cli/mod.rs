@@ -175,6 +175,10 @@ pub struct OptimizeArgs {
     /// Plain EXPLAIN: do not run the statement.
     #[arg(long)]
     pub no_analyze: bool,
+    /// Run it (rolled back) even if it calls functions whose effects a rollback does not undo
+    /// (pg_terminate_backend, nextval ...) or code dbagent cannot vouch for.
+    #[arg(long)]
+    pub allow_side_effects: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,9 @@
 //!   query only when it sat idle longer than [`PING_AFTER`], so a busy pool costs exactly one
 //!   round trip per statement;
 //! - nothing is reset on check-in: the only session state dbagent changes is
-//!   `default_transaction_read_only`, which [`Conn`] tracks and flips lazily;
+//!   `default_transaction_read_only`, which [`Conn`] tracks and flips lazily; statements that
+//!   could change the session otherwise are refused (`query::effects`), or checked after they
+//!   ran, and a connection found changed is tainted and discarded (`query::guard`);
 //! - a connection whose state is uncertain (an operation was interrupted, a COMMIT was lost,
 //!   it turned out to be on a standby) is marked broken and never reused.
 
@@ -50,6 +52,10 @@ pub struct Conn {
     read_only: AtomicBool,
     last_used: Instant,
     broken: bool,
+    /// A session check found the session changed by user code: discarded at check-in.
+    tainted: AtomicBool,
+    /// The role the connection logged in as (reported by the server at start-up).
+    login_role: String,
     role: Role,
     /// The [`Upstream`] generation it was opened for; an older one is never handed out again.
     generation: u64,
@@ -119,6 +125,26 @@ impl Conn {
     /// Never reuse this connection.
     pub fn mark_broken(&mut self) {
         self.broken = true;
+    }
+
+    /// Never reuse this connection: user code changed its session (see `query::guard`).
+    pub fn taint(&self) {
+        self.tainted.store(true, Ordering::Relaxed);
+    }
+
+    /// The role the connection logged in as.
+    pub fn login_role(&self) -> &str {
+        &self.login_role
+    }
+
+    /// `RESET ALL` ran: every setting is back at its start-up value, read-only mode included.
+    pub fn settings_reset(&self) {
+        self.read_only.store(self.role == Role::Replica, Ordering::Relaxed);
+    }
+
+    /// The `default_transaction_read_only` dbagent last put this session in.
+    pub fn is_read_only_mode(&self) -> bool {
+        self.read_only.load(Ordering::Relaxed)
     }
 }
 
@@ -227,6 +253,7 @@ impl bb8::ManageConnection for Manager {
         let (client, connection) = config.connect(NoTls).await?;
         // PostgreSQL 14+ reports this at startup: the role check costs no round trip.
         let standby = connection.parameter("in_hot_standby") == Some("on");
+        let login_role = connection.parameter("session_authorization").unwrap_or_default().to_owned();
         self.tasks.spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(error = %err, "database connection ended");
@@ -241,6 +268,8 @@ impl bb8::ManageConnection for Manager {
             read_only: AtomicBool::new(self.role == Role::Replica),
             last_used: Instant::now(),
             broken: false,
+            tainted: AtomicBool::new(false),
+            login_role,
             role: self.role,
             generation,
         })
@@ -258,6 +287,6 @@ impl bb8::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken || !conn.is_current(&self.upstream)
+        conn.broken || conn.tainted.load(Ordering::Relaxed) || !conn.is_current(&self.upstream)
     }
 }

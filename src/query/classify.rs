@@ -29,7 +29,9 @@ pub struct Classification {
     /// Functions and constructs that decide whether its result may be cached.
     pub cache: crate::cache::Analysis,
     /// Why this statement cannot run through a pooled, stateless endpoint.
-    pub refused: Option<&'static str>,
+    pub refused: Option<String>,
+    /// What it may do beyond its own transaction (see `effects.rs`).
+    pub effects: super::effects::Effects,
     /// Transaction control (BEGIN, COMMIT, SAVEPOINT ...): kind, for `/transaction` checks.
     pub transaction_control: Option<TransactionControl>,
     fingerprint: OnceLock<String>,
@@ -142,13 +144,15 @@ pub fn classify(sql: &str) -> Result<Classification, ClassifyError> {
     written_tables.sort();
     written_tables.dedup();
     let read_only = is_read(node) && written_tables.is_empty();
+    let effects = super::effects::Effects::of(&parsed.protobuf);
     Ok(Classification {
         query_type: query_type(node),
         read_only: AtomicBool::new(read_only),
         tables: parsed.tables(),
         cache: if matches!(node, NodeEnum::SelectStmt(_)) { crate::cache::analyze(&parsed.protobuf) } else { crate::cache::Analysis::default() },
         written_tables,
-        refused: refusal(node),
+        refused: refusal(node).map(str::to_owned).or_else(|| effects.refused.clone()),
+        effects,
         transaction_control: transaction_control(node),
         fingerprint: OnceLock::new(),
         typical_us: AtomicU32::new(0),

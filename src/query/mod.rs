@@ -6,7 +6,9 @@
 //! as a write, and is routed as a write from then on.
 
 pub mod classify;
+pub mod effects;
 mod error;
+pub mod guard;
 pub mod rows;
 pub mod run;
 mod session;
@@ -147,11 +149,21 @@ pub struct Executor {
     pub sessions: Sessions,
     /// The result cache, when enabled.
     pub cache: Option<Arc<Cache>>,
+    /// What in the catalog runs user code (session checks after statements that may run it).
+    pub guard: guard::Guard,
 }
 
 impl Executor {
     pub fn new(pools: Arc<Pools>, stats: Arc<Stats>, limits: Limits) -> Self {
-        Executor { pools, classifier: Classifier::default(), stats, limits, sessions: Sessions::default(), cache: None }
+        Executor {
+            pools,
+            classifier: Classifier::default(),
+            stats,
+            limits,
+            sessions: Sessions::default(),
+            cache: None,
+            guard: guard::Guard::default(),
+        }
     }
 
     /// Runs one statement outside any explicit transaction (autocommit). A read is served
@@ -222,15 +234,19 @@ impl Executor {
 
     async fn query_inner(&self, sql: &str, params: &[Value], freshness: Freshness) -> Result<QueryOutput, Error> {
         let class = self.classifier.classify(sql)?;
-        if let Some(reason) = class.refused {
-            return Err(Error::NotAllowed { reason: reason.into() });
+        if let Some(reason) = &class.refused {
+            return Err(Error::NotAllowed { reason: reason.clone() });
         }
         if class.transaction_control.is_some() {
             return Err(Error::NotAllowed {
                 reason: "transaction control belongs in /transaction, which runs a list of statements in one transaction".into(),
             });
         }
+        // A statement that may run user code never shares a connection: a change to the
+        // session would hit concurrent callers before the check after it could contain it.
+        let user_code = self.guard.may_run_user_code(&class);
         if class.is_read_only()
+            && !user_code
             && class.runs_within(self.limits.multiplex_max, MULTIPLEX_MAX_ROWS)
             && let Some((shared, setup)) = self.pools.share_read(freshness.min_lsn, freshness.primary_only).await?
         {
@@ -250,13 +266,27 @@ impl Executor {
         let read = class.is_read_only();
         let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
         let lease = self.pools.acquire_at_least(target, freshness.min_lsn).await?;
-        let result = self.run_autocommit_routed(lease, sql, params, &class, read).await;
+        let result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code).await;
         if let (Ok(_), Some(cache)) = (&result, &self.cache)
             && !class.is_read_only()
         {
             cache.wrote(&class).await; // before the answer goes out
         }
+        if result.is_ok() && guard::changes_catalog(class.query_type) {
+            self.refresh_guard().await; // a new function, trigger or view is known at once
+        }
         result
+    }
+
+    /// Reads again what in the catalog runs user code (see [`guard::Guard`]).
+    pub async fn refresh_guard(&self) {
+        let refreshed = match self.pools.acquire(Target::Write).await {
+            Ok(lease) => self.guard.refresh(lease.client()).await.map_err(|e| db::error_chain(&e)),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(error) = refreshed {
+            tracing::warn!(error, "could not read which functions, triggers and views run user code");
+        }
     }
 
     /// Runs on `lease`; a read the server refuses as a write is re-run on the primary.
@@ -267,14 +297,15 @@ impl Executor {
         params: &[Value],
         class: &Classification,
         read: bool,
+        user_code: bool,
     ) -> Result<QueryOutput, Error> {
-        match self.run_autocommit(&mut lease, sql, params, class, read).await {
+        match self.run_autocommit(&mut lease, sql, params, class, read, user_code).await {
             Err(Error::Db(db::Error::Server(pg))) if read && pg.is(READ_ONLY_VIOLATION) => {
                 tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
                 class.demote_to_write();
                 drop(lease);
                 let mut lease = self.pools.acquire(Target::Write).await?;
-                self.run_autocommit(&mut lease, sql, params, class, false).await
+                self.run_autocommit(&mut lease, sql, params, class, false, user_code).await
             }
             Err(Error::Db(db::Error::Server(pg))) if !read && pg.is(READ_ONLY_VIOLATION) => {
                 // A write refused on the "primary": it is a standby now. Evict, never reuse.
@@ -295,7 +326,7 @@ impl Executor {
         class: &Classification,
     ) -> Result<QueryOutput, Error> {
         // Shared connections are read-only already: no mode switch.
-        let statement = self.autocommit_statement(sql, params, class, None);
+        let statement = self.autocommit_statement(sql, params, class, None, false);
         let (served_by, data_lsn) = self.served_by(shared.replica);
         let started = Instant::now();
         // A client-side timeout cannot cancel one statement of a shared session: the
@@ -341,6 +372,7 @@ impl Executor {
         params: &'a [Value],
         class: &Classification,
         read_only: Option<bool>,
+        check_session: bool,
     ) -> run::Statement<'a> {
         run::Statement {
             sql,
@@ -349,6 +381,7 @@ impl Executor {
             cache: self.limits.cache_statements && caches_well(class.query_type),
             autocommit_read_only: read_only,
             may_write: read_only == Some(false),
+            check_session,
         }
     }
 
@@ -367,8 +400,9 @@ impl Executor {
         params: &[Value],
         class: &Classification,
         read_only: bool,
+        check_session: bool,
     ) -> Result<QueryOutput, Error> {
-        let statement = self.autocommit_statement(sql, params, class, Some(read_only));
+        let statement = self.autocommit_statement(sql, params, class, Some(read_only), check_session);
         let (served_by, data_lsn) = self.served_by(lease.replica);
         lease.begin_use();
         let cancel = cancel_on_timeout(lease.client().cancel_token());

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::Error;
+use super::{Error, guard};
 use super::rows::{CollectError, Rows, collect};
 use crate::db::types::{TextParam, encode_param};
 use crate::db::{self, Conn, Lsn};
@@ -29,6 +29,9 @@ pub struct Statement<'a> {
     pub autocommit_read_only: Option<bool>,
     /// A lost connection leaves the outcome unknown (a write, or a COMMIT).
     pub may_write: bool,
+    /// It may run user code (see `super::guard`): check the session after it, in the same
+    /// round trip, and taint the connection if the session changed. Autocommit only.
+    pub check_session: bool,
 }
 
 /// Runs `stmt` on `conn`. Retries once, on the same connection, when a cached plan went stale
@@ -92,6 +95,10 @@ async fn execute_once(
         true => Some(lsn_statement(conn).await?),
         false => None,
     };
+    let check_statement = match stmt.check_session {
+        true => Some(check_statement(conn).await?),
+        false => None,
+    };
     let params = encode_params(stmt.params, prepared.params())?;
     // Decided only now that nothing can fail before the SET is sent: the flag must match.
     let switch = read_only.and_then(|ro| conn.switch_read_only(ro));
@@ -117,9 +124,46 @@ async fn execute_once(
             None => None,
         }
     };
-    let (set_result, rows, lsn) = tokio::join!(set, run, lsn);
+    let check = async {
+        match &check_statement {
+            Some(statement) => check_session(conn, statement).await,
+            None => (),
+        }
+    };
+    let (set_result, rows, lsn, ()) = tokio::join!(set, run, lsn, check);
     set_result.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
     Ok((rows?, lsn))
+}
+
+/// The session check, prepared once per connection.
+pub async fn check_statement(conn: &Conn) -> Result<tokio_postgres::Statement, Error> {
+    conn.prepare(guard::CHECK_SQL, true).await.map_err(|e| Error::Db(db::Error::from_driver(e, false)))
+}
+
+/// Runs the session check on `conn` (after what was sent before it) and taints the
+/// connection when the session is not as the pool opened it, or when the check fails; then
+/// `RESET ALL`, in the same round trip, for what the check cannot see: custom settings
+/// (`app.tenant`) are not listed in `pg_settings`.
+pub async fn check_session(conn: &Conn, statement: &tokio_postgres::Statement) {
+    let client = conn.client();
+    let (role, read_only) = (conn.login_role(), conn.is_read_only_mode());
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&role, &read_only];
+    let (verdict, reset) = tokio::join!(client.query_one(statement, &params), client.simple_query("RESET ALL"));
+    match verdict.and_then(|row| row.try_get::<_, String>(0)) {
+        Ok(changed) if changed.is_empty() => {}
+        Ok(changed) => {
+            tracing::warn!(changed, "a statement changed the pooled session; the connection is discarded");
+            conn.taint();
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "session check failed; the connection is discarded");
+            conn.taint();
+        }
+    }
+    match reset {
+        Ok(_) => conn.settings_reset(),
+        Err(_) => conn.taint(),
+    }
 }
 
 fn encode_params(values: &[Value], types: &[tokio_postgres::types::Type]) -> Result<Vec<TextParam>, Error> {

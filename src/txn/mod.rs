@@ -117,12 +117,18 @@ async fn run_inner(
     let isolation = request.isolation_level.unwrap_or(policy.isolation_level);
     let max_retries = request.max_retries.unwrap_or(policy.max_retries);
     let begin = begin_sql(isolation, request.read_only, request.deferrable);
+    // What user code changes with session scope (set_config(..., false) in a function, say)
+    // outlives the COMMIT: the session is checked after it, in the same round trip.
+    let user_code = classes.iter().any(|class| exec.guard.may_run_user_code(class));
     let mut attempt = 0u32;
     loop {
         let mut lease = exec.pools.acquire(Target::Write).await.map_err(Error::Db)?;
-        match run_attempt(exec, &mut lease, &begin, request, &classes).await? {
+        match run_attempt(exec, &mut lease, &begin, request, &classes, user_code).await? {
             Attempt::Committed(results, commit_lsn) => {
                 drop(lease);
+                if classes.iter().any(|c| crate::query::guard::changes_catalog(c.query_type)) {
+                    exec.refresh_guard().await;
+                }
                 if let (Some(cache), false) = (&exec.cache, request.read_only) {
                     // Before the answer goes out; reads inside the transaction are not cached.
                     for class in classes.iter().filter(|c| !c.is_read_only()) {
@@ -161,8 +167,8 @@ fn check(exec: &Executor, request: &TransactionRequest) -> Result<Vec<Arc<Classi
         .enumerate()
         .map(|(index, q)| {
             let class = exec.classifier.classify(&q.sql).map_err(|e| Error::statement(index, e.into()))?;
-            if let Some(reason) = class.refused {
-                return Err(Error::statement(index, query::Error::NotAllowed { reason: reason.into() }));
+            if let Some(reason) = &class.refused {
+                return Err(Error::statement(index, query::Error::NotAllowed { reason: reason.clone() }));
             }
             if class.transaction_control == Some(TransactionControl::Boundary) {
                 let reason = "dbagent begins and commits the transaction itself; use SAVEPOINT for nested units".into();
@@ -187,6 +193,7 @@ async fn run_attempt(
     begin: &str,
     request: &TransactionRequest,
     classes: &[Arc<Classification>],
+    user_code: bool,
 ) -> Result<Attempt, Error> {
     lease.begin_use();
     let begun = lease.client().simple_query(begin).await;
@@ -202,6 +209,7 @@ async fn run_attempt(
             autocommit_read_only: None,
             // Before COMMIT nothing is durable: a lost connection means "not committed".
             may_write: false,
+            check_session: false,
         };
         let cancel = query::cancel_on_timeout(lease.client().cancel_token());
         let conn: &mut db::Conn = lease;
@@ -209,6 +217,10 @@ async fn run_attempt(
             Ok(rows) => results.push(StatementOutput { query_type, rows }),
             Err(err) => {
                 rollback(lease).await;
+                if user_code {
+                    // Rare enough not to be worth a check: the session may have changed.
+                    lease.taint();
+                }
                 return match err {
                     query::Error::Db(db::Error::Server(pg)) if pg.is_retryable() => Ok(Attempt::Conflict(pg)),
                     err => Err(Error::statement(index, err)),
@@ -217,15 +229,29 @@ async fn run_attempt(
         }
     }
     let first_sql = request.queries.first().map_or("", |q| q.sql.as_str());
-    commit(lease, results, !request.read_only && exec.limits.report_commit_lsn, first_sql).await
+    commit(lease, results, !request.read_only && exec.limits.report_commit_lsn, user_code, first_sql).await
 }
 
 /// COMMIT, and for a read-write transaction the WAL position after it, in one round trip.
-async fn commit(lease: &mut Lease<'_>, results: Vec<StatementOutput>, report_lsn: bool, first_sql: &str) -> Result<Attempt, Error> {
+/// With `check_session`, the session check follows in the same round trip.
+async fn commit(
+    lease: &mut Lease<'_>,
+    results: Vec<StatementOutput>,
+    report_lsn: bool,
+    check_session: bool,
+    first_sql: &str,
+) -> Result<Attempt, Error> {
     let lsn_statement = match report_lsn {
         true => run::lsn_statement(lease).await.ok(),
         false => None,
     };
+    let check_statement = match check_session {
+        true => run::check_statement(lease).await.ok(),
+        false => None,
+    };
+    if check_session && check_statement.is_none() {
+        lease.taint();
+    }
     let client = lease.client();
     let lsn = async {
         match &lsn_statement {
@@ -233,7 +259,13 @@ async fn commit(lease: &mut Lease<'_>, results: Vec<StatementOutput>, report_lsn
             None => None,
         }
     };
-    let (committed, lsn) = tokio::join!(client.simple_query("COMMIT"), lsn);
+    let conn: &db::Conn = lease;
+    let check = async {
+        if let Some(statement) = &check_statement {
+            run::check_session(conn, statement).await;
+        }
+    };
+    let (committed, lsn, ()) = tokio::join!(client.simple_query("COMMIT"), lsn, check);
     // The server committed, but the answer is "lost" on the way back.
     #[cfg(not(feature = "failpoints"))]
     let _ = first_sql;

@@ -16,5 +16,6 @@ mod recovery;
 mod replication;
 mod schema;
 mod serve;
+mod session_state;
 mod transaction;
 mod types;
