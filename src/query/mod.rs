@@ -9,12 +9,12 @@ pub mod classify;
 mod error;
 pub mod rows;
 pub mod run;
-mod session;
+mod caller;
 
 pub use classify::{Classification, Classifier, ClassifyError};
 pub use error::Error;
 pub use rows::{ColumnInfo, Rows};
-pub use session::Sessions;
+pub use caller::CallerCommits;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ pub struct QueryRequest {
     /// Run inside an explicit transaction (with the retry policy of `/transaction`).
     #[serde(default)]
     pub transaction: bool,
-    /// Accepted; the result cache is a separate capability and does not exist yet.
+    /// Serve a read from the result cache when caching is on and the statement may be cached.
     #[serde(default)]
     pub use_cache: bool,
     /// Read-your-writes: a replica serves this read only if it has replayed at least this WAL
@@ -143,15 +143,15 @@ pub struct Executor {
     pub classifier: Classifier,
     pub stats: Arc<Stats>,
     pub limits: Limits,
-    /// Last commit positions of caller sessions (read-your-writes).
-    pub sessions: Sessions,
+    /// Last commit positions of callers (read-your-writes).
+    pub caller_commits: CallerCommits,
     /// The result cache, when enabled.
     pub cache: Option<Arc<Cache>>,
 }
 
 impl Executor {
     pub fn new(pools: Arc<Pools>, stats: Arc<Stats>, limits: Limits) -> Self {
-        Executor { pools, classifier: Classifier::default(), stats, limits, sessions: Sessions::default(), cache: None }
+        Executor { pools, classifier: Classifier::default(), stats, limits, caller_commits: CallerCommits::default(), cache: None }
     }
 
     /// Runs one statement outside any explicit transaction (autocommit). A read is served
