@@ -87,7 +87,8 @@ pub fn status(kind: ErrorKind) -> StatusCode {
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub body: ErrorBody,
+    /// Boxed: an `ApiError` travels in every handler's `Result`.
+    pub body: Box<ErrorBody>,
     /// For an internal error: what really went wrong, for the log alone.
     internal: Option<String>,
 }
@@ -125,7 +126,7 @@ impl ApiError {
     fn with_status(status: StatusCode, code: &'static str, message: String) -> Self {
         ApiError {
             status,
-            body: ErrorBody {
+            body: Box::new(ErrorBody {
                 code,
                 message,
                 sqlstate: None,
@@ -134,7 +135,7 @@ impl ApiError {
                 position: None,
                 statement_index: None,
                 request_id: None,
-            },
+            }),
             internal: None,
         }
     }
