@@ -15,6 +15,7 @@
 //! - [`monitor`]: counters and the slow-query log.
 //! - [`instance`]: managed PostgreSQL clusters (initdb, start, stop, replicas).
 //! - [`replication`]: replica lag, synchronous commits, failover, the replication report.
+//! - [`error`]: what kind of failure an error is ([`ErrorKind`]), for the API and the CLI alike.
 //! - [`api`]: the HTTP API.
 //! - [`cli`]: the command line.
 //! - [`app`]: wiring the pieces together for `serve` and the CLI.
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 pub mod instance;
@@ -36,3 +38,5 @@ pub mod query;
 pub mod replication;
 pub mod schema;
 pub mod txn;
+
+pub use error::{Classify, ErrorKind};

@@ -28,7 +28,7 @@ pub async fn indexes(State(state): State<AppState>, JsonBody(req): JsonBody<Inde
     // Index builds run to completion even when the client hangs up.
     let executor = state.executor.clone();
     let run = tokio::spawn(async move { advisor::indexes(&executor, &db, &req).await });
-    let mut body = run.await.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let mut body = run.await.map_err(ApiError::internal)??;
     if let Value::Object(map) = &mut body {
         map.insert("success".into(), Value::Bool(true));
     }

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -38,7 +38,7 @@ pub struct BackupRequest {
 }
 
 fn joined<T>(result: Result<Result<T, backup::Error>, tokio::task::JoinError>) -> Result<T, ApiError> {
-    result.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?.map_err(ApiError::from)
+    result.map_err(ApiError::internal)?.map_err(ApiError::from)
 }
 
 fn with_success(value: impl serde::Serialize) -> Json<Value> {
@@ -92,10 +92,10 @@ pub async fn download(State(state): State<AppState>, Path(id): Path<String>, Que
         (Some(name), files) => files
             .iter()
             .find(|f| &f.name == name || &f.stored == name)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("backup {id} has no file {name}")))?,
+            .ok_or_else(|| ApiError::not_found(format!("backup {id} has no file {name}")))?,
     };
     let path = std::path::absolute(&state.backup.location).unwrap_or_else(|_| state.backup.location.clone()).join(&manifest.id).join(&entry.stored);
-    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("cannot open the backup file: {e}")))?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::not_found(format!("cannot open the backup file: {e}")))?;
     let stream = tokio_util::io::ReaderStream::new(file);
     let name = format!("{}-{}", manifest.id, entry.stored.replace('/', "_"));
     Response::builder()
@@ -104,7 +104,7 @@ pub async fn download(State(state): State<AppState>, Path(id): Path<String>, Que
         .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
         .header("x-sha256", entry.sha256_stored.clone())
         .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+        .map_err(ApiError::internal)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,7 +187,7 @@ pub async fn restore(State(state): State<AppState>, JsonBody(req): JsonBody<Rest
         }
         let backup_id = (!req.backup_id.is_empty()).then_some(req.backup_id);
         let request = crate::app::pitr_request(&state.config, Some(to_time), backup_id, None)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            .map_err(ApiError::internal)?;
         let settings = (*state.backup).clone();
         let report = joined(tokio::spawn(async move { backup::recover_to(&settings, &request, &|_| {}).await }).await)?;
         return Ok(with_success(report));

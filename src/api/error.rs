@@ -1,51 +1,96 @@
-//! The one door from errors to HTTP: every error kind gets exactly one status and one `code`.
+//! The one door from errors to HTTP: every [`ErrorKind`] gets exactly one status, and every
+//! `code` a client can see is in this table (a unit test checks that each variant of each
+//! capability error lands on a row here, with the row's status).
 //!
-//! | code | status | when |
-//! |---|---|---|
-//! | `invalid_request` | 400 | body is not JSON / misses a field / has an unknown field |
-//! | `syntax_error` | 400 | the SQL does not parse (SQLSTATE 42601, with `position`) |
-//! | `invalid_sql` | 400 | empty SQL, or several statements in `/query` |
-//! | `statement_not_allowed` | 400 | session state (SET, LISTEN ...) or transaction control where it cannot work |
-//! | `invalid_parameters` | 400 | wrong parameter count, or a value that does not fit the inferred type |
-//! | `sql_error` | 400 | PostgreSQL rejected the statement (SQLSTATE given) |
-//! | `invalid_name` | 400 | `/schema/{table}` name does not parse |
-//! | `permission_denied` | 403 | SQLSTATE 42501 |
-//! | `not_found` / `table_not_found` | 404 | unknown route / unknown table |
-//! | `method_not_allowed` | 405 | |
-//! | `constraint_violation` | 409 | SQLSTATE class 23 |
-//! | `conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction` |
-//! | `retries_exhausted` | 409 | `/transaction` still conflicting after `max_retries` |
-//! | `payload_too_large` | 413 | body over the limit |
-//! | `outcome_unknown` | 502 | connection lost while a write or COMMIT was in flight: do not retry blindly |
-//! | `database_error` | 502 | PostgreSQL internal/system error (classes 58, XX), or a value it sent that cannot be converted |
-//! | `pool_exhausted` | 503 | no connection free within the acquire timeout |
-//! | `database_unavailable` | 503 | PostgreSQL cannot be reached, is shutting down or out of resources |
-//! | `not_primary` | 503 | the primary answered as a standby |
-//! | `query_timeout` | 504 | the statement ran past `query_timeout` and was cancelled on the server |
-//! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | 422 | the migration files or the target do not allow the request |
-//! | `migration_failed`, `seed_failed` | 422 | a migration's (or seed's) SQL failed; rolled back; SQLSTATE given |
-//! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | 409 | history and files disagree, or another runner holds the lock |
-//! | `index_not_found` | 404 | `/indexes` names no such index |
-//! | `refused` | 409 | `/indexes` would drop a constraint's index, or the name is taken |
-//! | `backup_not_found` | 404 | no backup with that id |
-//! | `outside_backup_location` | 400 | a restore path outside `backup.location` |
-//! | `verification_failed` | 422 | a backup file is damaged (named), the key is wrong, row counts differ |
-//! | `backup_error` | 500 | pg_dump / pg_restore missing or failed, I/O |
-//! | `migration_error` | 500 | dbagent's own history queries, file I/O or the backup before migrating failed |
+//! | kind | status |
+//! |---|---|
+//! | `BadRequest` | 400 |
+//! | `PermissionDenied` | 403 |
+//! | `NotFound` | 404 |
+//! | `Conflict` | 409 |
+//! | `TooLarge` | 413 |
+//! | `Unprocessable` | 422 |
+//! | `Internal` | 500 |
+//! | `OutcomeUnknown` | 502 |
+//! | `DatabaseFailure` | 502 |
+//! | `Unavailable` | 503 |
+//! | `Timeout` | 504 |
+//!
+//! | code | kind | status | when |
+//! |---|---|---|---|
+//! | `invalid_request` | `BadRequest` | 400 | the body is not JSON, misses a field or has an unknown one; a field's value is unusable (a migration name or target, a backup request, an `/indexes` action, a statement that cannot be explained) |
+//! | `syntax_error` | `BadRequest` | 400 | the SQL does not parse (SQLSTATE 42601, with `position`) |
+//! | `invalid_sql` | `BadRequest` | 400 | empty SQL, or several statements in `/query` |
+//! | `statement_not_allowed` | `BadRequest` | 400 | session state (SET, LISTEN ...) or transaction control where it cannot work |
+//! | `invalid_parameters` | `BadRequest` | 400 | wrong parameter count, or a value that does not fit the inferred type |
+//! | `sql_error` | `BadRequest` | 400 | PostgreSQL rejected the statement (SQLSTATE given) |
+//! | `invalid_name` | `BadRequest` | 400 | `/schema/{table}` name does not parse |
+//! | `outside_backup_location` | `BadRequest` | 400 | a restore path outside `backup.location` |
+//! | `permission_denied` | `PermissionDenied` | 403 | SQLSTATE 42501 |
+//! | `not_found` | `NotFound` | 404 | unknown route, or a file a backup does not have |
+//! | `table_not_found` | `NotFound` | 404 | unknown table |
+//! | `index_not_found` | `NotFound` | 404 | `/indexes` names no such index |
+//! | `backup_not_found` | `NotFound` | 404 | no backup with that id |
+//! | `method_not_allowed` | (routing) | 405 | the route exists, the method does not |
+//! | `constraint_violation` | `Conflict` | 409 | SQLSTATE class 23 |
+//! | `conflict` | `Conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction`; a kept or pinned backup, an existing restore target, another job holding what this one needs |
+//! | `retries_exhausted` | `Conflict` | 409 | `/transaction` still conflicting after `max_retries` |
+//! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | `Conflict` | 409 | history and files disagree, or another runner holds the lock |
+//! | `refused` | `Conflict` | 409 | `/indexes` would drop a constraint's index, or the name is taken |
+//! | `payload_too_large` | `TooLarge` | 413 | body over the limit |
+//! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | `Unprocessable` | 422 | the migration files or the target do not allow the request |
+//! | `migration_failed`, `seed_failed` | `Unprocessable` | 422 | a migration's (or seed's) SQL failed; rolled back; SQLSTATE given |
+//! | `invalid_schema` | `Unprocessable` | 422 | autogenerate's desired schema does not load (SQLSTATE and hint given) |
+//! | `verification_failed` | `Unprocessable` | 422 | a backup file is damaged (named), the key is wrong, row counts differ |
+//! | `key_required` | `Unprocessable` | 422 | the backup is encrypted and no key is configured |
+//! | `invalid_manifest` | `Unprocessable` | 422 | a backup's `manifest.json` is not valid |
+//! | `internal_error` | `Internal` | 500 | dbagent itself failed: file I/O, its own queries, pg_dump / pg_restore / pg_basebackup, a panic |
+//! | `outcome_unknown` | `OutcomeUnknown` | 502 | connection lost while a write or COMMIT was in flight: do not retry blindly |
+//! | `database_error` | `DatabaseFailure` | 502 | PostgreSQL internal/system error (classes 58, XX), a value it sent that cannot be converted, unreadable EXPLAIN output |
+//! | `pool_exhausted` | `Unavailable` | 503 | no connection free within the acquire timeout |
+//! | `database_unavailable` | `Unavailable` | 503 | PostgreSQL cannot be reached, is shutting down or out of resources |
+//! | `not_primary` | `Unavailable` | 503 | the primary answered as a standby |
+//! | `query_timeout` | `Timeout` | 504 | the statement ran past `query_timeout` and was cancelled on the server |
+//!
+//! A 5xx answer carries the request's id (`request_id`, also in the `x-request-id` header), and
+//! is logged with it. A 500 says nothing but `internal error`: the real error (paths, driver
+//! text, a tool's stderr) goes only to the log, at ERROR, under the same id.
+
+use std::fmt::Display;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::db::{self, PgError};
+use crate::error::{Classify, ErrorKind, INTERNAL};
 use crate::query::{self, ClassifyError};
-use crate::{advisor, migrate, schema, txn};
+use crate::{advisor, backup, migrate, schema, txn};
+
+/// The one status of each kind (the first table above).
+pub fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::OutcomeUnknown | ErrorKind::DatabaseFailure => StatusCode::BAD_GATEWAY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+    }
+}
 
 /// An error answer: `{"success": false, "error": {...}}`.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub body: ErrorBody,
+    /// Boxed: an `ApiError` travels in every handler's `Result`.
+    pub body: Box<ErrorBody>,
+    /// For an internal error: what really went wrong, for the log alone.
+    internal: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,132 +108,143 @@ pub struct ErrorBody {
     /// For `/transaction`: which statement (0-based) failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statement_index: Option<usize>,
+    /// For a server error (5xx): the request's id, under which it is logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An answer of `kind` with `code` (a row of the table above). An internal error's
+    /// `message` goes to the log only.
+    fn of(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        if kind == ErrorKind::Internal {
+            return Self::internal(message.into());
+        }
+        Self::with_status(status(kind), code, message.into())
+    }
+
+    fn with_status(status: StatusCode, code: &'static str, message: String) -> Self {
         ApiError {
             status,
-            body: ErrorBody {
+            body: Box::new(ErrorBody {
                 code,
-                message: message.into(),
+                message,
                 sqlstate: None,
                 detail: None,
                 hint: None,
                 position: None,
                 statement_index: None,
-            },
+                request_id: None,
+            }),
+            internal: None,
         }
     }
 
+    /// dbagent itself failed: the client hears "internal error" and a request id; `error` is
+    /// logged under that id.
+    pub fn internal(error: impl Display) -> Self {
+        let mut e = Self::with_status(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL, "internal error".into());
+        e.internal = Some(error.to_string());
+        e
+    }
+
+    /// The request body or one of its fields is unusable.
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::of(ErrorKind::BadRequest, "invalid_request", message)
+    }
+
+    /// Something the request names (a route, a file of a backup) does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::of(ErrorKind::NotFound, "not_found", message)
+    }
+
+    /// The body is over the limit.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::of(ErrorKind::TooLarge, "payload_too_large", message)
+    }
+
+    /// The route exists but not with this method (a routing answer, no capability's kind).
+    pub fn method_not_allowed() -> Self {
+        Self::with_status(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method".into())
+    }
+
+    /// A capability error whose message is its own text.
+    fn classified(err: &(impl Classify + Display)) -> Self {
+        Self::of(err.kind(), err.code(), err.to_string())
     }
 
     fn from_pg(pg: PgError) -> Self {
-        let (status, code) = pg_status(&pg.sqlstate);
-        ApiError {
-            status,
-            body: ErrorBody {
-                code,
-                message: pg.message,
-                sqlstate: Some(pg.sqlstate),
-                detail: pg.detail,
-                hint: pg.hint,
-                position: pg.position,
-                statement_index: None,
-            },
+        let mut e = Self::of(pg.kind(), pg.code(), "");
+        if e.internal.is_none() {
+            e.body.message = pg.message;
+            e.body.sqlstate = Some(pg.sqlstate);
+            e.body.detail = pg.detail;
+            e.body.hint = pg.hint;
+            e.body.position = pg.position;
         }
-    }
-}
-
-/// Status and code of a server-reported error, by SQLSTATE.
-fn pg_status(sqlstate: &str) -> (StatusCode, &'static str) {
-    let class = sqlstate.get(..2).unwrap_or("");
-    match (class, sqlstate) {
-        (_, "42501") => (StatusCode::FORBIDDEN, "permission_denied"),
-        (_, "57014") => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
-        (_, "40001" | "40P01" | "55P03") => (StatusCode::CONFLICT, "conflict"),
-        ("23", _) => (StatusCode::CONFLICT, "constraint_violation"),
-        ("08" | "53" | "57" | "28", _) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
-        ("58" | "XX", _) => (StatusCode::BAD_GATEWAY, "database_error"),
-        _ => (StatusCode::BAD_REQUEST, "sql_error"),
+        e
     }
 }
 
 impl From<db::Error> for ApiError {
     fn from(err: db::Error) -> Self {
-        use StatusCode as S;
-        let message = err.to_string();
         match err {
             db::Error::Server(pg) => ApiError::from_pg(pg),
-            db::Error::PoolExhausted { .. } => ApiError::new(S::SERVICE_UNAVAILABLE, "pool_exhausted", message),
-            db::Error::Unavailable { .. } => ApiError::new(S::SERVICE_UNAVAILABLE, "database_unavailable", message),
-            db::Error::NotPrimary => ApiError::new(S::SERVICE_UNAVAILABLE, "not_primary", message),
-            db::Error::OutcomeUnknown => ApiError::new(S::BAD_GATEWAY, "outcome_unknown", message),
-            db::Error::Timeout { .. } => ApiError::new(S::GATEWAY_TIMEOUT, "query_timeout", message),
-            db::Error::Decode(source) => {
+            db::Error::Decode(ref source) => {
                 tracing::error!(error = %source, "cannot convert a value from PostgreSQL");
-                ApiError::new(S::BAD_GATEWAY, "database_error", format!("{message}: {source}"))
+                ApiError::of(err.kind(), err.code(), format!("{err}: {source}"))
             }
+            other => ApiError::classified(&other),
         }
     }
 }
 
 impl From<query::Error> for ApiError {
     fn from(err: query::Error) -> Self {
-        use StatusCode as S;
-        let message = err.to_string();
         match err {
-            query::Error::Sql(ClassifyError::Syntax { message, position }) => {
-                let mut e = ApiError::new(S::BAD_REQUEST, "syntax_error", message);
+            query::Error::Sql(ClassifyError::Syntax { ref message, position }) => {
+                let mut e = ApiError::of(err.kind(), err.code(), message.clone());
                 e.body.sqlstate = Some("42601".into());
                 e.body.position = position;
                 e
             }
-            query::Error::Sql(_) => ApiError::new(S::BAD_REQUEST, "invalid_sql", message),
-            query::Error::NotAllowed { .. } => ApiError::new(S::BAD_REQUEST, "statement_not_allowed", message),
-            query::Error::ParamCount { .. } | query::Error::Param(_) => {
-                ApiError::new(S::BAD_REQUEST, "invalid_parameters", message)
-            }
             query::Error::Db(err) => err.into(),
+            other => ApiError::classified(&other),
         }
     }
 }
 
 impl From<txn::Error> for ApiError {
     fn from(err: txn::Error) -> Self {
-        use StatusCode as S;
-        let message = err.to_string();
+        let (kind, code, message) = (err.kind(), err.code(), err.to_string());
         match err {
-            txn::Error::Empty => ApiError::invalid_request(message),
             txn::Error::Statement { index, source } => {
                 let mut e = ApiError::from(source);
-                e.body.statement_index = Some(index);
-                e.body.message = format!("statement {}: {}", index + 1, e.body.message);
+                if e.internal.is_none() {
+                    e.body.statement_index = Some(index);
+                    e.body.message = format!("statement {}: {}", index + 1, e.body.message);
+                }
                 e
             }
             txn::Error::RetriesExhausted { last, .. } => {
                 let mut e = ApiError::from_pg(last);
-                e.status = S::CONFLICT;
-                e.body.code = "retries_exhausted";
+                e.status = status(kind);
+                e.body.code = code;
                 e.body.message = format!("{message} (last error: {})", e.body.message);
                 e
             }
             txn::Error::Commit(pg) => ApiError::from_pg(pg),
-            txn::Error::OutcomeUnknown => ApiError::new(S::BAD_GATEWAY, "outcome_unknown", message),
             txn::Error::Db(err) => err.into(),
+            txn::Error::Empty | txn::Error::OutcomeUnknown => ApiError::of(kind, code, message),
         }
     }
 }
 
 impl From<schema::Error> for ApiError {
     fn from(err: schema::Error) -> Self {
-        let message = err.to_string();
         match err {
-            schema::Error::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "table_not_found", message),
-            schema::Error::InvalidName { .. } => ApiError::new(StatusCode::BAD_REQUEST, "invalid_name", message),
             schema::Error::Db(err) => err.into(),
+            other => ApiError::classified(&other),
         }
     }
 }
@@ -196,29 +252,7 @@ impl From<schema::Error> for ApiError {
 impl From<migrate::Error> for ApiError {
     fn from(err: migrate::Error) -> Self {
         use migrate::Error as E;
-        let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let code = match &err {
-            E::InvalidName { .. } | E::InvalidDownTarget { .. } | E::InvalidUpTarget { .. } => "invalid_request",
-            E::InvalidFile { .. } | E::DuplicateVersion { .. } => "invalid_migration_files",
-            E::UnknownVersion { .. } | E::NotEnoughApplied { .. } => "invalid_target",
-            E::Irreversible { .. } => "irreversible_migration",
-            E::FileMissing { .. } => "migration_file_missing",
-            E::MigrationFailed { .. } => "migration_failed",
-            E::SeedFailed { .. } => "seed_failed",
-            E::Drift { .. } => "migration_drift",
-            E::OutOfOrder { .. } => "migration_out_of_order",
-            E::LockTimeout { .. } => "migration_locked",
-            E::AlreadyApplied { .. } => "already_applied",
-            E::SchemaTooNew { .. } => "schema_too_new",
-            E::Unavailable { .. } => "database_unavailable",
-            E::Io { .. } | E::History { .. } | E::BackupFailed { .. } => "migration_error",
-            E::Autogenerate { source } => match source.as_ref() {
-                migrate::autogen::Error::InvalidSchema { .. } => "invalid_schema",
-                migrate::autogen::Error::Unavailable { .. } => "database_unavailable",
-                _ => "migration_error",
-            },
-        };
-        let mut e = ApiError::new(status, code, db::error_chain(&err));
+        let mut e = ApiError::of(err.kind(), err.code(), db::error_chain(&err));
         if let E::Autogenerate { source } = &err
             && let migrate::autogen::Error::InvalidSchema { server, .. } = source.as_ref() {
                 e.body.sqlstate = Some(server.sqlstate.clone());
@@ -236,43 +270,32 @@ impl From<migrate::Error> for ApiError {
 
 impl From<advisor::Error> for ApiError {
     fn from(err: advisor::Error) -> Self {
-        use StatusCode as S;
-        let message = err.to_string();
         match err {
-            advisor::Error::NotExplainable { .. } | advisor::Error::Invalid(_) => ApiError::invalid_request(message),
             advisor::Error::Query(err) => err.into(),
-            advisor::Error::Timeout { .. } => ApiError::new(S::GATEWAY_TIMEOUT, "query_timeout", message),
-            advisor::Error::Plan(_) => ApiError::new(S::BAD_GATEWAY, "database_error", message),
-            advisor::Error::TableNotFound { .. } => ApiError::new(S::NOT_FOUND, "table_not_found", message),
-            advisor::Error::IndexNotFound { .. } => ApiError::new(S::NOT_FOUND, "index_not_found", message),
-            advisor::Error::Refused(_) => ApiError::new(S::CONFLICT, "refused", message),
+            other => ApiError::classified(&other),
         }
     }
 }
 
-impl From<crate::backup::Error> for ApiError {
-    fn from(err: crate::backup::Error) -> Self {
-        use crate::backup::Error as E;
-        let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let code = match &err {
-            E::NotFound { .. } => "backup_not_found",
-            E::Pinned { .. } | E::TargetExists { .. } | E::Conflict { .. } => "conflict",
-            E::OutsideLocation { .. } => "outside_backup_location",
-            E::VerificationFailed { .. } | E::RowCountMismatch { .. } | E::Decrypt { .. } | E::WrongKey { .. } => "verification_failed",
-            E::Unavailable { .. } => "database_unavailable",
-            _ if status.is_client_error() => "invalid_request",
-            _ => "backup_error",
-        };
-        let mut e = ApiError::new(status, code, db::error_chain(&err));
-        e.body.sqlstate = err.sqlstate().map(str::to_owned);
+impl From<backup::Error> for ApiError {
+    fn from(err: backup::Error) -> Self {
+        let mut e = ApiError::of(err.kind(), err.code(), db::error_chain(&err));
+        if e.internal.is_none() {
+            e.body.sqlstate = err.sqlstate().map(str::to_owned);
+        }
         e
     }
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), code = self.body.code, message = %self.body.message, "request failed");
+            let id = super::request_id::current().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            match &self.internal {
+                Some(error) => tracing::error!(request_id = %id, code = self.body.code, %error, "request failed"),
+                None => tracing::warn!(request_id = %id, status = self.status.as_u16(), code = self.body.code, message = %self.body.message, "request failed"),
+            }
+            self.body.request_id = Some(id);
         }
         #[derive(Serialize)]
         struct Envelope<'a> {
@@ -286,7 +309,312 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::io;
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// The module documentation's tables: code → status, and kind → status.
+    fn documented() -> (HashMap<String, u16>, HashMap<String, u16>) {
+        let (mut codes, mut kinds) = (HashMap::new(), HashMap::new());
+        for line in include_str!("error.rs").lines().filter_map(|l| l.strip_prefix("//! | ")) {
+            // `code`, `code` | kind | status | when |   or   `Kind` | status |
+            let cells: Vec<&str> = line.split(" | ").map(str::trim).collect();
+            let number = |i: usize| cells.get(i).and_then(|c| c.trim_end_matches('|').trim().parse::<u16>().ok());
+            if let Some(status) = number(2) {
+                for code in cells[0].split(", ") {
+                    codes.insert(code.trim_matches('`').to_owned(), status);
+                }
+            } else if let Some(status) = number(1) {
+                kinds.insert(cells[0].trim_matches('`').to_owned(), status);
+            }
+        }
+        (codes, kinds)
+    }
+
+    fn pg(sqlstate: &str) -> PgError {
+        PgError { sqlstate: sqlstate.into(), message: "m".into(), detail: None, hint: None, position: None }
+    }
+
+    fn driver() -> tokio_postgres::Error {
+        tokio_postgres::Error::__private_api_timeout()
+    }
+
+    fn io() -> io::Error {
+        io::Error::other("/secret/path: disk on fire")
+    }
+
+    fn path() -> PathBuf {
+        PathBuf::from("/secret/path")
+    }
+
+    // Each `samples_*` holds one value of every variant; the exhaustive `match` beside it stops
+    // compiling when a variant is added, as a reminder to add its sample.
+
+    fn samples_db() -> Vec<db::Error> {
+        let decode = db::types::DecodeError::Malformed { type_name: "int4".into(), reason: "short" };
+        let sqlstates = ["42601", "42P01", "22P02", "23505", "40001", "40P01", "55P03", "42501", "57014", "57P01", "53300", "08006", "28P01", "XX000", "58030", "P0001"];
+        let mut all: Vec<db::Error> = sqlstates.iter().map(|s| db::Error::Server(pg(s))).collect();
+        all.extend([
+            db::Error::PoolExhausted { timeout_secs: 1.0, max_size: 2 },
+            db::Error::Unavailable { reason: "r".into() },
+            db::Error::OutcomeUnknown,
+            db::Error::Timeout { timeout_secs: 1.0 },
+            db::Error::NotPrimary,
+            db::Error::Decode(decode),
+        ]);
+        for e in &all {
+            match e {
+                db::Error::Server(_) | db::Error::PoolExhausted { .. } | db::Error::Unavailable { .. } | db::Error::OutcomeUnknown => {}
+                db::Error::Timeout { .. } | db::Error::NotPrimary | db::Error::Decode(_) => {}
+            }
+        }
+        all
+    }
+
+    fn samples_query() -> Vec<query::Error> {
+        let param = db::types::ParamError::TypeMismatch { index: 0, expected: "int4".into(), got: "object" };
+        let mut all = vec![
+            query::Error::Sql(ClassifyError::Syntax { message: "m".into(), position: Some(1) }),
+            query::Error::Sql(ClassifyError::Empty),
+            query::Error::Sql(ClassifyError::Multiple { count: 2 }),
+            query::Error::NotAllowed { reason: "r".into() },
+            query::Error::ParamCount { expected: 1, given: 2 },
+            query::Error::Param(param),
+        ];
+        all.extend(samples_db().into_iter().map(query::Error::Db));
+        for e in &all {
+            match e {
+                query::Error::Sql(_) | query::Error::NotAllowed { .. } | query::Error::ParamCount { .. } => {}
+                query::Error::Param(_) | query::Error::Db(_) => {}
+            }
+        }
+        all
+    }
+
+    fn samples_txn() -> Vec<txn::Error> {
+        let mut all = vec![
+            txn::Error::Empty,
+            txn::Error::RetriesExhausted { attempts: 3, last: pg("40001") },
+            txn::Error::Commit(pg("23505")),
+            txn::Error::OutcomeUnknown,
+        ];
+        all.extend(samples_query().into_iter().map(|source| txn::Error::Statement { index: 1, source }));
+        all.extend(samples_db().into_iter().map(txn::Error::Db));
+        for e in &all {
+            match e {
+                txn::Error::Empty | txn::Error::Statement { .. } | txn::Error::RetriesExhausted { .. } => {}
+                txn::Error::Commit(_) | txn::Error::OutcomeUnknown | txn::Error::Db(_) => {}
+            }
+        }
+        all
+    }
+
+    fn samples_schema() -> Vec<schema::Error> {
+        let mut all = vec![
+            schema::Error::NotFound { name: "t".into() },
+            schema::Error::InvalidName { name: "t".into(), reason: "r".into() },
+        ];
+        all.extend(samples_db().into_iter().map(schema::Error::Db));
+        for e in &all {
+            match e {
+                schema::Error::NotFound { .. } | schema::Error::InvalidName { .. } | schema::Error::Db(_) => {}
+            }
+        }
+        all
+    }
+
+    fn samples_autogen() -> Vec<migrate::autogen::Error> {
+        use migrate::autogen::Error as A;
+        let all = vec![
+            A::Unavailable { source: driver() },
+            A::CreateScratch { name: "s".into(), source: driver() },
+            A::InvalidSchema { statement: Some(1), location: None, server: Box::new(pg("42601")), source: driver() },
+            A::Catalog { action: "a", source: driver() },
+        ];
+        for e in &all {
+            match e {
+                A::Unavailable { .. } | A::CreateScratch { .. } | A::InvalidSchema { .. } | A::Catalog { .. } => {}
+            }
+        }
+        all
+    }
+
+    fn samples_migrate() -> Vec<migrate::Error> {
+        use migrate::Error as E;
+        let mut all = vec![
+            E::Io { action: "read", path: path(), source: io() },
+            E::InvalidFile { path: path(), reason: "r".into() },
+            E::DuplicateVersion { version: 1, first: path(), second: path() },
+            E::InvalidName { name: "n".into(), reason: "r" },
+            E::InvalidDownTarget { input: "x".into() },
+            E::UnknownVersion { version: 1 },
+            E::NotEnoughApplied { requested: 2, applied: 1 },
+            E::Irreversible { version: 1, path: path() },
+            E::FileMissing { version: 1 },
+            E::Drift { versions: vec![1] },
+            E::OutOfOrder { versions: vec![1] },
+            E::LockTimeout { waited_ms: 1 },
+            E::AlreadyApplied { applied: 1 },
+            E::SchemaTooNew { found: 2, known: 1 },
+            E::Unavailable { source: driver() },
+            E::History { action: "a", source: driver() },
+            E::InvalidUpTarget { given: "x".into() },
+            E::BackupFailed { source: Box::new(io()) },
+            E::SeedFailed { path: path(), server: Some(Box::new(pg("42P01"))), source: driver() },
+            E::MigrationFailed {
+                version: 1,
+                path: path(),
+                direction: migrate::Direction::Up,
+                statement: None,
+                server: Some(Box::new(pg("42P01"))),
+                completed: vec![],
+                source: driver(),
+            },
+        ];
+        all.extend(samples_autogen().into_iter().map(|source| E::Autogenerate { source: Box::new(source) }));
+        for e in &all {
+            match e {
+                E::Io { .. } | E::InvalidFile { .. } | E::DuplicateVersion { .. } | E::InvalidName { .. } => {}
+                E::InvalidDownTarget { .. } | E::UnknownVersion { .. } | E::NotEnoughApplied { .. } => {}
+                E::Irreversible { .. } | E::FileMissing { .. } | E::Drift { .. } | E::OutOfOrder { .. } => {}
+                E::LockTimeout { .. } | E::AlreadyApplied { .. } | E::SchemaTooNew { .. } | E::Unavailable { .. } => {}
+                E::History { .. } | E::InvalidUpTarget { .. } | E::BackupFailed { .. } | E::Autogenerate { .. } => {}
+                E::SeedFailed { .. } | E::MigrationFailed { .. } => {}
+            }
+        }
+        all
+    }
+
+    fn samples_advisor() -> Vec<advisor::Error> {
+        use advisor::Error as E;
+        let mut all = vec![
+            E::NotExplainable { reason: "r".into() },
+            E::Timeout { seconds: 1.0 },
+            E::Plan("p".into()),
+            E::TableNotFound { table: "t".into() },
+            E::IndexNotFound { index: "i".into() },
+            E::Invalid("i".into()),
+            E::Refused("r".into()),
+        ];
+        all.extend(samples_query().into_iter().map(E::Query));
+        for e in &all {
+            match e {
+                E::NotExplainable { .. } | E::Query(_) | E::Timeout { .. } | E::Plan(_) => {}
+                E::TableNotFound { .. } | E::IndexNotFound { .. } | E::Invalid(_) | E::Refused(_) => {}
+            }
+        }
+        all
+    }
+
+    fn samples_backup() -> Vec<backup::Error> {
+        use backup::Error as E;
+        let schedule = backup::next_run("not a schedule", chrono::Utc::now()).expect_err("not a schedule");
+        let manifest = serde_json::from_str::<serde_json::Value>("{").expect_err("not JSON");
+        let mismatch = backup::RowMismatch { table: "t".into(), expected: 1, found: None };
+        let all = vec![
+            E::InvalidRequest { reason: "r".into() },
+            E::InvalidKey { reason: "r" },
+            schedule,
+            E::OutsideLocation { path: path(), location: path() },
+            E::NotFound { id: "i".into() },
+            E::Pinned { id: "i".into(), reason: "r".into() },
+            E::TargetExists { database: "d".into() },
+            E::Conflict { reason: "r".into() },
+            E::KeyRequired { id: "i".into() },
+            E::WrongKey { id: "i".into() },
+            E::Decrypt { file: "f".into() },
+            E::VerificationFailed { file: "f".into(), reason: "r".into() },
+            E::RowCountMismatch { id: "i".into(), tables: vec![mismatch] },
+            E::InvalidManifest { path: path(), source: manifest },
+            E::ToolsNotFound { tool: "pg_dump", server_major: 18, searched: vec![path()] },
+            E::ToolTooOld { binary: path(), found: 15, needed: 18, needed_for: "n" },
+            E::ToolNotRunnable { binary: path(), source: io() },
+            E::ToolFailed { tool: "pg_dump", stderr: "/secret/path: no space".into() },
+            E::ToolTimedOut { tool: "pg_dump", seconds: 1 },
+            E::Io { action: "write", path: path(), source: io() },
+            E::Database { action: "a", source: driver() },
+            E::Unavailable { source: driver() },
+        ];
+        for e in &all {
+            match e {
+                E::InvalidRequest { .. } | E::InvalidKey { .. } | E::InvalidSchedule { .. } | E::OutsideLocation { .. } => {}
+                E::NotFound { .. } | E::Pinned { .. } | E::TargetExists { .. } | E::Conflict { .. } => {}
+                E::KeyRequired { .. } | E::WrongKey { .. } | E::Decrypt { .. } | E::VerificationFailed { .. } => {}
+                E::RowCountMismatch { .. } | E::InvalidManifest { .. } | E::ToolsNotFound { .. } => {}
+                E::ToolTooOld { .. } | E::ToolNotRunnable { .. } | E::ToolFailed { .. } | E::ToolTimedOut { .. } => {}
+                E::Io { .. } | E::Database { .. } | E::Unavailable { .. } => {}
+            }
+        }
+        all
+    }
+
+    /// The error's own kind and code, and its answer, agree with the documented tables; an
+    /// internal error's answer says nothing of its insides.
+    fn check(name: &str, kind: ErrorKind, code: &'static str, answer: ApiError) {
+        let (codes, kinds) = documented();
+        let documented_status = codes.get(code).unwrap_or_else(|| panic!("{name}: code {code} is not in the table"));
+        assert_eq!(answer.body.code, code, "{name}");
+        assert_eq!(answer.status.as_u16(), *documented_status, "{name}: {code}");
+        assert_eq!(status(kind), answer.status, "{name}: {kind:?}");
+        assert_eq!(kinds.get(&format!("{kind:?}")), Some(documented_status), "{name}: {kind:?}");
+        if kind == ErrorKind::Internal {
+            assert_eq!(code, INTERNAL, "{name}");
+            assert_eq!(answer.body.message, "internal error", "{name}");
+            let sent = serde_json::to_string(&answer.body).unwrap();
+            assert!(!sent.contains("secret") && answer.body.sqlstate.is_none(), "{name}: {sent}");
+            assert!(answer.internal.is_some(), "{name}: the detail is kept for the log");
+        }
+    }
+
+    #[test]
+    fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
+        for e in samples_db() {
+            check(&format!("db {e:?}"), e.kind(), e.code(), e.into());
+        }
+        for e in samples_query() {
+            check(&format!("query {e:?}"), e.kind(), e.code(), e.into());
+        }
+        for e in samples_txn() {
+            check(&format!("txn {e:?}"), e.kind(), e.code(), e.into());
+        }
+        for e in samples_schema() {
+            check(&format!("schema {e:?}"), e.kind(), e.code(), e.into());
+        }
+        for e in samples_migrate() {
+            check(&format!("migrate {e:?}"), e.kind(), e.code(), e.into());
+        }
+        for e in samples_advisor() {
+            check(&format!("advisor {e:?}"), e.kind(), e.code(), e.into());
+        }
+        for e in samples_backup() {
+            check(&format!("backup {e:?}"), e.kind(), e.code(), e.into());
+        }
+    }
+
+    #[test]
+    fn answers_built_here_are_documented_too() {
+        let cases = [
+            (ErrorKind::BadRequest, ApiError::invalid_request("m")),
+            (ErrorKind::NotFound, ApiError::not_found("m")),
+            (ErrorKind::TooLarge, ApiError::payload_too_large("m")),
+            (ErrorKind::Internal, ApiError::internal("/secret/path")),
+        ];
+        for (kind, answer) in cases {
+            check("api", kind, answer.body.code, answer);
+        }
+        let (codes, _) = documented();
+        assert_eq!(codes.get("method_not_allowed"), Some(&ApiError::method_not_allowed().status.as_u16()));
+    }
+
+    #[test]
+    fn every_kind_has_its_documented_status() {
+        let (_, kinds) = documented();
+        for kind in ErrorKind::ALL {
+            assert_eq!(kinds.get(&format!("{kind:?}")), Some(&status(kind).as_u16()), "{kind:?}");
+        }
+    }
 
     #[test]
     fn every_sqlstate_class_has_one_status() {
@@ -306,8 +634,8 @@ mod tests {
             ("XX000", 502),
             ("P0001", 400),
         ];
-        for (sqlstate, status) in cases {
-            assert_eq!(pg_status(sqlstate).0.as_u16(), status, "{sqlstate}");
+        for (sqlstate, expected) in cases {
+            assert_eq!(ApiError::from_pg(pg(sqlstate)).status.as_u16(), expected, "{sqlstate}");
         }
     }
 }

@@ -60,7 +60,7 @@ pub async fn migrate(State(state): State<AppState>, JsonBody(req): JsonBody<Migr
             Direction::Downgrade => service.down(&db, target.as_deref().unwrap_or("-1"), req.dry_run, "api").await,
         }
     });
-    let report = run.await.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "migration_error", e.to_string()))??;
+    let report = run.await.map_err(ApiError::internal)??;
     let mut body = serde_json::to_value(&report).unwrap_or_default();
     if let Value::Object(map) = &mut body {
         map.insert("success".into(), json!(true));
@@ -100,7 +100,7 @@ pub async fn autogenerate(State(state): State<AppState>, JsonBody(req): JsonBody
     let db = migrate::database(&state.executor.pools);
     let service = state.migrations.clone();
     let run = tokio::spawn(async move { service.autogenerate(&db, &req.name, &req.schema_sql, &req.schemas).await });
-    let out = run.await.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "migration_error", e.to_string()))??;
+    let out = run.await.map_err(ApiError::internal)??;
     let mut body = serde_json::to_value(&out).unwrap_or_default();
     if let Value::Object(map) = &mut body {
         map.insert("success".into(), json!(true));

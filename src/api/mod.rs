@@ -1,5 +1,6 @@
 //! The HTTP API (axum). Handlers parse, call the capability, and shape the answer; errors
-//! become responses in [`error`] alone. This module and `web` are the only ones that know HTTP.
+//! become responses in [`error`] alone. This is the only module that knows HTTP; every request
+//! carries an id ([`request_id`]) that its server errors are answered and logged with.
 
 mod advisor;
 mod backup;
@@ -8,6 +9,7 @@ pub mod error;
 mod health;
 mod migrate;
 mod query;
+pub mod request_id;
 mod schema;
 mod stats;
 mod transaction;
@@ -17,7 +19,6 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -69,22 +70,30 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(axum::middleware::from_fn(request_id::scope))
         .with_state(state)
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::not_found("no such endpoint")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+    ApiError::method_not_allowed()
 }
 
-/// A bug must still answer in the common shape (and be logged as one).
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+/// tower-http's default span (at DEBUG), with the request's id.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req.headers().get(&request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), version = ?req.version(), request_id = %id)
+}
+
+/// A bug must still answer in the common shape: an internal error, logged (with what the
+/// panic said) under the request's id.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    tracing::error!("a request handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error").into_response()
+    let said = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?");
+    ApiError::internal(format!("a request handler panicked: {said}")).into_response()
 }

@@ -74,7 +74,7 @@ pub(super) fn session(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Records a write's commit position for the caller's session.
 pub(super) fn remember(state: &AppState, session: Option<&str>, lsn: Option<Lsn>) {
     if let (Some(session), Some(lsn)) = (session, lsn) {
-        state.executor.sessions.record(session, lsn);
+        state.executor.caller_commits.record(session, lsn);
     }
 }
 
@@ -88,7 +88,7 @@ fn freshness(state: &AppState, req: &QueryRequest, session: Option<&str>) -> Res
                     "consistency \"read_your_writes\" needs the caller's session: send the {SESSION_HEADER} header on writes and reads (or pass min_lsn)"
                 ))
             })?;
-            let floor = state.executor.sessions.floor(session);
+            let floor = state.executor.caller_commits.floor(session);
             Freshness { min_lsn: req.min_lsn.max(floor), primary_only: false }
         }
     })

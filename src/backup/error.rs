@@ -6,23 +6,24 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::error::{Classify, ErrorKind, INTERNAL};
+
 /// Everything that can go wrong while managing backups.
 ///
-/// Each variant's doc names the HTTP status it should become; messages describe this layer and
-/// the underlying error, when there is one, is the [`std::error::Error::source`]. No message
-/// ever contains a key or a passphrase.
+/// [`Classify`] gives each variant's kind and code; messages describe this layer and the
+/// underlying error, when there is one, is the [`std::error::Error::source`]. No message ever
+/// contains a key or a passphrase.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A request field is unusable (a name, a table, a database name, a backup id). HTTP 400.
+    /// A request field is unusable (a name, a table, a database name, a backup id).
     #[error("invalid request: {reason}")]
     InvalidRequest { reason: String },
 
     /// The configured key is neither 32 bytes in hex or base64, nor a usable passphrase.
-    /// HTTP 400.
     #[error("invalid encryption key: {reason}")]
     InvalidKey { reason: &'static str },
 
-    /// The cron schedule does not parse. HTTP 400.
+    /// The cron schedule does not parse.
     #[error("invalid backup schedule {schedule:?}")]
     InvalidSchedule {
         schedule: String,
@@ -30,54 +31,53 @@ pub enum Error {
         source: croner::errors::CronError,
     },
 
-    /// A restore named a path that is not inside the backup location. HTTP 400.
+    /// A restore named a path that is not inside the backup location.
     #[error(
         "{} is not inside the backup location {}; only backups in the location can be restored",
         .path.display(), .location.display()
     )]
     OutsideLocation { path: PathBuf, location: PathBuf },
 
-    /// No complete backup has this id. HTTP 404.
+    /// No complete backup has this id.
     #[error("no backup {id:?} in the backup location")]
     NotFound { id: String },
 
-    /// The backup is kept or pinned and deleting it was not forced. HTTP 409.
+    /// The backup is kept or pinned and deleting it was not forced.
     #[error("backup {id} is {reason}; delete it with force if you really mean to")]
     Pinned { id: String, reason: String },
 
-    /// The restore target exists and `drop_existing` was not given. HTTP 409.
+    /// The restore target exists and `drop_existing` was not given.
     #[error(
         "database {database:?} already exists; restore into a new database, or pass \
          drop_existing to replace it"
     )]
     TargetExists { database: String },
 
-    /// Another job holds what this one needs (a scratch database of the same name). HTTP 409.
+    /// Another job holds what this one needs (a scratch database of the same name).
     #[error("{reason}")]
     Conflict { reason: String },
 
-    /// The backup is encrypted and no key is configured. HTTP 422.
+    /// The backup is encrypted and no key is configured.
     #[error("backup {id} is encrypted and no encryption key is configured")]
     KeyRequired { id: String },
 
     /// The configured key or passphrase does not open this backup (its key check fails).
-    /// HTTP 422.
     #[error("the configured key does not open backup {id} (wrong key or passphrase)")]
     WrongKey { id: String },
 
-    /// A segment of an encrypted file failed authentication. HTTP 422.
+    /// A segment of an encrypted file failed authentication.
     #[error("wrong key or corrupted file {file}")]
     Decrypt { file: String },
 
-    /// A stored file is missing, truncated, altered or undecodable. HTTP 422.
+    /// A stored file is missing, truncated, altered or undecodable.
     #[error("backup file {file} failed verification: {reason}")]
     VerificationFailed { file: String, reason: String },
 
-    /// After a trial restore, row counts differ from the manifest. HTTP 422.
+    /// After a trial restore, row counts differ from the manifest.
     #[error("restored row counts of backup {id} differ from its manifest: {}", mismatches(.tables))]
     RowCountMismatch { id: String, tables: Vec<RowMismatch> },
 
-    /// A `manifest.json` is not valid. HTTP 422.
+    /// A `manifest.json` is not valid.
     #[error("{} is not a valid backup manifest", .path.display())]
     InvalidManifest {
         path: PathBuf,
@@ -85,7 +85,7 @@ pub enum Error {
         source: serde_json::Error,
     },
 
-    /// No `pg_dump`/`pg_restore` able to handle this server was found. HTTP 500.
+    /// No `pg_dump`/`pg_restore` able to handle this server was found.
     #[error(
         "no {tool} for PostgreSQL {server_major} or newer found; looked in: {}. Install the \
          client (Debian/Ubuntu: `apt-get install postgresql-client-{server_major}`; macOS: \
@@ -98,7 +98,7 @@ pub enum Error {
         searched: Vec<PathBuf>,
     },
 
-    /// The configured (or only) tool is older than the server or the archive needs. HTTP 500.
+    /// The configured (or only) tool is older than the server or the archive needs.
     #[error(
         "{} is PostgreSQL {found}, but {needed_for} needs {needed} or newer; install \
          postgresql-client-{needed} or point backup.bin_dir at its bin directory",
@@ -111,7 +111,7 @@ pub enum Error {
         needed_for: &'static str,
     },
 
-    /// A tool could not be started at all. HTTP 500.
+    /// A tool could not be started at all.
     #[error("could not run {}", .binary.display())]
     ToolNotRunnable {
         binary: PathBuf,
@@ -119,15 +119,15 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// A tool exited with an error; its stderr is the only explanation it gives. HTTP 500.
+    /// A tool exited with an error; its stderr is the only explanation it gives.
     #[error("{tool} failed: {stderr}")]
     ToolFailed { tool: &'static str, stderr: String },
 
-    /// A tool ran past its time limit and was killed. HTTP 500.
+    /// A tool ran past its time limit and was killed.
     #[error("{tool} did not finish within {seconds} s and was killed")]
     ToolTimedOut { tool: &'static str, seconds: u64 },
 
-    /// A file or directory in the backup location could not be read or written. HTTP 500.
+    /// A file or directory in the backup location could not be read or written.
     #[error("could not {action} {}", .path.display())]
     Io {
         action: &'static str,
@@ -136,7 +136,7 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// One of dbagent's own statements was refused by the server (privileges, ...). HTTP 500.
+    /// One of dbagent's own statements was refused by the server (privileges, ...).
     #[error("could not {action}")]
     Database {
         action: &'static str,
@@ -144,7 +144,7 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
-    /// The database could not be reached, or the connection was lost. HTTP 503.
+    /// The database could not be reached, or the connection was lost.
     #[error("the database is unavailable")]
     Unavailable {
         #[source]
@@ -162,32 +162,6 @@ pub struct RowMismatch {
 }
 
 impl Error {
-    /// The HTTP status this error should become (see each variant's documentation).
-    pub fn http_status(&self) -> u16 {
-        match self {
-            Error::InvalidRequest { .. }
-            | Error::InvalidKey { .. }
-            | Error::InvalidSchedule { .. }
-            | Error::OutsideLocation { .. } => 400,
-            Error::NotFound { .. } => 404,
-            Error::Pinned { .. } | Error::TargetExists { .. } | Error::Conflict { .. } => 409,
-            Error::KeyRequired { .. }
-            | Error::WrongKey { .. }
-            | Error::Decrypt { .. }
-            | Error::VerificationFailed { .. }
-            | Error::RowCountMismatch { .. }
-            | Error::InvalidManifest { .. } => 422,
-            Error::ToolsNotFound { .. }
-            | Error::ToolTooOld { .. }
-            | Error::ToolNotRunnable { .. }
-            | Error::ToolFailed { .. }
-            | Error::ToolTimedOut { .. }
-            | Error::Io { .. }
-            | Error::Database { .. } => 500,
-            Error::Unavailable { .. } => 503,
-        }
-    }
-
     /// The SQLSTATE PostgreSQL reported, if this error came from the server.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
@@ -234,6 +208,55 @@ impl Error {
     pub(crate) fn invalid(reason: impl Into<String>) -> Error {
         Error::InvalidRequest {
             reason: reason.into(),
+        }
+    }
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidRequest { .. }
+            | Error::InvalidKey { .. }
+            | Error::InvalidSchedule { .. }
+            | Error::OutsideLocation { .. } => ErrorKind::BadRequest,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Pinned { .. } | Error::TargetExists { .. } | Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::KeyRequired { .. }
+            | Error::WrongKey { .. }
+            | Error::Decrypt { .. }
+            | Error::VerificationFailed { .. }
+            | Error::RowCountMismatch { .. }
+            | Error::InvalidManifest { .. } => ErrorKind::Unprocessable,
+            Error::ToolsNotFound { .. }
+            | Error::ToolTooOld { .. }
+            | Error::ToolNotRunnable { .. }
+            | Error::ToolFailed { .. }
+            | Error::ToolTimedOut { .. }
+            | Error::Io { .. }
+            | Error::Database { .. } => ErrorKind::Internal,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidRequest { .. } | Error::InvalidKey { .. } | Error::InvalidSchedule { .. } => "invalid_request",
+            Error::OutsideLocation { .. } => "outside_backup_location",
+            Error::NotFound { .. } => "backup_not_found",
+            Error::Pinned { .. } | Error::TargetExists { .. } | Error::Conflict { .. } => "conflict",
+            Error::KeyRequired { .. } => "key_required",
+            Error::InvalidManifest { .. } => "invalid_manifest",
+            Error::WrongKey { .. } | Error::Decrypt { .. } | Error::VerificationFailed { .. } | Error::RowCountMismatch { .. } => {
+                "verification_failed"
+            }
+            Error::ToolsNotFound { .. }
+            | Error::ToolTooOld { .. }
+            | Error::ToolNotRunnable { .. }
+            | Error::ToolFailed { .. }
+            | Error::ToolTimedOut { .. }
+            | Error::Io { .. }
+            | Error::Database { .. } => INTERNAL,
+            Error::Unavailable { .. } => "database_unavailable",
         }
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Code map:
 //! - `settings` (this file): [`Settings`] and [`Compression`].
-//! - `error.rs`: [`Error`], with the HTTP status of each kind.
+//! - `error.rs`: [`Error`], with the kind and code of each variant.
 //! - `key.rs`: [`Key`] (a raw key or a passphrase) and the per-backup data key derived from it.
 //! - `tools.rs`: the only place that starts `pg_dump` / `pg_restore`, with the binaries whose
 //!   major version matches the server.

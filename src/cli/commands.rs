@@ -10,9 +10,9 @@ use super::{
     TransactionArgs, exit, output,
 };
 use crate::replication::topology::replica_settings;
-use crate::api::error::ApiError;
 use crate::app::{self, Agent};
 use crate::config::{self, Config, Environment, LogFormat};
+use crate::error::Classify;
 use crate::txn::{StatementRequest, TransactionRequest};
 use crate::{instance, migrate, monitor, schema, txn};
 
@@ -72,23 +72,18 @@ async fn start(config: Config) -> Result<Agent, Failure> {
     })
 }
 
-/// The exit code of an API-classified error: the API's status decides.
-fn failure(err: ApiError) -> Failure {
-    let code = match err.status.as_u16() {
-        404 => exit::NOT_FOUND,
-        500..=599 => exit::UNAVAILABLE,
-        _ => exit::FAILED,
-    };
-    let mut message = format!("{} ({})", err.body.message, err.body.code);
-    if let Some(sqlstate) = &err.body.sqlstate {
-        message.push_str(&format!(" [SQLSTATE {sqlstate}]"));
-    }
-    for (label, field) in [("detail", &err.body.detail), ("hint", &err.body.hint)] {
-        if let Some(text) = field {
-            message.push_str(&format!("\n{label}: {text}"));
+/// A capability error with the exit code of its kind; the message is the whole chain, its code,
+/// and PostgreSQL's detail and hint when the server gave them.
+fn failure<E: Classify + std::error::Error + 'static>(err: E) -> Failure {
+    let mut message = format!("{} ({})", crate::db::error_chain(&err), err.code());
+    if let Some(pg) = err.server() {
+        for (label, field) in [("detail", &pg.detail), ("hint", &pg.hint)] {
+            if let Some(text) = field {
+                message.push_str(&format!("\n{label}: {text}"));
+            }
         }
     }
-    Failure { code, error: anyhow::anyhow!(message) }
+    Failure { code: exit::of(err.kind()), error: anyhow::anyhow!(message) }
 }
 
 /// `--param` values: JSON when they parse, text otherwise (so `--param alice` works).
@@ -100,10 +95,10 @@ async fn query(agent: &Agent, args: QueryArgs, as_json: bool) -> Result<(), Fail
     let params = parse_params(&args.params);
     if args.transaction {
         let request = TransactionRequest::single(args.sql, params);
-        let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(|e| failure(e.into()))?;
+        let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(failure)?;
         return output::transaction(&out, as_json);
     }
-    let out = agent.executor.query(&args.sql, &params, Default::default()).await.map_err(|e| failure(e.into()))?;
+    let out = agent.executor.query(&args.sql, &params, Default::default()).await.map_err(failure)?;
     output::query(&out, as_json)
 }
 
@@ -113,7 +108,7 @@ async fn transaction(agent: &Agent, args: TransactionArgs, as_json: bool) -> Res
         request.isolation_level = args.isolation;
     }
     request.read_only |= args.read_only;
-    let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(|e| failure(e.into()))?;
+    let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(failure)?;
     output::transaction(&out, as_json)
 }
 
@@ -147,11 +142,11 @@ async fn schema_cmd(agent: &Agent, args: SchemaArgs, as_json: bool) -> Result<()
     let pools = &agent.executor.pools;
     match args.table {
         None => {
-            let tables = schema::tables(pools).await.map_err(|e| failure(e.into()))?;
+            let tables = schema::tables(pools).await.map_err(failure)?;
             output::tables(&tables, as_json)
         }
         Some(name) => {
-            let detail = schema::describe(pools, &name).await.map_err(|e| failure(e.into()))?;
+            let detail = schema::describe(pools, &name).await.map_err(failure)?;
             output::table_detail(&detail, as_json)
         }
     }
@@ -240,7 +235,7 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
 async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, as_json: bool) -> Result<(), Failure> {
     let service = &agent.migrations;
     let db = migrate::database(&agent.executor.pools);
-    let fail = |e: migrate::Error| failure(e.into());
+    let fail = failure::<migrate::Error>;
     let by = std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into());
     match cmd {
         MigrateCommand::Up { target, dry_run, allow_out_of_order } => {
@@ -306,7 +301,7 @@ async fn optimize_cmd(agent: &Agent, args: OptimizeArgs, as_json: bool) -> Resul
     };
     let db = migrate::database(&agent.executor.pools);
     let slow = std::time::Duration::from_secs_f64(agent.config.optimization.slow_query_threshold_ms / 1000.0);
-    let report = crate::advisor::optimize(&agent.executor, &db, &req, slow).await.map_err(|e| failure(e.into()))?;
+    let report = crate::advisor::optimize(&agent.executor, &db, &req, slow).await.map_err(failure)?;
     output::optimize(&report, as_json)
 }
 
@@ -326,7 +321,7 @@ async fn indexes_cmd(agent: &Agent, args: IndexesArgs, as_json: bool) -> Result<
         sql: args.sql,
     };
     let db = migrate::database(&agent.executor.pools);
-    let value = crate::advisor::indexes(&agent.executor, &db, &req).await.map_err(|e| failure(e.into()))?;
+    let value = crate::advisor::indexes(&agent.executor, &db, &req).await.map_err(failure)?;
     match value.as_object().and_then(|o| o.values().next()).and_then(Value::as_array) {
         Some(list) if !as_json => output::rows(list, false),
         _ => output::key_values(&value, as_json),
@@ -343,7 +338,7 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
     use crate::backup;
     let settings = &agent.backup;
     let db = migrate::database(&agent.executor.pools);
-    let fail = |e: backup::Error| failure(e.into());
+    let fail = failure::<backup::Error>;
     let enum_arg = |field: &str, text: &str| -> Result<serde_json::Value, Failure> {
         Ok(Value::String(text.replace('-', "_"))).and_then(|v| {
             if text.is_empty() { Err(Failure { code: exit::USAGE, error: anyhow::anyhow!("--{field} is empty") }) } else { Ok(v) }
@@ -404,7 +399,7 @@ async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<
             .map_err(|e| usage(format!("--to-time {text:?} is not an RFC 3339 time such as 2026-11-29T16:40:00Z: {e}")))?
             .with_timezone(&chrono::Utc);
         let request = app::pitr_request(&agent.config, Some(to_time), args.backup, args.data_dir)?;
-        serde_json::to_value(backup::recover_to(&agent.backup, &request, show).await.map_err(|e| failure(e.into()))?)?
+        serde_json::to_value(backup::recover_to(&agent.backup, &request, show).await.map_err(failure)?)?
     } else {
         if args.data_dir.is_some() {
             return Err(usage("--data-dir goes with --to-time".into()));
@@ -417,7 +412,7 @@ async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<
             tables: (!args.tables.is_empty()).then_some(args.tables),
             jobs: args.jobs,
         };
-        serde_json::to_value(backup::restore(&db, &agent.backup, &request, show).await.map_err(|e| failure(e.into()))?)?
+        serde_json::to_value(backup::restore(&db, &agent.backup, &request, show).await.map_err(failure)?)?
     };
     if !as_json {
         eprintln!();
@@ -448,7 +443,7 @@ pub(super) fn wal(cmd: &WalCommand) -> std::process::ExitCode {
 
 async fn seed_cmd(agent: &Agent, env: &str, as_json: bool) -> Result<(), Failure> {
     let db = migrate::database(&agent.executor.pools);
-    let files = agent.migrations.seed(&db, env).await.map_err(|e| failure(e.into()))?;
+    let files = agent.migrations.seed(&db, env).await.map_err(failure)?;
     output::key_values(&json!({ "environment": env, "scripts": files }), as_json)
 }
 
@@ -459,7 +454,7 @@ async fn unwatch_cmd(agent: &Agent, as_json: bool) -> Result<(), Failure> {
     config.optimization.enable_query_cache = true;
     config.caching.redis_url = None;
     let cache = crate::cache::Cache::new(&config, agent.executor.pools.clone())?.ok_or_else(|| anyhow::anyhow!("cache disabled"))?;
-    let removed = cache.unwatch().await.map_err(|e| failure(e.into()))?;
+    let removed = cache.unwatch().await.map_err(failure)?;
     output::key_values(&json!({ "triggers_removed": removed }), as_json)
 }
 

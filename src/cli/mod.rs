@@ -5,11 +5,15 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the statement or transaction failed (SQL error, constraint, conflict, bad parameters) |
+//! | 1 | the request failed (SQL error, constraint, conflict, bad parameters, a damaged backup ...) |
 //! | 2 | usage or configuration error |
-//! | 3 | the database is unavailable (unreachable, timed out, pool exhausted) |
+//! | 3 | the database is unavailable (unreachable, timed out, pool exhausted), or dbagent itself failed |
 //! | 4 | not found (e.g. `schema <table>` names no table) |
 //! | 5 | the managed instance could not be handled (binaries missing, start failed) |
+//!
+//! A library error's [`ErrorKind`] decides its code ([`exit::of`]): `NotFound` is 4;
+//! `Unavailable`, `Timeout`, `OutcomeUnknown`, `DatabaseFailure` and `Internal` are 3; every
+//! other kind is 1.
 
 mod commands;
 mod output;
@@ -20,6 +24,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Environment};
+use crate::error::ErrorKind;
 
 /// dbagent — a PostgreSQL management agent: pooling, query API, transactions, schema.
 #[derive(Debug, Parser)]
@@ -365,11 +370,30 @@ pub enum ReplicaCommand {
 
 /// Exit codes (see the module documentation).
 pub mod exit {
+    use super::ErrorKind;
+
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const UNAVAILABLE: u8 = 3;
     pub const NOT_FOUND: u8 = 4;
     pub const INSTANCE: u8 = 5;
+
+    /// The exit code of a library error of `kind`.
+    pub fn of(kind: ErrorKind) -> u8 {
+        match kind {
+            ErrorKind::NotFound => NOT_FOUND,
+            ErrorKind::Unavailable
+            | ErrorKind::Timeout
+            | ErrorKind::OutcomeUnknown
+            | ErrorKind::DatabaseFailure
+            | ErrorKind::Internal => UNAVAILABLE,
+            ErrorKind::BadRequest
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Conflict
+            | ErrorKind::TooLarge
+            | ErrorKind::Unprocessable => FAILED,
+        }
+    }
 }
 
 /// An error with the exit code it deserves; printed once, with its causes.

@@ -165,7 +165,7 @@ impl Upstream {
 
     /// From now on, connect to `config`; connections to the previous server are dropped.
     pub fn repoint(&self, mut config: tokio_postgres::Config) {
-        let location = super::endpoint::describe(&config);
+        let location = super::conninfo::describe(&config);
         Manager::apply_options(&mut config, &self.options);
         if let Ok(mut current) = self.current.write() {
             if let Some(timeout) = current.0.get_connect_timeout() {
@@ -221,7 +221,7 @@ impl Manager {
             statement_timeout.as_millis().max(1),
             (statement_timeout * 2).as_millis().max(60_000),
         );
-        let location = super::endpoint::describe(&config);
+        let location = super::conninfo::describe(&config);
         Manager::apply_options(&mut config, &options);
         let upstream = Upstream { current: RwLock::new((config, location)), generation: AtomicU64::new(0), options };
         Manager { upstream: Arc::new(upstream), role, pre_ping, tasks }

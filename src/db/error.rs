@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::error::{Classify, ErrorKind};
+
 /// A server-reported error: SQLSTATE plus the fields PostgreSQL gave.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PgError {
@@ -47,6 +49,34 @@ impl PgError {
     /// Serialization failure or deadlock: the whole transaction may be re-run.
     pub fn is_retryable(&self) -> bool {
         self.is("40001") || self.is("40P01")
+    }
+
+    /// The kind and code of a server-reported error, by SQLSTATE.
+    pub fn classify(&self) -> (ErrorKind, &'static str) {
+        let class = self.sqlstate.get(..2).unwrap_or("");
+        match (class, self.sqlstate.as_str()) {
+            (_, "42501") => (ErrorKind::PermissionDenied, "permission_denied"),
+            (_, "57014") => (ErrorKind::Timeout, "query_timeout"),
+            (_, "40001" | "40P01" | "55P03") => (ErrorKind::Conflict, "conflict"),
+            ("23", _) => (ErrorKind::Conflict, "constraint_violation"),
+            ("08" | "53" | "57" | "28", _) => (ErrorKind::Unavailable, "database_unavailable"),
+            ("58" | "XX", _) => (ErrorKind::DatabaseFailure, "database_error"),
+            _ => (ErrorKind::BadRequest, "sql_error"),
+        }
+    }
+}
+
+impl Classify for PgError {
+    fn kind(&self) -> ErrorKind {
+        self.classify().0
+    }
+
+    fn code(&self) -> &'static str {
+        self.classify().1
+    }
+
+    fn server(&self) -> Option<&PgError> {
+        Some(self)
     }
 }
 
@@ -98,6 +128,37 @@ impl Error {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             Error::Server(pg) => Some(&pg.sqlstate),
+            _ => None,
+        }
+    }
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Server(pg) => pg.kind(),
+            Error::PoolExhausted { .. } | Error::Unavailable { .. } | Error::NotPrimary => ErrorKind::Unavailable,
+            Error::OutcomeUnknown => ErrorKind::OutcomeUnknown,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Decode(_) => ErrorKind::DatabaseFailure,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Server(pg) => pg.code(),
+            Error::PoolExhausted { .. } => "pool_exhausted",
+            Error::Unavailable { .. } => "database_unavailable",
+            Error::NotPrimary => "not_primary",
+            Error::OutcomeUnknown => "outcome_unknown",
+            Error::Timeout { .. } => "query_timeout",
+            Error::Decode(_) => "database_error",
+        }
+    }
+
+    fn server(&self) -> Option<&PgError> {
+        match self {
+            Error::Server(pg) => Some(pg),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@
 
 pub mod admin;
 mod conn;
-mod endpoint;
+mod conninfo;
 mod error;
 pub mod listen;
 mod lsn;
@@ -13,7 +13,7 @@ mod pools;
 pub mod types;
 
 pub use conn::{Conn, ConnectError, Role, PING_AFTER};
-pub use endpoint::describe;
+pub use conninfo::describe;
 pub use error::{Error, PgError, error_chain};
 pub use lsn::{Lsn, LsnParseError};
 pub use conn::Upstream;

@@ -42,13 +42,13 @@ pub struct Warning {
 /// What can go wrong reading sizes and functions from the database.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The database could not be reached, or the connection was lost. HTTP 503.
+    /// The database could not be reached, or the connection was lost.
     #[error("the database is unavailable")]
     Unavailable {
         #[source]
         source: tokio_postgres::Error,
     },
-    /// A catalog query was refused. HTTP 500.
+    /// A catalog query was refused.
     #[error("could not {action}")]
     Catalog {
         action: &'static str,

@@ -1,6 +1,7 @@
 //! Why a statement could not be run.
 
-use crate::db;
+use crate::db::{self, PgError};
+use crate::error::{Classify, ErrorKind};
 use crate::db::types::ParamError;
 
 use super::classify::ClassifyError;
@@ -28,6 +29,32 @@ impl Error {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             Error::Db(err) => err.sqlstate(),
+            _ => None,
+        }
+    }
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Sql(_) | Error::NotAllowed { .. } | Error::ParamCount { .. } | Error::Param(_) => ErrorKind::BadRequest,
+            Error::Db(err) => err.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Sql(ClassifyError::Syntax { .. }) => "syntax_error",
+            Error::Sql(_) => "invalid_sql",
+            Error::NotAllowed { .. } => "statement_not_allowed",
+            Error::ParamCount { .. } | Error::Param(_) => "invalid_parameters",
+            Error::Db(err) => err.code(),
+        }
+    }
+
+    fn server(&self) -> Option<&PgError> {
+        match self {
+            Error::Db(err) => err.server(),
             _ => None,
         }
     }

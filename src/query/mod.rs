@@ -11,12 +11,12 @@ mod error;
 pub mod guard;
 pub mod rows;
 pub mod run;
-mod session;
+mod caller;
 
 pub use classify::{Classification, Classifier, ClassifyError};
 pub use error::Error;
 pub use rows::{ColumnInfo, Rows};
-pub use session::Sessions;
+pub use caller::CallerCommits;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ pub struct QueryRequest {
     /// Run inside an explicit transaction (with the retry policy of `/transaction`).
     #[serde(default)]
     pub transaction: bool,
-    /// Accepted; the result cache is a separate capability and does not exist yet.
+    /// Serve a read from the result cache when caching is on and the statement may be cached.
     #[serde(default)]
     pub use_cache: bool,
     /// Read-your-writes: a replica serves this read only if it has replayed at least this WAL
@@ -145,8 +145,8 @@ pub struct Executor {
     pub classifier: Classifier,
     pub stats: Arc<Stats>,
     pub limits: Limits,
-    /// Last commit positions of caller sessions (read-your-writes).
-    pub sessions: Sessions,
+    /// Last commit positions of callers (read-your-writes).
+    pub caller_commits: CallerCommits,
     /// The result cache, when enabled.
     pub cache: Option<Arc<Cache>>,
     /// What in the catalog runs user code (session checks after statements that may run it).
@@ -160,7 +160,7 @@ impl Executor {
             classifier: Classifier::default(),
             stats,
             limits,
-            sessions: Sessions::default(),
+            caller_commits: CallerCommits::default(),
             cache: None,
             guard: guard::Guard::default(),
         }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio_postgres::Row;
 
 use crate::db::{self, Pools, Target};
+use crate::error::{Classify, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,6 +18,31 @@ pub enum Error {
     InvalidName { name: String, reason: String },
     #[error(transparent)]
     Db(#[from] db::Error),
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::InvalidName { .. } => ErrorKind::BadRequest,
+            Error::Db(err) => err.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "table_not_found",
+            Error::InvalidName { .. } => "invalid_name",
+            Error::Db(err) => err.code(),
+        }
+    }
+
+    fn server(&self) -> Option<&db::PgError> {
+        match self {
+            Error::Db(err) => err.server(),
+            _ => None,
+        }
+    }
 }
 
 /// One row of `GET /schema`.

@@ -1,6 +1,7 @@
 //! Why a transaction did not commit.
 
 use crate::db::{self, PgError};
+use crate::error::{Classify, ErrorKind};
 use crate::query;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,5 +32,39 @@ pub enum Error {
 impl Error {
     pub(crate) fn statement(index: usize, source: query::Error) -> Self {
         Error::Statement { index, source }
+    }
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Empty => ErrorKind::BadRequest,
+            Error::Statement { source, .. } => source.kind(),
+            Error::RetriesExhausted { .. } => ErrorKind::Conflict,
+            Error::Commit(pg) => pg.kind(),
+            Error::OutcomeUnknown => ErrorKind::OutcomeUnknown,
+            Error::Db(err) => err.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Empty => "invalid_request",
+            Error::Statement { source, .. } => source.code(),
+            Error::RetriesExhausted { .. } => "retries_exhausted",
+            Error::Commit(pg) => pg.code(),
+            Error::OutcomeUnknown => "outcome_unknown",
+            Error::Db(err) => err.code(),
+        }
+    }
+
+    fn server(&self) -> Option<&PgError> {
+        match self {
+            Error::Statement { source, .. } => source.server(),
+            Error::RetriesExhausted { last, .. } => Some(last),
+            Error::Commit(pg) => Some(pg),
+            Error::Db(err) => err.server(),
+            Error::Empty | Error::OutcomeUnknown => None,
+        }
     }
 }

@@ -1,9 +1,10 @@
-//! Bad input gets a 4xx in one JSON shape with PostgreSQL's diagnostics, and changes nothing.
+//! Bad input gets a 4xx in one JSON shape with PostgreSQL's diagnostics, and changes nothing;
+//! an internal failure gets a 500 that names the request and nothing of dbagent's insides.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn bad_requests_get_clear_400s() {
@@ -77,4 +78,44 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::NOT_FOUND, json!("not_found")));
     let (status, body) = app.get("/query").await;
     assert_eq!((status, body["error"]["code"].clone()), (StatusCode::METHOD_NOT_ALLOWED, json!("method_not_allowed")));
+}
+
+#[tokio::test]
+async fn an_internal_error_answers_with_the_request_id_and_no_detail() {
+    // Arrange: the backup fails after writing its files, with an I/O error naming its path.
+    let location = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("errors-{}", uuid::Uuid::new_v4().simple()));
+    let dir = location.clone();
+    let app = spawn_app_with(move |c| c.backup.location = dir).await;
+    dbagent::failpoints::arm("backup-before-manifest", &app.db.name, 1);
+    let id = format!("errors-test-{}", uuid::Uuid::new_v4().simple());
+
+    // Act
+    let response = app.http.post(format!("{}/backup", app.address)).header("x-request-id", &id).json(&json!({})).send().await.unwrap();
+    let status = response.status();
+    let header = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    let text = response.text().await.unwrap();
+
+    // Assert
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"]["code"], json!("internal_error"), "{text}");
+    assert_eq!(body["error"]["message"], json!("internal error"), "{text}");
+    assert_eq!(body["error"]["request_id"], json!(id), "{text}");
+    assert_eq!(header.as_deref(), Some(id.as_str()));
+    let location = location.display().to_string();
+    assert!(!text.contains("manifest") && !text.contains(&location) && !text.contains("Interrupted"), "{text}");
+    let _ = std::fs::remove_dir_all(&location);
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = spawn_app().await;
+    let first = app.http.get(format!("{}/health/live", app.address)).send().await.unwrap();
+    let second = app.http.post(format!("{}/query", app.address)).body("not json").send().await.unwrap();
+    let ids: Vec<String> = [&first, &second]
+        .iter()
+        .map(|r| r.headers().get("x-request-id").expect("x-request-id").to_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()), "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
 }

@@ -17,7 +17,7 @@ mod shared;
 pub use shared::{Setup, Shared, SharingStats};
 use shared::{Join, Sharing};
 use super::conn::{ConnectError, Manager, Role, Upstream};
-use super::{Error, Lsn, endpoint};
+use super::{Error, Lsn, conninfo};
 use health::Health;
 use crate::config;
 
@@ -86,14 +86,14 @@ impl Pools {
     /// database is down (requests then answer 503 until it is back).
     pub fn new(pg: &config::Postgresql) -> Result<Pools, config::Error> {
         let tasks = TaskTracker::new();
-        let primary_config = endpoint::primary(pg)?;
+        let primary_config = conninfo::primary(pg)?;
         let primary = Endpoint::new("primary".into(), primary_config, Role::Primary, None, pg, &tasks);
         let replicas = pg
             .read_replicas
             .iter()
             .enumerate()
             .map(|(i, replica)| {
-                let config = endpoint::replica(pg, replica, i)?;
+                let config = conninfo::replica(pg, replica, i)?;
                 let max_lag = replica.max_lag_seconds.map(Duration::from_secs_f64);
                 Ok(Endpoint::new(format!("replica-{i}"), config, Role::Replica, max_lag, pg, &tasks))
             })

@@ -1,10 +1,10 @@
 //! What can go wrong generating a migration: reaching the server, the scratch database, the
 //! desired schema's own SQL, and reading the catalogs.
 
-
 use serde::Serialize;
 
 pub use crate::db::PgError;
+use crate::error::{Classify, ErrorKind, INTERNAL};
 
 /// Where in the desired schema text a failure happened (1-based, in characters).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -25,11 +25,11 @@ impl Location {
 
 /// Everything that can go wrong in `autogenerate` and `snapshot`.
 ///
-/// Each variant's doc names the HTTP status it should become; the underlying error, when there
-/// is one, is the [`std::error::Error::source`].
+/// [`Classify`] gives each variant's kind and code; the underlying error, when there is one, is
+/// the [`std::error::Error::source`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The server could not be reached, or a connection was lost. HTTP 503.
+    /// The server could not be reached, or a connection was lost.
     #[error("the database server is unavailable")]
     Unavailable {
         #[source]
@@ -37,7 +37,7 @@ pub enum Error {
     },
 
     /// The scratch database could not be created, typically because the role lacks
-    /// `CREATEDB`. HTTP 500.
+    /// `CREATEDB`.
     #[error("could not create the scratch database {name} (the role needs CREATEDB)")]
     CreateScratch {
         name: String,
@@ -46,7 +46,7 @@ pub enum Error {
     },
 
     /// A statement of the desired schema failed when loaded into the scratch database.
-    /// HTTP 422, with the SQLSTATE and where the statement failed.
+    /// The SQLSTATE and where the statement failed are kept.
     #[error("the desired schema does not load: {} failed{}", statement_name(*.statement), at(.location))]
     InvalidSchema {
         /// 1-based index of the failing statement; `None` when the text could not be split into
@@ -58,7 +58,7 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
-    /// A catalog query was refused by the server. HTTP 500.
+    /// A catalog query was refused by the server.
     #[error("could not read the catalog: {action}")]
     Catalog {
         action: &'static str,
@@ -88,6 +88,31 @@ impl Error {
             } else {
                 Error::Catalog { action, source }
             }
+        }
+    }
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::InvalidSchema { .. } => ErrorKind::Unprocessable,
+            Error::CreateScratch { .. } | Error::Catalog { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Unavailable { .. } => "database_unavailable",
+            Error::InvalidSchema { .. } => "invalid_schema",
+            Error::CreateScratch { .. } | Error::Catalog { .. } => INTERNAL,
+        }
+    }
+
+    fn server(&self) -> Option<&PgError> {
+        match self {
+            Error::InvalidSchema { server, .. } => Some(server),
+            _ => None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The catalog: the mirror, its rebuild, deletion and pins, incomplete backups, retention.
 
+use dbagent::{Classify, ErrorKind};
 use dbagent::backup::{self, CreateRequest, Error};
 
 use super::helpers::{Location, TestDb, quiet};
@@ -50,8 +51,8 @@ async fn kept_and_pinned_backups_are_deleted_only_when_forced() {
 
     assert!(matches!(refused_kept, Error::Pinned { ref reason, .. } if reason == "marked keep"), "{refused_kept}");
     assert!(matches!(refused_pinned, Error::Pinned { ref reason, .. } if reason.contains("migration 20250101")), "{refused_pinned}");
-    assert_eq!(refused_pinned.http_status(), 409);
-    assert_eq!(missing.http_status(), 404);
+    assert_eq!(refused_pinned.kind(), ErrorKind::Conflict);
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
     assert!(backup::list(&settings).unwrap().is_empty());
     assert!(catalogued(&db).await.is_empty());
 }

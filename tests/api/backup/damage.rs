@@ -2,6 +2,7 @@
 
 use std::fs::OpenOptions;
 
+use dbagent::{Classify, ErrorKind};
 use dbagent::backup::{self, Compression, CreateRequest, Error, Format, Key, VerifyLevel};
 
 use super::helpers::{Location, TestDb, quiet};
@@ -35,7 +36,7 @@ async fn a_tampered_byte_fails_verification_naming_the_file() {
     assert!(matches!(sealed_err, Error::Decrypt { ref file } if file == "dump.zst.enc"), "{sealed_err}");
     assert_eq!(sealed_err.to_string(), "wrong key or corrupted file dump.zst.enc");
     assert!(matches!(gzipped_err, Error::VerificationFailed { ref file, .. } if file == "dump.gz"), "{gzipped_err}");
-    assert_eq!(gzipped_err.http_status(), 422);
+    assert_eq!(gzipped_err.kind(), ErrorKind::Unprocessable);
     let recorded = backup::get(&encrypted, &sealed.id).unwrap().verification.expect("a damaged backup is recorded");
     assert!(!recorded.ok);
     assert!(recorded.error.unwrap().contains("dump.zst.enc"));
@@ -77,7 +78,7 @@ async fn a_wrong_key_fails_cleanly_and_is_not_recorded_as_damage() {
     let keyless_err = backup::restore(&db.config(), &keyless, &restore, &quiet).await.unwrap_err();
 
     assert!(matches!(wrong_err, Error::WrongKey { .. }), "{wrong_err}");
-    assert_eq!(wrong_err.http_status(), 422);
+    assert_eq!(wrong_err.kind(), ErrorKind::Unprocessable);
     assert!(!wrong_err.to_string().contains("passphrase here"));
     assert!(matches!(keyless_err, Error::KeyRequired { .. }), "{keyless_err}");
     assert!(backup::get(&settings, &manifest.id).unwrap().verification.is_none());

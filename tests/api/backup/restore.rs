@@ -1,6 +1,7 @@
 //! Restores that replace, restores that fail, table-level restores, and paths outside the
 //! location.
 
+use dbagent::{Classify, ErrorKind};
 use dbagent::backup::{self, Compression, CreateRequest, Error, Format, RestoreMode, RestoreRequest};
 
 use super::helpers::{Location, TestDb, digests, quiet};
@@ -218,10 +219,10 @@ async fn restores_refuse_paths_outside_the_location_and_existing_targets() {
 
     for err in [&absolute, &relative, &linked] {
         assert!(matches!(err, Error::OutsideLocation { .. }), "{err}");
-        assert_eq!(err.http_status(), 400);
+        assert_eq!(err.kind(), ErrorKind::BadRequest);
     }
     assert!(matches!(existing, Error::TargetExists { .. }), "{existing}");
-    assert_eq!(existing.http_status(), 409);
+    assert_eq!(existing.kind(), ErrorKind::Conflict);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dbagent::{Classify, ErrorKind};
 use dbagent::backup::{
     self, BackupKind, Compression, CountMethod, CreateRequest, Format, Key, RestoreRequest, VerifyLevel,
 };
@@ -109,7 +110,7 @@ async fn schema_only_and_data_only_backups_record_what_they_hold() {
     backup::verify(&db.config(), &settings, &data.id, VerifyLevel::Checksums, &quiet).await.expect("data-only checksums");
     let refused = backup::verify(&db.config(), &settings, &data.id, VerifyLevel::TrialRestore, &quiet).await.unwrap_err();
 
-    assert_eq!(refused.http_status(), 400, "{refused}");
+    assert_eq!(refused.kind(), ErrorKind::BadRequest, "{refused}");
     assert!(schema.tables.is_empty());
     let counted: Vec<&str> = data.tables.iter().map(|t| t.table.as_str()).collect();
     assert_eq!(counted, ["public.orders"]);

@@ -1,4 +1,5 @@
-//! Turning configuration into driver connection settings.
+//! Turning configuration into driver connection settings (PostgreSQL's "conninfo"); not to be
+//! confused with [`super::Endpoint`], one server with its pool.
 
 use tokio_postgres::config::Host;
 
