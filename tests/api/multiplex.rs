@@ -123,6 +123,8 @@ async fn a_shared_read_that_writes_is_refused_read_only_and_rerun_once_on_the_pr
         // one that becomes shared, so its session must be switched back to read-only.
         c.postgresql.connection_pool.max_size = 2;
         c.postgresql.connection_pool.multiplex_connections = 1;
+        // Known short however loaded the machine (a first plpgsql call can take over 10 ms).
+        c.postgresql.connection_pool.multiplex_max_ms = 1000.0;
     })
     .await;
     app.setup(
