@@ -1,12 +1,14 @@
 //! Wiring: from a [`Config`] to a running agent (database chosen or started, pools built,
 //! background checks running), and back down again in order.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::api::{self, AppState};
 use crate::cache::Cache;
@@ -133,7 +135,7 @@ impl Agent {
 
     /// With `backup.enable` and a schedule, runs scheduled backups (and retention) until
     /// `shutdown`; with several agents, one takes each tick (advisory lock).
-    pub fn spawn_backup_schedule(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
+    fn spawn_backup_schedule(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
         if !self.config.backup.enable || self.backup.schedule.is_none() {
             return;
         }
@@ -149,7 +151,7 @@ impl Agent {
     /// With `migrations.auto_migrate`, applies pending migrations in the background;
     /// `/health/ready` answers 503 until they are done (and stays so if they fail). Several
     /// agents starting at once take turns on the migration lock.
-    pub fn spawn_auto_migrate(&self) {
+    fn spawn_auto_migrate(&self) {
         if !self.config.migrations.auto_migrate {
             return;
         }
@@ -266,24 +268,78 @@ fn normalize(path: &Path) -> std::path::PathBuf {
 
 /// Serves the API until SIGINT/SIGTERM, then drains requests, pools and the instance.
 pub async fn serve(agent: Agent) -> anyhow::Result<()> {
-    let server = &agent.config.server;
-    let listener = TcpListener::bind((server.bind.as_str(), server.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", server.bind, server.port))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, database = %agent.executor.pools.primary().location(), "dbagent is serving");
-    eprintln!("dbagent listening on http://{address}");
-    agent.spawn_auto_migrate();
-    let (stop_schedule, schedule_stopped) = tokio::sync::oneshot::channel::<()>();
-    agent.spawn_backup_schedule(async move {
-        let _ = schedule_stopped.await;
-    });
-    let router = api::router(agent.state());
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;
-    tracing::info!("shutting down");
-    let _ = stop_schedule.send(());
+    let serving = match Serving::start(&agent).await {
+        Ok(serving) => serving,
+        Err(err) => {
+            agent.stop().await;
+            return Err(err);
+        }
+    };
+    eprintln!("dbagent listening on http://{}", serving.address());
+    let served = serving.until(shutdown_signal()).await;
     agent.stop().await;
-    served.context("the HTTP server failed")
+    served
+}
+
+/// The API of an agent being served: bound to its address, with auto-migrate and the backup
+/// schedule started. `dbagent serve` and the integration tests start it the same way (the
+/// tests on port 0). Dropping it stops taking requests and stops the schedule, without
+/// waiting.
+pub struct Serving {
+    address: SocketAddr,
+    stop_http: oneshot::Sender<()>,
+    stop_schedule: oneshot::Sender<()>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    /// Binds `server.bind:server.port` (port 0: a free port, see [`Serving::address`]),
+    /// starts auto-migrate and the backup schedule, and serves `agent`'s API in the background.
+    pub async fn start(agent: &Agent) -> anyhow::Result<Serving> {
+        let server = &agent.config.server;
+        let listener = TcpListener::bind((server.bind.as_str(), server.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", server.bind, server.port))?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, database = %agent.executor.pools.primary().location(), "dbagent is serving");
+        agent.spawn_auto_migrate();
+        let (stop_schedule, schedule_stopped) = oneshot::channel::<()>();
+        agent.spawn_backup_schedule(async move {
+            let _ = schedule_stopped.await;
+        });
+        let (stop_http, http_stopped) = oneshot::channel::<()>();
+        let router = api::router(agent.state());
+        let http = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stopped.await;
+                })
+                .await
+        });
+        Ok(Serving { address, stop_http, stop_schedule, http })
+    }
+
+    /// Where the API listens (with the port the system chose for port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `signal` completes (or the HTTP server fails), then stops taking
+    /// requests, lets the in-flight ones finish and stops the backup schedule. The agent is
+    /// stopped after by its owner ([`Agent::stop`]).
+    pub async fn until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Serving { stop_http, stop_schedule, mut http, .. } = self;
+        let served = tokio::select! {
+            served = &mut http => served,
+            () = signal => {
+                tracing::info!("shutting down");
+                let _ = stop_http.send(());
+                http.await
+            }
+        };
+        let _ = stop_schedule.send(());
+        served.context("the HTTP server task failed")?.context("the HTTP server failed")
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,7 @@
 //! The test harness: a real PostgreSQL, a fresh database per test (dropped when the test
-//! passes, kept for inspection when it fails), and a real dbagent API on a free port.
+//! passes, kept for inspection when it fails), and a real dbagent API on a free port, started
+//! as `dbagent serve` starts it ([`Serving`]: auto-migrate, the backup schedule, graceful
+//! shutdown).
 //!
 //! The server is `TEST_DATABASE_URL` (or `DATABASE_URL`) when set; otherwise the suite starts
 //! a managed instance of its own under `target/tmp/test-pgdata`, so `cargo test` works on a
@@ -8,7 +10,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use dbagent::app::Agent;
+use dbagent::app::{Agent, Serving};
 use dbagent::config::{Config, Secret};
 use dbagent::instance;
 use reqwest::StatusCode;
@@ -138,6 +140,17 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// Polls `condition` until it holds, or panics after `within` naming `what`. For a test that
+/// waits for something it can observe (requests in flight, a pool count, a row written): a
+/// fixed sleep only guesses how long that takes, and loses the guess on a loaded machine.
+pub async fn wait_until(what: &str, within: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !condition().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Configuration for a test agent on `url`: small pools, fast retries.
 pub fn test_config(url: &str) -> Config {
     let mut config = Config::default();
@@ -148,6 +161,9 @@ pub fn test_config(url: &str) -> Config {
     config.postgresql.connection_pool.timeout = 5.0;
     config.transactions.retry_delay = 0.005;
     config.backup.location = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("backups");
+    // The schedule runs as when serving, on a tick no test lives to see (the default, 02:00
+    // daily, would back up whatever test databases are open at the time).
+    config.backup.schedule = Some("0 0 0 1 1 * 2099".into());
     config.logging.level = "warn".into();
     config
 }
@@ -159,6 +175,8 @@ pub struct TestApp {
     pub db: TestDb,
     /// Kept alive for the test's duration (its pools and background checks).
     pub agent: Agent,
+    /// The API as `dbagent serve` runs it; dropped with the app, which stops taking requests.
+    serving: Serving,
     /// For an agent running its own managed clusters: their directory, cleaned up after.
     managed: Option<ManagedGuard>,
 }
@@ -180,12 +198,10 @@ pub async fn spawn_app_on(db: TestDb, configure: impl FnOnce(&mut Config)) -> Te
 }
 
 async fn serve(agent: Agent, db: TestDb, managed: Option<ManagedGuard>) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = format!("http://{}", listener.local_addr().expect("address"));
-    let router = dbagent::api::router(agent.state());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let serving = Serving::start(&agent).await.expect("serve the API");
+    let address = format!("http://{}", serving.address());
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
-    TestApp { address, http, db, agent, managed }
+    TestApp { address, http, db, agent, serving, managed }
 }
 
 /// An agent with no database configured: it runs its own managed primary (and the replicas
@@ -229,9 +245,12 @@ impl Drop for ManagedGuard {
 }
 
 impl TestApp {
-    /// Stops the agent and, for a managed app, its servers; removes their files.
+    /// Shuts down as `dbagent serve` does on SIGTERM (no new requests, in-flight ones finish,
+    /// the schedule stops, the pools close) and, for a managed app, stops its servers and
+    /// removes their files.
     pub async fn stop(self) {
-        let TestApp { agent, managed, .. } = self;
+        let TestApp { agent, serving, managed, .. } = self;
+        serving.until(async {}).await.expect("the API shuts down cleanly");
         agent.stop().await;
         drop(managed);
     }
@@ -253,6 +272,17 @@ impl TestApp {
             assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {report:#}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until at least `n` sessions on the test database are running `sql` (that exact
+    /// text, in `pg_stat_activity`): requests sent in the background are in flight.
+    pub async fn wait_for_running(&self, sql: &str, n: i64) {
+        let client = self.db.connect().await;
+        let running = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND query = $1";
+        wait_until(&format!("{n} session(s) running {sql:?}"), Duration::from_secs(10), async || {
+            client.query_one(running, &[&sql]).await.expect("pg_stat_activity").get::<_, i64>(0) >= n
+        })
+        .await;
     }
 
     /// Sends `body` to `path` with the `Dbagent-Session` header.

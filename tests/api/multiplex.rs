@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_with, wait_until};
 
 /// `/health`'s primary pool statistics.
 async fn pool_stats(app: &TestApp) -> Value {
@@ -70,11 +70,10 @@ async fn concurrent_short_reads_share_a_few_connections_and_each_gets_its_own_an
 }
 
 async fn wait_for_no_shared_connections(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pool_stats(app).await["shared"]["connections"] != json!(0) {
-        assert!(Instant::now() < deadline, "shared connections never went back: {:#}", pool_stats(app).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("shared connections to go back to the pool", Duration::from_secs(10), async || {
+        pool_stats(app).await["shared"]["connections"] == json!(0)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -92,11 +91,12 @@ async fn a_read_stuck_on_a_shared_connection_does_not_hold_up_the_reads_after_it
     }
     // Known to be short, so it shares the one shared connection; then it takes 2 s.
     let slow = tokio::spawn(query(&app, sleep, json!([2])));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pool_stats(&app).await["shared"]["in_flight"] != json!(1) {
-        assert!(Instant::now() < deadline, "the slow read never showed up on the shared connection");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the slow read on the shared connection", Duration::from_secs(10), async || {
+        pool_stats(&app).await["shared"]["in_flight"] == json!(1)
+    })
+    .await;
+    // The point of the test: the shared connection makes no progress for longer than
+    // multiplex_max_ms (50 ms), a time, not an event to poll for.
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The shared connection has made no progress for longer than multiplex_max_ms: short
     // reads go around it instead of queueing behind the 2 s statement.
@@ -111,7 +111,7 @@ async fn a_read_stuck_on_a_shared_connection_does_not_hold_up_the_reads_after_it
     // It ran long, so from now on it is not taken for a short read: it runs on its own
     // connection, and nothing is in flight on a shared one while it sleeps.
     let again = tokio::spawn(query(&app, sleep, json!([1])));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_for_running(sleep, 1).await;
     assert_eq!(pool_stats(&app).await["shared"]["in_flight"], json!(0));
     assert_eq!(again.await.unwrap().0, StatusCode::OK);
 }
@@ -123,6 +123,8 @@ async fn a_shared_read_that_writes_is_refused_read_only_and_rerun_once_on_the_pr
         // one that becomes shared, so its session must be switched back to read-only.
         c.postgresql.connection_pool.max_size = 2;
         c.postgresql.connection_pool.multiplex_connections = 1;
+        // Known short however loaded the machine (a first plpgsql call can take over 10 ms).
+        c.postgresql.connection_pool.multiplex_max_ms = 1000.0;
     })
     .await;
     app.setup(
@@ -196,7 +198,10 @@ async fn reads_on_a_shared_connection_that_dies_are_run_again_on_a_connection_of
         let app = &app;
         let reads = concurrently(app, sql, (1..=5).map(|n| json!([n, 0.5])));
         let kill = async {
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            wait_until("five reads on the shared connection", Duration::from_secs(10), async || {
+                pool_stats(app).await["shared"]["in_flight"] == json!(5)
+            })
+            .await;
             let client = app.db.connect().await;
             let killed: bool = client.query_one("SELECT pg_terminate_backend($1)", &[&(shared_pid.as_i64().unwrap() as i32)]).await.unwrap().get(0);
             assert!(killed);

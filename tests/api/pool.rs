@@ -23,7 +23,7 @@ async fn an_exhausted_pool_answers_503_within_the_acquire_timeout() {
             http.post(format!("{address}/query")).json(&json!({"sql": "SELECT pg_sleep(4)"})).send().await.unwrap().status()
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.wait_for_running("SELECT pg_sleep(4)", 2).await;
     let started = Instant::now();
     let (status, body) = app.query("SELECT 1", json!([])).await;
     let waited = started.elapsed();

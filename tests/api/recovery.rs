@@ -9,7 +9,7 @@ use dbagent::instance::{self, StopMode};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestDb, spawn_app_on, start_instance, test_instance_settings};
+use crate::helpers::{TestDb, spawn_app_on, start_instance, test_instance_settings, wait_until};
 
 /// Stops the private instance even when the test fails.
 struct InstanceGuard(instance::Settings);
@@ -24,6 +24,11 @@ impl Drop for InstanceGuard {
         })
         .join();
     }
+}
+
+/// Rows in `writes`, read directly.
+async fn rows(client: &tokio_postgres::Client) -> i64 {
+    client.query_one("SELECT count(*) FROM writes", &[]).await.expect("count the writes").get(0)
 }
 
 #[tokio::test]
@@ -62,12 +67,17 @@ async fn a_restart_under_load_loses_no_acknowledged_write() {
             (acked, failed)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Under load before the restart.
+    let written = app.db.connect().await;
+    wait_until("writes before the restart", Duration::from_secs(30), async || rows(&written).await >= 20).await;
+    drop(written);
     let restart = settings.clone();
     tokio::task::spawn_blocking(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             instance::stop(&restart, StopMode::Fast).await.expect("stop");
+            // The point of the test: the server stays down a while, so writes fail and the
+            // pools must notice and reconnect by themselves.
             tokio::time::sleep(Duration::from_millis(500)).await;
             instance::start(&restart).await.expect("restart");
         })
@@ -75,7 +85,9 @@ async fn a_restart_under_load_loses_no_acknowledged_write() {
     .await
     .unwrap();
     // Keep writing until writes succeed again after the restart.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let written = app.db.connect().await;
+    let at_restart = rows(&written).await;
+    wait_until("writes acknowledged after the restart", Duration::from_secs(30), async || rows(&written).await >= at_restart + 20).await;
     stop.store(true, Ordering::Relaxed);
     let (mut acked, mut failed) = (Vec::new(), 0);
     for w in writers {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_managed_app};
+use crate::helpers::{TestApp, spawn_managed_app, wait_until};
 use dbagent::config::FailoverMode;
 use dbagent::db::Lsn;
 use dbagent::instance;
@@ -160,9 +160,7 @@ async fn failover_promotes_the_replica_and_loses_no_acknowledged_write() {
             }
         })
     };
-    while acked.lock().unwrap().len() < 50 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("50 writes acknowledged", Duration::from_secs(30), async || acked.lock().unwrap().len() >= 50).await;
 
     let stopping_at = Instant::now();
     instance::stop(&old_primary, instance::StopMode::Immediate).await.expect("pg_ctl stop -m immediate");
@@ -182,9 +180,10 @@ async fn failover_promotes_the_replica_and_loses_no_acknowledged_write() {
         (first_after - stopped_at).as_millis()
     );
     let resumed = acked.lock().unwrap().len();
-    while acked.lock().unwrap().len() < resumed + 50 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("50 more writes acknowledged by the new primary", Duration::from_secs(30), async || {
+        acked.lock().unwrap().len() >= resumed + 50
+    })
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.await.unwrap();
 
@@ -271,7 +270,7 @@ async fn an_exhausted_pool_is_not_mistaken_for_a_dead_primary() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    app.wait_for_running("SELECT pg_sleep(3)", 2).await;
     let (status, body) = app.query("INSERT INTO nowhere VALUES (1)", json!([])).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("pool_exhausted")), "{body}");
     for s in sleepers {

@@ -1,11 +1,15 @@
-//! The zero-configuration start: the real binary, no configuration, an empty directory.
+//! Serving: the zero-configuration start (the real binary, no configuration, an empty
+//! directory), and the graceful shutdown every test app goes through.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+use crate::helpers::spawn_app;
 
 /// The postmaster's pid from its pid file (first line).
 fn postmaster_pid(data_dir: &Path) -> Option<i32> {
@@ -67,4 +71,23 @@ async fn serve_with_no_configuration_runs_its_own_postgres_and_leaves_nothing_be
     assert!(!alive(), "the postmaster (pid {pid}) is still running");
     assert!(!data_dir.join("postmaster.pid").exists(), "the server did not shut down cleanly");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn stopping_lets_the_requests_in_flight_finish_and_takes_no_new_ones() {
+    let app = spawn_app().await;
+    let sql = "SELECT pg_sleep(1) /* in flight at shutdown */";
+    let (http, address) = (app.http.clone(), app.address.clone());
+    let in_flight = tokio::spawn(async move {
+        let response = http.post(format!("{address}/query")).json(&json!({"sql": sql})).send().await.expect("request");
+        (response.status(), response.text().await.expect("body"))
+    });
+    app.wait_for_running(sql, 1).await;
+    let (http, address) = (app.http.clone(), app.address.clone());
+
+    app.stop().await;
+
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(http.get(format!("{address}/health/live")).send().await.is_err(), "still serving after the shutdown");
 }

@@ -1,8 +1,12 @@
 //! Several agents, one scheduled backup.
 
+use std::time::Duration;
+
+use chrono::{Datelike, Timelike};
 use dbagent::backup::{self, ScheduleStats, ScheduledRun};
 
 use super::helpers::{Location, TestDb};
+use crate::helpers::{spawn_app_with, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_running_the_same_tick_take_exactly_one_backup() {
@@ -42,4 +46,33 @@ async fn two_agents_running_the_same_tick_take_exactly_one_backup() {
         .unwrap()
         .get(0);
     assert_eq!(held, 0, "the schedule lock was released");
+}
+
+#[tokio::test]
+async fn a_served_agent_takes_the_backup_its_schedule_asks_for() {
+    // Arrange: one tick (seconds and year fields), a few seconds from now, once the agent
+    // serves; there is no backup in progress when it stops.
+    let location = Location::new();
+    let tick = (chrono::Utc::now() + chrono::Duration::seconds(5)).with_nanosecond(0).unwrap();
+    let cron = format!("{} {} {} {} {} * {}", tick.second(), tick.minute(), tick.hour(), tick.day(), tick.month(), tick.year());
+    let dir = location.path.clone();
+    let app = spawn_app_with(move |c| {
+        c.backup.location = dir;
+        c.backup.schedule = Some(cron);
+    })
+    .await;
+
+    // Act: serving started the schedule.
+    wait_until("the scheduled backup", Duration::from_secs(60), async || {
+        app.get("/health").await.1["backups"]["runs"].as_u64().is_some_and(|runs| runs >= 1)
+    })
+    .await;
+    let (_, health) = app.get("/health").await;
+    app.stop().await;
+
+    // Assert
+    assert_eq!(health["backups"]["succeeded"], 1, "{health:#}");
+    let backups = backup::list(&location.settings()).unwrap();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0].scheduled_for, Some(tick));
 }

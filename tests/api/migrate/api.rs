@@ -147,13 +147,13 @@ async fn auto_migrate_holds_readiness_until_done_and_two_agents_apply_once() {
     files.write("1_slow.up.sql", "SELECT pg_sleep(1); CREATE TABLE counted (n int); INSERT INTO counted VALUES (1);");
     let db = TestDb::create().await;
     let url = db.url.clone();
+    // Serving starts auto-migrate; the migration sleeps for a second, so `a` is not ready yet
+    // when `b` starts (and takes its turn on the migration lock).
     let a = app_with(&files, db, true).await;
-    let b = app_with(&files, TestDb::existing(&url), true).await;
-    a.agent.spawn_auto_migrate();
-    b.agent.spawn_auto_migrate();
     let (status, body) = a.get("/health/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["migrations"]["state"], "running", "{body}");
+    let b = app_with(&files, TestDb::existing(&url), true).await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     for app in [&a, &b] {
