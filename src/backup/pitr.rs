@@ -103,6 +103,11 @@ pub async fn recover_to(
         Err(err) => {
             let log = instance::logs(&cluster, 30).unwrap_or_default();
             let _ = instance::stop(&cluster, instance::StopMode::Immediate).await;
+            // A hot standby accepts connections before replay ends: the server can start, then
+            // stop short of the target.
+            if let Some(err) = ended_before_target(&log) {
+                return Err(err);
+            }
             return Err(Error::Conflict { reason: format!("recovery did not finish: {err}\n{log}") });
         }
     };
@@ -284,12 +289,16 @@ async fn wait_for_promotion(running: &instance::Running) -> Result<(Option<u32>,
 async fn recovery_failed(err: instance::Error, cluster: &instance::Settings) -> Error {
     let _ = instance::stop(cluster, instance::StopMode::Immediate).await;
     let text = crate::db::error_chain(&err);
-    if text.contains("recovery ended before configured recovery target was reached") {
-        return Error::invalid(format!(
+    ended_before_target(&text).unwrap_or_else(|| Error::Conflict { reason: format!("the recovered cluster did not start: {text}") })
+}
+
+/// PostgreSQL's own refusal of a target past the end of the archive, found in `text`.
+fn ended_before_target(text: &str) -> Option<Error> {
+    text.contains("recovery ended before configured recovery target was reached").then(|| {
+        Error::invalid(format!(
             "the archived WAL ends before the target time; see `dbagent backup status` for the recoverable window ({text})"
-        ));
-    }
-    Error::Conflict { reason: format!("the recovered cluster did not start: {text}") }
+        ))
+    })
 }
 
 fn instance_error(err: instance::Error) -> Error {
