@@ -65,8 +65,6 @@ mod window;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 pub use catalog::{RebuildReport, delete, get, list, pin, rebuild_catalog};
 pub use create::{BackupKind, CreateRequest, Format, Progress, create};
 pub use error::{Error, RowMismatch};
@@ -153,11 +151,7 @@ impl Settings {
     pub fn from_config(config: &crate::config::Config) -> Result<Settings, Error> {
         let b = &config.backup;
         let mut settings = Settings::new(&b.location);
-        settings.compression = match b.compression.as_str() {
-            "gzip" => Compression::Gzip,
-            "none" => Compression::None,
-            _ => Compression::Zstd,
-        };
+        settings.compression = b.compression;
         settings.encryption = if let Some(key) = &b.encryption_key {
             Some(Key::parse(key.expose())?)
         } else if let Some(file) = &b.encryption_key_file {
@@ -223,18 +217,9 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Compression of the stored files. `pg_dump` itself runs with `-Z0`: compressing once, in
-/// our pipeline, costs less CPU than compressing inside pg_dump and is what lets the stored
-/// file be encrypted and checksummed in the same pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    /// zstd level 3, with zstd's own frame checksum.
-    Zstd,
-    /// gzip level 6 (what `pg_dump -Fc` uses by default).
-    Gzip,
-    None,
-}
+/// Compression of the stored files: the configuration's type (`backup.compression` decodes
+/// straight into it), so a manifest, a request and the config share one set of names.
+pub use crate::config::Compression;
 
 impl Compression {
     /// The suffix stored files get (`.zst`, `.gz`, or nothing).
