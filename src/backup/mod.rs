@@ -7,11 +7,11 @@
 //! recoverable windows and gaps), `pitr.rs` (recovery into a new cluster).
 //!
 //! Code map:
-//! - `settings` (this file): [`Settings`] and [`Compression`].
+//! - `settings` (this file): [`Settings`], and [`Compression`] (the config's type).
 //! - `error.rs`: [`Error`], with the HTTP status of each kind.
 //! - `key.rs`: [`Key`] (a raw key or a passphrase) and the per-backup data key derived from it.
-//! - `tools.rs`: the only place that starts `pg_dump` / `pg_restore`, with the binaries whose
-//!   major version matches the server.
+//! - `tools.rs`: which `pg_dump` / `pg_restore` / `pg_basebackup` (the binaries whose major
+//!   version suits the server), started through `instance::process`, the one launcher.
 //! - `pipeline.rs`: bytes → SHA-256 → zstd/gzip → AES-256-GCM STREAM → file, and back, in
 //!   bounded memory; `segments.rs`: the encrypted file format; `threads.rs`: running the
 //!   synchronous pipeline on blocking threads from async code.
