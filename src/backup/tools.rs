@@ -127,25 +127,19 @@ async fn inspect(dir: &Path) -> Result<Option<Tools>, Error> {
     if real.file_name() != Some(OsStr::new("pg_dump")) || !real_dir.join("pg_restore").is_file() {
         return Ok(None);
     }
-    let version = read_version(&real).await?;
+    let version = read_version(&real_dir).await?;
     Ok(crate::instance::parse_version(&version).map(|major| Tools { dir: real_dir, major, version }))
 }
 
-async fn read_version(binary: &Path) -> Result<String, Error> {
-    let (dir, name) = split(binary);
-    let cmd = process::command(dir, name, &[OsStr::new("--version")], &ServerUser::Current);
+/// `pg_dump --version` of the `pg_dump` in `dir`.
+async fn read_version(dir: &Path) -> Result<String, Error> {
+    let cmd = process::command(dir, "pg_dump", &[OsStr::new("--version")], &ServerUser::Current);
     let output = process::run(cmd, VERSION_TIMEOUT).await.map_err(|err| launch_error(err, "pg_dump --version"))?;
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// `binary`'s directory and file name.
-fn split(binary: &Path) -> (&Path, &str) {
-    let dir = binary.parent().unwrap_or(Path::new("/"));
-    let name = binary.file_name().and_then(OsStr::to_str).unwrap_or_default();
-    (dir, name)
-}
-
-/// The launcher's error as this module's: a program that could not run or ran out of time.
+/// The launcher's error as this module's. The launcher only fails to start a program or
+/// stops one that ran out of time; anything else it might add is kept as the cause.
 fn launch_error(err: instance::Error, tool: &'static str) -> Error {
     match err {
         instance::Error::CommandNotRunnable { binary, source } => Error::ToolNotRunnable { binary, source },
