@@ -2,7 +2,6 @@
 //! background checks running), and back down again in order.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -216,54 +215,14 @@ fn point_at_managed(config: &mut Config, managed: &Managed) {
     config.postgresql.read_replicas = ours.chain(theirs).collect();
 }
 
-/// The managed instance's settings, with the data directory made absolute.
+/// The managed instance's settings, with the data directory made absolute and the WAL
+/// archive `backup.pitr` asks for.
 pub fn instance_settings(config: &Config) -> anyhow::Result<instance::Settings> {
-    let dir = &config.instance.data_dir;
-    let data_dir = if dir.is_absolute() { dir.clone() } else { std::env::current_dir()?.join(dir) };
-    let mut settings = instance::Settings::new(normalize(&data_dir));
-    settings.port = config.instance.port;
-    settings.bin_dir = config.instance.bin_dir.clone();
+    let mut settings = instance::Settings::from_config(&config.instance)?;
     if let Some(pitr) = crate::backup::Pitr::from_config(config)? {
         settings.archive = Some(pitr.archive(&config.backup.location)?);
     }
     Ok(settings)
-}
-
-/// A point-in-time recovery into `data_dir`, by default beside the managed instance's
-/// (`<data_dir>-pitr-<timestamp>`), on a free port.
-pub fn pitr_request(
-    config: &Config,
-    to_time: Option<chrono::DateTime<chrono::Utc>>,
-    backup_id: Option<String>,
-    data_dir: Option<std::path::PathBuf>,
-) -> anyhow::Result<crate::backup::PitrRequest> {
-    let mut cluster = instance_settings(config)?;
-    cluster.port = None;
-    cluster.data_dir = match data_dir {
-        Some(dir) => normalize(&std::path::absolute(&dir)?),
-        None => {
-            let mut name = cluster.data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-            name.push(format!("-pitr-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%3f")));
-            cluster.data_dir.with_file_name(name)
-        }
-    };
-    Ok(crate::backup::PitrRequest { to_time, backup_id, cluster })
-}
-
-/// `a/./b/../c` → `a/c` without touching the file system (the directory may not exist yet).
-fn normalize(path: &Path) -> std::path::PathBuf {
-    use std::path::Component;
-    let mut out = std::path::PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
 }
 
 /// Serves the API until SIGINT/SIGTERM, then drains requests, pools and the instance.

@@ -186,8 +186,7 @@ pub async fn restore(State(state): State<AppState>, JsonBody(req): JsonBody<Rest
             ));
         }
         let backup_id = (!req.backup_id.is_empty()).then_some(req.backup_id);
-        let request = crate::app::pitr_request(&state.config, Some(to_time), backup_id, None)
-            .map_err(ApiError::internal)?;
+        let request = backup::PitrRequest::new(&state.config, Some(to_time), backup_id, None)?;
         let settings = (*state.backup).clone();
         let report = joined(tokio::spawn(async move { backup::recover_to(&settings, &request, &|_| {}).await }).await)?;
         return Ok(with_success(report));

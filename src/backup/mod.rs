@@ -7,11 +7,11 @@
 //! recoverable windows and gaps), `pitr.rs` (recovery into a new cluster).
 //!
 //! Code map:
-//! - `settings` (this file): [`Settings`] and [`Compression`].
+//! - `settings` (this file): [`Settings`], and [`Compression`] (the config's type).
 //! - `error.rs`: [`Error`], with the kind and code of each variant.
 //! - `key.rs`: [`Key`] (a raw key or a passphrase) and the per-backup data key derived from it.
-//! - `tools.rs`: the only place that starts `pg_dump` / `pg_restore`, with the binaries whose
-//!   major version matches the server.
+//! - `tools.rs`: which `pg_dump` / `pg_restore` / `pg_basebackup` (the binaries whose major
+//!   version suits the server), started through `instance::process`, the one launcher.
 //! - `pipeline.rs`: bytes → SHA-256 → zstd/gzip → AES-256-GCM STREAM → file, and back, in
 //!   bounded memory; `segments.rs`: the encrypted file format; `threads.rs`: running the
 //!   synchronous pipeline on blocking threads from async code.
@@ -64,8 +64,6 @@ mod window;
 
 use std::path::PathBuf;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 pub use catalog::{RebuildReport, delete, get, list, pin, rebuild_catalog};
 pub use create::{BackupKind, CreateRequest, Format, Progress, create};
@@ -153,11 +151,7 @@ impl Settings {
     pub fn from_config(config: &crate::config::Config) -> Result<Settings, Error> {
         let b = &config.backup;
         let mut settings = Settings::new(&b.location);
-        settings.compression = match b.compression.as_str() {
-            "gzip" => Compression::Gzip,
-            "none" => Compression::None,
-            _ => Compression::Zstd,
-        };
+        settings.compression = b.compression;
         settings.encryption = if let Some(key) = &b.encryption_key {
             Some(Key::parse(key.expose())?)
         } else if let Some(file) = &b.encryption_key_file {
@@ -223,18 +217,9 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Compression of the stored files. `pg_dump` itself runs with `-Z0`: compressing once, in
-/// our pipeline, costs less CPU than compressing inside pg_dump and is what lets the stored
-/// file be encrypted and checksummed in the same pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    /// zstd level 3, with zstd's own frame checksum.
-    Zstd,
-    /// gzip level 6 (what `pg_dump -Fc` uses by default).
-    Gzip,
-    None,
-}
+/// Compression of the stored files: the configuration's type (`backup.compression` decodes
+/// straight into it), so a manifest, a request and the config share one set of names.
+pub use crate::config::Compression;
 
 impl Compression {
     /// The suffix stored files get (`.zst`, `.gz`, or nothing).

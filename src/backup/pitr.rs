@@ -45,6 +45,31 @@ pub struct PitrRequest {
     pub cluster: instance::Settings,
 }
 
+impl PitrRequest {
+    /// A recovery into `data_dir`, by default beside the managed instance's
+    /// (`<data_dir>-pitr-<timestamp>`), with the managed instance's binaries and superuser, on
+    /// a free port. The API and the CLI both build their requests here.
+    pub fn new(
+        config: &crate::config::Config,
+        to_time: Option<DateTime<Utc>>,
+        backup_id: Option<String>,
+        data_dir: Option<PathBuf>,
+    ) -> Result<PitrRequest, Error> {
+        let instance = &config.instance;
+        let mut cluster = instance::Settings::from_config(instance).map_err(Error::io("resolve", &instance.data_dir))?;
+        cluster.port = None;
+        cluster.data_dir = match data_dir {
+            Some(dir) => instance::normalize(&std::path::absolute(&dir).map_err(Error::io("resolve", &dir))?),
+            None => {
+                let mut name = cluster.data_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+                name.push(format!("-pitr-{}", Utc::now().format("%Y%m%dT%H%M%S%3f")));
+                cluster.data_dir.with_file_name(name)
+            }
+        };
+        Ok(PitrRequest { to_time, backup_id, cluster })
+    }
+}
+
 /// A finished recovery.
 #[derive(Debug, Clone, Serialize)]
 pub struct PitrReport {

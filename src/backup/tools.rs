@@ -1,13 +1,12 @@
-//! The only place the backup module starts programs: `pg_dump` and `pg_restore`, from the
+//! The backup module's programs: `pg_dump`, `pg_restore` and `pg_basebackup`, from the
 //! installation whose major version suits the server.
 //!
-//! Every program gets its arguments as a list (never a shell), the connection as one libpq
-//! conninfo argument, the password through `PGPASSWORD` (never the command line), and none of
-//! the `PG*` variables of our own environment (an inherited `PGHOST` or `PGDATABASE` would
-//! silently point it elsewhere). Stderr is captured (the last 16 KiB) for the error message;
-//! the child is killed when its handle is dropped, so a cancelled or timed-out job leaves no
-//! program behind. (On integration this file moves under `instance`, the module that starts
-//! processes, or calls `instance::process`.)
+//! They are started through `instance::process`, the one launcher: arguments as a list (never
+//! a shell), none of the `PG*` variables of our own environment (an inherited `PGHOST` or
+//! `PGSSLKEY` would silently point it elsewhere or authenticate it), stderr captured (the last
+//! 16 KiB) for the error message, and the child killed when its handle is dropped, so a
+//! cancelled or timed-out job leaves no program behind. Here each gets the connection as one
+//! libpq conninfo argument and the password through `PGPASSWORD` (never the command line).
 //!
 //! Which binaries: `bin_dir` when configured (refused if older than the server); otherwise
 //! the installation whose major version equals the server's, else the newest newer one
@@ -16,29 +15,19 @@
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::process::{ChildStdin, ChildStdout, Command};
-use tokio::task::JoinHandle;
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio_postgres::Config;
 use tokio_postgres::config::{Host, SslMode};
 
 use super::Error;
+use crate::instance::{self, ServerUser, process};
+
+pub(crate) use crate::instance::process::Pipes;
 
 /// `--version` answers at once; anything slower is broken.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
-/// How much of a tool's stderr is kept for the error message.
-const STDERR_TAIL: usize = 16 * 1024;
-
-/// Environment variables libpq reads; removed from every child.
-const PG_ENV: &[&str] = &[
-    "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGPASSFILE",
-    "PGSERVICE", "PGSERVICEFILE", "PGOPTIONS", "PGAPPNAME", "PGSSLMODE", "PGSSLCERT", "PGSSLKEY",
-    "PGSSLROOTCERT", "PGCONNECT_TIMEOUT", "PGTARGETSESSIONATTRS", "PGTZ", "PGDATESTYLE",
-    "PGCLIENTENCODING", "PGDATA", "PGREQUIRESSL", "PGSSLCRL", "PGKRBSRVNAME", "PGGSSLIB",
-];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tool {
@@ -113,15 +102,11 @@ pub(crate) fn choose(installed: &[Tools], server_major: u32) -> Option<&Tools> {
         .or_else(|| installed.iter().filter(|t| t.major > server_major).max_by_key(|t| t.major))
 }
 
-/// Directories worth looking in, without duplicates: the usual install locations (shared with
-/// the managed instance's search), then `PATH`.
+/// Directories worth looking in (the managed instance's search: `PATH`, then the usual install
+/// locations), without two that are the same directory.
 fn candidates() -> Vec<PathBuf> {
-    let mut dirs = crate::instance::install_locations();
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path).filter(|d| d.is_absolute()));
-    }
     let mut unique: Vec<PathBuf> = Vec::new();
-    for dir in dirs {
+    for dir in instance::search_dirs() {
         let real = std::fs::canonicalize(&dir).unwrap_or(dir);
         if !unique.contains(&real) {
             unique.push(real);
@@ -142,21 +127,25 @@ async fn inspect(dir: &Path) -> Result<Option<Tools>, Error> {
     if real.file_name() != Some(OsStr::new("pg_dump")) || !real_dir.join("pg_restore").is_file() {
         return Ok(None);
     }
-    let version = read_version(&real).await?;
+    let version = read_version(&real_dir).await?;
     Ok(crate::instance::parse_version(&version).map(|major| Tools { dir: real_dir, major, version }))
 }
 
-async fn read_version(binary: &Path) -> Result<String, Error> {
-    let mut cmd = Command::new(binary);
-    cmd.arg("--version").stdin(Stdio::null()).kill_on_drop(true);
-    for var in PG_ENV {
-        cmd.env_remove(var);
-    }
-    let output = tokio::time::timeout(VERSION_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| Error::ToolTimedOut { tool: "pg_dump --version", seconds: VERSION_TIMEOUT.as_secs() })?
-        .map_err(|source| Error::ToolNotRunnable { binary: binary.to_path_buf(), source })?;
+/// `pg_dump --version` of the `pg_dump` in `dir`.
+async fn read_version(dir: &Path) -> Result<String, Error> {
+    let cmd = process::command(dir, "pg_dump", &[OsStr::new("--version")], &ServerUser::Current);
+    let output = process::run(cmd, VERSION_TIMEOUT).await.map_err(|err| launch_error(err, "pg_dump --version"))?;
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The launcher's error as this module's. The launcher only fails to start a program or
+/// stops one that ran out of time; anything else it might add is kept as the cause.
+fn launch_error(err: instance::Error, tool: &'static str) -> Error {
+    match err {
+        instance::Error::CommandNotRunnable { binary, source } => Error::ToolNotRunnable { binary, source },
+        instance::Error::CommandTimedOut { seconds, .. } => Error::ToolTimedOut { tool, seconds },
+        other => Error::ToolNotRunnable { binary: PathBuf::from(tool), source: std::io::Error::other(other) },
+    }
 }
 
 /// Where a tool connects: one libpq conninfo string, plus the password for `PGPASSWORD`.
@@ -217,70 +206,34 @@ fn conninfo_value(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// What the child's standard streams are connected to.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Pipes {
-    pub stdin: bool,
-    pub stdout: bool,
-}
-
 /// A running tool. Dropping it kills the program.
 pub(crate) struct Child {
     tool: Tool,
-    child: tokio::process::Child,
-    stderr: JoinHandle<String>,
+    child: process::Child,
 }
 
 /// Starts `tool` with `args` against `target`.
 pub(crate) fn spawn(tools: &Tools, tool: Tool, args: &[OsString], target: &Target, pipes: Pipes) -> Result<Child, Error> {
-    let binary = tools.dir.join(tool.name());
-    let mut cmd = Command::new(&binary);
-    cmd.arg(format!("--dbname={}", target.conninfo))
-        .arg("--no-password")
-        .args(args)
-        .stdin(if pipes.stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(if pipes.stdout { Stdio::piped() } else { Stdio::null() })
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for var in PG_ENV {
-        cmd.env_remove(var);
-    }
+    let dbname = OsString::from(format!("--dbname={}", target.conninfo));
+    let mut cmd = process::command(&tools.dir, tool.name(), &[&dbname, OsStr::new("--no-password")], &ServerUser::Current);
+    cmd.args(args);
     // Messages in English whatever the locale: some are read (pg_basebackup's WAL positions,
     // pg_dump's "no matching tables").
     cmd.env("LC_MESSAGES", "C").env_remove("LANGUAGE");
     if let Some(password) = &target.password {
         cmd.env("PGPASSWORD", password);
     }
-    tracing::debug!(binary = %binary.display(), args = ?args, "starting");
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| Error::ToolNotRunnable { binary, source })?;
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let stderr = tokio::spawn(async move {
-        let mut tail: Vec<u8> = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            tail.extend_from_slice(&buf[..n]);
-            if tail.len() > 2 * STDERR_TAIL {
-                tail.drain(..tail.len() - STDERR_TAIL);
-            }
-        }
-        let start = tail.len().saturating_sub(STDERR_TAIL);
-        String::from_utf8_lossy(&tail[start..]).trim().to_owned()
-    });
-    Ok(Child { tool, child, stderr })
+    let child = process::spawn(cmd, pipes).map_err(|err| launch_error(err, tool.name()))?;
+    Ok(Child { tool, child })
 }
 
 impl Child {
     pub(crate) fn take_stdout(&mut self) -> ChildStdout {
-        self.child.stdout.take().expect("spawned with a stdout pipe")
+        self.child.take_stdout().expect("spawned with a stdout pipe")
     }
 
     pub(crate) fn take_stdin(&mut self) -> ChildStdin {
-        self.child.stdin.take().expect("spawned with a stdin pipe")
+        self.child.take_stdin().expect("spawned with a stdin pipe")
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -294,12 +247,8 @@ impl Child {
     }
 
     /// [`Child::wait`], returning the (tail of the) stderr of a successful run.
-    pub(crate) async fn wait_with_stderr(mut self) -> Result<String, Error> {
-        let status = self.child.wait().await.map_err(|source| Error::ToolNotRunnable {
-            binary: PathBuf::from(self.tool.name()),
-            source,
-        })?;
-        let stderr = (&mut self.stderr).await.unwrap_or_default();
+    pub(crate) async fn wait_with_stderr(self) -> Result<String, Error> {
+        let (status, stderr) = self.child.wait().await.map_err(|err| launch_error(err, self.tool.name()))?;
         if status.success() {
             if !stderr.is_empty() {
                 tracing::debug!(tool = self.tool.name(), stderr = %stderr, "finished with messages");

@@ -9,7 +9,7 @@ use super::{
     BackupCommand, CacheCommand, Cli, RestoreArgs, WalCommand, IndexesArgs, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
     TransactionArgs, exit, output,
 };
-use crate::replication::topology::replica_settings;
+use crate::replication::{self, topology::Cluster};
 use crate::app::{self, Agent};
 use crate::config::{self, Config, Environment, LogFormat};
 use crate::error::Classify;
@@ -50,7 +50,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Transaction(args) => transaction(&agent, args, cli.json).await,
                 Command::Health => health(&agent, cli.json).await,
                 Command::Schema(args) => schema_cmd(&agent, args, cli.json).await,
-                Command::Migrate(cmd) => migrate_cmd(&agent, cmd, cli.json).await,
+                Command::Migrate(cmd) => migrate_cmd(&agent, cmd, &env, cli.json).await,
                 Command::Seed(SeedCommand::Run { env }) => seed_cmd(&agent, &env, cli.json).await,
                 Command::Cache(CacheCommand::Unwatch) => unwatch_cmd(&agent, cli.json).await,
                 Command::Optimize(args) => optimize_cmd(&agent, args, cli.json).await,
@@ -190,9 +190,12 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
             let primary = instance::start(&settings).await.map_err(fail)?;
             let number = match number {
                 Some(n) => n,
-                None => (1..).find(|n| !replica_settings(&settings, *n).data_dir.exists()).unwrap_or(1),
+                None => {
+                    let taken: Vec<u32> = instance::replicas(&settings).map_err(fail)?.into_iter().map(|(n, _)| n).collect();
+                    (1..).find(|n| !taken.contains(n)).unwrap_or(1)
+                }
             };
-            let replica = replica_settings(&settings, number);
+            let replica = instance::replica_settings(&settings, number);
             let running = instance::create_replica(&primary, &replica).await.map_err(fail)?;
             json!({
                 "replica": number,
@@ -204,11 +207,7 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
         }
         InstanceCommand::Replica(ReplicaCommand::List) => {
             let mut list = Vec::new();
-            for n in 1.. {
-                let replica = replica_settings(&settings, n);
-                if !replica.data_dir.exists() {
-                    break;
-                }
+            for (n, replica) in instance::replicas(&settings).map_err(fail)? {
                 let status = instance::status(&replica).map_err(fail)?;
                 let fenced = instance::fenced(&replica.data_dir).map_err(fail)?.is_some();
                 list.push(json!({ "replica": n, "data_dir": status.data_dir, "running": status.running, "port": status.port, "fenced": fenced }));
@@ -216,27 +215,26 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
             return output::rows(&list, as_json);
         }
         InstanceCommand::Promote { replica: number } => {
-            let replica = replica_settings(&settings, number);
+            let replica = instance::replica_settings(&settings, number);
             if !instance::status(&replica).map_err(fail)?.running {
                 return Err(fail(instance::Error::NotRunning { data_dir: replica.data_dir }));
             }
-            instance::fence(&settings, &replica.data_dir).await.map_err(fail)?;
-            instance::promote(&replica).await.map_err(fail)?;
             let running = instance::start(&replica).await.map_err(fail)?; // adopts it: its port
-            if let Err(err) = crate::replication::topology::release_commits(&running, &config.instance.database).await {
-                eprintln!("warning: cannot reset synchronous_standby_names on the promoted server: {err}");
-            }
-            json!({ "promoted": replica.data_dir, "fenced": settings.data_dir })
+            let cluster = Cluster { settings: replica, running };
+            replication::promote(&settings, &cluster, &config.instance.database)
+                .await
+                .map_err(|e| Failure { code: exit::INSTANCE, error: e.into() })?;
+            json!({ "promoted": cluster.settings.data_dir, "fenced": settings.data_dir })
         }
     };
     output::key_values(&value, as_json)
 }
 
-async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, as_json: bool) -> Result<(), Failure> {
+async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, env: &Environment, as_json: bool) -> Result<(), Failure> {
     let service = &agent.migrations;
     let db = migrate::database(&agent.executor.pools);
     let fail = failure::<migrate::Error>;
-    let by = std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into());
+    let by = env.get("USER").map_or_else(|| "cli".into(), |u| format!("cli:{u}"));
     match cmd {
         MigrateCommand::Up { target, dry_run, allow_out_of_order } => {
             let target = migrate::UpTarget::parse(&target).map_err(fail)?;
@@ -398,7 +396,7 @@ async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<
         let to_time = chrono::DateTime::parse_from_rfc3339(&text)
             .map_err(|e| usage(format!("--to-time {text:?} is not an RFC 3339 time such as 2026-11-29T16:40:00Z: {e}")))?
             .with_timezone(&chrono::Utc);
-        let request = app::pitr_request(&agent.config, Some(to_time), args.backup, args.data_dir)?;
+        let request = backup::PitrRequest::new(&agent.config, Some(to_time), args.backup, args.data_dir).map_err(failure)?;
         serde_json::to_value(backup::recover_to(&agent.backup, &request, show).await.map_err(failure)?)?
     } else {
         if args.data_dir.is_some() {

@@ -230,6 +230,7 @@ fn join(prefix: &str, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Compression;
 
     fn env(pairs: &[(&str, &str)]) -> Environment {
         Environment::from_pairs(pairs.iter().copied())
@@ -283,6 +284,20 @@ mod tests {
         assert!(err.to_string().contains("postgresql.connection_pool.multiplex_depth"), "{err}");
         let err = load_yaml("postgresql:\n  connection_pool: {multiplex_max_ms: -1}\n", &[]).unwrap_err();
         assert!(err.to_string().contains("postgresql.connection_pool.multiplex_max_ms"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_compression_stops_start_up_naming_the_key() {
+        let err = load_yaml("backup:\n  compression: lz4\n", &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("backup.compression"), "{text}");
+        assert!(text.contains("lz4"), "{text}");
+        let err = load_yaml("", &[("DBAGENT_BACKUP__COMPRESSION", "zst")]).unwrap_err();
+        assert!(err.to_string().contains("backup.compression"), "{err}");
+        for (name, expected) in [("zstd", Compression::Zstd), ("gzip", Compression::Gzip), ("none", Compression::None)] {
+            let cfg = load_yaml(&format!("backup:\n  compression: {name}\n"), &[]).unwrap();
+            assert_eq!(cfg.backup.compression, expected, "{name}");
+        }
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub(crate) fn find(
     let searched = match explicit {
         // Absolute, because programs may be started in another working directory.
         Some(dir) => vec![std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())],
-        None => candidates(),
+        None => search_dirs(),
     };
     let mut first_other: Option<Binaries> = None;
     for dir in searched.iter().filter_map(|dir| installation(dir)) {
@@ -78,8 +78,11 @@ pub(crate) fn find(
     }
 }
 
-/// Every directory worth looking in, in order of preference, without duplicates.
-fn candidates() -> Vec<PathBuf> {
+/// Every directory worth looking in for PostgreSQL programs, in order of preference, without
+/// duplicates: the absolute directories on `PATH`, then [`install_locations`]. The server
+/// search and the backup tools' search (`backup::tools`) both use it; it is the only reader
+/// of `PATH`.
+pub(crate) fn search_dirs() -> Vec<PathBuf> {
     let mut dirs = path_dirs();
     dirs.extend(install_locations());
     let mut unique: Vec<PathBuf> = Vec::with_capacity(dirs.len());
@@ -92,9 +95,8 @@ fn candidates() -> Vec<PathBuf> {
 }
 
 /// The usual install locations of PostgreSQL's programs, newest version first within each:
-/// Debian's `/usr/lib/postgresql/<N>/bin`, a source build, Homebrew, Postgres.app. Shared with
-/// the backup tools' search.
-pub(crate) fn install_locations() -> Vec<PathBuf> {
+/// Debian's `/usr/lib/postgresql/<N>/bin`, a source build, Homebrew, Postgres.app.
+fn install_locations() -> Vec<PathBuf> {
     let mut dirs = versioned(Path::new("/usr/lib/postgresql"), "", "bin");
     dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
     dirs.extend(versioned(Path::new("/opt/homebrew/opt"), "postgresql@", "bin"));
@@ -104,14 +106,12 @@ pub(crate) fn install_locations() -> Vec<PathBuf> {
     dirs
 }
 
-/// The directories on `PATH` that hold a PostgreSQL server.
+/// The absolute directories on `PATH`, in order.
 fn path_dirs() -> Vec<PathBuf> {
     let Some(path) = std::env::var_os("PATH") else {
         return Vec::new();
     };
-    std::env::split_paths(&path)
-        .filter(|dir| dir.is_absolute() && has_server(dir))
-        .collect()
+    std::env::split_paths(&path).filter(|dir| dir.is_absolute()).collect()
 }
 
 /// `root/<prefix><N>/<suffix>` for every numeric `N` present, highest `N` first.

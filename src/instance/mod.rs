@@ -1,10 +1,12 @@
 //! Managed PostgreSQL instances: the local clusters dbagent creates, starts, stops, copies into
 //! replicas and promotes when no external database is configured.
 //!
-//! This module owns every child process dbagent runs (`initdb`, `pg_ctl`, `pg_basebackup`,
-//! `pg_isready`, `postgres --version`); all are built by `process::command`, so the switch to
+//! This module owns every child process dbagent runs: its own (`initdb`, `pg_ctl`,
+//! `pg_basebackup`, `pg_isready`, `postgres --version`) and the backup module's (`pg_dump`,
+//! `pg_restore`, `pg_basebackup`). All are built and started by [`process`], so the switch to
 //! the `postgres` OS user (PostgreSQL refuses to run as root), the argument list (never a
-//! shell) and the time limits are applied in one place.
+//! shell), the scrubbed environment, kill-on-drop, stderr capture and the time limits are
+//! applied in one place; [`binaries`](find_binaries) is the one search for PostgreSQL programs.
 //!
 //! On-disk layout for a data directory `D` (default `./.dbagent/pgdata`):
 //!
@@ -29,7 +31,7 @@ mod layout;
 mod lock;
 mod pidfile;
 mod port;
-mod process;
+pub(crate) mod process;
 mod recover;
 mod replica;
 mod server;
@@ -39,16 +41,18 @@ mod user;
 use std::path::PathBuf;
 
 pub use binaries::{Binaries, find_binaries};
-pub(crate) use binaries::{install_locations, parse_version};
+pub(crate) use binaries::{parse_version, search_dirs};
+pub(crate) use user::ServerUser;
 pub use cluster::{init, promote, start, stop};
 pub use error::Error;
 pub use fence::{Fence, fence, fenced};
 pub use recover::{Recovery, prepare_recovery, recover};
-pub use replica::create_replica;
+pub use replica::{create_replica, replica_settings, replicas};
 pub use status::{Status, logs, status};
 
-/// Where and how to run one managed cluster. Built by the `config` module; nothing here reads
-/// environment variables except `PATH` (for [`find_binaries`]).
+/// Where and how to run one managed cluster, built from the `instance:` section
+/// ([`Settings::from_config`]); nothing here reads environment variables except `PATH` (for
+/// [`find_binaries`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// The cluster's data directory. Default `./.dbagent/pgdata`, made absolute by the caller
@@ -80,6 +84,18 @@ pub struct Archive {
 }
 
 impl Settings {
+    /// The settings of the `instance:` section, with the data directory made absolute
+    /// (against the current directory) and normalised. No WAL archive: the caller adds it
+    /// when `backup.pitr` asks for one.
+    pub fn from_config(config: &crate::config::Instance) -> std::io::Result<Self> {
+        let dir = &config.data_dir;
+        let data_dir = if dir.is_absolute() { dir.clone() } else { std::env::current_dir()?.join(dir) };
+        let mut settings = Settings::new(normalize(&data_dir));
+        settings.port = config.port;
+        settings.bin_dir = config.bin_dir.clone();
+        Ok(settings)
+    }
+
     /// Settings with the defaults for everything but the data directory.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Settings {
@@ -90,6 +106,22 @@ impl Settings {
             archive: None,
         }
     }
+}
+
+/// `a/./b/../c` → `a/c` without touching the file system (the directory may not exist yet).
+pub(crate) fn normalize(path: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// A server that accepts connections.

@@ -5,13 +5,18 @@
 //! other replicas at it, and re-point the primary pool. Configured servers: dbagent promotes
 //! nothing; it looks for a configured replica that has become a primary (promoted by Patroni,
 //! an operator ...) and re-points the primary pool there.
+//!
+//! The promotion itself (fence, promote, release commits) is [`promote`], which
+//! `dbagent instance promote` calls too.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::topology::{Cluster, follow, release_commits};
 use super::{Managed, Supervisor};
+use crate::instance::Settings;
 use crate::{db, instance};
 
 /// One failover, done or refused.
@@ -34,6 +39,37 @@ pub struct FailoverEvent {
 /// Why failover did not happen.
 #[derive(Debug)]
 struct Refusal(String);
+
+/// Why [`promote`] stopped; the old primary stays fenced if it got that far.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("cannot fence the old primary")]
+    Fence(#[source] instance::Error),
+    #[error("cannot promote {}", data_dir.display())]
+    Promote {
+        data_dir: PathBuf,
+        #[source]
+        source: instance::Error,
+    },
+}
+
+/// Makes the managed replica `replica` the primary in place of `primary`: fences the old
+/// primary (marked with its successor, then stopped) before anything else, promotes the
+/// replica, then stops the promoted server's commits from waiting for replicas it no longer
+/// has (a failure there is logged, not returned: the promotion stands). Pointing the other
+/// replicas and the pools at it is the caller's part. Automatic failover and
+/// `dbagent instance promote` both promote through here.
+pub async fn promote(primary: &Settings, replica: &Cluster, database: &str) -> Result<(), PromoteError> {
+    let data_dir = &replica.settings.data_dir;
+    instance::fence(primary, data_dir).await.map_err(PromoteError::Fence)?;
+    instance::promote(&replica.settings)
+        .await
+        .map_err(|source| PromoteError::Promote { data_dir: data_dir.clone(), source })?;
+    if let Err(err) = release_commits(&replica.running, database).await {
+        tracing::error!(error = %err, "cannot reset synchronous_standby_names on the promoted replica; commits may wait");
+    }
+    Ok(())
+}
 
 impl Supervisor {
     pub(super) async fn fail_over(&self, down_for: Duration) {
@@ -95,16 +131,10 @@ impl Supervisor {
             .max_by_key(|r| replicas[r.pool_index].received_lsn())
             .cloned()
             .ok_or_else(|| Refusal("no healthy managed replica to promote".into()))?;
-        instance::fence(&managed.primary.settings, &chosen.cluster.settings.data_dir)
+        promote(&managed.primary.settings, &chosen.cluster, &managed.database)
             .await
-            .map_err(|e| Refusal(format!("cannot fence the old primary: {}", db::error_chain(&e))))?;
-        instance::promote(&chosen.cluster.settings)
-            .await
-            .map_err(|e| Refusal(format!("cannot promote {}: {}", chosen.cluster.settings.data_dir.display(), db::error_chain(&e))))?;
+            .map_err(|e| Refusal(db::error_chain(&e)))?;
         let config = managed.config_of(&chosen.cluster);
-        if let Err(err) = release_commits(&chosen.cluster.running, &managed.database).await {
-            tracing::error!(error = %err, "cannot reset synchronous_standby_names on the promoted replica; commits may wait");
-        }
         for other in managed.replicas.iter().filter(|r| r.pool_index != chosen.pool_index) {
             if let Err(err) = follow(&other.cluster, &chosen.cluster.running, &managed.database).await {
                 tracing::warn!(data_dir = %other.cluster.settings.data_dir.display(), error = %err, "cannot point a replica at the new primary");

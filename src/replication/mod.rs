@@ -14,7 +14,7 @@ mod failover;
 mod report;
 pub mod topology;
 
-pub use failover::FailoverEvent;
+pub use failover::{FailoverEvent, PromoteError, promote};
 pub use report::{ReplicationReport, StandbyReport};
 pub use topology::{Managed, ManagedReplica};
 

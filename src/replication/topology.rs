@@ -31,15 +31,7 @@ pub struct Managed {
     pub replicas: Vec<ManagedReplica>,
 }
 
-/// Where managed replica `n` (1-based) of `primary` lives: `<data_dir>-replica-<n>`.
-pub fn replica_settings(primary: &Settings, n: u32) -> Settings {
-    let mut name = primary.data_dir.file_name().map(|s| s.to_os_string()).unwrap_or_default();
-    name.push(format!("-replica-{n}"));
-    let mut settings = primary.clone();
-    settings.data_dir = primary.data_dir.with_file_name(name);
-    settings.port = None;
-    settings
-}
+pub use crate::instance::replica_settings;
 
 impl Managed {
     /// Starts the primary (following a fence to its successor) and `replicas` streaming

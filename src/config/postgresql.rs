@@ -1,0 +1,110 @@
+//! `postgresql:` — the database dbagent serves, and its read replicas.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConnectionPool, Error, Secret, invalid};
+
+/// The database dbagent serves. With neither `url` nor `host` set, dbagent runs a managed
+/// instance (see [`Instance`](super::Instance)).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Postgresql {
+    /// `postgresql://user:pass@host:port/db?...` or `key=value` form. `DATABASE_URL` overrides.
+    pub url: Option<Secret>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// `disable` or `prefer` (TLS to PostgreSQL is not built yet; `prefer` connects in clear).
+    pub sslmode: SslMode,
+    pub connection_pool: ConnectionPool,
+    /// Seconds a statement may run; the server cancels it (`statement_timeout`). Default 30.
+    pub query_timeout: f64,
+    /// Rows `/query` returns before it answers `truncated: true`. Default 10000.
+    pub max_rows: usize,
+    /// Read replicas; reads go to them round-robin while they are healthy.
+    pub read_replicas: Vec<Replica>,
+    /// Log every statement at INFO (`DB_ECHO_SQL`). Default false.
+    pub echo_sql: bool,
+}
+
+impl Default for Postgresql {
+    fn default() -> Self {
+        Postgresql {
+            url: None,
+            host: None,
+            port: None,
+            database: None,
+            user: None,
+            password: None,
+            sslmode: SslMode::Prefer,
+            connection_pool: ConnectionPool::default(),
+            query_timeout: 30.0,
+            max_rows: 10_000,
+            read_replicas: Vec::new(),
+            echo_sql: false,
+        }
+    }
+}
+
+impl Postgresql {
+    /// True when a server was named (URL or host); false means "run a managed instance".
+    pub fn is_configured(&self) -> bool {
+        self.url.is_some() || self.host.is_some()
+    }
+
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.query_timeout)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Error> {
+        self.connection_pool.validate()?;
+        if !(self.query_timeout > 0.0 && self.query_timeout.is_finite()) {
+            return invalid("postgresql.query_timeout", "must be a positive number of seconds");
+        }
+        if self.max_rows == 0 {
+            return invalid("postgresql.max_rows", "must be at least 1");
+        }
+        for (i, replica) in self.read_replicas.iter().enumerate() {
+            replica.validate(&format!("postgresql.read_replicas[{i}]"))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+}
+
+/// One read replica: a URL or host/port/..., which inherit the primary's unset fields.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Replica {
+    pub url: Option<Secret>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Stop routing reads here while replay lag exceeds this. Default: no limit.
+    pub max_lag_seconds: Option<f64>,
+}
+
+impl Replica {
+    /// `key` is this replica's path, `postgresql.read_replicas[<i>]`.
+    fn validate(&self, key: &str) -> Result<(), Error> {
+        if self.url.is_none() && self.host.is_none() {
+            return invalid(key, "needs a url or a host");
+        }
+        if self.max_lag_seconds.is_some_and(|s| !(s >= 0.0 && s.is_finite())) {
+            return invalid(&format!("{key}.max_lag_seconds"), "must be zero or positive");
+        }
+        Ok(())
+    }
+}
