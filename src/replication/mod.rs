@@ -79,7 +79,11 @@ impl Supervisor {
             let mut state = self.lock_state();
             state.down_since = None;
             state.refusal_logged = false;
-            state.protected = protected;
+            // Unknown (the primary stopped answering since its health check): what was known
+            // at the last answer stands, or a failover would be withheld for good.
+            if let Some(protected) = protected {
+                state.protected = protected;
+            }
             return;
         }
         let down_for = {
@@ -106,22 +110,23 @@ impl Supervisor {
 
     /// Managed clusters with replicas and `synchronous: true`: commits wait for one replica
     /// while one is streaming, and stop waiting when none is (a write must not hang because
-    /// its replica died). Returns whether commits are protected right now.
-    async fn keep_synchronous(&self) -> bool {
+    /// its replica died). Returns whether commits are protected right now; `None` when the
+    /// primary did not answer.
+    async fn keep_synchronous(&self) -> Option<bool> {
         let has_replicas = self.managed().is_some_and(|m| !m.replicas.is_empty());
         if !self.policy.synchronous || !has_replicas {
-            return false;
+            return Some(false);
         }
         const SQL: &str = "SELECT current_setting('synchronous_standby_names'), \
              (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')::text";
         let primary = self.pools.primary();
-        let Ok(rows) = primary.rows(SQL).await else { return false };
-        let Some(row) = rows.first() else { return false };
+        let Ok(rows) = primary.rows(SQL).await else { return None };
+        let Some(row) = rows.first() else { return None };
         let current = row.first().cloned().flatten().unwrap_or_default();
         let streaming: u64 = row.get(1).cloned().flatten().and_then(|n| n.parse().ok()).unwrap_or(0);
         let wanted = if streaming > 0 { SYNC_STANDBYS } else { "" };
         if current == wanted {
-            return streaming > 0;
+            return Some(streaming > 0);
         }
         let set = format!("ALTER SYSTEM SET synchronous_standby_names = '{wanted}'");
         match primary.rows(&set).await {
@@ -133,11 +138,11 @@ impl Supervisor {
                     tracing::warn!("no replica is streaming: commits no longer wait for one; automatic failover is withheld until one is back");
                 }
                 // The new setting applies from the reload on; protection starts next round.
-                false
+                Some(false)
             }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot change synchronous_standby_names");
-                false
+                None
             }
         }
     }
