@@ -127,6 +127,10 @@ impl From<db::Error> for ApiError {
             db::Error::NotPrimary => ApiError::new(S::SERVICE_UNAVAILABLE, "not_primary", message),
             db::Error::OutcomeUnknown => ApiError::new(S::BAD_GATEWAY, "outcome_unknown", message),
             db::Error::Timeout { .. } => ApiError::new(S::GATEWAY_TIMEOUT, "query_timeout", message),
+            db::Error::UnexpectedAnswer { .. } => {
+                tracing::error!(error = %message, "dbagent's own query got an unexpected answer");
+                ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            }
             db::Error::Decode(source) => {
                 tracing::error!(error = %source, "cannot convert a value from PostgreSQL");
                 ApiError::new(S::BAD_GATEWAY, "database_error", format!("{message}: {source}"))

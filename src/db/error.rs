@@ -74,6 +74,10 @@ pub enum Error {
     /// A value the server sent could not be converted.
     #[error("cannot convert a value the server sent")]
     Decode(#[from] super::types::DecodeError),
+    /// One of dbagent's own queries got an answer it cannot read (a column missing or of
+    /// another type): a bug in dbagent, not a database problem.
+    #[error("unexpected answer to dbagent's own query: {reason}")]
+    UnexpectedAnswer { reason: String },
 }
 
 impl Error {

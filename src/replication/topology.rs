@@ -150,7 +150,7 @@ pub(super) async fn follow(replica: &Cluster, primary: &Running, database: &str)
     let mut config = tokio_postgres::Config::new();
     config.host("127.0.0.1").port(replica.running.port).user(&replica.running.superuser).dbname(database);
     let conninfo = format!("host=127.0.0.1 port={} user={} application_name=dbagent_replica", primary.port, primary.superuser);
-    let set = format!("ALTER SYSTEM SET primary_conninfo = '{}'", conninfo.replace('\'', "''"));
+    let set = format!("ALTER SYSTEM SET primary_conninfo = {}", db::sql::literal(&conninfo));
     db::admin::execute(&config, &[&set, "SELECT pg_reload_conf()"]).await.map(drop)
 }
 
