@@ -7,7 +7,6 @@
 //! backs a constraint is never dropped.
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::Error;
@@ -33,6 +32,35 @@ impl IndexReport {
             fix: db::get(row, "fix")?,
         })
     }
+}
+
+/// `analyze`: the statement run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analyzed {
+    pub done: String,
+}
+
+/// `rebuild`: the statement run, the index's table and its size before and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rebuilt {
+    pub done: String,
+    pub table: String,
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+}
+
+/// `create`: the statement run and the new index's name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub done: String,
+    pub index: String,
+}
+
+/// `drop`: the statement run and the table the index was on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dropped {
+    pub done: String,
+    pub table: String,
 }
 
 const UNUSED_SQL: &str = include_str!("sql/unused.sql");
@@ -107,25 +135,25 @@ async fn run(db: &tokio_postgres::Config, sql: &str) -> Result<(), Error> {
 }
 
 /// `ANALYZE table`.
-pub async fn analyze(pools: &Pools, db: &tokio_postgres::Config, table: &str) -> Result<Value, Error> {
+pub async fn analyze(pools: &Pools, db: &tokio_postgres::Config, table: &str) -> Result<Analyzed, Error> {
     let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
     let sql = format!("ANALYZE {};", stats.qualified());
     run(db, &sql).await?;
-    Ok(serde_json::json!({ "done": sql }))
+    Ok(Analyzed { done: sql })
 }
 
 /// `REINDEX INDEX CONCURRENTLY`, with the size before and after.
-pub async fn rebuild(pools: &Pools, db: &tokio_postgres::Config, index: &str) -> Result<Value, Error> {
+pub async fn rebuild(pools: &Pools, db: &tokio_postgres::Config, index: &str) -> Result<Rebuilt, Error> {
     let before = index_named(pools, index).await?;
     let sql = format!("REINDEX INDEX CONCURRENTLY {};", before.name);
     run(db, &sql).await?;
     let after = index_entry(pools, &before.name).await?.map_or(0, |after| after.bytes);
-    Ok(serde_json::json!({ "done": sql, "table": before.table, "bytes_before": before.bytes, "bytes_after": after }))
+    Ok(Rebuilt { done: sql, table: before.table, bytes_before: before.bytes, bytes_after: after })
 }
 
 /// `CREATE [UNIQUE] INDEX CONCURRENTLY name ON table (columns)`. A failed build's invalid
 /// leftover is dropped; an index of that name already there is never touched.
-pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, columns: &[String], name: Option<&str>, unique: bool) -> Result<Value, Error> {
+pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, columns: &[String], name: Option<&str>, unique: bool) -> Result<Created, Error> {
     let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
     if columns.is_empty() {
         return Err(Error::Invalid("columns: give at least one column".into()));
@@ -153,12 +181,12 @@ pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, col
         let _ = run(db, &format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified};")).await;
         return Err(err);
     }
-    Ok(serde_json::json!({ "done": sql, "index": name }))
+    Ok(Created { done: sql, index: name })
 }
 
 /// `DROP INDEX CONCURRENTLY`, refused for an index that backs a constraint or is not on
 /// `table` (when given).
-pub async fn drop(pools: &Pools, db: &tokio_postgres::Config, index: &str, table: Option<&str>) -> Result<Value, Error> {
+pub async fn drop(pools: &Pools, db: &tokio_postgres::Config, index: &str, table: Option<&str>) -> Result<Dropped, Error> {
     let IndexEntry { name, table: on, constraint, .. } = index_named(pools, index).await?;
     if let Some(table) = table {
         let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
@@ -171,7 +199,7 @@ pub async fn drop(pools: &Pools, db: &tokio_postgres::Config, index: &str, table
     }
     let sql = format!("DROP INDEX CONCURRENTLY {name};");
     run(db, &sql).await?;
-    Ok(serde_json::json!({ "done": sql, "table": on }))
+    Ok(Dropped { done: sql, table: on })
 }
 
 /// Runs a suggested `CREATE INDEX CONCURRENTLY` statement (nothing else is accepted).

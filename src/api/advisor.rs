@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::AppState;
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::advisor::{self, IndexesRequest, OptimizeRequest};
+use crate::advisor::{self, IndexesAnswer, IndexesRequest, OptimizeRequest};
 use crate::migrate;
 
 pub async fn optimize(State(state): State<AppState>, JsonBody(req): JsonBody<OptimizeRequest>) -> Result<Json<Value>, ApiError> {
@@ -23,14 +24,19 @@ pub async fn optimize(State(state): State<AppState>, JsonBody(req): JsonBody<Opt
     Ok(Json(body))
 }
 
-pub async fn indexes(State(state): State<AppState>, JsonBody(req): JsonBody<IndexesRequest>) -> Result<Json<Value>, ApiError> {
+/// An answer with `"success": true` beside its own fields.
+#[derive(Serialize)]
+pub struct Succeeded<T> {
+    success: bool,
+    #[serde(flatten)]
+    answer: T,
+}
+
+pub async fn indexes(State(state): State<AppState>, JsonBody(req): JsonBody<IndexesRequest>) -> Result<Json<Succeeded<IndexesAnswer>>, ApiError> {
     let db = migrate::database(&state.executor.pools);
     // Index builds run to completion even when the client hangs up.
     let executor = state.executor.clone();
     let run = tokio::spawn(async move { advisor::indexes(&executor, &db, &req).await });
-    let mut body = run.await.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    if let Value::Object(map) = &mut body {
-        map.insert("success".into(), Value::Bool(true));
-    }
-    Ok(Json(body))
+    let answer = run.await.map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(Json(Succeeded { success: true, answer }))
 }

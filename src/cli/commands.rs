@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::{
-    BackupCommand, CacheCommand, Cli, RestoreArgs, WalCommand, IndexesArgs, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
+    BackupCommand, CacheCommand, Cli, RestoreArgs, WalCommand, IndexesCommand, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
     TransactionArgs, exit, output,
 };
 use crate::replication::topology::replica_settings;
@@ -307,26 +307,29 @@ async fn optimize_cmd(agent: &Agent, args: OptimizeArgs, as_json: bool) -> Resul
     output::optimize(&report, as_json)
 }
 
-async fn indexes_cmd(agent: &Agent, args: IndexesArgs, as_json: bool) -> Result<(), Failure> {
-    let queries: Vec<crate::advisor::WorkloadQuery> =
-        args.queries.iter().map(|q| crate::advisor::WorkloadQuery { sql: q.clone(), params: Vec::new() }).collect();
-    let req = crate::advisor::IndexesRequest {
-        query: (args.action == "apply").then(|| queries.first().cloned()).flatten(),
-        queries: if args.action == "apply" { Vec::new() } else { queries },
-        action: args.action,
-        table: args.table,
-        index: args.index,
-        columns: args.columns,
-        name: None,
-        unique: false,
-        use_hypopg: !args.no_hypopg,
-        sql: args.sql,
-    };
+async fn indexes_cmd(agent: &Agent, cmd: IndexesCommand, as_json: bool) -> Result<(), Failure> {
     let db = migrate::database(&agent.executor.pools);
-    let value = crate::advisor::indexes(&agent.executor, &db, &req).await.map_err(|e| failure(e.into()))?;
-    match value.as_object().and_then(|o| o.values().next()).and_then(Value::as_array) {
-        Some(list) if !as_json => output::rows(list, false),
-        _ => output::key_values(&value, as_json),
+    let answer = crate::advisor::indexes(&agent.executor, &db, &indexes_request(cmd)).await.map_err(|e| failure(e.into()))?;
+    output::indexes(&answer, as_json)
+}
+
+/// The API's request for a command line's action.
+fn indexes_request(cmd: IndexesCommand) -> crate::advisor::IndexesRequest {
+    use crate::advisor::{IndexesRequest as R, WorkloadQuery};
+    let query = |sql: String| WorkloadQuery { sql, params: Vec::new() };
+    match cmd {
+        IndexesCommand::Suggest { table, queries, no_hypopg } => {
+            R::Suggest { table, queries: queries.into_iter().map(query).collect(), use_hypopg: !no_hypopg }
+        }
+        IndexesCommand::Analyze { table } => R::Analyze { table },
+        IndexesCommand::Unused { table } => R::Unused { table },
+        IndexesCommand::Duplicates { table } => R::Duplicates { table },
+        IndexesCommand::Invalid { table } => R::Invalid { table },
+        IndexesCommand::Bloat { table } => R::Bloat { table },
+        IndexesCommand::Rebuild { index } => R::Rebuild { index },
+        IndexesCommand::Create { table, columns, name, unique } => R::Create { table, columns, name, unique },
+        IndexesCommand::Drop { index, table } => R::Drop { index, table },
+        IndexesCommand::Apply { sql, query: measured } => R::Apply { sql, query: query(measured) },
     }
 }
 
