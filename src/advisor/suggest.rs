@@ -84,7 +84,7 @@ pub async fn suggest(
         && catalog::table(pools, wanted).await?.is_none() {
             return Err(Error::TableNotFound { table: wanted.to_owned() });
         }
-    let client = db::admin::connect(db, "dbagent-advisor").await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
+    let client = db::admin::connect(db, db::Purpose::Advisor).await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
     let hypopg = use_hypopg && load_hypopg(&client).await;
     let mut found: BTreeMap<(String, Vec<String>), IndexSuggestion> = BTreeMap::new();
     for (q, s) in &shaped {

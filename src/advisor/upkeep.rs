@@ -130,7 +130,7 @@ async fn index_named(pools: &Pools, index: &str) -> Result<IndexEntry, Error> {
 }
 
 async fn run(db: &tokio_postgres::Config, sql: &str) -> Result<(), Error> {
-    let client = db::admin::connect(db, "dbagent-indexes").await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
+    let client = db::admin::connect(db, db::Purpose::Indexes).await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
     client.batch_execute(sql).await.map_err(|e| Error::from(db::Error::from_driver(e, false)))
 }
 

@@ -11,10 +11,9 @@ use super::AppState;
 use super::body::JsonBody;
 use super::error::ApiError;
 use crate::advisor::{self, IndexesAnswer, IndexesRequest, OptimizeRequest};
-use crate::migrate;
 
 pub async fn optimize(State(state): State<AppState>, JsonBody(req): JsonBody<OptimizeRequest>) -> Result<Json<Value>, ApiError> {
-    let db = migrate::database(&state.executor.pools);
+    let db = state.executor.pools.admin_config();
     let slow = Duration::from_secs_f64(state.config.optimization.slow_query_threshold_ms / 1000.0);
     let report = advisor::optimize(&state.executor, &db, &req, slow).await?;
     let mut body = serde_json::to_value(&report).unwrap_or_default();
@@ -33,7 +32,7 @@ pub struct Succeeded<T> {
 }
 
 pub async fn indexes(State(state): State<AppState>, JsonBody(req): JsonBody<IndexesRequest>) -> Result<Json<Succeeded<IndexesAnswer>>, ApiError> {
-    let db = migrate::database(&state.executor.pools);
+    let db = state.executor.pools.admin_config();
     // Index builds run to completion even when the client hangs up.
     let executor = state.executor.clone();
     let run = tokio::spawn(async move { advisor::indexes(&executor, &db, &req).await });

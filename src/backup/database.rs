@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio_postgres::{Client, Config};
 
 use super::Error;
-use crate::db::sql;
+use crate::db::{Purpose, sql};
 use super::manifest::{CountMethod, Manifest, TableRows};
 
 /// Tables estimated above this many rows are counted from `reltuples`, not `count(*)`.
@@ -22,8 +22,8 @@ const EXACT_COUNT_LIMIT: f64 = 1_000_000.0;
 const SWAP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a session of the job's own; its driver task ends when the client is dropped.
-pub(crate) async fn connect(db: &Config, application_name: &str) -> Result<Client, Error> {
-    crate::db::admin::connect(db, application_name).await.map_err(|source| Error::Unavailable { source })
+pub(crate) async fn connect(db: &Config, purpose: Purpose) -> Result<Client, Error> {
+    crate::db::admin::connect(db, purpose).await.map_err(|source| Error::Unavailable { source })
 }
 
 /// `db` pointed at another database of the same server.
@@ -89,7 +89,7 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     pub(crate) async fn open(db: &Config) -> Result<Snapshot, Error> {
-        let client = connect(db, "dbagent-backup").await?;
+        let client = connect(db, Purpose::Backup).await?;
         client
             .batch_execute(
                 "SET statement_timeout = 0; SET lock_timeout = 0; \
@@ -200,7 +200,7 @@ async fn exact_count(client: &Client, table: &str) -> Result<i64, Error> {
 /// Exact row counts of `tables` in the database `db` points at; a table that is missing is
 /// left out of the answer.
 pub(crate) async fn count_tables(db: &Config, tables: &[String]) -> Result<HashMap<String, i64>, Error> {
-    let client = connect(db, "dbagent-verify").await?;
+    let client = connect(db, Purpose::Verify).await?;
     let mut counts = HashMap::new();
     for table in tables {
         match client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await {
@@ -227,7 +227,7 @@ impl Admin {
     pub(crate) async fn connect(db: &Config, touched: &[&str]) -> Result<Admin, Error> {
         let maintenance = if touched.contains(&"postgres") { "template1" } else { "postgres" };
         let config = for_database(db, maintenance);
-        let client = connect(&config, "dbagent-restore").await?;
+        let client = connect(&config, Purpose::Restore).await?;
         Ok(Admin { client, db: db.clone() })
     }
 

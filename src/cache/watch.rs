@@ -190,11 +190,11 @@ impl Watcher {
         let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
         let config = self.pools.primary().current_config();
         // Two agents creating the function at once can collide ("tuple concurrently updated").
-        match db::admin::execute(&config, &refs).await {
+        match db::admin::execute(&config, db::Purpose::Cache, &refs).await {
             Ok(_) => {}
             Err(db::Error::Server(pg)) if pg.is("XX000") || pg.is("23505") => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                db::admin::execute(&config, &refs).await?;
+                db::admin::execute(&config, db::Purpose::Cache, &refs).await?;
             }
             Err(err) => return Err(err),
         }
@@ -217,7 +217,7 @@ impl Watcher {
             sql::literal(ROW_TRIGGER)
         );
         let config = self.pools.primary().current_config();
-        db::admin::execute(&config, &[&drop_all, "DROP FUNCTION IF EXISTS dbagent.cache_notify()"]).await?;
+        db::admin::execute(&config, db::Purpose::Cache, &[&drop_all, "DROP FUNCTION IF EXISTS dbagent.cache_notify()"]).await?;
         self.forget();
         Ok(count.try_into().unwrap_or(0))
     }

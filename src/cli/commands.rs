@@ -239,7 +239,7 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
 
 async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, as_json: bool) -> Result<(), Failure> {
     let service = &agent.migrations;
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let fail = |e: migrate::Error| failure(e.into());
     let by = std::env::var("USER").map(|u| format!("cli:{u}")).unwrap_or_else(|_| "cli".into());
     match cmd {
@@ -301,14 +301,14 @@ async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, as_json: bool) -> Resul
 async fn optimize_cmd(agent: &Agent, args: OptimizeArgs, as_json: bool) -> Result<(), Failure> {
     let params = parse_params(&args.params);
     let req = crate::advisor::OptimizeRequest { sql: args.sql, params, analyze: !args.no_analyze, suggest_indexes: true };
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let slow = std::time::Duration::from_secs_f64(agent.config.optimization.slow_query_threshold_ms / 1000.0);
     let report = crate::advisor::optimize(&agent.executor, &db, &req, slow).await.map_err(|e| failure(e.into()))?;
     output::optimize(&report, as_json)
 }
 
 async fn indexes_cmd(agent: &Agent, cmd: IndexesCommand, as_json: bool) -> Result<(), Failure> {
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let answer = crate::advisor::indexes(&agent.executor, &db, &indexes_request(cmd)).await.map_err(|e| failure(e.into()))?;
     output::indexes(&answer, as_json)
 }
@@ -342,7 +342,7 @@ fn progress(p: crate::backup::Progress) {
 async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<(), Failure> {
     use crate::backup;
     let settings = &agent.backup;
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let fail = |e: backup::Error| failure(e.into());
     let enum_arg = |field: &str, text: &str| -> Result<serde_json::Value, Failure> {
         Ok(Value::String(text.replace('-', "_"))).and_then(|v| {
@@ -409,7 +409,7 @@ async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<
         if args.data_dir.is_some() {
             return Err(usage("--data-dir goes with --to-time".into()));
         }
-        let db = migrate::database(&agent.executor.pools);
+        let db = agent.executor.pools.admin_config();
         let request = backup::RestoreRequest {
             backup_id: args.backup.unwrap_or_default(),
             target_database: args.target_database,
@@ -447,7 +447,7 @@ pub(super) fn wal(cmd: &WalCommand) -> std::process::ExitCode {
 }
 
 async fn seed_cmd(agent: &Agent, env: &str, as_json: bool) -> Result<(), Failure> {
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let files = agent.migrations.seed(&db, env).await.map_err(|e| failure(e.into()))?;
     output::key_values(&json!({ "environment": env, "scripts": files }), as_json)
 }

@@ -19,5 +19,6 @@ pub use endpoint::describe;
 pub use error::{Error, PgError, error_chain};
 pub use lsn::{Lsn, LsnParseError};
 pub use conn::Upstream;
+pub use admin::Purpose;
 pub use row::get;
 pub use pools::{Endpoint, Lease, PoolStats, Pools, PoolsStats, Setup, Shared, Target};

@@ -15,7 +15,7 @@ pub const PREFIX: &str = "dbagent_scratch_";
 
 /// Opens a connection of its own (see [`crate::db::admin::connect`]).
 pub(super) async fn connect(config: &Config) -> Result<Client, Error> {
-    crate::db::admin::connect(config, "dbagent-autogenerate").await.map_err(|source| Error::Unavailable { source })
+    crate::db::admin::connect(config, crate::db::Purpose::Autogenerate).await.map_err(|source| Error::Unavailable { source })
 }
 
 /// A database that exists until [`ScratchDatabase::drop_now`] or `Drop`.
