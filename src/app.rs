@@ -139,7 +139,7 @@ impl Agent {
             return;
         }
         let (settings, stats) = (self.backup.clone(), self.backup_schedule.clone());
-        let db = migrate::database(&self.executor.pools);
+        let db = self.executor.pools.admin_config();
         tokio::spawn(async move {
             if let Err(err) = backup::run_schedule(&db, &settings, &stats, shutdown).await {
                 tracing::error!(error = %crate::db::error_chain(&err), "the backup schedule stopped");
@@ -155,7 +155,7 @@ impl Agent {
             return;
         }
         let (service, state) = (self.migrations.clone(), self.auto_migrate.clone());
-        let db = migrate::database(&self.executor.pools);
+        let db = self.executor.pools.admin_config();
         state.set(migrate::AutoState::Running);
         tokio::spawn(async move {
             let up = migrate::Up { target: migrate::UpTarget::Head, dry_run: false, allow_out_of_order: false, by: "auto-migrate".into() };

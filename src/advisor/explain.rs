@@ -142,9 +142,9 @@ fn literal_param(v: &Value) -> String {
     match v {
         Value::Null => "NULL".into(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => format!("'{n}'"),
-        Value::String(s) => format!("'{}'", s.replace('\'', "''")),
-        other => format!("'{}'", other.to_string().replace('\'', "''")),
+        Value::Number(n) => crate::db::sql::literal(&n.to_string()),
+        Value::String(s) => crate::db::sql::literal(s),
+        other => crate::db::sql::literal(&other.to_string()),
     }
 }
 

@@ -20,7 +20,7 @@ pub use catalog::{IndexInfo, TableStats};
 pub use error::Error;
 pub use rules::{Severity, Suggestion};
 pub use suggest::{IndexSuggestion, WorkloadQuery};
-pub use upkeep::IndexReport;
+pub use upkeep::{Analyzed, Created, Dropped, IndexReport, Rebuilt};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -126,70 +126,136 @@ async fn tables_of(exec: &Executor, explained: &plan::Explained, shape: &shape::
     Ok(out)
 }
 
-/// `POST /indexes`.
+/// `POST /indexes`: one action and exactly the fields it takes.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IndexesRequest {
-    /// suggest, analyze, unused, duplicates, invalid, bloat, rebuild, create, drop, apply.
-    pub action: String,
-    #[serde(default)]
-    pub table: Option<String>,
-    #[serde(default)]
-    pub index: Option<String>,
-    #[serde(default)]
-    pub columns: Vec<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub unique: bool,
-    /// suggest: the workload (default: pg_stat_statements).
-    #[serde(default)]
-    pub queries: Vec<WorkloadQuery>,
-    /// suggest: validate with HypoPG when it can be loaded. Default true.
-    #[serde(default = "yes")]
-    pub use_hypopg: bool,
-    /// apply: the suggested `CREATE INDEX CONCURRENTLY` statement ...
-    #[serde(default)]
-    pub sql: Option<String>,
-    /// ... and the query to measure before and after.
-    #[serde(default)]
-    pub query: Option<WorkloadQuery>,
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum IndexesRequest {
+    /// Indexes that would help the workload (or `table`'s part of it).
+    Suggest {
+        #[serde(default)]
+        table: Option<String>,
+        /// The workload (default: pg_stat_statements).
+        #[serde(default)]
+        queries: Vec<WorkloadQuery>,
+        /// Validate with HypoPG when it can be loaded. Default true.
+        #[serde(default = "yes")]
+        use_hypopg: bool,
+    },
+    /// `ANALYZE table`.
+    Analyze { table: String },
+    /// Indexes never scanned (of `table`, or of every table).
+    Unused {
+        #[serde(default)]
+        table: Option<String>,
+    },
+    /// Indexes another index makes redundant.
+    Duplicates {
+        #[serde(default)]
+        table: Option<String>,
+    },
+    /// Indexes left invalid by a failed concurrent build.
+    Invalid {
+        #[serde(default)]
+        table: Option<String>,
+    },
+    /// Indexes much larger than their contents need.
+    Bloat {
+        #[serde(default)]
+        table: Option<String>,
+    },
+    /// `REINDEX INDEX CONCURRENTLY index`.
+    Rebuild { index: String },
+    /// `CREATE [UNIQUE] INDEX CONCURRENTLY [name] ON table (columns)`.
+    Create {
+        table: String,
+        columns: Vec<String>,
+        /// Default: `<table>_<columns>_idx`.
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        unique: bool,
+    },
+    /// `DROP INDEX CONCURRENTLY index`, checked to be on `table` when it is given.
+    Drop {
+        index: String,
+        #[serde(default)]
+        table: Option<String>,
+    },
+    /// Runs a suggested `CREATE INDEX CONCURRENTLY` statement (`sql`) and measures `query`
+    /// before and after.
+    Apply { sql: String, query: WorkloadQuery },
 }
 
-/// Runs one `/indexes` action; the answer is JSON.
-pub async fn indexes(exec: &Executor, db: &tokio_postgres::Config, req: &IndexesRequest) -> Result<Value, Error> {
-    let pools = &exec.pools;
-    let table = req.table.as_deref();
-    let need = |what: Option<&str>, field: &str| what.map(str::to_owned).ok_or_else(|| Error::Invalid(format!("{} needs \"{field}\"", req.action)));
-    let json = |v: Result<Vec<IndexReport>, Error>| v.map(|found| serde_json::json!({ "indexes": found }));
-    match req.action.as_str() {
-        "suggest" => {
-            let found = suggest::suggest(pools, db, table, &req.queries, req.use_hypopg).await?;
-            Ok(serde_json::json!({ "suggestions": found }))
+/// What a `/indexes` action answers, one shape per kind of action.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum IndexesAnswer {
+    /// `suggest`.
+    Suggestions { suggestions: Vec<IndexSuggestion> },
+    /// `unused`, `duplicates`, `invalid`, `bloat`.
+    Reports { indexes: Vec<IndexReport> },
+    Analyzed(Analyzed),
+    Rebuilt(Rebuilt),
+    Created(Created),
+    Dropped(Dropped),
+    Applied(Applied),
+}
+
+/// `apply`: the index built and the query's plan before and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// The statement run.
+    pub done: String,
+    pub before: Measured,
+    pub after: Measured,
+    /// Execution time before over after, when both were measured.
+    pub speedup: Option<f64>,
+}
+
+/// One EXPLAIN ANALYZE of the measured query.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub cost: f64,
+    pub execution_time_ms: Option<f64>,
+    /// The plan's scan nodes (`Seq Scan on t`, `Index Scan using t_x on t`).
+    pub scans: Vec<String>,
+}
+
+impl Measured {
+    fn of(explained: &plan::Explained) -> Measured {
+        Measured {
+            cost: explained.root.total_cost,
+            execution_time_ms: explained.execution_time_ms,
+            scans: explained.root.walk().into_iter().filter(|(_, n)| n.is_scan()).map(|(_, n)| n.label()).collect(),
         }
-        "unused" => json(upkeep::unused(pools, table).await),
-        "duplicates" => json(upkeep::duplicates(pools, table).await),
-        "invalid" => json(upkeep::invalid(pools, table).await),
-        "bloat" => json(upkeep::bloat(pools, table).await),
-        "analyze" => upkeep::analyze(pools, db, &need(table, "table")?).await,
-        "rebuild" => upkeep::rebuild(pools, db, &need(req.index.as_deref(), "index")?).await,
-        "create" => upkeep::create(pools, db, &need(table, "table")?, &req.columns, req.name.as_deref(), req.unique).await,
-        "drop" => upkeep::drop(pools, db, &need(req.index.as_deref(), "index")?, table).await,
-        "apply" => apply(exec, db, &need(req.sql.as_deref(), "sql")?, req.query.as_ref()).await,
-        other => Err(Error::Invalid(format!(
-            "unknown action {other:?} (suggest, analyze, unused, duplicates, invalid, bloat, rebuild, create, drop, apply)"
-        ))),
     }
 }
 
+/// Runs one `/indexes` action.
+pub async fn indexes(exec: &Executor, db: &tokio_postgres::Config, req: &IndexesRequest) -> Result<IndexesAnswer, Error> {
+    use IndexesAnswer as A;
+    use IndexesRequest as R;
+    let pools = &exec.pools;
+    let reports = |found: Vec<IndexReport>| A::Reports { indexes: found };
+    Ok(match req {
+        R::Suggest { table, queries, use_hypopg } => {
+            A::Suggestions { suggestions: suggest::suggest(pools, db, table.as_deref(), queries, *use_hypopg).await? }
+        }
+        R::Unused { table } => reports(upkeep::unused(pools, table.as_deref()).await?),
+        R::Duplicates { table } => reports(upkeep::duplicates(pools, table.as_deref()).await?),
+        R::Invalid { table } => reports(upkeep::invalid(pools, table.as_deref()).await?),
+        R::Bloat { table } => reports(upkeep::bloat(pools, table.as_deref()).await?),
+        R::Analyze { table } => A::Analyzed(upkeep::analyze(pools, db, table).await?),
+        R::Rebuild { index } => A::Rebuilt(upkeep::rebuild(pools, db, index).await?),
+        R::Create { table, columns, name, unique } => A::Created(upkeep::create(pools, db, table, columns, name.as_deref(), *unique).await?),
+        R::Drop { index, table } => A::Dropped(upkeep::drop(pools, db, index, table.as_deref()).await?),
+        R::Apply { sql, query } => A::Applied(apply(exec, db, sql, query).await?),
+    })
+}
+
 /// Creates a suggested index and measures the query before and after (EXPLAIN ANALYZE).
-async fn apply(exec: &Executor, db: &tokio_postgres::Config, sql: &str, query: Option<&WorkloadQuery>) -> Result<Value, Error> {
-    let query = query.ok_or_else(|| Error::Invalid("apply needs \"query\" ({sql, params}) to measure".into()))?;
+async fn apply(exec: &Executor, db: &tokio_postgres::Config, sql: &str, query: &WorkloadQuery) -> Result<Applied, Error> {
     let timeout = exec.limits.query_timeout;
-    let measure = |e: &plan::Explained| {
-        let scans: Vec<String> = e.root.walk().into_iter().filter(|(_, n)| n.is_scan()).map(|(_, n)| n.label()).collect();
-        serde_json::json!({ "cost": e.root.total_cost, "execution_time_ms": e.execution_time_ms, "scans": scans })
-    };
     let mode = explain::Mode { analyze: true, allow_side_effects: false };
     let (before, _) = explain::explain(exec, &query.sql, &query.params, mode, timeout).await?;
     upkeep::create_from_sql(db, sql).await?;
@@ -198,5 +264,32 @@ async fn apply(exec: &Executor, db: &tokio_postgres::Config, sql: &str, query: O
         (Some(b), Some(a)) if a > 0.0 => Some(b / a),
         _ => None,
     };
-    Ok(serde_json::json!({ "done": sql, "before": measure(&before), "after": measure(&after), "speedup": speedup }))
+    Ok(Applied { done: sql.to_owned(), before: Measured::of(&before), after: Measured::of(&after), speedup })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> Result<IndexesRequest, String> {
+        serde_json::from_value(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_action_takes_exactly_its_fields() {
+        let create = parse(serde_json::json!({"action": "create", "table": "t", "columns": ["a"]})).unwrap();
+        assert!(matches!(create, IndexesRequest::Create { ref table, ref name, unique: false, .. } if table == "t" && name.is_none()));
+        let suggest = parse(serde_json::json!({"action": "suggest"})).unwrap();
+        assert!(matches!(suggest, IndexesRequest::Suggest { table: None, use_hypopg: true, .. }));
+        assert!(matches!(parse(serde_json::json!({"action": "unused", "table": null})).unwrap(), IndexesRequest::Unused { table: None }));
+
+        let unknown = parse(serde_json::json!({"action": "explode"})).unwrap_err();
+        assert!(unknown.contains("unknown variant `explode`"), "{unknown}");
+        let missing = parse(serde_json::json!({"action": "rebuild"})).unwrap_err();
+        assert!(missing.contains("missing field `index`"), "{missing}");
+        let foreign = parse(serde_json::json!({"action": "analyze", "table": "t", "index": "i"})).unwrap_err();
+        assert!(foreign.contains("unknown field `index`"), "{foreign}");
+        let no_action = parse(serde_json::json!({"table": "t"})).unwrap_err();
+        assert!(no_action.contains("missing field `action`"), "{no_action}");
+    }
 }

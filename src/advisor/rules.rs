@@ -112,7 +112,7 @@ pub fn same_table(written: &str, name: &str) -> bool {
 }
 
 fn create_index(t: &TableStats, cols: &[String]) -> String {
-    let list: Vec<String> = cols.iter().map(|c| crate::cache::watch::quote_ident(c)).collect();
+    let list: Vec<String> = cols.iter().map(|c| crate::db::sql::ident(c)).collect();
     format!("CREATE INDEX CONCURRENTLY ON {} ({});", t.qualified(), list.join(", "))
 }
 
@@ -293,7 +293,7 @@ pub fn function_on_indexed_column(ctx: &Context<'_>) -> Vec<Suggestion> {
         if !t.indexed(&w.column) {
             continue;
         }
-        let column = crate::cache::watch::quote_ident(&w.column);
+        let column = crate::db::sql::ident(&w.column);
         let (reason, fix) = match w.wrapper.as_str() {
             "extract" | "date_part" | "date_trunc" | "::date" | "date" => (
                 format!(

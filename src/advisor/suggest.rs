@@ -20,6 +20,12 @@ use crate::db::{self, Pools};
 pub const MIN_SAVING: f64 = 0.5;
 /// Queries taken from pg_stat_statements.
 const WORKLOAD_QUERIES: i64 = 50;
+/// The most expensive reads of this database; `$1` is how many.
+const WORKLOAD_SQL: &str = "SELECT query FROM pg_stat_statements \
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+    AND query ~* '^\\s*select' ORDER BY total_exec_time DESC LIMIT $1";
+/// What the planner knows about one column (`$1` schema, `$2` table, `$3` column).
+const COLUMN_STATS_SQL: &str = "SELECT n_distinct, avg_width FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3";
 
 /// One query of the workload.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -78,7 +84,7 @@ pub async fn suggest(
         && catalog::table(pools, wanted).await?.is_none() {
             return Err(Error::TableNotFound { table: wanted.to_owned() });
         }
-    let client = db::admin::connect(db, "dbagent-advisor").await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
+    let client = db::admin::connect(db, db::Purpose::Advisor).await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
     let hypopg = use_hypopg && load_hypopg(&client).await;
     let mut found: BTreeMap<(String, Vec<String>), IndexSuggestion> = BTreeMap::new();
     for (q, s) in &shaped {
@@ -119,20 +125,18 @@ pub async fn suggest(
 
 /// The most expensive statements of this database that read `table` (pg_stat_statements).
 async fn workload(pools: &Pools, table: Option<&str>) -> Result<Vec<WorkloadQuery>, Error> {
-    let installed = pools.primary().rows("SELECT to_regclass('pg_stat_statements') IS NOT NULL").await?;
-    if installed.first().and_then(|r| r.first().cloned().flatten()).as_deref() != Some("t") {
+    let rows = pools.primary().query("SELECT to_regclass('pg_stat_statements') IS NOT NULL AS installed", &[]).await?;
+    let installed: bool = rows.first().map(|row| db::get(row, "installed")).transpose()?.unwrap_or(false);
+    if !installed {
         return Err(Error::Invalid(
             "no queries given and pg_stat_statements is not available in this database (preload it and CREATE EXTENSION pg_stat_statements, or pass queries)".into(),
         ));
     }
-    let sql = format!(
-        "SELECT query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND query ~* '^\\s*select' ORDER BY total_exec_time DESC LIMIT {WORKLOAD_QUERIES}"
-    );
-    let rows = pools.primary().rows(&sql).await?;
-    Ok(rows
+    let rows = pools.primary().query(WORKLOAD_SQL, &[&WORKLOAD_QUERIES]).await?;
+    let queries = rows.iter().map(|row| db::get::<Option<String>>(row, "query")).collect::<Result<Vec<_>, _>>()?;
+    Ok(queries
         .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
+        .flatten()
         .filter(|q| table.is_none_or(|t| shape(q).tables.iter().any(|qt| same_table(qt, t.rsplit('.').next().unwrap_or(t)))))
         .map(|sql| WorkloadQuery { sql, params: Vec::new() })
         .collect())
@@ -164,7 +168,7 @@ fn candidates(s: &Shape, table: &str, stats: &TableStats) -> Vec<Vec<String>> {
 }
 
 fn create_sql(stats: &TableStats, cols: &[String]) -> String {
-    let list: Vec<String> = cols.iter().map(|c| crate::cache::watch::quote_ident(c)).collect();
+    let list: Vec<String> = cols.iter().map(|c| crate::db::sql::ident(c)).collect();
     format!("CREATE INDEX CONCURRENTLY ON {} ({});", stats.qualified(), list.join(", "))
 }
 
@@ -191,7 +195,7 @@ async fn validate(client: &tokio_postgres::Client, q: &WorkloadQuery, stats: &Ta
     let mut kept = Vec::new();
     let mut best_single: Option<f64> = None;
     for cols in candidates {
-        let plain = format!("CREATE INDEX ON {} ({})", stats.qualified(), cols.iter().map(|c| crate::cache::watch::quote_ident(c)).collect::<Vec<_>>().join(", "));
+        let plain = format!("CREATE INDEX ON {} ({})", stats.qualified(), cols.iter().map(|c| crate::db::sql::ident(c)).collect::<Vec<_>>().join(", "));
         let _ = client.batch_execute("SELECT hypopg_reset()").await;
         let created = client
             .query_one("SELECT indexname::text, hypopg_relation_size(indexrelid)::int8 FROM hypopg_create_index($1)", &[&plain])
@@ -234,16 +238,11 @@ async fn estimate(pools: &Pools, stats: &TableStats, s: &Shape, table: &str, can
     for cols in candidates.iter().filter(|c| c.len() == 1) {
         let column = &cols[0];
         let equality = s.columns.iter().any(|c| c.used == Use::Equality && c.table.as_deref() == Some(table) && &c.column == column);
-        let sql = format!(
-            "SELECT n_distinct::text, avg_width::text FROM pg_stats WHERE schemaname = '{}' AND tablename = '{}' AND attname = '{}'",
-            stats.schema.replace('\'', "''"),
-            stats.name.replace('\'', "''"),
-            column.replace('\'', "''")
-        );
-        let row = pools.primary().rows(&sql).await?.into_iter().next();
-        let Some(row) = row else { continue };
-        let n_distinct: f64 = row.first().cloned().flatten().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        let width: f64 = row.get(1).cloned().flatten().and_then(|v| v.parse().ok()).unwrap_or(8.0);
+        let rows = pools.primary().query(COLUMN_STATS_SQL, &[&stats.schema, &stats.name, column]).await?;
+        let Some(row) = rows.first() else { continue };
+        // Both are null until the column has statistics of that kind.
+        let n_distinct = f64::from(db::get::<Option<f32>>(row, "n_distinct")?.unwrap_or(0.0));
+        let width = f64::from(db::get::<Option<i32>>(row, "avg_width")?.unwrap_or(8));
         let distinct = if n_distinct < 0.0 { -n_distinct * stats.rows } else { n_distinct };
         // Equality keeps one value's rows; a range is assumed to keep a third (the planner's
         // default guess), which is not selective.

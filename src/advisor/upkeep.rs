@@ -7,11 +7,10 @@
 //! backs a constraint is never dropped.
 
 use serde::Serialize;
-use serde_json::Value;
+use tokio_postgres::Row;
 
 use super::Error;
-use crate::cache::watch::{quote_ident, quote_name};
-use crate::db::{self, Pools};
+use crate::db::{self, Pools, sql};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexReport {
@@ -23,146 +22,138 @@ pub struct IndexReport {
     pub fix: Option<String>,
 }
 
-fn parse_rows(rows: Vec<Vec<Option<String>>>) -> Vec<IndexReport> {
-    rows.into_iter()
-        .filter_map(|r| {
-            let text = |i: usize| r.get(i).cloned().flatten();
-            Some(IndexReport {
-                index: text(0)?,
-                table: text(1)?,
-                bytes: text(2).and_then(|b| b.parse().ok()).unwrap_or(0),
-                reason: text(3).unwrap_or_default(),
-                fix: text(4),
-            })
+impl IndexReport {
+    fn from_row(row: &Row) -> Result<IndexReport, db::Error> {
+        Ok(IndexReport {
+            index: db::get(row, "index")?,
+            table: db::get(row, "table")?,
+            bytes: db::get(row, "bytes")?,
+            reason: db::get(row, "reason")?,
+            fix: db::get(row, "fix")?,
         })
-        .collect()
+    }
 }
 
-const USER_INDEXES: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'dbagent') AND n.nspname NOT LIKE 'pg_toast%'";
+/// `analyze`: the statement run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analyzed {
+    pub done: String,
+}
+
+/// `rebuild`: the statement run, the index's table and its size before and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rebuilt {
+    pub done: String,
+    pub table: String,
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+}
+
+/// `create`: the statement run and the new index's name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub done: String,
+    pub index: String,
+}
+
+/// `drop`: the statement run and the table the index was on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dropped {
+    pub done: String,
+    pub table: String,
+}
+
+const UNUSED_SQL: &str = include_str!("sql/unused.sql");
+const DUPLICATES_SQL: &str = include_str!("sql/duplicates.sql");
+const INVALID_SQL: &str = include_str!("sql/invalid.sql");
+const BLOAT_SQL: &str = include_str!("sql/bloat.sql");
+const INDEX_SQL: &str = include_str!("sql/index.sql");
+
+/// The rows of one report query, for every user table or only `table`.
+async fn report(pools: &Pools, sql: &str, table: Option<&str>) -> Result<Vec<IndexReport>, Error> {
+    let table = table.map(sql::regclass);
+    let rows = pools.primary().query(sql, &[&table]).await?;
+    Ok(rows.iter().map(IndexReport::from_row).collect::<Result<_, _>>()?)
+}
 
 /// Indexes never scanned since statistics were reset, that enforce nothing.
 pub async fn unused(pools: &Pools, table: Option<&str>) -> Result<Vec<IndexReport>, Error> {
-    let filter = table.map(|t| format!("AND i.indrelid = to_regclass({})", quote_name(t))).unwrap_or_default();
-    let sql = format!(
-        "SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text, pg_relation_size(i.indexrelid)::text, \
-           format('never used for a scan since statistics were reset (%s)', coalesce((SELECT stats_reset::text FROM pg_stat_database WHERE datname = current_database()), 'never reset')), \
-           format('DROP INDEX CONCURRENTLY %s;', i.indexrelid::regclass) \
-         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid \
-         WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary AND i.indisvalid \
-           AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid) AND {USER_INDEXES} {filter} \
-         ORDER BY pg_relation_size(i.indexrelid) DESC"
-    );
-    Ok(parse_rows(pools.primary().rows(&sql).await?))
+    report(pools, UNUSED_SQL, table).await
 }
 
 /// Indexes whose key columns are a prefix of another index's on the same table, with the same
 /// method, expressions and predicate (an identical pair is reported once). A unique or
 /// constraint index is never the one proposed for dropping.
 pub async fn duplicates(pools: &Pools, table: Option<&str>) -> Result<Vec<IndexReport>, Error> {
-    let filter = table.map(|t| format!("AND a.indrelid = to_regclass({})", quote_name(t))).unwrap_or_default();
-    let sql = format!(
-        "SELECT a.indexrelid::regclass::text, a.indrelid::regclass::text, pg_relation_size(a.indexrelid)::text, \
-           format('its columns are a prefix of %s (%s), which serves the same lookups', b.indexrelid::regclass, pg_get_indexdef(b.indexrelid)), \
-           format('DROP INDEX CONCURRENTLY %s;', a.indexrelid::regclass) \
-         FROM pg_index a JOIN pg_index b ON a.indrelid = b.indrelid AND a.indexrelid <> b.indexrelid \
-         JOIN pg_class ca ON ca.oid = a.indexrelid JOIN pg_class cb ON cb.oid = b.indexrelid \
-         JOIN pg_namespace n ON n.oid = ca.relnamespace \
-         WHERE ca.relam = cb.relam AND a.indnkeyatts <= b.indnkeyatts AND a.indisvalid AND b.indisvalid \
-           AND (a.indkey::int2[])[0:a.indnkeyatts - 1] = (b.indkey::int2[])[0:a.indnkeyatts - 1] \
-           AND (a.indclass::oid[])[0:a.indnkeyatts - 1] = (b.indclass::oid[])[0:a.indnkeyatts - 1] \
-           AND coalesce(pg_get_expr(a.indpred, a.indrelid), '') = coalesce(pg_get_expr(b.indpred, b.indrelid), '') \
-           AND coalesce(pg_get_expr(a.indexprs, a.indrelid), '') = coalesce(pg_get_expr(b.indexprs, b.indrelid), '') \
-           AND NOT a.indisunique AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = a.indexrelid) \
-           AND (a.indnkeyatts < b.indnkeyatts OR b.indisunique OR a.indexrelid > b.indexrelid) \
-           AND {USER_INDEXES} {filter} \
-         ORDER BY 1"
-    );
-    let mut found = parse_rows(pools.primary().rows(&sql).await?);
+    let mut found = report(pools, DUPLICATES_SQL, table).await?;
     found.dedup_by(|a, b| a.index == b.index);
     Ok(found)
 }
 
 /// Indexes left invalid by a failed `CREATE INDEX CONCURRENTLY`: they cost writes, help no read.
 pub async fn invalid(pools: &Pools, table: Option<&str>) -> Result<Vec<IndexReport>, Error> {
-    let filter = table.map(|t| format!("AND i.indrelid = to_regclass({})", quote_name(t))).unwrap_or_default();
-    let sql = format!(
-        "SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text, pg_relation_size(i.indexrelid)::text, \
-           'invalid (a failed concurrent build): maintained on every write, used by no query', \
-           format('REINDEX INDEX CONCURRENTLY %s;  -- or DROP INDEX CONCURRENTLY %s;', i.indexrelid::regclass, i.indexrelid::regclass) \
-         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE NOT i.indisvalid AND {USER_INDEXES} {filter} ORDER BY 1"
-    );
-    Ok(parse_rows(pools.primary().rows(&sql).await?))
+    report(pools, INVALID_SQL, table).await
 }
 
 /// B-tree indexes larger than their contents need: expected size from the row count and the key
 /// columns' average widths (pg_stats) at the default 90 % fill, against the actual size. An
 /// estimate; reported when the waste is over 30 % and 1 MB.
 pub async fn bloat(pools: &Pools, table: Option<&str>) -> Result<Vec<IndexReport>, Error> {
-    let filter = table.map(|t| format!("AND i.indrelid = to_regclass({})", quote_name(t))).unwrap_or_default();
-    let sql = format!(
-        "WITH est AS ( \
-           SELECT i.indexrelid, i.indrelid, pg_relation_size(i.indexrelid) AS actual, \
-             ceil(greatest(ct.reltuples, 0) * (12 + coalesce((SELECT sum(coalesce(s.avg_width, 8)) FROM unnest(i.indkey::int2[]) k(attnum) \
-                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-                 LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = ct.relname AND s.attname = a.attname), 8)) \
-               / (current_setting('block_size')::int * 0.9)) * current_setting('block_size')::int + 2 * current_setting('block_size')::int AS expected \
-           FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class ct ON ct.oid = i.indrelid \
-           JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = c.relam \
-           WHERE am.amname = 'btree' AND i.indisvalid AND i.indexprs IS NULL AND {USER_INDEXES} {filter}) \
-         SELECT indexrelid::regclass::text, indrelid::regclass::text, actual::text, \
-           format('about %s of %s is waste (estimated from row count and key widths)', pg_size_pretty((actual - expected)::bigint), pg_size_pretty(actual)), \
-           format('REINDEX INDEX CONCURRENTLY %s;', indexrelid::regclass) \
-         FROM est WHERE actual - expected > greatest(actual * 0.3, 1024 * 1024) ORDER BY actual - expected DESC"
-    );
-    Ok(parse_rows(pools.primary().rows(&sql).await?))
+    report(pools, BLOAT_SQL, table).await
 }
 
-/// An index by name, with its table and whether it backs a constraint.
-async fn index_info(pools: &Pools, index: &str) -> Result<(String, String, bool), Error> {
-    let sql = format!(
-        "SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text, \
-           EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid)::text \
-         FROM pg_index i WHERE i.indexrelid = to_regclass({})",
-        quote_name(index)
-    );
-    let row = pools.primary().rows(&sql).await?.into_iter().next().ok_or_else(|| Error::IndexNotFound { index: index.to_owned() })?;
-    let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-    Ok((text(0), text(1), text(2) == "true"))
+/// An index as the catalog knows it.
+struct IndexEntry {
+    /// `regclass` text: qualified and quoted as needed.
+    name: String,
+    table: String,
+    /// Backs a constraint (primary key, unique, exclusion).
+    constraint: bool,
+    bytes: i64,
+}
+
+/// The index `regclass` names (text for `to_regclass`, see [`sql::regclass`]).
+async fn index_entry(pools: &Pools, regclass: &str) -> Result<Option<IndexEntry>, Error> {
+    let rows = pools.primary().query(INDEX_SQL, &[&regclass]).await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    Ok(Some(IndexEntry {
+        name: db::get(row, "index")?,
+        table: db::get(row, "table")?,
+        constraint: db::get(row, "constraint")?,
+        bytes: db::get(row, "bytes")?,
+    }))
+}
+
+/// The index a user named.
+async fn index_named(pools: &Pools, index: &str) -> Result<IndexEntry, Error> {
+    index_entry(pools, &sql::regclass(index)).await?.ok_or_else(|| Error::IndexNotFound { index: index.to_owned() })
 }
 
 async fn run(db: &tokio_postgres::Config, sql: &str) -> Result<(), Error> {
-    let client = db::admin::connect(db, "dbagent-indexes").await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
+    let client = db::admin::connect(db, db::Purpose::Indexes).await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
     client.batch_execute(sql).await.map_err(|e| Error::from(db::Error::from_driver(e, false)))
 }
 
-async fn relation_size(pools: &Pools, name: &str) -> Result<i64, Error> {
-    let rows = pools.primary().rows(&format!("SELECT pg_relation_size(to_regclass({}))::text", quote_name(name))).await?;
-    Ok(rows.first().and_then(|r| r.first().cloned().flatten()).and_then(|s| s.parse().ok()).unwrap_or(0))
-}
-
 /// `ANALYZE table`.
-pub async fn analyze(pools: &Pools, db: &tokio_postgres::Config, table: &str) -> Result<Value, Error> {
+pub async fn analyze(pools: &Pools, db: &tokio_postgres::Config, table: &str) -> Result<Analyzed, Error> {
     let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
     let sql = format!("ANALYZE {};", stats.qualified());
     run(db, &sql).await?;
-    Ok(serde_json::json!({ "done": sql }))
+    Ok(Analyzed { done: sql })
 }
 
 /// `REINDEX INDEX CONCURRENTLY`, with the size before and after.
-pub async fn rebuild(pools: &Pools, db: &tokio_postgres::Config, index: &str) -> Result<Value, Error> {
-    let (name, table, _) = index_info(pools, index).await?;
-    let before = relation_size(pools, &name).await?;
-    let sql = format!("REINDEX INDEX CONCURRENTLY {name};");
+pub async fn rebuild(pools: &Pools, db: &tokio_postgres::Config, index: &str) -> Result<Rebuilt, Error> {
+    let before = index_named(pools, index).await?;
+    let sql = format!("REINDEX INDEX CONCURRENTLY {};", before.name);
     run(db, &sql).await?;
-    let after = relation_size(pools, &name).await?;
-    Ok(serde_json::json!({ "done": sql, "table": table, "bytes_before": before, "bytes_after": after }))
+    let after = index_entry(pools, &before.name).await?.map_or(0, |after| after.bytes);
+    Ok(Rebuilt { done: sql, table: before.table, bytes_before: before.bytes, bytes_after: after })
 }
 
 /// `CREATE [UNIQUE] INDEX CONCURRENTLY name ON table (columns)`. A failed build's invalid
-/// leftover is dropped.
-pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, columns: &[String], name: Option<&str>, unique: bool) -> Result<Value, Error> {
+/// leftover is dropped; an index of that name already there is never touched.
+pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, columns: &[String], name: Option<&str>, unique: bool) -> Result<Created, Error> {
     let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
     if columns.is_empty() {
         return Err(Error::Invalid("columns: give at least one column".into()));
@@ -171,19 +162,18 @@ pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, col
         return Err(Error::Invalid(format!("{} has no column {missing}", stats.name)));
     }
     let name = match name {
-        Some(n) if n.is_empty() || n.len() > 63 => return Err(Error::Invalid("an index name is 1 to 63 characters".into())),
-        Some(n) => n.to_owned(),
-        None => format!("{}_{}_idx", stats.name, columns.join("_")).chars().take(63).collect(),
+        Some(n) => sql::name(n).map_err(|e| Error::Invalid(format!("name: {e}")))?.to_owned(),
+        None => sql::fit(&format!("{}_{}_idx", stats.name, columns.join("_"))).to_owned(),
     };
-    let qualified = format!("{}.{}", quote_ident(&stats.schema), quote_ident(&name));
-    if index_info(pools, &qualified).await.is_ok() {
+    let qualified = sql::qualified(&stats.schema, &name);
+    if index_entry(pools, &qualified).await?.is_some() {
         return Err(Error::Refused(format!("an index named {name} already exists")));
     }
-    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let cols: Vec<String> = columns.iter().map(|c| sql::ident(c)).collect();
     let sql = format!(
         "CREATE {}INDEX CONCURRENTLY {} ON {} ({});",
         if unique { "UNIQUE " } else { "" },
-        quote_ident(&name),
+        sql::ident(&name),
         stats.qualified(),
         cols.join(", ")
     );
@@ -191,13 +181,13 @@ pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, col
         let _ = run(db, &format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified};")).await;
         return Err(err);
     }
-    Ok(serde_json::json!({ "done": sql, "index": name }))
+    Ok(Created { done: sql, index: name })
 }
 
 /// `DROP INDEX CONCURRENTLY`, refused for an index that backs a constraint or is not on
 /// `table` (when given).
-pub async fn drop(pools: &Pools, db: &tokio_postgres::Config, index: &str, table: Option<&str>) -> Result<Value, Error> {
-    let (name, on, constraint) = index_info(pools, index).await?;
+pub async fn drop(pools: &Pools, db: &tokio_postgres::Config, index: &str, table: Option<&str>) -> Result<Dropped, Error> {
+    let IndexEntry { name, table: on, constraint, .. } = index_named(pools, index).await?;
     if let Some(table) = table {
         let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
         if !super::rules::same_table(&on, &stats.name) {
@@ -209,7 +199,7 @@ pub async fn drop(pools: &Pools, db: &tokio_postgres::Config, index: &str, table
     }
     let sql = format!("DROP INDEX CONCURRENTLY {name};");
     run(db, &sql).await?;
-    Ok(serde_json::json!({ "done": sql, "table": on }))
+    Ok(Dropped { done: sql, table: on })
 }
 
 /// Runs a suggested `CREATE INDEX CONCURRENTLY` statement (nothing else is accepted).

@@ -16,7 +16,6 @@ use super::AppState;
 use super::body::JsonBody;
 use super::error::ApiError;
 use crate::backup::{self, BackupKind, Compression, CreateRequest, Format, RestoreRequest, VerifyLevel};
-use crate::migrate;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +53,7 @@ pub async fn create(State(state): State<AppState>, JsonBody(req): JsonBody<Backu
     if req.compress == Some(false) {
         settings.compression = Compression::None;
     }
-    let db = migrate::database(&state.executor.pools);
+    let db = state.executor.pools.admin_config();
     let request = CreateRequest { name: req.backup_name, kind: req.kind, format: req.format, keep: req.keep, tables: req.tables, pinned_by: None };
     let manifest = joined(tokio::spawn(async move { backup::create(&db, &settings, &request, &|_| {}).await }).await)?;
     let dir = std::path::absolute(&state.backup.location).unwrap_or_else(|_| state.backup.location.clone()).join(&manifest.id);
@@ -114,7 +113,7 @@ pub struct DeleteQuery {
 }
 
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> Result<Json<Value>, ApiError> {
-    let db = migrate::database(&state.executor.pools);
+    let db = state.executor.pools.admin_config();
     let deleted = backup::delete(&db, &state.backup, &id, q.force).await?;
     Ok(Json(json!({ "success": true, "deleted": deleted.id })))
 }
@@ -134,7 +133,7 @@ pub async fn verify(State(state): State<AppState>, Path(id): Path<String>, body:
         2 => VerifyLevel::TrialRestore,
         other => return Err(ApiError::invalid_request(format!("level {other}: use 1 (checksums) or 2 (trial restore)"))),
     };
-    let (settings, db) = ((*state.backup).clone(), migrate::database(&state.executor.pools));
+    let (settings, db) = ((*state.backup).clone(), state.executor.pools.admin_config());
     let report = joined(tokio::spawn(async move { backup::verify(&db, &settings, &id, level, &|_| {}).await }).await)?;
     Ok(with_success(report))
 }
@@ -147,7 +146,7 @@ pub struct PruneRequest {
 }
 
 pub async fn prune(State(state): State<AppState>, JsonBody(req): JsonBody<PruneRequest>) -> Result<Json<Value>, ApiError> {
-    let db = migrate::database(&state.executor.pools);
+    let db = state.executor.pools.admin_config();
     let decisions = backup::prune(&db, &state.backup, req.dry_run).await?;
     Ok(Json(json!({ "success": true, "dry_run": req.dry_run, "decisions": decisions })))
 }
@@ -201,7 +200,7 @@ pub async fn restore(State(state): State<AppState>, JsonBody(req): JsonBody<Rest
         tables: req.tables,
         jobs: req.jobs,
     };
-    let (settings, db) = ((*state.backup).clone(), migrate::database(&state.executor.pools));
+    let (settings, db) = ((*state.backup).clone(), state.executor.pools.admin_config());
     let report = joined(tokio::spawn(async move { backup::restore(&db, &settings, &request, &|_| {}).await }).await)?;
     Ok(with_success(report))
 }

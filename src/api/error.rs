@@ -363,11 +363,12 @@ mod tests {
             db::Error::Timeout { timeout_secs: 1.0 },
             db::Error::NotPrimary,
             db::Error::Decode(decode),
+            db::Error::UnexpectedAnswer { reason: "column x: not an int".into() },
         ]);
         for e in &all {
             match e {
                 db::Error::Server(_) | db::Error::PoolExhausted { .. } | db::Error::Unavailable { .. } | db::Error::OutcomeUnknown => {}
-                db::Error::Timeout { .. } | db::Error::NotPrimary | db::Error::Decode(_) => {}
+                db::Error::Timeout { .. } | db::Error::NotPrimary | db::Error::Decode(_) | db::Error::UnexpectedAnswer { .. } => {}
             }
         }
         all

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::migrate::{self, Up, UpTarget};
+use crate::migrate::{Up, UpTarget};
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -48,7 +48,7 @@ pub async fn migrate(State(state): State<AppState>, JsonBody(req): JsonBody<Migr
         None => None,
     };
     let service = state.migrations.clone();
-    let db = migrate::database(&state.executor.pools);
+    let db = state.executor.pools.admin_config();
     // In its own task: a client that hangs up must not cancel a migration half-way.
     let run = tokio::spawn(async move {
         match req.direction {
@@ -73,7 +73,7 @@ pub async fn migrate(State(state): State<AppState>, JsonBody(req): JsonBody<Migr
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let db = migrate::database(&state.executor.pools);
+    let db = state.executor.pools.admin_config();
     let status = state.migrations.status(&db).await?;
     let history = state.migrations.history(&db, 100).await?;
     let mut body = serde_json::to_value(&status).unwrap_or_default();
@@ -97,7 +97,7 @@ pub struct AutogenerateRequest {
 
 /// `POST /migrations/autogenerate`: writes the migration files; answers their paths, SQL and notes.
 pub async fn autogenerate(State(state): State<AppState>, JsonBody(req): JsonBody<AutogenerateRequest>) -> Result<Json<Value>, ApiError> {
-    let db = migrate::database(&state.executor.pools);
+    let db = state.executor.pools.admin_config();
     let service = state.migrations.clone();
     let run = tokio::spawn(async move { service.autogenerate(&db, &req.name, &req.schema_sql, &req.schemas).await });
     let out = run.await.map_err(ApiError::internal)??;

@@ -47,7 +47,7 @@ pub(crate) async fn take(
     }
     let started = Instant::now();
     let root = location::root(settings)?;
-    let client = database::connect(db, "dbagent-backup").await?;
+    let client = database::connect(db, crate::db::Purpose::Backup).await?;
     let row = client
         .query_one(
             "SELECT current_setting('server_version'), current_setting('server_version_num')::int4,

@@ -128,7 +128,7 @@ pub struct RebuildReport {
 /// manifest gets its row, rows without a manifest go.
 pub async fn rebuild_catalog(db: &Config, settings: &Settings) -> Result<RebuildReport, Error> {
     let manifests = list(settings)?;
-    let mut client = connect(db, "dbagent-backup").await?;
+    let mut client = connect(db, crate::db::Purpose::Backup).await?;
     ensure_table(&client).await?;
     let tx = client.transaction().await.map_err(Error::db("start the catalog rebuild"))?;
     let ids: Vec<&str> = manifests.iter().map(|m| m.id.as_str()).collect();
@@ -171,7 +171,7 @@ pub(crate) async fn has_scheduled(client: &tokio_postgres::Client, tick: &str) -
 pub(crate) async fn mirror(db: &Config, manifest: &Manifest) {
     let json = serde_json::to_string(manifest).expect("a manifest always serializes");
     let written = async {
-        let client = connect(db, "dbagent-backup").await?;
+        let client = connect(db, crate::db::Purpose::Backup).await?;
         ensure_table(&client).await?;
         client.execute(UPSERT, &[&json]).await.map_err(Error::db("write a catalog row"))
     };
@@ -183,7 +183,7 @@ pub(crate) async fn mirror(db: &Config, manifest: &Manifest) {
 /// Removes `id`'s mirror row; failures are logged, not returned.
 pub(crate) async fn unmirror(db: &Config, id: &str) {
     let removed = async {
-        let client = connect(db, "dbagent-backup").await?;
+        let client = connect(db, crate::db::Purpose::Backup).await?;
         client
             .execute("DELETE FROM dbagent.backups WHERE id = $1", &[&id])
             .await

@@ -13,18 +13,17 @@ use std::time::Duration;
 use tokio_postgres::{Client, Config};
 
 use super::Error;
+use crate::db::{Purpose, sql};
 use super::manifest::{CountMethod, Manifest, TableRows};
 
 /// Tables estimated above this many rows are counted from `reltuples`, not `count(*)`.
 const EXACT_COUNT_LIMIT: f64 = 1_000_000.0;
 /// How long the swap keeps terminating sessions of the database it replaces.
 const SWAP_TIMEOUT: Duration = Duration::from_secs(10);
-/// PostgreSQL's limit on identifier length, in bytes.
-const MAX_NAME: usize = 63;
 
 /// Opens a session of the job's own; its driver task ends when the client is dropped.
-pub(crate) async fn connect(db: &Config, application_name: &str) -> Result<Client, Error> {
-    crate::db::admin::connect(db, application_name).await.map_err(|source| Error::Unavailable { source })
+pub(crate) async fn connect(db: &Config, purpose: Purpose) -> Result<Client, Error> {
+    crate::db::admin::connect(db, purpose).await.map_err(|source| Error::Unavailable { source })
 }
 
 /// `db` pointed at another database of the same server.
@@ -42,28 +41,14 @@ pub(crate) fn database_name(db: &Config) -> String {
         .to_owned()
 }
 
-/// `"name"`, with inner quotes doubled: always safe to splice into SQL.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// Refuses names PostgreSQL would truncate or reject.
 pub(crate) fn check_database_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > MAX_NAME || name.contains('\0') {
-        return Err(Error::invalid(format!(
-            "database name {name:?} must be 1 to {MAX_NAME} bytes without NUL"
-        )));
-    }
-    Ok(())
+    sql::name(name).map(drop).map_err(|err| Error::invalid(format!("database name: {err}")))
 }
 
 /// `base` + `suffix`, with `base` cut (on a character boundary) so the whole fits in 63 bytes.
 pub(crate) fn derived_name(base: &str, suffix: &str) -> String {
-    let room = MAX_NAME.saturating_sub(suffix.len());
+    let room = sql::MAX_NAME_BYTES.saturating_sub(suffix.len());
     let mut cut = base.len().min(room);
     while !base.is_char_boundary(cut) {
         cut -= 1;
@@ -104,7 +89,7 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     pub(crate) async fn open(db: &Config) -> Result<Snapshot, Error> {
-        let client = connect(db, "dbagent-backup").await?;
+        let client = connect(db, Purpose::Backup).await?;
         client
             .batch_execute(
                 "SET statement_timeout = 0; SET lock_timeout = 0; \
@@ -215,7 +200,7 @@ async fn exact_count(client: &Client, table: &str) -> Result<i64, Error> {
 /// Exact row counts of `tables` in the database `db` points at; a table that is missing is
 /// left out of the answer.
 pub(crate) async fn count_tables(db: &Config, tables: &[String]) -> Result<HashMap<String, i64>, Error> {
-    let client = connect(db, "dbagent-verify").await?;
+    let client = connect(db, Purpose::Verify).await?;
     let mut counts = HashMap::new();
     for table in tables {
         match client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await {
@@ -242,7 +227,7 @@ impl Admin {
     pub(crate) async fn connect(db: &Config, touched: &[&str]) -> Result<Admin, Error> {
         let maintenance = if touched.contains(&"postgres") { "template1" } else { "postgres" };
         let config = for_database(db, maintenance);
-        let client = connect(&config, "dbagent-restore").await?;
+        let client = connect(&config, Purpose::Restore).await?;
         Ok(Admin { client, db: db.clone() })
     }
 
@@ -267,10 +252,10 @@ impl Admin {
     pub(crate) async fn create(&self, name: &str, like: &Manifest) -> Result<(), Error> {
         let sql = format!(
             "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-            quote_ident(name),
-            quote_literal(&like.encoding),
-            quote_literal(&like.lc_collate),
-            quote_literal(&like.lc_ctype)
+            sql::ident(name),
+            sql::literal(&like.encoding),
+            sql::literal(&like.lc_collate),
+            sql::literal(&like.lc_ctype)
         );
         match self.client.batch_execute(&sql).await {
             Ok(()) => Ok(()),
@@ -284,7 +269,7 @@ impl Admin {
     /// Drops `name` if it exists, ending its sessions first.
     pub(crate) async fn drop(&self, name: &str) -> Result<(), Error> {
         self.client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sql::ident(name)))
             .await
             .map_err(Error::db("drop a database"))
     }
@@ -293,7 +278,7 @@ impl Admin {
     /// are ended, it is renamed to `old`, and `fresh` takes its name. If the second rename
     /// fails the first is undone, so `target` always names a complete database.
     pub(crate) async fn swap(&self, target: &str, fresh: &str, old: &str) -> Result<(), Error> {
-        let (t, f, o) = (quote_ident(target), quote_ident(fresh), quote_ident(old));
+        let (t, f, o) = (sql::ident(target), sql::ident(fresh), sql::ident(old));
         self.client
             .batch_execute(&format!("ALTER DATABASE {t} WITH ALLOW_CONNECTIONS false"))
             .await
@@ -408,13 +393,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identifiers_and_names_are_made_safe() {
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
+    fn names_are_made_safe() {
         assert_eq!(derived_name("shop", "_old_1"), "shop_old_1");
         let long = "é".repeat(40);
         let name = derived_name(&long, "_restored_20250101T000000");
-        assert!(name.len() <= MAX_NAME && name.ends_with("_restored_20250101T000000"), "{name}");
+        assert!(name.len() <= sql::MAX_NAME_BYTES && name.ends_with("_restored_20250101T000000"), "{name}");
         assert!(check_database_name(&"x".repeat(64)).is_err());
         assert!(check_database_name("").is_err());
         assert!(check_database_name("ok").is_ok());

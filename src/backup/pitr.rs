@@ -287,7 +287,7 @@ async fn wait_for_promotion(running: &instance::Running) -> Result<(Option<u32>,
     let deadline = Instant::now() + REPLAY_TIMEOUT;
     let mut last_commit = None;
     loop {
-        let client = crate::db::admin::connect(&config, "dbagent-pitr").await.map_err(|e| crate::db::error_chain(&e))?;
+        let client = crate::db::admin::connect(&config, crate::db::Purpose::Pitr).await.map_err(|e| crate::db::error_chain(&e))?;
         let row = client
             .query_one("SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp()", &[])
             .await

@@ -210,7 +210,7 @@ struct ScheduleLock {
 
 impl ScheduleLock {
     async fn try_acquire(db: &Config) -> Result<Option<ScheduleLock>, Error> {
-        let client = connect(db, "dbagent-schedule").await?;
+        let client = connect(db, crate::db::Purpose::Schedule).await?;
         let taken: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
             .await

@@ -190,7 +190,7 @@ impl Target {
         if let Some(timeout) = db.get_connect_timeout() {
             parts.push(("connect_timeout", timeout.as_secs().max(1).to_string()));
         }
-        parts.push(("application_name", "dbagent-backup".to_owned()));
+        parts.push(("application_name", crate::db::Purpose::Backup.application_name().to_owned()));
         let conninfo = parts
             .iter()
             .map(|(key, value)| format!("{key}={}", conninfo_value(value)))

@@ -91,7 +91,7 @@ impl Cache {
 
     /// Starts listening for other clients' writes. Runs until the pools are dropped.
     pub fn spawn_listener(self: &Arc<Self>) {
-        let mut notices = listen(Arc::downgrade(&self.pools), watch::CHANNEL);
+        let mut notices = listen(Arc::downgrade(&self.pools), watch::CHANNEL, crate::db::Purpose::Cache);
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             while let Some(notice) = notices.recv().await {

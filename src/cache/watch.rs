@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::store::Tag;
-use crate::db::{self, Pools};
+use crate::db::{self, Pools, sql};
 
 /// NOTIFY channel of the watch triggers.
 pub const CHANNEL: &str = "dbagent_cache";
@@ -37,6 +37,19 @@ BEGIN
   RETURN NULL;
 END
 $f$";
+
+/// The relation a name resolves to (`$1`, [`sql::regclass`] text) and, for a view, every
+/// relation it reads, recursively; `$2` is the watch trigger's name.
+const LOOKUP_SQL: &str = "WITH RECURSIVE deps(oid) AS (
+  SELECT to_regclass($1)::oid WHERE to_regclass($1) IS NOT NULL
+  UNION
+  SELECT d.refobjid FROM deps JOIN pg_rewrite r ON r.ev_class = deps.oid
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> deps.oid)
+SELECT c.oid, c.relkind::text AS kind, n.nspname::text AS schema, c.relname::text AS name,
+  ARRAY(SELECT a.relid::oid FROM pg_partition_ancestors(c.oid) a WHERE a.relid <> c.oid) AS ancestors,
+  EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = $2) AS watched
+FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace";
 
 /// The relations a result depends on, or why it cannot be watched.
 pub type Resolution = Result<Vec<Tag>, String>;
@@ -137,41 +150,26 @@ impl Watcher {
 
     /// The relation `table` names, and for a view every relation it reads, recursively.
     async fn lookup(&self, table: &str) -> Result<Vec<Relation>, db::Error> {
-        let regclass = quote_name(table);
-        let sql = format!(
-            "WITH RECURSIVE deps(oid) AS ( \
-               SELECT to_regclass({regclass})::oid WHERE to_regclass({regclass}) IS NOT NULL \
-               UNION \
-               SELECT d.refobjid FROM deps JOIN pg_rewrite r ON r.ev_class = deps.oid \
-               JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid \
-                AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> deps.oid) \
-             SELECT c.oid::text, c.relkind::text, n.nspname, c.relname, \
-               (SELECT string_agg(a.relid::oid::text, ',') FROM pg_partition_ancestors(c.oid) a WHERE a.relid <> c.oid), \
-               EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = '{TRIGGER}')::text \
-             FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        );
-        let rows = self.pools.primary().rows(&sql).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-                let kind = text(1);
-                Some(Relation {
-                    oid: text(0).parse().ok()?,
-                    kind: kind.chars().next()?,
-                    schema: text(2),
-                    name: text(3),
-                    ancestors: text(4).split(',').filter_map(|a| a.parse().ok()).collect(),
-                    watched: text(5) == "true",
+        let rows = self.pools.primary().query(LOOKUP_SQL, &[&sql::regclass(table), &TRIGGER]).await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = db::get(row, "kind")?;
+                Ok(Relation {
+                    oid: db::get(row, "oid")?,
+                    kind: kind.chars().next().unwrap_or('?'),
+                    schema: db::get(row, "schema")?,
+                    name: db::get(row, "name")?,
+                    ancestors: db::get(row, "ancestors")?,
+                    watched: db::get(row, "watched")?,
                 })
             })
-            .collect())
+            .collect()
     }
 
     /// Creates the notify function and the relation's triggers, in one short transaction that
     /// gives up rather than queue behind a long lock.
     async fn install(&self, r: &Relation) -> Result<(), db::Error> {
-        let target = format!("{}.{}", quote_ident(&r.schema), quote_ident(&r.name));
+        let target = sql::qualified(&r.schema, &r.name);
         let mut statements = vec![
             "BEGIN".to_owned(),
             "SET LOCAL lock_timeout = '2s'".to_owned(),
@@ -192,11 +190,11 @@ impl Watcher {
         let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
         let config = self.pools.primary().current_config();
         // Two agents creating the function at once can collide ("tuple concurrently updated").
-        match db::admin::execute(&config, &refs).await {
+        match db::admin::execute(&config, db::Purpose::Cache, &refs).await {
             Ok(_) => {}
             Err(db::Error::Server(pg)) if pg.is("XX000") || pg.is("23505") => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                db::admin::execute(&config, &refs).await?;
+                db::admin::execute(&config, db::Purpose::Cache, &refs).await?;
             }
             Err(err) => return Err(err),
         }
@@ -206,48 +204,21 @@ impl Watcher {
 
     /// Drops every watch trigger and the notify function (`dbagent cache unwatch`).
     pub async fn unwatch_all(&self) -> Result<u64, db::Error> {
-        let sql = format!(
-            "SELECT count(*)::text FROM pg_trigger WHERE tgname IN ('{TRIGGER}', '{ROW_TRIGGER}') AND NOT tgisinternal \
-             AND tgparentid = 0"
-        );
-        let count = self.pools.primary().rows(&sql).await?.first().and_then(|r| r.first().cloned().flatten());
+        let count = "SELECT count(*) AS watched FROM pg_trigger WHERE tgname IN ($1, $2) AND NOT tgisinternal AND tgparentid = 0";
+        let rows = self.pools.primary().query(count, &[&TRIGGER, &ROW_TRIGGER]).await?;
+        let count: i64 = rows.first().map(|row| db::get(row, "watched")).transpose()?.unwrap_or(0);
         let drop_all = format!(
             "DO $d$ DECLARE t record; BEGIN \
                FOR t IN SELECT tgname, tgrelid::regclass AS rel FROM pg_trigger \
-                 WHERE tgname IN ('{TRIGGER}', '{ROW_TRIGGER}') AND tgparentid = 0 LOOP \
+                 WHERE tgname IN ({}, {}) AND tgparentid = 0 LOOP \
                  EXECUTE format('DROP TRIGGER %I ON %s', t.tgname, t.rel); \
-               END LOOP; END $d$"
+               END LOOP; END $d$",
+            sql::literal(TRIGGER),
+            sql::literal(ROW_TRIGGER)
         );
         let config = self.pools.primary().current_config();
-        db::admin::execute(&config, &[&drop_all, "DROP FUNCTION IF EXISTS dbagent.cache_notify()"]).await?;
+        db::admin::execute(&config, db::Purpose::Cache, &[&drop_all, "DROP FUNCTION IF EXISTS dbagent.cache_notify()"]).await?;
         self.forget();
-        Ok(count.and_then(|c| c.parse().ok()).unwrap_or(0))
-    }
-}
-
-/// `schema.table` from the parser → a string literal for `to_regclass`, each part quoted as an
-/// identifier (the parser already folded unquoted names to lower case).
-pub(crate) fn quote_name(table: &str) -> String {
-    let name = match table.rsplit_once('.') {
-        Some((schema, rel)) => format!("{}.{}", quote_ident(schema), quote_ident(rel)),
-        None => quote_ident(table),
-    };
-    format!("'{}'", name.replace('\'', "''"))
-}
-
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_quoted_for_to_regclass() {
-        assert_eq!(quote_name("public.users"), "'\"public\".\"users\"'");
-        assert_eq!(quote_name("Order Items"), "'\"Order Items\"'");
-        assert_eq!(quote_name("it's"), "'\"it''s\"'");
-        assert_eq!(quote_name("a\"b"), "'\"a\"\"b\"'");
+        Ok(count.try_into().unwrap_or(0))
     }
 }

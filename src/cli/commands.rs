@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::{
-    BackupCommand, CacheCommand, Cli, RestoreArgs, WalCommand, IndexesArgs, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
+    BackupCommand, CacheCommand, Cli, RestoreArgs, WalCommand, IndexesCommand, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
     TransactionArgs, exit, output,
 };
 use crate::replication::{self, topology::Cluster};
@@ -232,7 +232,7 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
 
 async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, env: &Environment, as_json: bool) -> Result<(), Failure> {
     let service = &agent.migrations;
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let fail = failure::<migrate::Error>;
     let by = env.get("USER").map_or_else(|| "cli".into(), |u| format!("cli:{u}"));
     match cmd {
@@ -293,36 +293,42 @@ async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, env: &Environment, as_j
 
 async fn optimize_cmd(agent: &Agent, args: OptimizeArgs, as_json: bool) -> Result<(), Failure> {
     let params = parse_params(&args.params);
-    let req = crate::advisor::OptimizeRequest { sql: args.sql, params, analyze: !args.no_analyze,
+    let req = crate::advisor::OptimizeRequest {
+        sql: args.sql,
+        params,
+        analyze: !args.no_analyze,
         suggest_indexes: true,
         allow_side_effects: args.allow_side_effects,
     };
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let slow = std::time::Duration::from_secs_f64(agent.config.optimization.slow_query_threshold_ms / 1000.0);
     let report = crate::advisor::optimize(&agent.executor, &db, &req, slow).await.map_err(failure)?;
     output::optimize(&report, as_json)
 }
 
-async fn indexes_cmd(agent: &Agent, args: IndexesArgs, as_json: bool) -> Result<(), Failure> {
-    let queries: Vec<crate::advisor::WorkloadQuery> =
-        args.queries.iter().map(|q| crate::advisor::WorkloadQuery { sql: q.clone(), params: Vec::new() }).collect();
-    let req = crate::advisor::IndexesRequest {
-        query: (args.action == "apply").then(|| queries.first().cloned()).flatten(),
-        queries: if args.action == "apply" { Vec::new() } else { queries },
-        action: args.action,
-        table: args.table,
-        index: args.index,
-        columns: args.columns,
-        name: None,
-        unique: false,
-        use_hypopg: !args.no_hypopg,
-        sql: args.sql,
-    };
-    let db = migrate::database(&agent.executor.pools);
-    let value = crate::advisor::indexes(&agent.executor, &db, &req).await.map_err(failure)?;
-    match value.as_object().and_then(|o| o.values().next()).and_then(Value::as_array) {
-        Some(list) if !as_json => output::rows(list, false),
-        _ => output::key_values(&value, as_json),
+async fn indexes_cmd(agent: &Agent, cmd: IndexesCommand, as_json: bool) -> Result<(), Failure> {
+    let db = agent.executor.pools.admin_config();
+    let answer = crate::advisor::indexes(&agent.executor, &db, &indexes_request(cmd)).await.map_err(failure)?;
+    output::indexes(&answer, as_json)
+}
+
+/// The API's request for a command line's action.
+fn indexes_request(cmd: IndexesCommand) -> crate::advisor::IndexesRequest {
+    use crate::advisor::{IndexesRequest as R, WorkloadQuery};
+    let query = |sql: String| WorkloadQuery { sql, params: Vec::new() };
+    match cmd {
+        IndexesCommand::Suggest { table, queries, no_hypopg } => {
+            R::Suggest { table, queries: queries.into_iter().map(query).collect(), use_hypopg: !no_hypopg }
+        }
+        IndexesCommand::Analyze { table } => R::Analyze { table },
+        IndexesCommand::Unused { table } => R::Unused { table },
+        IndexesCommand::Duplicates { table } => R::Duplicates { table },
+        IndexesCommand::Invalid { table } => R::Invalid { table },
+        IndexesCommand::Bloat { table } => R::Bloat { table },
+        IndexesCommand::Rebuild { index } => R::Rebuild { index },
+        IndexesCommand::Create { table, columns, name, unique } => R::Create { table, columns, name, unique },
+        IndexesCommand::Drop { index, table } => R::Drop { index, table },
+        IndexesCommand::Apply { sql, query: measured } => R::Apply { sql, query: query(measured) },
     }
 }
 
@@ -335,7 +341,7 @@ fn progress(p: crate::backup::Progress) {
 async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<(), Failure> {
     use crate::backup;
     let settings = &agent.backup;
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let fail = failure::<backup::Error>;
     let enum_arg = |field: &str, text: &str| -> Result<serde_json::Value, Failure> {
         Ok(Value::String(text.replace('-', "_"))).and_then(|v| {
@@ -402,7 +408,7 @@ async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<
         if args.data_dir.is_some() {
             return Err(usage("--data-dir goes with --to-time".into()));
         }
-        let db = migrate::database(&agent.executor.pools);
+        let db = agent.executor.pools.admin_config();
         let request = backup::RestoreRequest {
             backup_id: args.backup.unwrap_or_default(),
             target_database: args.target_database,
@@ -440,7 +446,7 @@ pub(super) fn wal(cmd: &WalCommand) -> std::process::ExitCode {
 }
 
 async fn seed_cmd(agent: &Agent, env: &str, as_json: bool) -> Result<(), Failure> {
-    let db = migrate::database(&agent.executor.pools);
+    let db = agent.executor.pools.admin_config();
     let files = agent.migrations.seed(&db, env).await.map_err(failure)?;
     output::key_values(&json!({ "environment": env, "scripts": files }), as_json)
 }

@@ -73,7 +73,8 @@ pub enum Command {
     Optimize(OptimizeArgs),
     /// Index advice and upkeep: suggest, analyze, unused, duplicates, invalid, bloat, rebuild,
     /// create, drop, apply.
-    Indexes(IndexesArgs),
+    #[command(subcommand)]
+    Indexes(IndexesCommand),
     /// The WAL archive, as the managed server's archive_command and restore_command call it
     /// (`backup.pitr`); not meant to be run by hand.
     #[command(subcommand)]
@@ -186,27 +187,80 @@ pub struct OptimizeArgs {
     pub allow_side_effects: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct IndexesArgs {
-    /// suggest, analyze, unused, duplicates, invalid, bloat, rebuild, create, drop, apply.
-    pub action: String,
-    #[arg(long)]
-    pub table: Option<String>,
-    #[arg(long)]
-    pub index: Option<String>,
-    /// create: the columns (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub columns: Vec<String>,
-    /// suggest: a query of the workload (repeatable; default: pg_stat_statements). apply: the
-    /// query to measure.
-    #[arg(long = "query")]
-    pub queries: Vec<String>,
-    /// apply: the suggested CREATE INDEX CONCURRENTLY statement.
-    #[arg(long)]
-    pub sql: Option<String>,
-    /// suggest: estimate from statistics instead of HypoPG.
-    #[arg(long)]
-    pub no_hypopg: bool,
+/// `dbagent indexes <action>`: the same actions as `POST /indexes`.
+#[derive(Debug, Subcommand)]
+pub enum IndexesCommand {
+    /// Indexes that would help the workload, validated with HypoPG when it can be loaded.
+    Suggest {
+        #[arg(long)]
+        table: Option<String>,
+        /// A query of the workload (repeatable; default: pg_stat_statements).
+        #[arg(long = "query")]
+        queries: Vec<String>,
+        /// Estimate from statistics instead of HypoPG.
+        #[arg(long)]
+        no_hypopg: bool,
+    },
+    /// ANALYZE a table.
+    Analyze {
+        #[arg(long)]
+        table: String,
+    },
+    /// Indexes never used for a scan.
+    Unused {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Indexes another index makes redundant.
+    Duplicates {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Indexes left invalid by a failed concurrent build.
+    Invalid {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Indexes much larger than their contents need.
+    Bloat {
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// REINDEX INDEX CONCURRENTLY.
+    Rebuild {
+        #[arg(long)]
+        index: String,
+    },
+    /// CREATE INDEX CONCURRENTLY.
+    Create {
+        #[arg(long)]
+        table: String,
+        /// The columns (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        columns: Vec<String>,
+        /// Default: <table>_<columns>_idx.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        unique: bool,
+    },
+    /// DROP INDEX CONCURRENTLY (never an index that backs a constraint).
+    Drop {
+        #[arg(long)]
+        index: String,
+        /// Refuse unless the index is on this table.
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Run a suggested CREATE INDEX CONCURRENTLY and measure a query before and after.
+    Apply {
+        /// The suggested statement.
+        #[arg(long)]
+        sql: String,
+        /// The query to measure.
+        #[arg(long)]
+        query: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -270,6 +270,59 @@ pub fn migration_status(status: &crate::migrate::Status, as_json: bool) -> Resul
     Ok(())
 }
 
+/// `dbagent indexes`: suggestions and reports as tables, an action as what it did.
+pub fn indexes(answer: &crate::advisor::IndexesAnswer, as_json: bool) -> Result<(), Failure> {
+    use crate::advisor::IndexesAnswer as A;
+    if as_json {
+        return print_json(answer);
+    }
+    match answer {
+        A::Suggestions { suggestions } if suggestions.is_empty() => println!("(none)"),
+        A::Suggestions { suggestions } => {
+            let header = ["table", "columns", "improvement", "validated with", "confidence", "estimated size", "sql"];
+            let mut table = new_table(header.map(String::from).to_vec());
+            for s in suggestions {
+                table.add_row(vec![
+                    s.table.clone(),
+                    s.columns.join(", "),
+                    format!("{:.0} %", s.improvement * 100.0),
+                    s.validated_with.to_owned(),
+                    s.confidence.to_owned(),
+                    human_bytes(s.estimated_bytes),
+                    s.sql.clone(),
+                ]);
+            }
+            println!("{table}");
+        }
+        A::Reports { indexes } if indexes.is_empty() => println!("(none)"),
+        A::Reports { indexes } => {
+            let mut table = new_table(["index", "table", "size", "reason", "fix"].map(String::from).to_vec());
+            for r in indexes {
+                table.add_row(vec![r.index.clone(), r.table.clone(), human_bytes(r.bytes), r.reason.clone(), r.fix.clone().unwrap_or_default()]);
+            }
+            println!("{table}");
+        }
+        A::Analyzed(done) => println!("{}", done.done),
+        A::Rebuilt(done) => {
+            println!("{}", done.done);
+            println!("size: {} before, {} after", human_bytes(done.bytes_before), human_bytes(done.bytes_after));
+        }
+        A::Created(done) => println!("{}", done.done),
+        A::Dropped(done) => println!("{}", done.done),
+        A::Applied(applied) => {
+            println!("{}", applied.done);
+            let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} ms"));
+            for (when, m) in [("before", &applied.before), ("after", &applied.after)] {
+                println!("{when}: cost {:.1}, execution {}, {}", m.cost, ms(m.execution_time_ms), m.scans.join("; "));
+            }
+            if let Some(speedup) = applied.speedup {
+                println!("speedup: {speedup:.1}x");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `dbagent optimize`: timings, the plan as an indented tree, then the suggestions.
 pub fn optimize(report: &crate::advisor::OptimizeReport, as_json: bool) -> Result<(), Failure> {
     if as_json {

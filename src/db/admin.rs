@@ -1,23 +1,90 @@
 //! Connections outside the pools: one-off administrative statements (re-configuring a replica
-//! during failover, say) and dedicated sessions (the migration lock).
+//! during failover, say) and dedicated sessions (the migration lock), each named in
+//! `application_name` by what it does, so `pg_stat_activity` tells dbagent's sessions apart.
 
 use std::time::Duration;
 
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
-use super::Error;
+use super::{Error, Pools};
+
+/// What a session outside the pools is for; it shows as its `application_name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Migration runs and the migration lock.
+    Migrate,
+    /// Scratch databases for `migrate autogenerate`.
+    Autogenerate,
+    /// Catalog lookups of the migration linter.
+    Lint,
+    /// Dumps, base backups and the backup catalog.
+    Backup,
+    /// Trial restores of `verify --level 2`.
+    Verify,
+    /// Restores (creating, filling and swapping databases).
+    Restore,
+    /// The backup schedule's leadership lock.
+    Schedule,
+    /// Point-in-time recovery checks on the recovered cluster.
+    Pitr,
+    /// HypoPG index suggestions.
+    Advisor,
+    /// Index builds and upkeep (`CREATE INDEX CONCURRENTLY`, `REINDEX`, `ANALYZE`).
+    Indexes,
+    /// The result cache's watch triggers and LISTEN connection.
+    Cache,
+    /// Re-configuring servers for replication and failover.
+    Replication,
+    /// Health, LSN and lag checks.
+    Monitor,
+}
+
+impl Purpose {
+    /// `dbagent <what>`.
+    pub fn application_name(self) -> &'static str {
+        match self {
+            Purpose::Migrate => "dbagent migrate",
+            Purpose::Autogenerate => "dbagent autogenerate",
+            Purpose::Lint => "dbagent lint",
+            Purpose::Backup => "dbagent backup",
+            Purpose::Verify => "dbagent verify",
+            Purpose::Restore => "dbagent restore",
+            Purpose::Schedule => "dbagent schedule",
+            Purpose::Pitr => "dbagent pitr",
+            Purpose::Advisor => "dbagent advisor",
+            Purpose::Indexes => "dbagent indexes",
+            Purpose::Cache => "dbagent cache",
+            Purpose::Replication => "dbagent replication",
+            Purpose::Monitor => "dbagent monitor",
+        }
+    }
+}
+
+impl Pools {
+    /// Settings for a dedicated session on the current primary: without the API's
+    /// `statement_timeout` and idle-transaction limit (a migration or an index build takes what
+    /// it takes; their own limits come from their settings) and read-write.
+    pub fn admin_config(&self) -> tokio_postgres::Config {
+        let mut config = self.primary().current_config();
+        let options = format!(
+            "{} -c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c default_transaction_read_only=off",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim());
+        config
+    }
+}
 
 /// Used when the caller's config sets no connect timeout, so an unreachable server fails the
 /// operation instead of hanging it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a connection outside the pools for work that needs its own session (the migration
-/// lock, a migration run); its driver task ends when the returned client is dropped.
-pub async fn connect(config: &tokio_postgres::Config, application_name: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+/// lock, a migration run), named by `purpose`; its driver task ends when the returned client is
+/// dropped.
+pub async fn connect(config: &tokio_postgres::Config, purpose: Purpose) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut config = config.clone();
-    if config.get_application_name().is_none() {
-        config.application_name(application_name);
-    }
+    config.application_name(purpose.application_name());
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
@@ -34,8 +101,10 @@ pub async fn connect(config: &tokio_postgres::Config, application_name: &str) ->
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs each of `statements` in turn (simple protocol, autocommit) on a fresh connection to
-/// `config` and returns the rows of the last one, as text.
-pub async fn execute(config: &tokio_postgres::Config, statements: &[&str]) -> Result<Vec<Vec<Option<String>>>, Error> {
+/// `config`, named by `purpose`, and returns the rows of the last one, as text.
+pub async fn execute(config: &tokio_postgres::Config, purpose: Purpose, statements: &[&str]) -> Result<Vec<Vec<Option<String>>>, Error> {
+    let mut config = config.clone();
+    config.application_name(purpose.application_name());
     let work = async {
         let (client, connection) = config.connect(NoTls).await.map_err(|e| Error::Unavailable { reason: super::error_chain(&e) })?;
         let driver = tokio::spawn(connection);

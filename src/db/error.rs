@@ -104,6 +104,10 @@ pub enum Error {
     /// A value the server sent could not be converted.
     #[error("cannot convert a value the server sent")]
     Decode(#[from] super::types::DecodeError),
+    /// One of dbagent's own queries got an answer it cannot read (a column missing or of
+    /// another type): a bug in dbagent, not a database problem.
+    #[error("unexpected answer to dbagent's own query: {reason}")]
+    UnexpectedAnswer { reason: String },
 }
 
 impl Error {
@@ -141,6 +145,7 @@ impl Classify for Error {
             Error::OutcomeUnknown => ErrorKind::OutcomeUnknown,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Decode(_) => ErrorKind::DatabaseFailure,
+            Error::UnexpectedAnswer { .. } => ErrorKind::Internal,
         }
     }
 
@@ -153,6 +158,7 @@ impl Classify for Error {
             Error::OutcomeUnknown => "outcome_unknown",
             Error::Timeout { .. } => "query_timeout",
             Error::Decode(_) => "database_error",
+            Error::UnexpectedAnswer { .. } => "internal_error",
         }
     }
 

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::Pools;
+use super::{Pools, Purpose};
 
 /// What the listener reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,13 +19,14 @@ pub enum Notice {
     Listening,
 }
 
-/// Listens on `channel` on the current primary, reconnecting (every second at most) whenever
+/// Listens on `channel` on the current primary (a session named by `purpose`), reconnecting (every second at most) whenever
 /// the connection ends, until the pools or the receiver are dropped.
-pub fn listen(pools: Weak<Pools>, channel: &'static str) -> mpsc::Receiver<Notice> {
+pub fn listen(pools: Weak<Pools>, channel: &'static str, purpose: Purpose) -> mpsc::Receiver<Notice> {
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
         loop {
-            let Some(config) = pools.upgrade().map(|p| p.primary().current_config()) else { return };
+            let Some(mut config) = pools.upgrade().map(|p| p.primary().current_config()) else { return };
+            config.application_name(purpose.application_name());
             if let Err(err) = session(&config, channel, &tx).await {
                 tracing::debug!(error = %err, "LISTEN connection ended");
             }

@@ -10,6 +10,8 @@ mod error;
 pub mod listen;
 mod lsn;
 mod pools;
+mod row;
+pub mod sql;
 pub mod types;
 
 pub use conn::{Conn, ConnectError, Role, PING_AFTER};
@@ -17,4 +19,6 @@ pub use conninfo::describe;
 pub use error::{Error, PgError, error_chain};
 pub use lsn::{Lsn, LsnParseError};
 pub use conn::Upstream;
+pub use admin::Purpose;
+pub use row::get;
 pub use pools::{Endpoint, Lease, PoolStats, Pools, PoolsStats, Setup, Shared, Target};

@@ -9,6 +9,7 @@ use std::fs;
 use std::path::Path;
 
 use super::{Archive, Error};
+use crate::db::sql;
 use super::layout::Layout;
 use super::user::ServerUser;
 
@@ -91,15 +92,15 @@ fn archive_lines(archive: Option<&Archive>) -> Result<String, Error> {
     // archive_command runs through `sh -c`: each path is one single-quoted shell word, and
     // the whole command one quoted postgresql.conf string.
     let word = |path: &Path| -> Result<String, Error> {
-        Ok(format!("'{}'", configurable(path)?.replace('\'', "'\\''")))
+        Ok(shell_word(configurable(path)?))
     };
     let command = format!("{} wal push --archive {} %p %f", word(&archive.program)?, word(&archive.dir)?);
     Ok(format!(
         "# Continuous archiving for point-in-time recovery (backup.pitr).\n\
          archive_mode = on\n\
-         archive_command = '{}'\n\
+         archive_command = {}\n\
          archive_timeout = {}\n",
-        command.replace('\\', "\\\\").replace('\'', "''"),
+        sql::conf_string(&command),
         archive.timeout_seconds.max(1)
     ))
 }
@@ -127,13 +128,16 @@ fn render(layout: &Layout, port: Option<u16>, archive: Option<&Archive>) -> Resu
     ))
 }
 
+/// `text` as one single-quoted `sh` word (a quote inside becomes `'\''`), for the commands
+/// the server runs through `sh -c` (`archive_command`, `restore_command`).
+pub(super) fn shell_word(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
 /// `path` as a quoted postgresql.conf string: quotes doubled, backslashes escaped (the parser
 /// treats `\` as an escape inside quoted values).
 fn quote(path: &Path) -> Result<String, Error> {
-    Ok(format!(
-        "'{}'",
-        configurable(path)?.replace('\\', "\\\\").replace('\'', "''")
-    ))
+    Ok(sql::conf_string(configurable(path)?))
 }
 
 /// `path` as text, refused when postgresql.conf cannot hold it.

@@ -14,6 +14,7 @@ use super::cluster::Cluster;
 use super::layout::Layout;
 use super::user::ServerUser;
 use super::{Error, Running, Settings};
+use crate::db::sql;
 
 /// Where recovery takes its WAL from, and where it stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +65,6 @@ pub async fn recover(settings: &Settings, recovery: Option<&Recovery>) -> Result
     cluster.start().await
 }
 
-/// A postgresql.conf string: quotes doubled, backslashes escaped.
-fn conf(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
-
 fn append_settings(dir: &Path, recovery: Option<&Recovery>) -> Result<(), Error> {
     // synchronous_standby_names: the original may have waited for its replicas (dbagent sets
     // it with ALTER SYSTEM, so it is in the copied postgresql.auto.conf); the new cluster has
@@ -92,12 +88,12 @@ fn recovery_lines(recovery: &Recovery) -> Result<String, Error> {
             path: path.to_path_buf(),
             reason: "it is not UTF-8 without line breaks",
         })?;
-        Ok(format!("'{}'", text.replace('\'', "'\\''")))
+        Ok(super::conf::shell_word(text))
     };
     let command = format!("{} wal fetch --archive {} %f %p", word(&recovery.program)?, word(&recovery.archive_dir)?);
-    let mut text = format!("restore_command = {}\nrecovery_target_action = 'promote'\n", conf(&command));
+    let mut text = format!("restore_command = {}\nrecovery_target_action = 'promote'\n", sql::conf_string(&command));
     match &recovery.target_time {
-        Some(time) => text.push_str(&format!("recovery_target_time = {}\n", conf(time))),
+        Some(time) => text.push_str(&format!("recovery_target_time = {}\n", sql::conf_string(time))),
         None => text.push_str("recovery_target_timeline = 'latest'\n"),
     }
     Ok(text)

@@ -10,7 +10,7 @@ use super::{Error, Settings, history};
 
 /// Opens a connection of the run's own (see [`crate::db::admin::connect`]).
 pub(crate) async fn connect(db: &Config) -> Result<Client, Error> {
-    crate::db::admin::connect(db, "dbagent-migrate").await.map_err(|source| Error::Unavailable { source })
+    crate::db::admin::connect(db, crate::db::Purpose::Migrate).await.map_err(|source| Error::Unavailable { source })
 }
 
 /// A run that may write: the lock is held and the `dbagent` schema is up to date.

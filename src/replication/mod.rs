@@ -128,7 +128,7 @@ impl Supervisor {
         if current == wanted {
             return Some(streaming > 0);
         }
-        let set = format!("ALTER SYSTEM SET synchronous_standby_names = '{wanted}'");
+        let set = format!("ALTER SYSTEM SET synchronous_standby_names = {}", crate::db::sql::literal(wanted));
         match primary.rows(&set).await {
             Ok(_) => {
                 let _ = primary.rows("SELECT pg_reload_conf()").await;

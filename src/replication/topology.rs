@@ -134,7 +134,7 @@ pub async fn release_commits(promoted: &Running, database: &str) -> Result<(), d
     let mut config = tokio_postgres::Config::new();
     config.host("127.0.0.1").port(promoted.port).user(&promoted.superuser).dbname(database);
     let reset = ["ALTER SYSTEM RESET synchronous_standby_names", "SELECT pg_reload_conf()"];
-    db::admin::execute(&config, &reset).await.map(drop)
+    db::admin::execute(&config, db::Purpose::Replication, &reset).await.map(drop)
 }
 
 /// Points a replica's WAL receiver at `primary` (takes effect on reload, PostgreSQL 13+).
@@ -142,8 +142,8 @@ pub(super) async fn follow(replica: &Cluster, primary: &Running, database: &str)
     let mut config = tokio_postgres::Config::new();
     config.host("127.0.0.1").port(replica.running.port).user(&replica.running.superuser).dbname(database);
     let conninfo = format!("host=127.0.0.1 port={} user={} application_name=dbagent_replica", primary.port, primary.superuser);
-    let set = format!("ALTER SYSTEM SET primary_conninfo = '{}'", conninfo.replace('\'', "''"));
-    db::admin::execute(&config, &[&set, "SELECT pg_reload_conf()"]).await.map(drop)
+    let set = format!("ALTER SYSTEM SET primary_conninfo = {}", db::sql::literal(&conninfo));
+    db::admin::execute(&config, db::Purpose::Replication, &[&set, "SELECT pg_reload_conf()"]).await.map(drop)
 }
 
 #[cfg(test)]

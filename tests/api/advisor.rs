@@ -241,3 +241,37 @@ async fn suggestions_come_from_pg_stat_statements_validated_with_hypopg_or_estim
     assert_eq!(left, vec![json!({"n": 0})]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_index_action_with_an_unknown_name_or_fields_is_a_clear_400() {
+    let app = spawn_app().await;
+    app.setup("CREATE TABLE t (id int PRIMARY KEY, x int)").await;
+    for (body, says) in [
+        (json!({"action": "explode"}), "unknown variant `explode`"),
+        (json!({"table": "t"}), "missing field `action`"),
+        (json!({"action": "rebuild"}), "missing field `index`"),
+        (json!({"action": "create", "table": "t"}), "missing field `columns`"),
+        (json!({"action": "apply", "sql": "CREATE INDEX CONCURRENTLY ON t (x)"}), "missing field `query`"),
+        (json!({"action": "analyze", "table": "t", "columns": ["x"]}), "unknown field `columns`"),
+    ] {
+        let (status, answer) = app.post("/indexes", &body).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{body}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(says), "{body}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn creating_an_index_refuses_a_name_past_63_bytes_and_never_touches_an_index_of_the_same_name() {
+    let app = spawn_app().await;
+    app.setup("CREATE TABLE t (id int PRIMARY KEY, x int, y int); CREATE INDEX \"Taken\" ON t (x)").await;
+    let long = "é".repeat(32);
+    let (status, answer) = app.post("/indexes", &json!({"action": "create", "table": "t", "columns": ["y"], "name": long})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("63 bytes"), "{answer}");
+    let (status, answer) = app.post("/indexes", &json!({"action": "create", "table": "t", "columns": ["y"], "name": "Taken"})).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("refused")), "{answer}");
+    let kept = app.rows("SELECT indexdef FROM pg_indexes WHERE indexname = 'Taken'", json!([])).await;
+    assert_eq!(kept, vec![json!({"indexdef": "CREATE INDEX \"Taken\" ON public.t USING btree (x)"})]);
+    let (status, created) = app.post("/indexes", &json!({"action": "create", "table": "t", "columns": ["y"], "name": "it's \"y\""})).await;
+    assert_eq!((status, created["index"].as_str()), (StatusCode::OK, Some("it's \"y\"")), "{created}");
+}

@@ -280,3 +280,18 @@ async fn wait_until_cached(app: &TestApp, read: &str, want: Value) {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_cache_listen_session_names_itself_in_pg_stat_activity() {
+    let app = spawn_app().await;
+    let named = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'dbagent cache'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = app.rows(named, json!([])).await;
+        if rows == vec![json!({"n": 1})] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no session named \"dbagent cache\": {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

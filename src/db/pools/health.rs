@@ -90,7 +90,7 @@ impl Endpoint {
             *slot = None;
             let mut config = self.upstream.current_config();
             config.connect_timeout(MONITOR_CONNECT_TIMEOUT);
-            config.application_name("dbagent-monitor");
+            config.application_name(super::super::Purpose::Monitor.application_name());
             let (client, connection) = config
                 .connect(tokio_postgres::NoTls)
                 .await

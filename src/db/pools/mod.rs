@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use bb8::{ErrorSink, Pool, PooledConnection, RunError};
 use serde::Serialize;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use tokio_util::task::TaskTracker;
 
 mod health;
@@ -357,6 +359,18 @@ impl Endpoint {
         let messages = conn.client().simple_query(sql).await.map_err(|e| Error::from_driver(e, false))?;
         conn.end_use();
         Ok(health::text_rows(&messages))
+    }
+
+    /// Runs one of dbagent's own queries (extended protocol, bind parameters, the statement
+    /// prepared once per connection) on a pooled connection; read the rows by column name with
+    /// [`crate::db::get`]. Never user SQL.
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        let mut conn = self.get().await?;
+        conn.begin_use();
+        let stmt = conn.prepare(sql, true).await.map_err(|e| Error::from_driver(e, false))?;
+        let rows = conn.client().query(&stmt, params).await.map_err(|e| Error::from_driver(e, false))?;
+        conn.end_use();
+        Ok(rows)
     }
 
     /// Healthy, checked, not retired, and within its lag limit.

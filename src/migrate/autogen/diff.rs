@@ -126,7 +126,7 @@ fn schemas(plan: &mut Plan, live: &Catalog, desired: &Catalog) {
         plan.note(format!(
             "schema {} exists in the live database but the desired schema does not create it; \
              its tables, views and types are dropped, the schema itself is kept",
-            sql::quote_ident(schema)
+            crate::db::sql::ident_as_needed(schema)
         ));
     }
 }
@@ -148,7 +148,7 @@ fn extensions(plan: &mut Plan, live: &Catalog, desired: &Catalog) {
             plan.note(format!(
                 "extension {} is installed in the live database but not created by the desired schema; \
                  extensions are never dropped by autogenerate",
-                sql::quote_ident(&extension.name)
+                crate::db::sql::ident_as_needed(&extension.name)
             ));
         }
     }
@@ -187,7 +187,7 @@ fn enum_values(plan: &mut Plan, before: &Enum, after: &Enum) {
         .labels
         .iter()
         .filter(|l| !after.labels.contains(l))
-        .map(|l| sql::quote_literal(l))
+        .map(|l| crate::db::sql::literal(l))
         .collect();
     if !removed.is_empty() {
         plan.note(format!(
@@ -210,7 +210,7 @@ fn enum_values(plan: &mut Plan, before: &Enum, after: &Enum) {
         if before.labels.contains(label) {
             continue;
         }
-        added.push(sql::quote_literal(label));
+        added.push(crate::db::sql::literal(label));
         let statement = match (
             i.checked_sub(1).map(|p| &after.labels[p]),
             kept_after.first(),
@@ -219,7 +219,7 @@ fn enum_values(plan: &mut Plan, before: &Enum, after: &Enum) {
             (Some(previous), _, _) => sql::add_enum_value(name, label, "AFTER", previous),
             (None, Some(first_kept), _) => sql::add_enum_value(name, label, "BEFORE", first_kept),
             (None, None, Some(last)) => sql::add_enum_value(name, label, "AFTER", last),
-            (None, None, None) => format!("ALTER TYPE {name} ADD VALUE {}", sql::quote_literal(label)),
+            (None, None, None) => format!("ALTER TYPE {name} ADD VALUE {}", crate::db::sql::literal(label)),
         };
         up.push(statement);
     }

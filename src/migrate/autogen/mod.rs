@@ -44,7 +44,6 @@ pub use model::{
     Unmanaged, View,
 };
 pub use scratch::PREFIX as SCRATCH_DATABASE_PREFIX;
-pub use sql::{quote_ident, quote_literal};
 
 /// A generated migration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

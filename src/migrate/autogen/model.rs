@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::sql::quote_ident;
+use crate::db::sql::ident_as_needed;
 
 /// A snapshot of the managed schemas of one database.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -45,7 +45,7 @@ impl Name {
 /// Quoted as SQL needs it: `public.users`, `"Sales"."Order"`.
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+        write!(f, "{}.{}", ident_as_needed(&self.schema), ident_as_needed(&self.name))
     }
 }
 

@@ -15,7 +15,7 @@ pub const PREFIX: &str = "dbagent_scratch_";
 
 /// Opens a connection of its own (see [`crate::db::admin::connect`]).
 pub(super) async fn connect(config: &Config) -> Result<Client, Error> {
-    crate::db::admin::connect(config, "dbagent-autogenerate").await.map_err(|source| Error::Unavailable { source })
+    crate::db::admin::connect(config, crate::db::Purpose::Autogenerate).await.map_err(|source| Error::Unavailable { source })
 }
 
 /// A database that exists until [`ScratchDatabase::drop_now`] or `Drop`.
@@ -33,7 +33,7 @@ impl ScratchDatabase {
         let name = format!("{PREFIX}{}", Uuid::new_v4().simple());
         // CREATE DATABASE cannot run in a transaction: batch_execute of one statement is autocommit.
         client
-            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", crate::db::sql::ident(&name)))
             .await
             .map_err(|source| match source.as_db_error() {
                 None => Error::Unavailable { source },
@@ -88,7 +88,7 @@ impl Drop for ScratchDatabase {
 async fn drop_database(server: &Config, name: &str) {
     let outcome = match connect(server).await {
         Ok(client) => client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", crate::db::sql::ident(name)))
             .await
             .map_err(|e| e.to_string()),
         Err(err) => Err(err.to_string()),

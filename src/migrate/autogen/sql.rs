@@ -2,43 +2,7 @@
 //! emits. Every statement is returned without its terminating semicolon.
 
 use super::model::{Column, Constraint, ConstraintKind, Enum, Identity, Index, Name, Table, View};
-
-/// `name` as an identifier, quoted only when it must be (like PostgreSQL's `quote_ident`):
-/// anything but a lower-case word, or a word the grammar reserves in any position.
-pub fn quote_ident(name: &str) -> String {
-    let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain && !is_keyword(name) {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
-/// Whether PostgreSQL's scanner takes `word` for a keyword that would need quoting as a name
-/// (every kind but unreserved). The scanner is PostgreSQL's own, through pg_query, so the
-/// keyword list can never be out of date.
-fn is_keyword(word: &str) -> bool {
-    use pg_query::protobuf::KeywordKind;
-    match pg_query::scan_tokens(word) {
-        Ok(tokens) => tokens.iter().any(|t| {
-            t.keyword_kind != KeywordKind::NoKeyword as i32 && t.keyword_kind != KeywordKind::UnreservedKeyword as i32
-        }),
-        Err(_) => true,
-    }
-}
-
-/// `text` as a string literal, correct whatever `standard_conforming_strings` is.
-pub fn quote_literal(text: &str) -> String {
-    let quoted = text.replace('\'', "''");
-    if text.contains('\\') {
-        format!("E'{}'", quoted.replace('\\', "\\\\"))
-    } else {
-        format!("'{quoted}'")
-    }
-}
+use crate::db::sql::{ident_as_needed, literal};
 
 /// The type as written in a column definition: `serial` columns get their pseudo-type back,
 /// since `CREATE TABLE` cannot name a sequence that does not exist yet.
@@ -54,7 +18,7 @@ fn column_type(column: &Column) -> &str {
 /// `name type [COLLATE c] [DEFAULT e | GENERATED ...] [NOT NULL]`, as in `CREATE TABLE` and
 /// `ADD COLUMN`.
 pub fn column_definition(column: &Column) -> String {
-    let mut sql = format!("{} {}", quote_ident(&column.name), column_type(column));
+    let mut sql = format!("{} {}", ident_as_needed(&column.name), column_type(column));
     if let Some(collation) = &column.collation {
         sql.push_str(&format!(" COLLATE {collation}"));
     }
@@ -90,7 +54,7 @@ pub fn create_table(table: &Table) -> String {
     {
         lines.push(format!(
             "CONSTRAINT {} {}",
-            quote_ident(&constraint.name),
+            ident_as_needed(&constraint.name),
             constraint.definition
         ));
     }
@@ -109,11 +73,11 @@ pub fn add_column(table: &Name, column: &Column) -> String {
 }
 
 pub fn drop_column(table: &Name, column: &str) -> String {
-    format!("ALTER TABLE {table} DROP COLUMN {}", quote_ident(column))
+    format!("ALTER TABLE {table} DROP COLUMN {}", ident_as_needed(column))
 }
 
 pub fn alter_column(table: &Name, column: &str, action: &str) -> String {
-    format!("ALTER TABLE {table} ALTER COLUMN {} {action}", quote_ident(column))
+    format!("ALTER TABLE {table} ALTER COLUMN {} {action}", ident_as_needed(column))
 }
 
 /// `TYPE t [COLLATE c] USING col::t`: the cast makes conversions without an assignment cast
@@ -127,7 +91,7 @@ pub fn set_type(column: &Column) -> String {
     format!(
         "TYPE {ty}{collate} USING {name}::{ty}",
         ty = column.type_sql,
-        name = quote_ident(&column.name)
+        name = ident_as_needed(&column.name)
     )
 }
 
@@ -135,9 +99,9 @@ pub fn set_type(column: &Column) -> String {
 pub fn restart_identity_past_max(table: &Name, column: &str) -> String {
     format!(
         "SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({col}), 0) + 1, false) FROM {table}",
-        quote_literal(&table.to_string()),
-        quote_literal(column),
-        col = quote_ident(column)
+        literal(&table.to_string()),
+        literal(column),
+        col = ident_as_needed(column)
     )
 }
 
@@ -156,13 +120,13 @@ pub fn retype_serial_sequence(column: &Column) -> Option<String> {
 pub fn add_constraint(table: &Name, constraint: &Constraint) -> String {
     format!(
         "ALTER TABLE {table} ADD CONSTRAINT {} {}",
-        quote_ident(&constraint.name),
+        ident_as_needed(&constraint.name),
         constraint.definition
     )
 }
 
 pub fn drop_constraint(table: &Name, constraint: &Constraint) -> String {
-    format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote_ident(&constraint.name))
+    format!("ALTER TABLE {table} DROP CONSTRAINT {}", ident_as_needed(&constraint.name))
 }
 
 pub fn create_index(index: &Index) -> String {
@@ -174,7 +138,7 @@ pub fn drop_index(schema: &str, index: &Index) -> String {
 }
 
 pub fn create_enum(item: &Enum) -> String {
-    let labels: Vec<String> = item.labels.iter().map(|l| quote_literal(l)).collect();
+    let labels: Vec<String> = item.labels.iter().map(|l| literal(l)).collect();
     format!("CREATE TYPE {} AS ENUM ({})", item.name, labels.join(", "))
 }
 
@@ -186,8 +150,8 @@ pub fn drop_type(name: &Name) -> String {
 pub fn add_enum_value(name: &Name, label: &str, position: &str, neighbour: &str) -> String {
     format!(
         "ALTER TYPE {name} ADD VALUE {} {position} {}",
-        quote_literal(label),
-        quote_literal(neighbour)
+        literal(label),
+        literal(neighbour)
     )
 }
 
@@ -207,59 +171,28 @@ pub fn drop_view(name: &Name) -> String {
 }
 
 pub fn create_schema(schema: &str) -> String {
-    format!("CREATE SCHEMA {}", quote_ident(schema))
+    format!("CREATE SCHEMA {}", ident_as_needed(schema))
 }
 
 pub fn drop_schema(schema: &str) -> String {
-    format!("DROP SCHEMA {}", quote_ident(schema))
+    format!("DROP SCHEMA {}", ident_as_needed(schema))
 }
 
 pub fn create_extension(name: &str, schema: &str) -> String {
     format!(
         "CREATE EXTENSION {} WITH SCHEMA {}",
-        quote_ident(name),
-        quote_ident(schema)
+        ident_as_needed(name),
+        ident_as_needed(schema)
     )
 }
 
 pub fn drop_extension(name: &str) -> String {
-    format!("DROP EXTENSION {}", quote_ident(name))
+    format!("DROP EXTENSION {}", ident_as_needed(name))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identifiers_are_quoted_only_when_they_must_be() {
-        let cases = [
-            ("users", "users"),
-            ("_x1", "_x1"),
-            ("a$", "\"a$\""),
-            ("Users", "\"Users\""),
-            ("order items", "\"order items\""),
-            ("1st", "\"1st\""),
-            ("say\"hi", "\"say\"\"hi\""),
-            ("user", "\"user\""),
-            ("order", "\"order\""),
-            ("between", "\"between\""),
-            ("left", "\"left\""),
-            ("name", "name"),
-            ("comment", "comment"),
-            ("é", "\"é\""),
-        ];
-        for (name, quoted) in cases {
-            assert_eq!(quote_ident(name), quoted, "{name}");
-        }
-    }
-
-    #[test]
-    fn literals_survive_quotes_and_backslashes() {
-        let cases = [("a", "'a'"), ("it's", "'it''s'"), ("a\\b", "E'a\\\\b'"), ("", "''")];
-        for (text, literal) in cases {
-            assert_eq!(quote_literal(text), literal, "{text}");
-        }
-    }
 
     #[test]
     fn column_definitions_cover_defaults_identity_generated_and_serial() {

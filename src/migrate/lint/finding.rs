@@ -30,10 +30,9 @@ impl TableRef {
 
     /// The name quoted for `to_regclass`.
     pub(super) fn regclass(&self) -> String {
-        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
         match &self.schema {
-            Some(schema) => format!("{}.{}", quote(schema), quote(&self.name)),
-            None => quote(&self.name),
+            Some(schema) => crate::db::sql::qualified(schema, &self.name),
+            None => crate::db::sql::ident(&self.name),
         }
     }
 }

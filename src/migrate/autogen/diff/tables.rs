@@ -147,12 +147,12 @@ fn columns(plan: &mut Plan, before: &Table, after: &Table) -> bool {
             vec![sql::drop_column(table, &column.name)],
             vec![sql::add_column(table, column)],
         );
-        dropped.push(sql::quote_ident(&column.name));
+        dropped.push(crate::db::sql::ident_as_needed(&column.name));
         if requires_value(column) {
             plan.note(format!(
                 "column {} of {table} is dropped; down adds it back NOT NULL without a default, which fails \
                  if the table has rows (its data is gone either way)",
-                sql::quote_ident(&column.name)
+                crate::db::sql::ident_as_needed(&column.name)
             ));
         }
         affected = true;
@@ -168,12 +168,12 @@ fn columns(plan: &mut Plan, before: &Table, after: &Table) -> bool {
             vec![sql::add_column(table, column)],
             vec![sql::drop_column(table, &column.name)],
         );
-        added.push(sql::quote_ident(&column.name));
+        added.push(crate::db::sql::ident_as_needed(&column.name));
         if requires_value(column) {
             plan.note(format!(
                 "column {} of {table} is added NOT NULL without a default: the migration fails if the \
                  table has rows",
-                sql::quote_ident(&column.name)
+                crate::db::sql::ident_as_needed(&column.name)
             ));
         }
     }
@@ -212,7 +212,7 @@ fn requires_value(column: &Column) -> bool {
 /// default is dropped around a type change, since the old default may not cast; identity needs
 /// NOT NULL first), and notes on what cannot be done.
 fn alter_column(table: &Name, from: &Column, to: &Column) -> (Vec<String>, Vec<String>) {
-    let column = sql::quote_ident(&to.name);
+    let column = crate::db::sql::ident_as_needed(&to.name);
     if from.generated != to.generated {
         let note = format!(
             "column {column} of {table}: changing a generated column's expression (or making a column \
