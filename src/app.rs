@@ -156,10 +156,16 @@ impl Agent {
         }
         let (service, state) = (self.migrations.clone(), self.auto_migrate.clone());
         let db = self.executor.pools.admin_config();
+        let executor = Arc::downgrade(&self.executor);
         state.set(migrate::AutoState::Running);
         tokio::spawn(async move {
             let up = migrate::Up { target: migrate::UpTarget::Head, dry_run: false, allow_out_of_order: false, by: "auto-migrate".into() };
-            match service.up(&db, &up).await {
+            let result = service.up(&db, &up).await;
+            // Ready only once what the migrations created is known to the session guard.
+            if let Some(executor) = executor.upgrade() {
+                executor.refresh_guard().await;
+            }
+            match result {
                 Ok(report) => {
                     tracing::info!(applied = report.applied.len(), version = ?report.version, "auto-migrate done");
                     state.set(migrate::AutoState::Done { applied: report.applied.len(), version: report.version });

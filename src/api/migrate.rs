@@ -49,16 +49,20 @@ pub async fn migrate(State(state): State<AppState>, JsonBody(req): JsonBody<Migr
     };
     let service = state.migrations.clone();
     let db = state.executor.pools.admin_config();
+    let executor = state.executor.clone();
     // In its own task: a client that hangs up must not cancel a migration half-way.
     let run = tokio::spawn(async move {
-        match req.direction {
+        let report = match req.direction {
             Direction::Upgrade => {
                 let target = UpTarget::parse(target.as_deref().unwrap_or("head"))?;
                 let up = Up { target, dry_run: req.dry_run, allow_out_of_order: req.allow_out_of_order, by: "api".into() };
                 service.up(&db, &up).await
             }
             Direction::Downgrade => service.down(&db, target.as_deref().unwrap_or("-1"), req.dry_run, "api").await,
-        }
+        };
+        // New functions, triggers or views (even from a run that failed half-way).
+        executor.refresh_guard().await;
+        report
     });
     let report = run.await.map_err(ApiError::internal)??;
     let mut body = serde_json::to_value(&report).unwrap_or_default();
