@@ -141,11 +141,6 @@ impl Conn {
     pub fn settings_reset(&self) {
         self.read_only.store(self.role == Role::Replica, Ordering::Relaxed);
     }
-
-    /// The `default_transaction_read_only` dbagent last put this session in.
-    pub fn is_read_only_mode(&self) -> bool {
-        self.read_only.load(Ordering::Relaxed)
-    }
 }
 
 /// The server a pool connects to. Failover re-points it: the generation goes up and every

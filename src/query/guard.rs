@@ -3,8 +3,9 @@
 //! A parser sees `set_config(..., false)`; it cannot see a user-defined function, a view, a
 //! trigger, a policy or a column default that calls one. The guard knows, from the catalog,
 //! which names and relations run code dbagent cannot vouch for; a statement that may run such
-//! code is followed, in the same round trip, by [`CHECK_SQL`], and a connection whose session
-//! changed is discarded before anyone else gets it. Statements that run no such code (the point
+//! code is followed, in the same round trip, by [`CHECK_SQL`] and `RESET ALL`: what can be
+//! reset is, and a connection whose session changed otherwise is discarded before anyone else
+//! gets it. Statements that run no such code (the point
 //! reads and updates of a typical workload) pay one hash lookup per table and operator.
 //!
 //! The catalog is read at start-up, after DDL that dbagent runs, and every
@@ -29,25 +30,24 @@ const TRUSTED_EXTENSIONS: &[&str] = &[
 ];
 
 /// Run after a statement that may run user code, in autocommit (its own implicit transaction,
-/// so transaction-local changes are gone): what of the session differs from how the pool
-/// opened it, as text; empty when nothing does. `$1`: the login role; `$2`: the
-/// `default_transaction_read_only` dbagent last set. Every function and operator is
-/// schema-qualified: the session being checked may have a hostile `search_path`.
+/// so transaction-local changes are gone), followed by `RESET ALL` in the same round trip.
+/// What can be reset is reset: every setting by `RESET ALL` (custom ones such as `app.tenant`
+/// included, which `pg_settings` does not even list), and session-level advisory locks by
+/// `pg_advisory_unlock_all()` here. What cannot is reported, as text (empty when none): a
+/// changed role or session user, temporary objects, SQL-level prepared statements, held
+/// cursors, LISTEN registrations; the connection is then discarded. `$1`: the login role.
+/// Every function and operator is schema-qualified: the session being checked may have a
+/// hostile `search_path`. (Reading `pg_settings` and `pg_locks` instead cost ~6× as much.)
 pub const CHECK_SQL: &str = "SELECT pg_catalog.concat_ws(', ', \
     CASE WHEN session_user OPERATOR(pg_catalog.<>) $1::name OR current_user OPERATOR(pg_catalog.<>) $1::name \
        THEN 'role' END, \
-    (SELECT 'settings ' OPERATOR(pg_catalog.||) pg_catalog.string_agg(name, ' ') FROM pg_catalog.pg_settings \
-       WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.<>) 'default_transaction_read_only'), \
-    CASE WHEN pg_catalog.current_setting('default_transaction_read_only')::pg_catalog.bool \
-       IS DISTINCT FROM $2::pg_catalog.bool THEN 'default_transaction_read_only' END, \
     CASE WHEN pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 THEN CASE WHEN EXISTS (SELECT FROM \
        pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) \
        THEN 'temporary objects' END END, \
-    CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' \
-       AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) THEN 'advisory locks' END, \
     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) THEN 'prepared statements' END, \
     CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'cursors' END, \
-    CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END)";
+    CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END), \
+    pg_catalog.pg_advisory_unlock_all()";
 
 /// What runs user code, by kind: `function`, `vouched` (a trusted extension's function),
 /// `operator`, `type` (a cast to it calls a user function), `relation` (a view, or a table

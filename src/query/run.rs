@@ -140,14 +140,13 @@ pub async fn check_statement(conn: &Conn) -> Result<tokio_postgres::Statement, E
     conn.prepare(guard::CHECK_SQL, true).await.map_err(|e| Error::Db(db::Error::from_driver(e, false)))
 }
 
-/// Runs the session check on `conn` (after what was sent before it) and taints the
-/// connection when the session is not as the pool opened it, or when the check fails; then
-/// `RESET ALL`, in the same round trip, for what the check cannot see: custom settings
-/// (`app.tenant`) are not listed in `pg_settings`.
+/// Runs the session check on `conn` (after what was sent before it) and `RESET ALL`, in the
+/// same round trip; taints the connection when the session changed in a way neither resets, or
+/// when either fails (see [`guard::CHECK_SQL`]).
 pub async fn check_session(conn: &Conn, statement: &tokio_postgres::Statement) {
     let client = conn.client();
-    let (role, read_only) = (conn.login_role(), conn.is_read_only_mode());
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&role, &read_only];
+    let role = conn.login_role();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&role];
     let (verdict, reset) = tokio::join!(client.query_one(statement, &params), client.simple_query("RESET ALL"));
     match verdict.and_then(|row| row.try_get::<_, String>(0)) {
         Ok(changed) if changed.is_empty() => {}
