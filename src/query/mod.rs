@@ -281,7 +281,14 @@ impl Executor {
     /// Reads again what in the catalog runs user code (see [`guard::Guard`]).
     pub async fn refresh_guard(&self) {
         let refreshed = match self.pools.acquire(Target::Write).await {
-            Ok(lease) => self.guard.refresh(lease.client()).await.map_err(|e| db::error_chain(&e)),
+            Ok(mut lease) => {
+                lease.begin_use();
+                let refreshed = self.guard.refresh(lease.client()).await;
+                if refreshed.is_ok() {
+                    lease.end_use();
+                }
+                refreshed.map_err(|e| db::error_chain(&e))
+            }
             Err(err) => Err(err.to_string()),
         };
         if let Err(error) = refreshed {
