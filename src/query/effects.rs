@@ -133,10 +133,8 @@ impl Walk {
         let name = parts.pop().unwrap_or_default();
         let schema = parts.pop();
         let builtin = schema.as_deref().is_none_or(|s| s == "pg_catalog");
-        if builtin {
-            if let Some(reason) = session_call_refusal(&name, node.get("args")) {
-                self.refuse(reason);
-            }
+        if builtin && let Some(reason) = session_call_refusal(&name, node.get("args")) {
+            self.refuse(reason);
         }
         self.calls.push((schema, name));
     }

@@ -125,9 +125,8 @@ async fn execute_once(
         }
     };
     let check = async {
-        match &check_statement {
-            Some(statement) => check_session(conn, statement).await,
-            None => (),
+        if let Some(statement) = &check_statement {
+            check_session(conn, statement).await;
         }
     };
     let (set_result, rows, lsn, ()) = tokio::join!(set, run, lsn, check);

@@ -121,7 +121,7 @@ impl Supervisor {
              (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')::text";
         let primary = self.pools.primary();
         let Ok(rows) = primary.rows(SQL).await else { return None };
-        let Some(row) = rows.first() else { return None };
+        let row = rows.first()?;
         let current = row.first().cloned().flatten().unwrap_or_default();
         let streaming: u64 = row.get(1).cloned().flatten().and_then(|n| n.parse().ok()).unwrap_or(0);
         let wanted = if streaming > 0 { SYNC_STANDBYS } else { "" };
