@@ -144,12 +144,15 @@ pub fn classify(sql: &str) -> Result<Classification, ClassifyError> {
     written_tables.sort();
     written_tables.dedup();
     let read_only = is_read(node) && written_tables.is_empty();
-    let effects = super::effects::Effects::of(&parsed.protobuf);
+    // Both walks read one serialization of the whole tree (pg_query's own node iterator skips
+    // some node kinds).
+    let tree = serde_json::to_value(&parsed.protobuf).ok();
+    let effects = super::effects::Effects::of(tree.as_ref());
     Ok(Classification {
         query_type: query_type(node),
         read_only: AtomicBool::new(read_only),
         tables: parsed.tables(),
-        cache: if matches!(node, NodeEnum::SelectStmt(_)) { crate::cache::analyze(&parsed.protobuf) } else { crate::cache::Analysis::default() },
+        cache: if matches!(node, NodeEnum::SelectStmt(_)) { crate::cache::analyze(tree.as_ref()) } else { crate::cache::Analysis::default() },
         written_tables,
         refused: refusal(node).map(str::to_owned).or_else(|| effects.refused.clone()),
         effects,
