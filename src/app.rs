@@ -44,6 +44,7 @@ pub struct Agent {
     pub auto_migrate: Arc<migrate::AutoMigrate>,
     pub backup: Arc<backup::Settings>,
     pub backup_schedule: Arc<backup::ScheduleStats>,
+    pub security: Arc<crate::security::Security>,
     supervising: tokio::task::JoinHandle<()>,
     /// Re-reads which functions, triggers and views run user code (`query::guard`).
     guarding: tokio::task::JoinHandle<()>,
@@ -80,7 +81,8 @@ impl Agent {
                 return Err(anyhow::Error::new(err).context("invalid backup settings (backup:)"));
             }
         };
-        let pools = match Pools::new(&config.postgresql) {
+        let logins = role_logins(&config.security);
+        let pools = match Pools::with_logins(&config.postgresql, &logins, config.security.role_pool_size) {
             Ok(pools) => Arc::new(pools),
             Err(err) => {
                 if let Some(managed) = &managed {
@@ -104,6 +106,17 @@ impl Agent {
         executor.refresh_guard().await;
         let guarding = spawn_guard_refresh(Arc::downgrade(&executor));
         let migrations = Arc::new(migrate::Service::new(&config));
+        let security = match crate::security::Security::start(&config, &executor.pools).await {
+            Ok(security) => Arc::new(security),
+            Err(err) => {
+                supervising.abort();
+                guarding.abort();
+                if let Some(managed) = replication.managed() {
+                    managed.stop().await;
+                }
+                return Err(anyhow::Error::new(err).context("cannot start access control (security:)"));
+            }
+        };
         Ok(Agent {
             executor,
             config: Arc::new(config),
@@ -113,6 +126,7 @@ impl Agent {
             auto_migrate: Arc::default(),
             backup,
             backup_schedule: Arc::default(),
+            security,
             supervising,
             guarding,
         })
@@ -129,6 +143,7 @@ impl Agent {
             auto_migrate: self.auto_migrate.clone(),
             backup: self.backup.clone(),
             backup_schedule: self.backup_schedule.clone(),
+            security: self.security.clone(),
         }
     }
 
@@ -187,7 +202,11 @@ impl Agent {
     /// Stops supervising, closes the pools (waiting for connections to end cleanly) and stops
     /// the managed servers this agent started.
     pub async fn stop(self) {
-        let Agent { executor, replication, supervising, guarding, .. } = self;
+        let Agent { executor, replication, supervising, guarding, security, .. } = self;
+        match Arc::try_unwrap(security) {
+            Ok(security) => security.stop().await,
+            Err(_) => tracing::warn!("access control still in use at shutdown; the audit queue may not be written out"),
+        }
         supervising.abort();
         let _ = supervising.await;
         guarding.abort();
@@ -205,6 +224,15 @@ impl Agent {
             managed.stop().await;
         }
     }
+}
+
+/// The logins read and write keys' statements run as (`security.read_role` / `write_role`).
+fn role_logins(security: &config::Security) -> Vec<crate::db::Credentials> {
+    use crate::db::{Credentials, Login};
+    [(Login::Read, &security.read_role), (Login::Write, &security.write_role)]
+        .into_iter()
+        .map(|(login, role)| Credentials { login, user: role.user.clone(), password: role.password.as_ref().map(|p| p.expose().to_owned()) })
+        .collect()
 }
 
 /// Points the primary pool at the managed primary and puts the managed replicas first among
@@ -275,7 +303,7 @@ impl Serving {
         let (stop_http, http_stopped) = oneshot::channel::<()>();
         let router = api::router(agent.state());
         let http = tokio::spawn(async move {
-            axum::serve(listener, router)
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = http_stopped.await;
                 })

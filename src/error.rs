@@ -12,7 +12,10 @@ use crate::db::PgError;
 pub enum ErrorKind {
     /// The request is malformed or asks for the impossible; sent again unchanged it fails again.
     BadRequest,
-    /// The database refused for lack of privilege.
+    /// The caller did not prove who it is (no API key, or one that is unknown, expired or
+    /// revoked).
+    Unauthenticated,
+    /// The database refused for lack of privilege, or the caller's key does not reach this.
     PermissionDenied,
     /// What the request names does not exist.
     NotFound,
@@ -34,6 +37,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The work ran past its time limit and was cancelled.
     Timeout,
+    /// The caller sent more than its key allows (rate or requests in flight); it may retry
+    /// after the time given.
+    RateLimited,
     /// dbagent itself failed (I/O, its own queries, a tool it runs, a bug). The details are for
     /// the log, not for the caller.
     Internal,
@@ -41,8 +47,9 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tables and tests.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::BadRequest,
+        ErrorKind::Unauthenticated,
         ErrorKind::PermissionDenied,
         ErrorKind::NotFound,
         ErrorKind::Conflict,
@@ -52,6 +59,7 @@ impl ErrorKind {
         ErrorKind::DatabaseFailure,
         ErrorKind::Unavailable,
         ErrorKind::Timeout,
+        ErrorKind::RateLimited,
         ErrorKind::Internal,
     ];
 }

@@ -37,6 +37,7 @@ pub mod monitor;
 pub mod query;
 pub mod replication;
 pub mod schema;
+pub mod security;
 pub mod txn;
 
 pub use error::{Classify, ErrorKind};

@@ -18,6 +18,8 @@ pub struct Mode {
     /// Run it even when it calls functions whose effects a rollback does not undo, or code
     /// dbagent cannot vouch for.
     pub allow_side_effects: bool,
+    /// Whom it runs as (the caller's key): PostgreSQL checks the statement's privileges.
+    pub login: db::Login,
 }
 
 /// Explains `sql` with `params`. With `mode.analyze` it runs it (then rolls back) — unless it
@@ -31,6 +33,9 @@ pub async fn explain(exec: &Executor, sql: &str, params: &[Value], mode: Mode, t
     }
     if !matches!(class.query_type, "select" | "insert" | "update" | "delete" | "merge") {
         return Err(Error::NotExplainable { reason: format!("EXPLAIN takes SELECT, INSERT, UPDATE, DELETE or MERGE, not {}", class.query_type) });
+    }
+    if mode.analyze {
+        crate::security::allows(mode.login, &class).map_err(|reason| query::Error::Forbidden { reason })?;
     }
     let user_code = exec.guard.may_run_user_code(&class);
     let discard = user_code || class.effects.outside_transaction().is_some();
@@ -56,7 +61,7 @@ pub async fn explain(exec: &Executor, sql: &str, params: &[Value], mode: Mode, t
     }
     let options = if analyze { "ANALYZE, BUFFERS, FORMAT JSON" } else { "FORMAT JSON" };
     let explain_sql = format!("EXPLAIN ({options}) {sql}");
-    let mut lease = exec.pools.acquire(Target::Write).await?;
+    let mut lease = exec.pools.acquire_as(Target::Write, None, mode.login).await?;
     lease.begin_use();
     let begin = format!("BEGIN; SET LOCAL statement_timeout = {}", timeout.as_millis().max(1));
     lease.client().simple_query(&begin).await.map_err(|e| db::Error::from_driver(e, false))?;

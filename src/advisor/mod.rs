@@ -47,6 +47,9 @@ pub struct OptimizeRequest {
     /// not undo (`pg_terminate_backend`, `nextval` ...) or code dbagent cannot vouch for.
     #[serde(default)]
     pub allow_side_effects: bool,
+    /// Whom the statement runs as (the caller's key; not part of the request body).
+    #[serde(skip)]
+    pub login: crate::db::Login,
 }
 
 fn yes() -> bool {
@@ -72,7 +75,7 @@ pub struct OptimizeReport {
 
 /// Explains `req.sql` and runs the rules (and, for a read, the index suggestions).
 pub async fn optimize(exec: &Executor, db: &tokio_postgres::Config, req: &OptimizeRequest, slow: Duration) -> Result<OptimizeReport, Error> {
-    let mode = explain::Mode { analyze: req.analyze, allow_side_effects: req.allow_side_effects };
+    let mode = explain::Mode { analyze: req.analyze, allow_side_effects: req.allow_side_effects, login: req.login };
     let (explained, analyze_skipped) = explain::explain(exec, &req.sql, &req.params, mode, exec.limits.query_timeout).await?;
     let shape = shape::shape(&req.sql);
     let tables = tables_of(exec, &explained, &shape).await?;
@@ -256,7 +259,7 @@ pub async fn indexes(exec: &Executor, db: &tokio_postgres::Config, req: &Indexes
 /// Creates a suggested index and measures the query before and after (EXPLAIN ANALYZE).
 async fn apply(exec: &Executor, db: &tokio_postgres::Config, sql: &str, query: &WorkloadQuery) -> Result<Applied, Error> {
     let timeout = exec.limits.query_timeout;
-    let mode = explain::Mode { analyze: true, allow_side_effects: false };
+    let mode = explain::Mode { analyze: true, allow_side_effects: false, login: crate::db::Login::Service };
     let (before, _) = explain::explain(exec, &query.sql, &query.params, mode, timeout).await?;
     upkeep::create_from_sql(db, sql).await?;
     let (after, _) = explain::explain(exec, &query.sql, &query.params, mode, timeout).await?;

@@ -5,6 +5,7 @@
 //! | kind | status |
 //! |---|---|
 //! | `BadRequest` | 400 |
+//! | `Unauthenticated` | 401 |
 //! | `PermissionDenied` | 403 |
 //! | `NotFound` | 404 |
 //! | `Conflict` | 409 |
@@ -15,6 +16,7 @@
 //! | `DatabaseFailure` | 502 |
 //! | `Unavailable` | 503 |
 //! | `Timeout` | 504 |
+//! | `RateLimited` | 429 |
 //!
 //! | code | kind | status | when |
 //! |---|---|---|---|
@@ -26,7 +28,10 @@
 //! | `sql_error` | `BadRequest` | 400 | PostgreSQL rejected the statement (SQLSTATE given) |
 //! | `invalid_name` | `BadRequest` | 400 | `/schema/{table}` name does not parse |
 //! | `outside_backup_location` | `BadRequest` | 400 | a restore path outside `backup.location` |
+//! | `unauthenticated` | `Unauthenticated` | 401 | no API key where one is required, or one that is unknown, expired or revoked (the answer never says which) |
 //! | `permission_denied` | `PermissionDenied` | 403 | SQLSTATE 42501 |
+//! | `scope_forbids` | `PermissionDenied` | 403 | the API key's scope does not reach this route or statement |
+//! | `address_forbidden` | `PermissionDenied` | 403 | the caller's address is outside `security.allowed_ips` or the key's `allow_from` |
 //! | `not_found` | `NotFound` | 404 | unknown route, or a file a backup does not have |
 //! | `table_not_found` | `NotFound` | 404 | unknown table |
 //! | `index_not_found` | `NotFound` | 404 | `/indexes` names no such index |
@@ -51,6 +56,7 @@
 //! | `database_unavailable` | `Unavailable` | 503 | PostgreSQL cannot be reached, is shutting down or out of resources |
 //! | `not_primary` | `Unavailable` | 503 | the primary answered as a standby |
 //! | `query_timeout` | `Timeout` | 504 | the statement ran past `query_timeout` and was cancelled on the server |
+//! | `rate_limited` | `RateLimited` | 429 | the key's rate or its requests in flight are over its limit (`Retry-After` given) |
 //!
 //! A 5xx answer carries the request's id (`request_id`, also in the `x-request-id` header), and
 //! is logged with it. A 500 says nothing but `internal error`: the real error (paths, driver
@@ -65,12 +71,21 @@ use serde::Serialize;
 use crate::db::{self, PgError};
 use crate::error::{Classify, ErrorKind, INTERNAL};
 use crate::query::{self, ClassifyError};
-use crate::{advisor, backup, migrate, schema, txn};
+use crate::{advisor, backup, migrate, schema, security, txn};
+
+/// What an error answer was, for the audit row (a response extension).
+#[derive(Debug, Clone)]
+pub struct ErrorFacts {
+    pub code: &'static str,
+    pub sqlstate: Option<String>,
+}
 
 /// The one status of each kind (the first table above).
 pub fn status(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
@@ -287,6 +302,15 @@ impl From<backup::Error> for ApiError {
     }
 }
 
+impl From<security::Error> for ApiError {
+    fn from(err: security::Error) -> Self {
+        match err {
+            security::Error::Db(err) => err.into(),
+            other => ApiError::classified(&other),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(mut self) -> Response {
         if self.status.is_server_error() {
@@ -303,7 +327,10 @@ impl IntoResponse for ApiError {
             error: &'a ErrorBody,
         }
         let body = serde_json::to_vec(&Envelope { success: false, error: &self.body }).unwrap_or_default();
-        (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        let facts = ErrorFacts { code: self.body.code, sqlstate: self.body.sqlstate.clone() };
+        let mut response = (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+        response.extensions_mut().insert(facts);
+        response
     }
 }
 

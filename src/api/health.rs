@@ -21,6 +21,7 @@ pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthRepo
         }
         report.wal_archive = Some(archive);
     }
+    report.security = Some(state.security.report());
     let status = if report.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report))
 }

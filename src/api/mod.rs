@@ -3,10 +3,12 @@
 //! carries an id ([`request_id`]) that its server errors are answered and logged with.
 
 mod advisor;
+pub mod auth;
 mod backup;
 mod body;
 pub mod error;
 mod health;
+mod keys;
 mod migrate;
 mod query;
 pub mod request_id;
@@ -19,7 +21,6 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -41,32 +42,12 @@ pub struct AppState {
     pub auto_migrate: Arc<crate::migrate::AutoMigrate>,
     pub backup: Arc<crate::backup::Settings>,
     pub backup_schedule: Arc<crate::backup::ScheduleStats>,
+    pub security: Arc<crate::security::Security>,
 }
 
-/// The API's routes.
+/// The API's routes ([`auth::ROUTES`], each behind its access check).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/query", post(query::handle))
-        .route("/transaction", post(transaction::handle))
-        .route("/health", get(health::full))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/schema", get(schema::list))
-        .route("/schema/{table}", get(schema::describe))
-        .route("/stats/replication", get(stats::replication))
-        .route("/optimize", post(advisor::optimize))
-        .route("/indexes", post(advisor::indexes))
-        .route("/backup", post(backup::create))
-        .route("/backups", get(backup::list))
-        .route("/backups/prune", post(backup::prune))
-        .route("/backups/status", get(backup::status))
-        .route("/backups/{id}", get(backup::get).delete(backup::delete))
-        .route("/backups/{id}/download", get(backup::download))
-        .route("/backups/{id}/verify", post(backup::verify))
-        .route("/restore", post(backup::restore))
-        .route("/migrate", post(migrate::migrate))
-        .route("/migrations", get(migrate::list))
-        .route("/migrations/autogenerate", post(migrate::autogenerate))
+    auth::routes(&state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

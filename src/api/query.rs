@@ -2,12 +2,15 @@
 //! writes, `min_lsn` / `consistency` on reads, and the `Dbagent-Session` header that lets
 //! dbagent remember a caller's last commit for `consistency: "read_your_writes"`.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 
 use super::body::{JsonBody, ObjectWriter, RawJson};
 use super::error::ApiError;
 use super::AppState;
+use super::auth::Note;
+use crate::security::Caller;
 use crate::db::Lsn;
 use crate::query::{Consistency, Freshness, QueryRequest};
 use crate::txn::{self, TransactionRequest};
@@ -18,18 +21,27 @@ const MAX_SESSION_LEN: usize = 256;
 
 pub async fn handle(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    note: Option<Extension<Note>>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> Result<RawJson, ApiError> {
+    if let Some(Extension(note)) = &note {
+        note.statement(&state.executor, &req.sql);
+    }
     let session = session(&headers)?;
     if req.transaction {
-        return in_transaction(&state, req, session.as_deref()).await;
+        return in_transaction(&state, &caller, note, req, session.as_deref()).await;
     }
-    let freshness = freshness(&state, &req, session.as_deref())?;
+    let mut freshness = freshness(&state, &req, session.as_deref())?;
+    freshness.login = caller.login();
     let out = match req.use_cache {
-        true => state.executor.query_cached(&req.sql, &req.params, freshness, &identity(&headers)).await?,
+        true => state.executor.query_cached(&req.sql, &req.params, freshness, &caller.cache_identity()).await?,
         false => state.executor.query(&req.sql, &req.params, freshness).await?,
     };
+    if let Some(Extension(note)) = &note {
+        note.with(|n| n.rows = Some(out.rows.row_count as i64));
+    }
     remember(&state, session.as_deref(), out.commit_lsn);
     let mut w = ObjectWriter::with_capacity(out.rows.json.len() + 256);
     w.value("success", &true)
@@ -45,19 +57,6 @@ pub async fn handle(
         w.value("cache_bypass", reason);
     }
     Ok(RawJson(w.finish()))
-}
-
-/// Who is asking, for the cache key: a digest of the credentials the request carries, so one
-/// caller's cached rows are never served to another. (API keys will name the caller here.)
-fn identity(headers: &HeaderMap) -> String {
-    use sha2::{Digest, Sha256};
-    match headers.get(axum::http::header::AUTHORIZATION) {
-        Some(value) => {
-            let digest = Sha256::digest(value.as_bytes());
-            format!("credentials:{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
-        }
-        None => "anonymous".into(),
-    }
 }
 
 /// The caller's session, from the `Dbagent-Session` header.
@@ -80,8 +79,8 @@ pub(super) fn remember(state: &AppState, session: Option<&str>, lsn: Option<Lsn>
 
 fn freshness(state: &AppState, req: &QueryRequest, session: Option<&str>) -> Result<Freshness, ApiError> {
     Ok(match req.consistency {
-        Consistency::Eventual => Freshness { min_lsn: req.min_lsn, primary_only: false },
-        Consistency::Strong => Freshness { min_lsn: req.min_lsn, primary_only: true },
+        Consistency::Eventual => Freshness { min_lsn: req.min_lsn, primary_only: false, login: Default::default() },
+        Consistency::Strong => Freshness { min_lsn: req.min_lsn, primary_only: true, login: Default::default() },
         Consistency::ReadYourWrites => {
             let session = session.ok_or_else(|| {
                 ApiError::invalid_request(format!(
@@ -89,15 +88,19 @@ fn freshness(state: &AppState, req: &QueryRequest, session: Option<&str>) -> Res
                 ))
             })?;
             let floor = state.executor.caller_commits.floor(session);
-            Freshness { min_lsn: req.min_lsn.max(floor), primary_only: false }
+            Freshness { min_lsn: req.min_lsn.max(floor), primary_only: false, login: Default::default() }
         }
     })
 }
 
 /// `transaction: true`: the statement runs in an explicit transaction with the retry policy.
-async fn in_transaction(state: &AppState, req: QueryRequest, session: Option<&str>) -> Result<RawJson, ApiError> {
-    let request = TransactionRequest::single(req.sql, req.params);
+async fn in_transaction(state: &AppState, caller: &Caller, note: Option<Extension<Note>>, req: QueryRequest, session: Option<&str>) -> Result<RawJson, ApiError> {
+    let mut request = TransactionRequest::single(req.sql, req.params);
+    request.login = caller.login();
     let out = txn::run(&state.executor, &state.config.transactions, &request).await?;
+    if let (Some(Extension(note)), Some(first)) = (&note, out.results.first()) {
+        note.with(|n| n.rows = Some(first.rows.row_count as i64));
+    }
     remember(state, session, out.commit_lsn);
     let Some(result) = out.results.first() else {
         return Err(ApiError::invalid_request("the transaction has no statements"));

@@ -1,20 +1,35 @@
 //! `POST /transaction`: several statements, one transaction, retried on conflicts.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 
 use super::body::{JsonBody, ObjectWriter, RawJson};
 use super::error::ApiError;
 use super::AppState;
+use super::auth::Note;
+use crate::security::Caller;
 use crate::txn::{self, TransactionRequest};
 
 pub async fn handle(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    note: Option<Extension<Note>>,
     headers: HeaderMap,
-    JsonBody(req): JsonBody<TransactionRequest>,
+    JsonBody(mut req): JsonBody<TransactionRequest>,
 ) -> Result<RawJson, ApiError> {
+    if let Some(Extension(note)) = &note {
+        note.with(|n| n.writes = !req.read_only);
+        for q in &req.queries {
+            note.statement(&state.executor, &q.sql);
+        }
+    }
+    req.login = caller.login();
     let session = super::query::session(&headers)?;
     let out = txn::run(&state.executor, &state.config.transactions, &req).await?;
+    if let Some(Extension(note)) = &note {
+        note.with(|n| n.rows = Some(out.results.iter().map(|r| r.rows.row_count as i64).sum()));
+    }
     super::query::remember(&state, session.as_deref(), out.commit_lsn);
     let size: usize = out.results.iter().map(|r| r.rows.json.len() + 128).sum();
     let mut results = Vec::with_capacity(size + 2);

@@ -125,7 +125,7 @@ fn read_transaction_file(path: &Path) -> Result<TransactionRequest, Failure> {
         .filter(|s| !s.is_empty())
         .map(|sql| StatementRequest { sql: sql.to_string(), params: Vec::new() })
         .collect();
-    Ok(TransactionRequest { queries, isolation_level: None, read_only: false, deferrable: false, max_retries: None })
+    Ok(TransactionRequest { queries, isolation_level: None, read_only: false, deferrable: false, max_retries: None, login: crate::db::Login::Service })
 }
 
 async fn health(agent: &Agent, as_json: bool) -> Result<(), Failure> {
@@ -299,6 +299,7 @@ async fn optimize_cmd(agent: &Agent, args: OptimizeArgs, as_json: bool) -> Resul
         analyze: !args.no_analyze,
         suggest_indexes: true,
         allow_side_effects: args.allow_side_effects,
+        login: crate::db::Login::Service,
     };
     let db = agent.executor.pools.admin_config();
     let slow = std::time::Duration::from_secs_f64(agent.config.optimization.slow_query_threshold_ms / 1000.0);

@@ -442,6 +442,8 @@ pub mod exit {
             | ErrorKind::DatabaseFailure
             | ErrorKind::Internal => UNAVAILABLE,
             ErrorKind::BadRequest
+            | ErrorKind::Unauthenticated
+            | ErrorKind::RateLimited
             | ErrorKind::PermissionDenied
             | ErrorKind::Conflict
             | ErrorKind::TooLarge

@@ -36,6 +36,9 @@ impl Environment {
 /// Prefix of generic overrides: `DBAGENT_POSTGRESQL__QUERY_TIMEOUT=5` sets `postgresql.query_timeout`.
 const PREFIX: &str = "DBAGENT_";
 
+/// Variables with the prefix that are not `SECTION__KEY` overrides.
+const DEDICATED: [&str; 1] = ["DBAGENT_ADMIN_KEY"];
+
 /// Loads, expands, overrides, decodes and validates the configuration.
 ///
 /// `path` is `--config`; without it `CONFIG_PATH`, then `./dbagent.yaml` if it exists.
@@ -131,6 +134,9 @@ pub(crate) fn expand(input: &str, env: &Environment) -> Result<String, String> {
 fn apply_prefixed_overrides(tree: &mut Value, env: &Environment) -> Result<(), Error> {
     for (name, value) in &env.vars {
         let Some(path) = name.strip_prefix(PREFIX) else { continue };
+        if DEDICATED.contains(&name.as_str()) {
+            continue;
+        }
         let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
         if keys.iter().any(String::is_empty) {
             continue;
@@ -181,6 +187,15 @@ fn apply_seed_variables(tree: &mut Value, env: &Environment) -> Result<(), Error
     }
     if let Some(v) = env.get("BACKUP_ENCRYPTION_KEY") {
         set(&["backup", "encryption_key"], Value::String(v.into()))?;
+    }
+    if let Some(v) = env.get("DBAGENT_ADMIN_KEY") {
+        set(&["security", "admin_key"], Value::String(v.into()))?;
+    }
+    if let Some(v) = env.get("DB_AUDIT_ENABLED") {
+        set(&["security", "audit", "enabled"], scalar(&v.to_ascii_lowercase()))?;
+    }
+    if let Some(v) = env.get("DB_AUDIT_RETENTION_DAYS") {
+        set(&["security", "audit", "retention_days"], scalar(v))?;
     }
     if let Some(v) = env.get("PG_BIN") {
         set(&["instance", "bin_dir"], Value::String(v.into()))?;

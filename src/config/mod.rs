@@ -21,6 +21,7 @@ mod optimization;
 mod postgresql;
 mod replication;
 mod secret;
+mod security;
 mod server;
 mod transactions;
 
@@ -36,6 +37,7 @@ pub use optimization::Optimization;
 pub use postgresql::{Postgresql, Replica, SslMode};
 pub use replication::{FailoverMode, Replication};
 pub use secret::Secret;
+pub use security::{Audit, KeysRequired, Overflow, RoleLogin, Security, is_loopback, parse_duration};
 pub use server::Server;
 pub use transactions::{Backoff, IsolationLevel, Transactions};
 
@@ -55,6 +57,7 @@ pub struct Config {
     pub transactions: Transactions,
     pub optimization: Optimization,
     pub logging: Logging,
+    pub security: Security,
 }
 
 impl Config {
@@ -67,6 +70,7 @@ impl Config {
         self.backup.validate()?;
         self.migrations.validate()?;
         self.replication.validate()?;
+        self.security.validate(&self.server.bind)?;
         if self.replication.replicas > 0 && self.postgresql.is_configured() {
             return invalid(
                 "replication.replicas",

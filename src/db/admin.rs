@@ -37,6 +37,10 @@ pub enum Purpose {
     Replication,
     /// Health, LSN and lag checks.
     Monitor,
+    /// API keys: their table, reloads and the LISTEN for changes.
+    Security,
+    /// The audit log's writer and retention.
+    Audit,
 }
 
 impl Purpose {
@@ -56,6 +60,8 @@ impl Purpose {
             Purpose::Cache => "dbagent cache",
             Purpose::Replication => "dbagent replication",
             Purpose::Monitor => "dbagent monitor",
+            Purpose::Security => "dbagent security",
+            Purpose::Audit => "dbagent audit",
         }
     }
 }

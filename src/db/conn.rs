@@ -32,6 +32,26 @@ pub enum Role {
     Replica,
 }
 
+/// Whom a pool's connections log in as: the configured user (dbagent's own work and callers
+/// with full access), or one of the two roles that make PostgreSQL enforce an API key's scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Login {
+    #[default]
+    Service,
+    /// Can read, cannot write (`security.read_role`).
+    Read,
+    /// Can read and change rows, not the schema (`security.write_role`).
+    Write,
+}
+
+/// A user and password that replace the configured ones for a [`Login`]'s pool.
+#[derive(Clone)]
+pub struct Credentials {
+    pub login: Login,
+    pub user: String,
+    pub password: Option<String>,
+}
+
 /// Why a connection could not be opened or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -195,6 +215,8 @@ impl Upstream {
 /// Opens connections for one pool (bb8's `ManageConnection`).
 pub struct Manager {
     upstream: Arc<Upstream>,
+    /// For a [`Login`] other than the service's: who to log in as on the same server.
+    credentials: Option<(String, Option<String>)>,
     role: Role,
     pre_ping: bool,
     tasks: TaskTracker,
@@ -219,7 +241,12 @@ impl Manager {
         let location = super::conninfo::describe(&config);
         Manager::apply_options(&mut config, &options);
         let upstream = Upstream { current: RwLock::new((config, location)), generation: AtomicU64::new(0), options };
-        Manager { upstream: Arc::new(upstream), role, pre_ping, tasks }
+        Manager { upstream: Arc::new(upstream), credentials: None, role, pre_ping, tasks }
+    }
+
+    /// A manager for `upstream`'s server (following its re-points) that logs in as `user`.
+    pub fn with_credentials(upstream: Arc<Upstream>, role: Role, pre_ping: bool, tasks: TaskTracker, user: String, password: Option<String>) -> Self {
+        Manager { upstream, credentials: Some((user, password)), role, pre_ping, tasks }
     }
 
     fn apply_options(config: &mut tokio_postgres::Config, ours: &str) {
@@ -244,7 +271,15 @@ impl bb8::ManageConnection for Manager {
     type Error = ConnectError;
 
     async fn connect(&self) -> Result<Conn, ConnectError> {
-        let (config, generation) = self.upstream.config();
+        let (mut config, generation) = self.upstream.config();
+        if let Some((user, password)) = &self.credentials {
+            config.user(user);
+            match password {
+                Some(password) => config.password(password),
+                // Not the service's password: a role without one relies on the server's rules.
+                None => config.password(Vec::<u8>::new()),
+            };
+        }
         let (client, connection) = config.connect(NoTls).await?;
         // PostgreSQL 14+ reports this at startup: the role check costs no round trip.
         let standby = connection.parameter("in_hot_standby") == Some("on");

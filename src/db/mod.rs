@@ -14,7 +14,7 @@ mod row;
 pub mod sql;
 pub mod types;
 
-pub use conn::{Conn, ConnectError, Role, PING_AFTER};
+pub use conn::{Conn, ConnectError, Credentials, Login, Role, PING_AFTER};
 pub use conninfo::describe;
 pub use error::{Error, PgError, error_chain};
 pub use lsn::{Lsn, LsnParseError};

@@ -27,6 +27,10 @@ pub struct HealthReport {
     /// WAL archiving for point-in-time recovery (`backup.pitr`), from `pg_stat_archiver`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wal_archive: Option<WalArchiveCheck>,
+    /// Access control: whether keys are required (and a warning when they are off beyond
+    /// loopback), refused calls, and the audit queue (`dropped` only with `on_overflow: drop`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security: Option<crate::security::SecurityReport>,
 }
 
 /// `pg_stat_archiver` of the primary. A failing archive stops the recoverable window from
@@ -144,6 +148,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         cache: cache.map(|c| c.stats()),
         backups: None,
         wal_archive: None,
+        security: None,
     }
 }
 

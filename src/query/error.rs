@@ -14,6 +14,10 @@ pub enum Error {
     /// The statement is not allowed through this endpoint.
     #[error("statement not allowed here: {reason}")]
     NotAllowed { reason: String },
+    /// The caller's API key does not reach this statement (a write with a read key, DDL
+    /// with a write key).
+    #[error("{reason}")]
+    Forbidden { reason: String },
     /// The statement wants a different number of parameters.
     #[error("the statement takes {expected} parameter(s) but {given} were given")]
     ParamCount { expected: usize, given: usize },
@@ -38,6 +42,7 @@ impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::Sql(_) | Error::NotAllowed { .. } | Error::ParamCount { .. } | Error::Param(_) => ErrorKind::BadRequest,
+            Error::Forbidden { .. } => ErrorKind::PermissionDenied,
             Error::Db(err) => err.kind(),
         }
     }
@@ -47,6 +52,7 @@ impl Classify for Error {
             Error::Sql(ClassifyError::Syntax { .. }) => "syntax_error",
             Error::Sql(_) => "invalid_sql",
             Error::NotAllowed { .. } => "statement_not_allowed",
+            Error::Forbidden { .. } => "scope_forbids",
             Error::ParamCount { .. } | Error::Param(_) => "invalid_parameters",
             Error::Db(err) => err.code(),
         }

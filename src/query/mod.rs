@@ -83,6 +83,8 @@ pub struct Freshness {
     pub min_lsn: Option<Lsn>,
     /// Only the primary.
     pub primary_only: bool,
+    /// Whom the statement runs as: a caller's scope, enforced by PostgreSQL (see `security`).
+    pub login: db::Login,
 }
 
 /// `params: null` means no parameters (shared by `/transaction`'s statements).
@@ -242,13 +244,14 @@ impl Executor {
                 reason: "transaction control belongs in /transaction, which runs a list of statements in one transaction".into(),
             });
         }
+        crate::security::allows(freshness.login, &class).map_err(|reason| Error::Forbidden { reason })?;
         // A statement that may run user code never shares a connection: a change to the
         // session would hit concurrent callers before the check after it could contain it.
         let user_code = self.guard.may_run_user_code(&class);
         if class.is_read_only()
             && !user_code
             && class.runs_within(self.limits.multiplex_max, MULTIPLEX_MAX_ROWS)
-            && let Some((shared, setup)) = self.pools.share_read(freshness.min_lsn, freshness.primary_only).await?
+            && let Some((shared, setup)) = self.pools.share_read(freshness.min_lsn, freshness.primary_only, freshness.login).await?
         {
             match self.run_shared(shared, setup, sql, params, &class).await {
                 Err(Error::Db(db::Error::Server(pg))) if pg.is(READ_ONLY_VIOLATION) => {
@@ -265,8 +268,8 @@ impl Executor {
         }
         let read = class.is_read_only();
         let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
-        let lease = self.pools.acquire_at_least(target, freshness.min_lsn).await?;
-        let result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code).await;
+        let lease = self.pools.acquire_as(target, freshness.min_lsn, freshness.login).await?;
+        let result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code, freshness.login).await;
         if let (Ok(_), Some(cache)) = (&result, &self.cache)
             && !class.is_read_only()
         {
@@ -305,13 +308,17 @@ impl Executor {
         class: &Classification,
         read: bool,
         user_code: bool,
+        login: db::Login,
     ) -> Result<QueryOutput, Error> {
         match self.run_autocommit(&mut lease, sql, params, class, read, user_code).await {
             Err(Error::Db(db::Error::Server(pg))) if read && pg.is(READ_ONLY_VIOLATION) => {
                 tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
                 class.demote_to_write();
                 drop(lease);
-                let mut lease = self.pools.acquire(Target::Write).await?;
+                if login == db::Login::Read {
+                    return Err(Error::Forbidden { reason: "this API key may only read, and the statement writes".into() });
+                }
+                let mut lease = self.pools.acquire_as(Target::Write, None, login).await?;
                 self.run_autocommit(&mut lease, sql, params, class, false, user_code).await
             }
             Err(Error::Db(db::Error::Server(pg))) if !read && pg.is(READ_ONLY_VIOLATION) => {

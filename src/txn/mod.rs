@@ -52,6 +52,9 @@ pub struct TransactionRequest {
     /// Default: `transactions.max_retries`.
     #[serde(default)]
     pub max_retries: Option<u32>,
+    /// Whom the statements run as (the caller's key; not part of the request body).
+    #[serde(skip)]
+    pub login: db::Login,
 }
 
 impl TransactionRequest {
@@ -64,6 +67,7 @@ impl TransactionRequest {
             read_only: false,
             deferrable: false,
             max_retries: None,
+            login: db::Login::Service,
         }
     }
 }
@@ -122,7 +126,7 @@ async fn run_inner(
     let user_code = classes.iter().any(|class| exec.guard.may_run_user_code(class));
     let mut attempt = 0u32;
     loop {
-        let mut lease = exec.pools.acquire(Target::Write).await.map_err(Error::Db)?;
+        let mut lease = exec.pools.acquire_as(Target::Write, None, request.login).await.map_err(Error::Db)?;
         match run_attempt(exec, &mut lease, &begin, request, &classes, user_code).await? {
             Attempt::Committed(results, commit_lsn) => {
                 drop(lease);
@@ -169,6 +173,9 @@ fn check(exec: &Executor, request: &TransactionRequest) -> Result<Vec<Arc<Classi
             let class = exec.classifier.classify(&q.sql).map_err(|e| Error::statement(index, e.into()))?;
             if let Some(reason) = &class.refused {
                 return Err(Error::statement(index, query::Error::NotAllowed { reason: reason.clone() }));
+            }
+            if let Err(reason) = crate::security::allows(request.login, &class) {
+                return Err(Error::statement(index, query::Error::Forbidden { reason }));
             }
             if class.transaction_control == Some(TransactionControl::Boundary) {
                 let reason = "dbagent begins and commits the transaction itself; use SAVEPOINT for nested units".into();

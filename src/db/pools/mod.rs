@@ -18,7 +18,7 @@ mod shared;
 
 pub use shared::{Setup, Shared, SharingStats};
 use shared::{Join, Sharing};
-use super::conn::{ConnectError, Manager, Role, Upstream};
+use super::conn::{ConnectError, Credentials, Login, Manager, Role, Upstream};
 use super::{Error, Lsn, conninfo};
 use health::Health;
 use crate::config;
@@ -81,15 +81,31 @@ pub struct Endpoint {
     monitor: tokio::sync::Mutex<Option<(tokio_postgres::Client, u64)>>,
     /// Connections shared by concurrent short reads.
     sharing: Sharing,
+    /// Pools of the same server for the scoped logins (`security.read_role` / `write_role`).
+    scoped: Vec<ScopedPool>,
+}
+
+/// A pool of connections logged in as a scoped role, with its own sharing.
+struct ScopedPool {
+    login: Login,
+    pool: Pool<Manager>,
+    sharing: Sharing,
 }
 
 impl Pools {
     /// Builds the pools. Connections open in the background, so this succeeds even while the
     /// database is down (requests then answer 503 until it is back).
     pub fn new(pg: &config::Postgresql) -> Result<Pools, config::Error> {
+        Pools::with_logins(pg, &[], 0)
+    }
+
+    /// Like [`Pools::new`], with a pool per server for each of `logins` as well (at most
+    /// `scoped_size` connections each), for [`Pools::acquire_as`].
+    pub fn with_logins(pg: &config::Postgresql, logins: &[Credentials], scoped_size: u32) -> Result<Pools, config::Error> {
         let tasks = TaskTracker::new();
         let primary_config = conninfo::primary(pg)?;
-        let primary = Endpoint::new("primary".into(), primary_config, Role::Primary, None, pg, &tasks);
+        let mut primary = Endpoint::new("primary".into(), primary_config, Role::Primary, None, pg, &tasks);
+        primary.add_logins(logins, scoped_size, pg, Role::Primary, &tasks);
         let replicas = pg
             .read_replicas
             .iter()
@@ -97,7 +113,9 @@ impl Pools {
             .map(|(i, replica)| {
                 let config = conninfo::replica(pg, replica, i)?;
                 let max_lag = replica.max_lag_seconds.map(Duration::from_secs_f64);
-                Ok(Endpoint::new(format!("replica-{i}"), config, Role::Replica, max_lag, pg, &tasks))
+                let mut endpoint = Endpoint::new(format!("replica-{i}"), config, Role::Replica, max_lag, pg, &tasks);
+                endpoint.add_logins(logins, scoped_size, pg, Role::Replica, &tasks);
+                Ok(endpoint)
             })
             .collect::<Result<Vec<_>, config::Error>>()?;
         primary.health.healthy.store(true, Ordering::Relaxed);
@@ -121,9 +139,14 @@ impl Pools {
     /// Like [`Pools::acquire`], but a read goes to a replica only if it is known to have
     /// replayed at least `min_lsn`; otherwise the primary serves it.
     pub async fn acquire_at_least(&self, target: Target, min_lsn: Option<Lsn>) -> Result<Lease<'_>, Error> {
+        self.acquire_as(target, min_lsn, Login::Service).await
+    }
+
+    /// Like [`Pools::acquire_at_least`], logged in as `login`.
+    pub async fn acquire_as(&self, target: Target, min_lsn: Option<Lsn>, login: Login) -> Result<Lease<'_>, Error> {
         if target == Target::Read
             && let Some(index) = self.pick_replica(min_lsn.unwrap_or_default()) {
-                match self.replicas[index].get().await {
+                match self.replicas[index].get_as(login).await {
                     Ok(conn) => return Ok(Lease { conn, replica: Some(index) }),
                     Err(err) => {
                         tracing::warn!(replica = %self.replicas[index].name, error = %err, "replica unusable; reading from the primary");
@@ -131,7 +154,7 @@ impl Pools {
                     }
                 }
             }
-        let conn = self.primary.get().await?;
+        let conn = self.primary.get_as(login).await?;
         Ok(Lease { conn, replica: None })
     }
 
@@ -140,16 +163,16 @@ impl Pools {
     /// connection of its own (sharing is off, or no shared connection suits).
     /// With it, the `SET` to await along with the statement when the connection was just made
     /// shared (see [`Sharing::open`]).
-    pub async fn share_read(&self, min_lsn: Option<Lsn>, primary_only: bool) -> Result<Option<(Shared<'_>, Option<Setup>)>, Error> {
+    pub async fn share_read(&self, min_lsn: Option<Lsn>, primary_only: bool, login: Login) -> Result<Option<(Shared<'_>, Option<Setup>)>, Error> {
         if !primary_only
             && let Some(index) = self.pick_replica(min_lsn.unwrap_or_default()) {
                 // On trouble the connection-of-its-own path falls back to the primary.
-                return Ok(self.replicas[index].share().await.ok().flatten().map(|(mut shared, setup)| {
+                return Ok(self.replicas[index].share(login).await.ok().flatten().map(|(mut shared, setup)| {
                     shared.replica = Some(index);
                     (shared, setup)
                 }));
             }
-        self.primary.share().await
+        self.primary.share(login).await
     }
 
     /// Round-robin over the replicas usable right now (fair even when some are skipped).
@@ -236,7 +259,54 @@ impl Endpoint {
             configured,
             monitor: tokio::sync::Mutex::new(None),
             sharing,
+            scoped: Vec::new(),
         }
+    }
+
+    /// Adds a pool of the same server for each of `logins` (empty until first used: no idle
+    /// connections are kept for them).
+    fn add_logins(&mut self, logins: &[Credentials], size: u32, pg: &config::Postgresql, role: Role, tasks: &TaskTracker) {
+        for credentials in logins {
+            let manager = Manager::with_credentials(
+                self.upstream.clone(),
+                role,
+                pg.connection_pool.pre_ping,
+                tasks.clone(),
+                credentials.user.clone(),
+                credentials.password.clone(),
+            );
+            let sink = RecordingSink { endpoint: format!("{} as {}", self.name, credentials.user), last: self.last_connect_error.clone() };
+            let pool = Pool::builder()
+                .max_size(size.max(1))
+                .min_idle(None)
+                .max_lifetime(Some(Duration::from_secs(pg.connection_pool.recycle.max(1))))
+                .idle_timeout(Some(Duration::from_secs(pg.connection_pool.idle_timeout.max(1))))
+                .connection_timeout(self.acquire_timeout)
+                .test_on_check_out(true)
+                .queue_strategy(bb8::QueueStrategy::Lifo)
+                .error_sink(Box::new(sink))
+                .build_unchecked(manager);
+            let sharing = Sharing::new(shared::Limits {
+                max_connections: pg.connection_pool.multiplex_connections.min(size / 2) as usize,
+                depth: pg.connection_pool.multiplex_depth,
+                max_stall: Duration::from_secs_f64(pg.connection_pool.multiplex_max_ms / 1000.0),
+                max_lifetime: Duration::from_secs(pg.connection_pool.recycle.max(1)),
+            });
+            self.scoped.push(ScopedPool { login: credentials.login, pool, sharing });
+        }
+    }
+
+    /// The pool and sharing for `login`. A login without a pool of its own is an error: the
+    /// scope could not be enforced, so nothing runs.
+    fn pool_for(&self, login: Login) -> Result<(&Pool<Manager>, &Sharing), Error> {
+        if login == Login::Service {
+            return Ok((&self.pool, &self.sharing));
+        }
+        self.scoped
+            .iter()
+            .find(|s| s.login == login)
+            .map(|s| (&s.pool, &s.sharing))
+            .ok_or_else(|| Error::Unavailable { reason: format!("no connections are configured for the {login:?} role") })
     }
 
     /// The connection settings as configured (what failover re-points the primary to).
@@ -285,38 +355,44 @@ impl Endpoint {
     }
 
     async fn get(&self) -> Result<PooledConnection<'_, Manager>, Error> {
-        let _waiting = self.sharing.waiting();
+        self.get_as(Login::Service).await
+    }
+
+    async fn get_as(&self, login: Login) -> Result<PooledConnection<'_, Manager>, Error> {
+        let (pool, sharing) = self.pool_for(login)?;
+        let _waiting = sharing.waiting();
         // Shared connections nobody is using go back now, rather than within a second, when
         // the pool has no idle connection to give.
-        self.sharing.release_unused_if(|| self.pool.state().idle_connections == 0);
-        let result = self.pool.get().await;
-        result.map_err(|err| self.acquire_error(err))
+        sharing.release_unused_if(|| pool.state().idle_connections == 0);
+        let result = pool.get().await;
+        result.map_err(|err| self.acquire_error(err, pool))
     }
 
     /// See [`Pools::share_read`].
-    async fn share(&self) -> Result<Option<(Shared<'_>, Option<Setup>)>, Error> {
-        if !self.sharing.enabled() {
+    async fn share(&self, login: Login) -> Result<Option<(Shared<'_>, Option<Setup>)>, Error> {
+        let (pool, sharing) = self.pool_for(login)?;
+        if !sharing.enabled() {
             return Ok(None);
         }
         let pool_has_room = || {
-            let state = self.pool.state();
-            state.idle_connections > 0 || state.connections < self.pool.config().max_size
+            let state = pool.state();
+            state.idle_connections > 0 || state.connections < pool.config().max_size
         };
-        match self.sharing.join(&self.upstream, pool_has_room) {
+        match sharing.join(&self.upstream, pool_has_room) {
             Join::Joined(shared) => Ok(Some((shared, None))),
             Join::Alone => Ok(None),
             Join::Open(opening) => {
-                let waiting = self.sharing.waiting();
-                let conn = self.pool.get_owned().await;
+                let waiting = sharing.waiting();
+                let conn = pool.get_owned().await;
                 drop(waiting);
-                Ok(Some(self.sharing.open(opening, conn.map_err(|err| self.acquire_error(err))?)))
+                Ok(Some(sharing.open(opening, conn.map_err(|err| self.acquire_error(err, pool))?)))
             }
         }
     }
 
     /// A timeout means "exhausted" unless connecting itself has been failing: then the
     /// database is down, and saying so is more useful.
-    fn acquire_error(&self, err: RunError<ConnectError>) -> Error {
+    fn acquire_error(&self, err: RunError<ConnectError>, pool: &Pool<Manager>) -> Error {
         match err {
             RunError::User(ConnectError::NotPrimary) => Error::NotPrimary,
             RunError::User(err) => Error::Unavailable { reason: err.to_string() },
@@ -330,7 +406,7 @@ impl Endpoint {
                     Some(reason) => Error::Unavailable { reason },
                     None => Error::PoolExhausted {
                         timeout_secs: self.acquire_timeout.as_secs_f64(),
-                        max_size: self.pool.config().max_size,
+                        max_size: pool.config().max_size,
                     },
                 }
             }

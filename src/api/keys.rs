@@ -1,0 +1,96 @@
+//! `/keys` (create, list, revoke, rotate) and `/audit` (admin scope).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::AppState;
+use super::auth::Note;
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::db::{self, Purpose};
+use crate::security::{self, audit, keys};
+
+#[derive(Serialize)]
+pub struct Succeeded<T> {
+    success: bool,
+    #[serde(flatten)]
+    body: T,
+}
+
+fn ok<T: Serialize>(body: T) -> Json<Succeeded<T>> {
+    Json(Succeeded { success: true, body })
+}
+
+async fn client(state: &AppState) -> Result<tokio_postgres::Client, ApiError> {
+    db::admin::connect(state.security.db(), Purpose::Security)
+        .await
+        .map_err(|e| ApiError::from(security::Error::from(e)))
+}
+
+#[derive(Serialize)]
+pub struct KeyList {
+    keys: Vec<keys::KeyInfo>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Succeeded<KeyList>>, ApiError> {
+    let client = client(&state).await?;
+    Ok(ok(KeyList { keys: keys::list(&client).await? }))
+}
+
+/// `POST /keys {name, scopes, expires, rate, burst, max_concurrent, allow_from}`: the secret
+/// is in this answer and nowhere else, ever.
+pub async fn create(
+    State(state): State<AppState>,
+    note: Option<axum::Extension<Note>>,
+    JsonBody(new): JsonBody<keys::NewKey>,
+) -> Result<(StatusCode, Json<Succeeded<keys::Created>>), ApiError> {
+    let mut client = client(&state).await?;
+    // The roles must be able to enforce the new key's scope before it can be used.
+    security::roles::ensure(&client, &state.security.settings).await?;
+    state.security.keys.set_roles_ready();
+    let created = keys::create(&mut client, &new).await?;
+    if let Some(note) = note {
+        note.with(|n| n.related = Some(created.key.id.clone()));
+    }
+    Ok((StatusCode::CREATED, ok(created)))
+}
+
+#[derive(Serialize)]
+pub struct Revoked {
+    key: keys::KeyInfo,
+}
+
+pub async fn revoke(State(state): State<AppState>, note: Option<axum::Extension<Note>>, Path(id): Path<String>) -> Result<Json<Succeeded<Revoked>>, ApiError> {
+    let mut client = client(&state).await?;
+    let key = keys::revoke(&mut client, &id).await?;
+    if let Some(note) = note {
+        note.with(|n| n.related = Some(key.id.clone()));
+    }
+    Ok(ok(Revoked { key }))
+}
+
+pub async fn rotate(State(state): State<AppState>, note: Option<axum::Extension<Note>>, Path(id): Path<String>) -> Result<Json<Succeeded<keys::Created>>, ApiError> {
+    let mut client = client(&state).await?;
+    let created = keys::rotate(&mut client, &id, state.security.settings.rotate_grace()).await?;
+    if let Some(note) = note {
+        note.with(|n| n.related = Some(format!("{} -> {}", id, created.key.id)));
+    }
+    Ok(ok(created))
+}
+
+#[derive(Serialize)]
+pub struct AuditRows {
+    entries: Vec<audit::Row>,
+}
+
+/// `GET /audit?since=&until=&key=&action=&table=&outcome=&limit=`, newest first.
+pub async fn audit(State(state): State<AppState>, query: Result<Query<audit::Filter>, axum::extract::rejection::QueryRejection>) -> Result<Json<Succeeded<AuditRows>>, ApiError> {
+    let Query(filter) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
+    if state.security.audit.is_none() {
+        return Err(ApiError::not_found("the audit log is off (security.audit)"));
+    }
+    let client = client(&state).await?;
+    Ok(ok(AuditRows { entries: audit::list(&client, &filter).await? }))
+}

@@ -1,0 +1,701 @@
+//! API keys: made here, stored as digests in `dbagent.api_keys`, held in memory.
+//!
+//! A key is `dbk_<id>_<secret>`: `dbk_` makes it recognisable (to secret scanners, in a leaked
+//! log line), `<id>` (12 hex digits) names its row, `<secret>` is 256 random bits. Only the
+//! SHA-256 digest of the whole key is stored: keys are random, so a slow password hash would add
+//! nothing but CPU on every request. A presented key is found by its id and compared by digest
+//! in constant time.
+//!
+//! Every agent holds all keys in memory ([`KeyRing`]); a change (create, revoke, rotate) sends
+//! `NOTIFY dbagent_keys` in its transaction, and every agent listening reloads at once (and every
+//! 30 s regardless, and after its listener reconnects).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use tokio_postgres::Client;
+
+use super::{Error, Scope};
+use crate::config;
+use crate::db::{self, Pools, Purpose};
+
+/// What every key starts with.
+pub const PREFIX: &str = "dbk_";
+/// The channel key changes are announced on.
+pub const CHANNEL: &str = "dbagent_keys";
+/// The bootstrap key's id.
+pub const BOOTSTRAP_ID: &str = "bootstrap";
+/// Reload at least this often, whatever the notifications say.
+const RELOAD_EVERY: Duration = Duration::from_secs(30);
+
+const CREATE_TABLE: &str = "
+CREATE SCHEMA IF NOT EXISTS dbagent;
+CREATE TABLE IF NOT EXISTS dbagent.api_keys (
+    id              text PRIMARY KEY,
+    name            text NOT NULL,
+    digest          bytea NOT NULL,
+    scopes          text[] NOT NULL,
+    rate_per_second double precision,
+    burst           integer,
+    max_concurrent  integer,
+    allow_from      text[] NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz,
+    last_used_at    timestamptz,
+    revoked_at      timestamptz,
+    replaced_by     text
+);
+COMMENT ON TABLE dbagent.api_keys IS
+    'dbagent API keys: SHA-256 digests only. Row-level security hides it from every role but its owner.';
+-- No policy: every role that neither owns the table nor bypasses RLS sees no row, including
+-- pg_read_all_data members such as a read key's role.
+ALTER TABLE dbagent.api_keys ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON dbagent.api_keys FROM PUBLIC;
+";
+
+const COLUMNS: &str = "id, name, digest, scopes, rate_per_second, burst, max_concurrent, allow_from, created_at, expires_at, last_used_at, revoked_at, replaced_by";
+
+/// Makes sure `dbagent.api_keys` exists.
+pub async fn ensure_table(client: &Client) -> Result<(), Error> {
+    // Two agents starting at once may race on CREATE ... IF NOT EXISTS; the loser retries.
+    for attempt in 0..3 {
+        match client.batch_execute(CREATE_TABLE).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < 2 && err.code().is_some_and(|c| c.code() == "23505" || c.code() == "42P07") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A request rate: `50/s`, `3000/m`, `10000/h`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+}
+
+impl Rate {
+    pub fn parse(text: &str) -> Result<Rate, Error> {
+        let bad = || Error::Invalid(format!("{text:?} is not a rate such as 50/s, 3000/m or 10000/h"));
+        let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count: f64 = count.trim().parse().map_err(|_| bad())?;
+        let seconds = match unit.trim() {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            _ => return Err(bad()),
+        };
+        let per_second = count / seconds;
+        if !(per_second.is_finite() && per_second > 0.0 && per_second <= 1e6) {
+            return Err(bad());
+        }
+        Ok(Rate { per_second })
+    }
+}
+
+/// A key to create.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// `90d`, `12h` ...; none: it does not expire.
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// `50/s`; none: `security.default_rate`.
+    #[serde(default)]
+    pub rate: Option<String>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// CIDRs (`10.0.0.0/8`) or addresses it may be used from; empty: anywhere.
+    #[serde(default)]
+    pub allow_from: Vec<String>,
+}
+
+impl NewKey {
+    fn validate(&self) -> Result<Validated, Error> {
+        let name = self.name.trim();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(Error::Invalid("a key's name must be 1 to 100 printable characters".into()));
+        }
+        if self.scopes.is_empty() {
+            return Err(Error::Invalid("a key needs at least one scope (read, write or admin)".into()));
+        }
+        let expires = match &self.expires {
+            None => None,
+            Some(text) => Some(
+                config::parse_duration(text)
+                    .ok_or_else(|| Error::Invalid(format!("expires {text:?} is not a duration such as 90d or 12h")))?,
+            ),
+        };
+        let rate = self.rate.as_deref().map(Rate::parse).transpose()?;
+        if self.burst == Some(0) || self.max_concurrent == Some(0) {
+            return Err(Error::Invalid("burst and max_concurrent must be at least 1".into()));
+        }
+        let allow_from = self.allow_from.iter().map(|t| parse_net(t)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Validated { name: name.to_owned(), expires, rate, allow_from })
+    }
+}
+
+struct Validated {
+    name: String,
+    expires: Option<Duration>,
+    rate: Option<Rate>,
+    allow_from: Vec<IpNet>,
+}
+
+/// `10.0.0.0/8`, or one address.
+pub fn parse_net(text: &str) -> Result<IpNet, Error> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| Error::Invalid(format!("{text:?} is neither an address nor a network such as 10.0.0.0/8")))
+}
+
+/// A key as listed: everything but its secret (which nobody can see again).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    /// What the key starts with, to recognise it.
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub rate_per_second: Option<f64>,
+    pub burst: Option<u32>,
+    pub max_concurrent: Option<u32>,
+    pub allow_from: Vec<String>,
+    /// Rotated: the key that replaced it (this one works until `expires_at`).
+    pub replaced_by: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
+}
+
+/// A key just made: its only appearance with the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    #[serde(flatten)]
+    pub key: KeyInfo,
+    /// The key itself. Shown once; only its digest is stored.
+    pub secret: String,
+}
+
+fn info(row: &tokio_postgres::Row) -> Result<(KeyInfo, Vec<u8>), Error> {
+    let scopes: Vec<String> = db::get(row, "scopes")?;
+    let scopes = scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>().map_err(|e| {
+        Error::Db(db::Error::UnexpectedAnswer { reason: format!("dbagent.api_keys.scopes: {e}") })
+    })?;
+    let id: String = db::get(row, "id")?;
+    let expires_at: Option<DateTime<Utc>> = db::get(row, "expires_at")?;
+    let revoked_at: Option<DateTime<Utc>> = db::get(row, "revoked_at")?;
+    let status = match (revoked_at, expires_at) {
+        (Some(_), _) => "revoked",
+        (None, Some(at)) if at <= Utc::now() => "expired",
+        _ => "active",
+    };
+    let key = KeyInfo {
+        prefix: format!("{PREFIX}{id}_"),
+        id,
+        name: db::get(row, "name")?,
+        scopes,
+        created_at: db::get(row, "created_at")?,
+        expires_at,
+        last_used_at: db::get(row, "last_used_at")?,
+        revoked_at,
+        rate_per_second: db::get(row, "rate_per_second")?,
+        burst: db::get::<Option<i32>>(row, "burst")?.map(|b| b.max(1) as u32),
+        max_concurrent: db::get::<Option<i32>>(row, "max_concurrent")?.map(|b| b.max(1) as u32),
+        allow_from: db::get(row, "allow_from")?,
+        replaced_by: db::get(row, "replaced_by")?,
+        status,
+    };
+    Ok((key, db::get(row, "digest")?))
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Invalid(format!("no randomness available: {e}")))?;
+    Ok(bytes)
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A new id and secret.
+fn mint() -> Result<(String, String), Error> {
+    let id: String = random_bytes::<6>()?.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+    let key = format!("{PREFIX}{id}_{secret}");
+    Ok((id, key))
+}
+
+/// Creates a key; the answer carries its secret, the only time it is shown.
+pub async fn create(client: &mut Client, new: &NewKey) -> Result<Created, Error> {
+    let v = new.validate()?;
+    let tx = client.transaction().await?;
+    let created = insert(&tx, &v.name, &new.scopes, v.expires, v.rate, new.burst, new.max_concurrent, &v.allow_from).await?;
+    tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    scopes: &[Scope],
+    expires: Option<Duration>,
+    rate: Option<Rate>,
+    burst: Option<u32>,
+    max_concurrent: Option<u32>,
+    allow_from: &[IpNet],
+) -> Result<Created, Error> {
+    let (id, secret) = mint()?;
+    let mut scopes: Vec<Scope> = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
+    let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let nets: Vec<String> = allow_from.iter().map(ToString::to_string).collect();
+    let expires_secs = expires.map(|d| d.as_secs_f64());
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO dbagent.api_keys (id, name, digest, scopes, rate_per_second, burst, max_concurrent, allow_from, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &id,
+                &name,
+                &digest(&secret).as_slice(),
+                &scope_names,
+                &rate.map(|r| r.per_second),
+                &burst.map(|b| b.min(i32::MAX as u32) as i32),
+                &max_concurrent.map(|b| b.min(i32::MAX as u32) as i32),
+                &nets,
+                &expires_secs,
+            ],
+        )
+        .await?;
+    Ok(Created { key: info(&row)?.0, secret })
+}
+
+/// Every key, newest first.
+pub async fn list(client: &Client) -> Result<Vec<KeyInfo>, Error> {
+    let rows = client.query(&format!("SELECT {COLUMNS} FROM dbagent.api_keys ORDER BY created_at DESC, id"), &[]).await?;
+    rows.iter().map(|r| info(r).map(|(k, _)| k)).collect()
+}
+
+/// The one key `which` names: its id, its prefix, or its name when one active key has it.
+async fn find_row(tx: &tokio_postgres::Transaction<'_>, which: &str) -> Result<KeyInfo, Error> {
+    let id = which.strip_prefix(PREFIX).map(|rest| rest.split('_').next().unwrap_or_default()).unwrap_or(which);
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM dbagent.api_keys WHERE id = $1 OR (name = $2 AND revoked_at IS NULL AND replaced_by IS NULL)
+                 ORDER BY (id = $1) DESC, created_at DESC FOR UPDATE"
+            ),
+            &[&id, &which],
+        )
+        .await?;
+    let found: Vec<KeyInfo> = rows.iter().map(|r| info(r).map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    match found.as_slice() {
+        [] => Err(Error::NotFound(which.to_owned())),
+        [one] => Ok(one.clone()),
+        [first, ..] if first.id == id => Ok(first.clone()),
+        _ => Err(Error::Invalid(format!("{which:?} names several active keys; name the key by its id"))),
+    }
+}
+
+/// Revokes a key (at once, on every agent).
+pub async fn revoke(client: &mut Client, which: &str) -> Result<KeyInfo, Error> {
+    let tx = client.transaction().await?;
+    let key = find_row(&tx, which).await?;
+    let row = tx
+        .query_one(
+            &format!("UPDATE dbagent.api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"),
+            &[&key.id],
+        )
+        .await?;
+    tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+    tx.commit().await?;
+    Ok(info(&row)?.0)
+}
+
+/// A new secret for a key: a new key with the same name, scopes and limits; the old one keeps
+/// working for `grace` (or until it expired anyway).
+pub async fn rotate(client: &mut Client, which: &str, grace: Duration) -> Result<Created, Error> {
+    let tx = client.transaction().await?;
+    let old = find_row(&tx, which).await?;
+    if old.status != "active" {
+        return Err(Error::Invalid(format!("key {} is {}; only an active key can be rotated", old.id, old.status)));
+    }
+    let expires = old.expires_at.map(|at| (at - Utc::now()).to_std().unwrap_or_default());
+    let allow_from = old.allow_from.iter().map(|t| parse_net(t)).collect::<Result<Vec<_>, _>>()?;
+    let rate = old.rate_per_second.map(|per_second| Rate { per_second });
+    let created = insert(&tx, &old.name, &old.scopes, expires, rate, old.burst, old.max_concurrent, &allow_from).await?;
+    tx.execute(
+        "UPDATE dbagent.api_keys SET replaced_by = $2,
+             expires_at = least(coalesce(expires_at, 'infinity'), now() + make_interval(secs => $3))
+         WHERE id = $1",
+        &[&old.id, &created.key.id, &grace.as_secs_f64()],
+    )
+    .await?;
+    tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// One key as the request path needs it.
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub id: String,
+    pub name: String,
+    /// The widest of its scopes.
+    pub scope: Scope,
+    digest: [u8; 32],
+    expires_at: Option<DateTime<Utc>>,
+    revoked: bool,
+    pub allow_from: Vec<IpNet>,
+    pub state: Arc<KeyState>,
+}
+
+impl KeyEntry {
+    #[cfg(test)]
+    pub fn for_tests(id: &str, scope: Scope) -> KeyEntry {
+        let limits = Limits { rate: 10.0, burst: 10, max_concurrent: 10 };
+        KeyEntry {
+            id: id.into(),
+            name: id.into(),
+            scope,
+            digest: [0; 32],
+            expires_at: None,
+            revoked: false,
+            allow_from: Vec::new(),
+            state: Arc::new(KeyState::new(limits)),
+        }
+    }
+
+    fn usable(&self) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|at| at > Utc::now())
+    }
+}
+
+/// What a key carries across reloads: its bucket, its requests in flight, when it was used.
+#[derive(Debug)]
+pub struct KeyState {
+    limits: Limits,
+    limiter: governor::DefaultDirectRateLimiter,
+    in_flight: Arc<Semaphore>,
+    /// Unix seconds; 0: not since the last flush.
+    last_used: AtomicI64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Limits {
+    rate: f64,
+    burst: u32,
+    max_concurrent: u32,
+}
+
+impl KeyState {
+    fn new(limits: Limits) -> KeyState {
+        let period = Duration::from_secs_f64(1.0 / limits.rate);
+        let burst = NonZeroU32::new(limits.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = governor::Quota::with_period(period).unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MAX)).allow_burst(burst);
+        KeyState {
+            limits,
+            limiter: governor::RateLimiter::direct(quota),
+            in_flight: Arc::new(Semaphore::new(limits.max_concurrent as usize)),
+            last_used: AtomicI64::new(0),
+        }
+    }
+
+    /// Takes one request from the bucket and a place among the requests in flight; the place
+    /// is given back when the permit drops.
+    pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        if let Err(not_until) = self.limiter.check() {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            return Err(Error::RateLimited { retry_after: wait });
+        }
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| Error::RateLimited { retry_after: Duration::from_secs(1) })?;
+        self.last_used.store(Utc::now().timestamp(), Ordering::Relaxed);
+        Ok(permit)
+    }
+}
+
+/// Every key, in memory, and the bootstrap key.
+pub struct KeyRing {
+    keys: RwLock<Arc<HashMap<String, Arc<KeyEntry>>>>,
+    bootstrap: Option<Arc<KeyEntry>>,
+    /// Per-key state kept across reloads.
+    states: Mutex<HashMap<String, Arc<KeyState>>>,
+    defaults: Limits,
+    /// An unknown key triggers a reload at most this often (a key just made elsewhere is found
+    /// even if its notification was lost, without letting random keys hammer the database).
+    last_miss_reload: Mutex<Option<Instant>>,
+    reload_now: tokio::sync::Notify,
+    /// Keys are required: the roles are checked even before any key exists.
+    required: bool,
+    /// The roles read and write keys run as were checked (see `roles::ensure`).
+    roles_ready: std::sync::atomic::AtomicBool,
+}
+
+impl KeyRing {
+    pub fn new(settings: &config::Security, required: bool) -> KeyRing {
+        let defaults = Limits {
+            rate: settings.default_rate,
+            burst: settings.default_burst.unwrap_or(((settings.default_rate * 2.0).ceil() as u32).max(1)),
+            max_concurrent: settings.max_concurrent.unwrap_or(u32::MAX >> 3),
+        };
+        let bootstrap = settings.admin_key.as_ref().map(|key| {
+            Arc::new(KeyEntry {
+                id: BOOTSTRAP_ID.into(),
+                name: "bootstrap (DBAGENT_ADMIN_KEY)".into(),
+                scope: Scope::Admin,
+                digest: digest(key.expose()),
+                expires_at: None,
+                revoked: false,
+                allow_from: Vec::new(),
+                state: Arc::new(KeyState::new(defaults)),
+            })
+        });
+        KeyRing {
+            keys: RwLock::new(Arc::default()),
+            bootstrap,
+            states: Mutex::default(),
+            defaults,
+            last_miss_reload: Mutex::new(None),
+            reload_now: tokio::sync::Notify::new(),
+            required,
+            roles_ready: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn roles_ready(&self) -> bool {
+        self.roles_ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_roles_ready(&self) {
+        self.roles_ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Default per-key concurrency: half the pool, so one caller cannot take all of it.
+    pub fn set_default_concurrency(&mut self, max: u32) {
+        self.defaults.max_concurrent = max.max(1);
+    }
+
+    fn snapshot(&self) -> Arc<HashMap<String, Arc<KeyEntry>>> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Any key in the table (active or not)?
+    pub fn has_stored_keys(&self) -> bool {
+        !self.snapshot().is_empty()
+    }
+
+    /// Keys that work now.
+    pub fn active(&self) -> usize {
+        self.snapshot().values().filter(|k| k.usable()).count()
+    }
+
+    /// The usable key `presented` is, if any. Constant time in the secret: the id picks the
+    /// row, the digests are compared with `subtle`.
+    pub fn find(&self, presented: &str) -> Option<Arc<KeyEntry>> {
+        let wanted = digest(presented);
+        let candidate = match presented.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')) {
+            Some((id, _)) => {
+                let found = self.snapshot().get(id).cloned();
+                if found.is_none() {
+                    self.miss();
+                }
+                found
+            }
+            None => self.bootstrap.clone(),
+        }?;
+        let same: bool = candidate.digest.ct_eq(&wanted).into();
+        (same && candidate.usable()).then_some(candidate)
+    }
+
+    fn miss(&self) {
+        let mut last = self.last_miss_reload.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(Instant::now());
+            self.reload_now.notify_one();
+        }
+    }
+
+    /// Reads every key again.
+    pub async fn reload(&self, client: &Client) -> Result<(), Error> {
+        let rows = client.query(&format!("SELECT {COLUMNS} FROM dbagent.api_keys"), &[]).await?;
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let (info, stored) = info(row)?;
+            let Ok(digest) = <[u8; 32]>::try_from(stored.as_slice()) else {
+                tracing::warn!(key = %info.id, "an API key's stored digest is not 32 bytes; the key is ignored");
+                continue;
+            };
+            let limits = Limits {
+                rate: info.rate_per_second.unwrap_or(self.defaults.rate),
+                burst: info.burst.unwrap_or_else(|| match info.rate_per_second {
+                    Some(rate) => ((rate * 2.0).ceil() as u32).max(1),
+                    None => self.defaults.burst,
+                }),
+                max_concurrent: info.max_concurrent.unwrap_or(self.defaults.max_concurrent),
+            };
+            let state = match states.get(&info.id) {
+                Some(state) if state.limits == limits => state.clone(),
+                _ => Arc::new(KeyState::new(limits)),
+            };
+            states.insert(info.id.clone(), state.clone());
+            let allow_from = info.allow_from.iter().filter_map(|t| parse_net(t).ok()).collect();
+            let entry = KeyEntry {
+                scope: info.scopes.iter().copied().max().unwrap_or(Scope::Read),
+                id: info.id.clone(),
+                name: info.name,
+                digest,
+                expires_at: info.expires_at,
+                revoked: info.revoked_at.is_some(),
+                allow_from,
+                state,
+            };
+            keys.insert(info.id, Arc::new(entry));
+        }
+        states.retain(|id, _| keys.contains_key(id));
+        drop(states);
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    /// Writes the keys' last use (kept in memory per request) to the table.
+    async fn flush_last_used(&self, client: &Client) -> Result<(), Error> {
+        let (mut ids, mut times) = (Vec::new(), Vec::new());
+        for entry in self.snapshot().values() {
+            let at = entry.state.last_used.swap(0, Ordering::Relaxed);
+            if at != 0 {
+                ids.push(entry.id.clone());
+                times.push(at as f64);
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        client
+            .execute(
+                "UPDATE dbagent.api_keys k SET last_used_at = greatest(k.last_used_at, to_timestamp(u.at))
+                   FROM unnest($1::text[], $2::float8[]) AS u(id, at) WHERE k.id = u.id",
+                &[&ids, &times],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Keeps `ring` current: reloads on `NOTIFY dbagent_keys`, after the listener (re)connects,
+/// when an unknown key was presented (at most once a second), and every 30 s; writes the keys'
+/// last use every 10 s.
+pub fn spawn_refresh(pools: Weak<Pools>, ring: Arc<KeyRing>, db: tokio_postgres::Config, settings: config::Security) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut notices = db::listen::listen(pools, CHANNEL, Purpose::Security);
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_reload = Instant::now();
+        let mut client: Option<Client> = None;
+        loop {
+            let reload = tokio::select! {
+                notice = notices.recv() => match notice {
+                    Some(_) => true,
+                    None => return,
+                },
+                () = ring.reload_now.notified() => true,
+                _ = tick.tick() => last_reload.elapsed() >= RELOAD_EVERY,
+            };
+            if client.as_ref().is_none_or(Client::is_closed) {
+                client = db::admin::connect(&db, Purpose::Security).await.ok();
+            }
+            let Some(c) = &client else { continue };
+            if reload || (!ring.roles_ready() && (ring.required || ring.has_stored_keys())) {
+                let loaded = async {
+                    super::keys::ensure_table(c).await?;
+                    ring.reload(c).await?;
+                    if !ring.roles_ready() && (ring.required || ring.has_stored_keys()) {
+                        super::roles::ensure(c, &settings).await?;
+                        ring.set_roles_ready();
+                    }
+                    Ok::<(), Error>(())
+                };
+                match loaded.await {
+                    Ok(()) => last_reload = Instant::now(),
+                    Err(err) => tracing::warn!(error = %db::error_chain(&err), "cannot reload the API keys"),
+                }
+            }
+            if let Err(err) = ring.flush_last_used(c).await {
+                tracing::debug!(error = %db::error_chain(&err), "cannot record the API keys' last use");
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_recognisable_and_long() {
+        let (id, key) = mint().unwrap();
+        assert!(key.starts_with(&format!("{PREFIX}{id}_")));
+        let secret = key.rsplit('_').next().unwrap();
+        // 43 base64url characters: 256 bits.
+        assert_eq!(secret.len(), 43);
+        assert_ne!(mint().unwrap().1, key);
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(Rate::parse("50/s").unwrap().per_second, 50.0);
+        assert_eq!(Rate::parse("3000/m").unwrap().per_second, 50.0);
+        for bad in ["50", "0/s", "-1/s", "x/s", "5/d"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn networks() {
+        assert!(parse_net("10.0.0.0/8").unwrap().contains(&"10.1.2.3".parse::<IpAddr>().unwrap()));
+        assert!(parse_net("::1").unwrap().contains(&"::1".parse::<IpAddr>().unwrap()));
+        assert!(parse_net("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn the_bucket_refuses_past_the_burst() {
+        let state = KeyState::new(Limits { rate: 1.0, burst: 2, max_concurrent: 1 });
+        let first = state.admit().unwrap();
+        // One in flight at most.
+        assert!(matches!(state.admit(), Err(Error::RateLimited { .. })));
+        drop(first);
+        match state.admit() {
+            Err(Error::RateLimited { retry_after }) => assert!(retry_after <= Duration::from_secs(1)),
+            other => panic!("the third request within a second passed: {:?}", other.map(|_| ())),
+        }
+    }
+}
