@@ -36,6 +36,7 @@
 //! | `table_not_found` | `NotFound` | 404 | unknown table |
 //! | `index_not_found` | `NotFound` | 404 | `/indexes` names no such index |
 //! | `backup_not_found` | `NotFound` | 404 | no backup with that id |
+//! | `key_not_found` | `NotFound` | 404 | `/keys/{id}` names no key |
 //! | `method_not_allowed` | (routing) | 405 | the route exists, the method does not |
 //! | `constraint_violation` | `Conflict` | 409 | SQLSTATE class 23 |
 //! | `conflict` | `Conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction`; a kept or pinned backup, an existing restore target, another job holding what this one needs |
@@ -55,6 +56,7 @@
 //! | `pool_exhausted` | `Unavailable` | 503 | no connection free within the acquire timeout |
 //! | `database_unavailable` | `Unavailable` | 503 | PostgreSQL cannot be reached, is shutting down or out of resources |
 //! | `not_primary` | `Unavailable` | 503 | the primary answered as a standby |
+//! | `roles_unavailable` | `Unavailable` | 503 | the roles that enforce read and write keys' scopes are missing or too privileged |
 //! | `query_timeout` | `Timeout` | 504 | the statement ran past `query_timeout` and was cancelled on the server |
 //! | `rate_limited` | `RateLimited` | 429 | the key's rate or its requests in flight are over its limit (`Retry-After` given) |
 //!

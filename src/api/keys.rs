@@ -51,6 +51,8 @@ pub async fn create(
     security::roles::ensure(&client, &state.security.settings).await?;
     state.security.keys.set_roles_ready();
     let created = keys::create(&mut client, &new).await?;
+    // Known here at once (other agents hear of it by NOTIFY).
+    state.security.keys.reload(&client).await?;
     if let Some(note) = note {
         note.with(|n| n.related = Some(created.key.id.clone()));
     }
@@ -65,6 +67,7 @@ pub struct Revoked {
 pub async fn revoke(State(state): State<AppState>, note: Option<axum::Extension<Note>>, Path(id): Path<String>) -> Result<Json<Succeeded<Revoked>>, ApiError> {
     let mut client = client(&state).await?;
     let key = keys::revoke(&mut client, &id).await?;
+    state.security.keys.reload(&client).await?;
     if let Some(note) = note {
         note.with(|n| n.related = Some(key.id.clone()));
     }
@@ -74,6 +77,7 @@ pub async fn revoke(State(state): State<AppState>, note: Option<axum::Extension<
 pub async fn rotate(State(state): State<AppState>, note: Option<axum::Extension<Note>>, Path(id): Path<String>) -> Result<Json<Succeeded<keys::Created>>, ApiError> {
     let mut client = client(&state).await?;
     let created = keys::rotate(&mut client, &id, state.security.settings.rotate_grace()).await?;
+    state.security.keys.reload(&client).await?;
     if let Some(note) = note {
         note.with(|n| n.related = Some(format!("{} -> {}", id, created.key.id)));
     }

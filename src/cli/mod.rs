@@ -17,6 +17,7 @@
 
 mod commands;
 mod output;
+mod security;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +76,12 @@ pub enum Command {
     /// create, drop, apply.
     #[command(subcommand)]
     Indexes(IndexesCommand),
+    /// API keys: create, list, revoke, rotate, roles-sql.
+    #[command(subcommand)]
+    Keys(security::KeysCommand),
+    /// The audit log: list, export.
+    #[command(subcommand)]
+    Audit(security::AuditCommand),
     /// The WAL archive, as the managed server's archive_command and restore_command call it
     /// (`backup.pitr`); not meant to be run by hand.
     #[command(subcommand)]

@@ -5,9 +5,10 @@
 //! other sessions, so a crafted statement (a write hidden in a function, `COPY ... TO PROGRAM`,
 //! `SET ROLE`, `ALTER SYSTEM` ...) fails in PostgreSQL whatever dbagent's parser made of it.
 //!
-//! dbagent creates the roles where its own user may (the managed instance; a server where it
-//! has `CREATEROLE` and is a superuser for the predefined roles), and checks them every start;
-//! elsewhere [`grant_script`] is what a DBA runs once.
+//! dbagent creates the roles when they are missing and its own user may (the managed instance;
+//! a server where it has `CREATEROLE`, and is a superuser for the predefined roles), and checks
+//! them every start; a role that exists is only checked, never altered. Elsewhere
+//! [`grant_script`] is what a DBA runs once.
 
 use tokio_postgres::Client;
 
@@ -69,28 +70,32 @@ pub async fn ensure(client: &Client, settings: &config::Security) -> Result<(), 
     check(client, settings).await
 }
 
+/// Creates whichever of the two roles is missing, each with its grants in one transaction (so
+/// no other agent ever sees it half made). A role that exists is never altered: it may be a
+/// DBA's, and dbagent only checks it.
 async fn create(client: &Client, settings: &config::Security, superuser: bool) -> Result<(), tokio_postgres::Error> {
-    let (read, write) = (sql::ident(&settings.read_role.user), sql::ident(&settings.write_role.user));
-    for (role, login) in [(&read, &settings.read_role), (&write, &settings.write_role)] {
-        let exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&login.user]).await?.is_some();
-        if !exists {
-            let password = match &login.password {
-                Some(p) => format!(" PASSWORD {}", sql::literal(p.expose())),
-                None => String::new(),
-            };
-            client
-                .batch_execute(&format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS{password}"))
-                .await?;
+    for (login, grants) in [(&settings.read_role, "pg_read_all_data"), (&settings.write_role, "pg_read_all_data, pg_write_all_data")] {
+        if client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&login.user]).await?.is_some() {
+            continue;
         }
-    }
-    // Granting predefined roles takes a superuser on PostgreSQL 15.
-    if superuser {
-        client
-            .batch_execute(&format!(
-                "GRANT pg_read_all_data TO {read}; GRANT pg_read_all_data, pg_write_all_data TO {write};
-                 ALTER ROLE {read} SET default_transaction_read_only = on;"
-            ))
-            .await?;
+        let role = sql::ident(&login.user);
+        let password = match &login.password {
+            Some(p) => format!(" PASSWORD {}", sql::literal(p.expose())),
+            None => String::new(),
+        };
+        let mut script = format!("BEGIN; CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS{password};");
+        // Granting predefined roles takes a superuser on PostgreSQL 15.
+        if superuser {
+            script.push_str(&format!(" GRANT {grants} TO {role};"));
+        }
+        if std::ptr::eq(login, &settings.read_role) {
+            script.push_str(&format!(" ALTER ROLE {role} SET default_transaction_read_only = on;"));
+        }
+        script.push_str(" COMMIT;");
+        if let Err(err) = client.batch_execute(&script).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(err);
+        }
     }
     Ok(())
 }

@@ -72,14 +72,36 @@ fn samples_query() -> Vec<query::Error> {
         query::Error::Sql(ClassifyError::Empty),
         query::Error::Sql(ClassifyError::Multiple { count: 2 }),
         query::Error::NotAllowed { reason: "r".into() },
+        query::Error::Forbidden { reason: "r".into() },
         query::Error::ParamCount { expected: 1, given: 2 },
         query::Error::Param(param),
     ];
     all.extend(samples_db().into_iter().map(query::Error::Db));
     for e in &all {
         match e {
-            query::Error::Sql(_) | query::Error::NotAllowed { .. } | query::Error::ParamCount { .. } => {}
+            query::Error::Sql(_) | query::Error::NotAllowed { .. } | query::Error::Forbidden { .. } | query::Error::ParamCount { .. } => {}
             query::Error::Param(_) | query::Error::Db(_) => {}
+        }
+    }
+    all
+}
+
+fn samples_security() -> Vec<security::Error> {
+    let mut all = vec![
+        security::Error::Unauthenticated,
+        security::Error::Forbidden("f".into()),
+        security::Error::AddressForbidden("10.1.2.3".parse().unwrap()),
+        security::Error::RateLimited { retry_after: std::time::Duration::from_secs(1) },
+        security::Error::Invalid("i".into()),
+        security::Error::NotFound("k".into()),
+        security::Error::Roles("r".into()),
+    ];
+    all.extend(samples_db().into_iter().map(security::Error::Db));
+    for e in &all {
+        match e {
+            security::Error::Unauthenticated | security::Error::Forbidden(_) | security::Error::AddressForbidden(_) => {}
+            security::Error::RateLimited { .. } | security::Error::Invalid(_) | security::Error::NotFound(_) => {}
+            security::Error::Roles(_) | security::Error::Db(_) => {}
         }
     }
     all
@@ -282,6 +304,9 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
     }
     for e in samples_backup() {
         check(&format!("backup {e:?}"), e.kind(), e.code(), e.into());
+    }
+    for e in samples_security() {
+        check(&format!("security {e:?}"), e.kind(), e.code(), e.into());
     }
 }
 
