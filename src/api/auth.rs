@@ -83,6 +83,25 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/audit", ADMIN, "audit.list", Audited::Reads, || get(keys::audit)),
 ];
 
+/// [`ROUTES`] as the README's Markdown table (a test keeps the two the same).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| method | route | needs | audited |\n|---|---|---|---|\n");
+    for spec in ROUTES {
+        let needs = match spec.access {
+            Access::Open => "nothing (probe)".to_string(),
+            Access::Needs(scope) => format!("`{}`", scope.as_str()),
+        };
+        let audited = match spec.audited {
+            Audited::Always => "always",
+            Audited::Reads => "with `audit_reads`",
+            Audited::ByStatement => "writes always; reads with `audit_reads`",
+            Audited::Never => "never",
+        };
+        out.push_str(&format!("| {} | `{}` | {needs} | {audited} |\n", spec.method, spec.path));
+    }
+    out
+}
+
 /// The routes of [`ROUTES`], each behind [`check`].
 pub fn routes(state: &AppState) -> axum::Router<AppState> {
     ROUTES.iter().fold(axum::Router::new(), |router, spec| {
@@ -319,6 +338,13 @@ mod tests {
             assert!(seen.insert((spec.method, spec.path)), "{} {} twice", spec.method, spec.path);
             assert!(["GET", "POST", "DELETE"].contains(&spec.method));
         }
+    }
+
+    #[test]
+    fn the_readme_lists_every_route_with_its_scope() {
+        let readme = include_str!("../../README.md");
+        let table = markdown_table();
+        assert!(readme.contains(&table), "README.md's route table is out of date; it should read:\n{table}");
     }
 
     #[test]
