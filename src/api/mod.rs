@@ -11,6 +11,7 @@ mod migrate;
 mod query;
 pub mod request_id;
 mod schema;
+pub mod seed_aliases;
 mod stats;
 mod transaction;
 
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/migrate", post(migrate::migrate))
         .route("/migrations", get(migrate::list))
         .route("/migrations/autogenerate", post(migrate::autogenerate))
+        .merge(seed_aliases::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

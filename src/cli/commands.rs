@@ -20,6 +20,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
     let mut config = config::load(cli.config.as_deref(), &env).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
     let serving = matches!(cli.command, Command::Serve(_));
     init_logging(&config, &env, serving);
+    config.provenance.log();
     if !serving {
         // One-off commands need a connection or two, not a warm pool.
         let pool = &mut config.postgresql.connection_pool;

@@ -21,6 +21,7 @@ mod optimization;
 mod postgresql;
 mod replication;
 mod secret;
+mod seed;
 mod server;
 mod transactions;
 
@@ -55,6 +56,36 @@ pub struct Config {
     pub transactions: Transactions,
     pub optimization: Optimization,
     pub logging: Logging,
+    /// Where this configuration came from (not a key of the file).
+    #[serde(skip)]
+    pub provenance: Provenance,
+}
+
+/// Which file was read and what seed-compatibility rules applied, for the start-up log
+/// (logging starts after the configuration is loaded, so [`load`] cannot log them itself).
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// The configuration file read, if any.
+    pub file: Option<std::path::PathBuf>,
+    pub info: Vec<String>,
+    /// Deprecated names used, and choices the user may not expect.
+    pub warnings: Vec<String>,
+}
+
+impl Provenance {
+    /// Logs where the configuration came from, then each note.
+    pub fn log(&self) {
+        match &self.file {
+            Some(file) => tracing::info!(file = %file.display(), "configuration read"),
+            None => tracing::info!("no configuration file (./dbagent.yaml, ./config.yaml): defaults and environment"),
+        }
+        for note in &self.info {
+            tracing::info!("configuration: {note}");
+        }
+        for note in &self.warnings {
+            tracing::warn!("configuration: {note}");
+        }
+    }
 }
 
 impl Config {
