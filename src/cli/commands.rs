@@ -326,7 +326,7 @@ fn indexes_request(cmd: IndexesCommand) -> crate::advisor::IndexesRequest {
         IndexesCommand::Duplicates { table } => R::Duplicates { table },
         IndexesCommand::Invalid { table } => R::Invalid { table },
         IndexesCommand::Bloat { table } => R::Bloat { table },
-        IndexesCommand::Rebuild { index } => R::Rebuild { index },
+        IndexesCommand::Rebuild { index, table } => R::Rebuild { index, table },
         IndexesCommand::Create { table, columns, name, unique } => R::Create { table, columns, name, unique },
         IndexesCommand::Drop { index, table } => R::Drop { index, table },
         IndexesCommand::Apply { sql, query: measured } => R::Apply { sql, query: query(measured) },

@@ -228,8 +228,12 @@ pub enum IndexesCommand {
     },
     /// REINDEX INDEX CONCURRENTLY.
     Rebuild {
+        /// One index (REINDEX INDEX CONCURRENTLY).
+        #[arg(long, required_unless_present = "table", conflicts_with = "table")]
+        index: Option<String>,
+        /// Every index of a table (REINDEX TABLE CONCURRENTLY).
         #[arg(long)]
-        index: String,
+        table: Option<String>,
     },
     /// CREATE INDEX CONCURRENTLY.
     Create {
