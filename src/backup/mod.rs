@@ -46,6 +46,7 @@ mod catalog;
 mod create;
 mod database;
 mod error;
+mod export;
 mod key;
 mod load;
 mod location;
@@ -68,6 +69,7 @@ use std::time::Duration;
 pub use catalog::{RebuildReport, delete, get, list, pin, rebuild_catalog};
 pub use create::{BackupKind, CreateRequest, Format, Progress, create};
 pub use error::{Error, RowMismatch};
+pub use export::{Exported, export};
 pub use key::Key;
 pub use manifest::{
     BaseInfo, CountMethod, EncryptionInfo, FileEntry, Kdf, Manifest, TableRows, Verification,

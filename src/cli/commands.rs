@@ -388,6 +388,7 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
         BackupCommand::Delete { id, force } => json!({ "deleted": backup::delete(&db, settings, &id, force).await.map_err(fail)?.id }),
         BackupCommand::RebuildCatalog => serde_json::to_value(backup::rebuild_catalog(&db, settings).await.map_err(fail)?)?,
         BackupCommand::Status => serde_json::to_value(backup::status(settings).map_err(fail)?)?,
+        BackupCommand::Export { id, to } => serde_json::to_value(backup::export(settings, &id, &to).await.map_err(fail)?)?,
     };
     output::key_values(&value, as_json)
 }

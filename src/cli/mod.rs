@@ -143,6 +143,14 @@ pub enum BackupCommand {
     RebuildCatalog,
     /// Point-in-time recovery: the WAL archive, the recoverable window, any gap.
     Status,
+    /// Write a backup out as plain pg_dump output (decrypted, decompressed, checked): a file
+    /// `pg_restore` reads (custom format), or a directory (directory format).
+    Export {
+        id: String,
+        /// The file (or directory) to create; never overwritten.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
