@@ -72,7 +72,7 @@ pub fn run_all(ctx: &Context<'_>) -> Vec<Suggestion> {
         missing_fk_index,
     ];
     let mut out: Vec<Suggestion> = rules.iter().flat_map(|rule| rule(ctx)).collect();
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|s| std::cmp::Reverse(s.severity));
     out
 }
 

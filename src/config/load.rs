@@ -177,9 +177,9 @@ pub(crate) fn expand(input: &str, env: &Environment) -> Result<String, String> {
     while let Some(start) = rest.find('$') {
         out.push_str(&rest[..start]);
         let after = &rest[start..];
-        if after.starts_with("$${") {
+        if let Some(escaped) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = escaped;
         } else if let Some(body) = after.strip_prefix("${") {
             let end = body.find('}').ok_or_else(|| format!("unclosed `${{` in {input:?}"))?;
             let (name, default) = match body[..end].split_once(":-") {

@@ -15,6 +15,7 @@ mod query;
 mod recovery;
 mod replication;
 mod schema;
+mod seed_compat;
 mod serve;
 mod session_state;
 mod transaction;
