@@ -95,7 +95,7 @@ fn judge(f: &ColumnFacts) -> Option<(f64, IndexSuggestion)> {
             f.correlation.unwrap_or(0.0),
             f.rows
         );
-        return Some((1.0, suggestion(f, "brin", reason, 0.9)));
+        return Some((0.5, suggestion(f, "brin", reason, 0.9)));
     }
     if kept_share > SELECTIVE_SHARE {
         return None;

@@ -241,15 +241,16 @@ impl Reader {
 fn constant(v: &Value) -> Option<String> {
     let (kind, body) = node(v)?;
     match kind {
-        "A_Const" => {
-            if let Some(i) = body.get("ival") {
-                // pg_query leaves out a zero.
+        "AConst" => {
+            let val = body.get("val")?;
+            if let Some(i) = val.get("Ival") {
+                // A zero is left out of the serialized message.
                 return Some(i.get("ival").and_then(Value::as_i64).unwrap_or(0).to_string());
             }
-            if let Some(f) = body.get("fval") {
+            if let Some(f) = val.get("Fval") {
                 return f.get("fval").and_then(Value::as_str).map(str::to_owned);
             }
-            body.get("sval").and_then(|s| s.get("sval")).and_then(Value::as_str).map(str::to_owned)
+            val.get("Sval").and_then(|s| s.get("sval")).and_then(Value::as_str).map(str::to_owned)
         }
         "TypeCast" => body.get("arg").and_then(constant),
         _ => None,

@@ -1,8 +1,9 @@
 //! The configuration: its typed shape, defaults and validation.
 //!
 //! Sources, later ones winning: built-in defaults, `dbagent.yaml` (or `--config` /
-//! `CONFIG_PATH`), `DBAGENT_<SECTION>__<KEY>` environment variables, then the seed-style
-//! variables (`DATABASE_URL`, `DB_POOL_SIZE`, ...). `${VAR}` and `${VAR:-default}` are expanded
+//! `CONFIG_PATH`, or seed 000's `config.yaml`), `DBAGENT_<SECTION>__<KEY>` environment
+//! variables, then the seed-style variables (`DATABASE_URL`, `DB_POOL_SIZE`, ...; see
+//! [`seed`]). The environment is the process's, completed by `./.env`. `${VAR}` and `${VAR:-default}` are expanded
 //! inside file values. Unknown keys and invalid values stop start-up with the key's path.
 //! This module is the only one that reads environment variables (see [`load`]).
 //!
