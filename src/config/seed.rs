@@ -27,6 +27,8 @@ const FILE_ALIASES: &[(&str, &[&str])] = &[
 enum Convert {
     /// Taken as it is (a number, a boolean or a string, as YAML reads it).
     Same,
+    /// Always a string (a path named `2024` stays a path).
+    Text,
     /// Seconds (possibly fractional) to milliseconds.
     SecondsToMs,
     /// Python's logging level names to a tracing filter.
@@ -41,9 +43,10 @@ enum Convert {
 /// the `DBAGENT_*` overrides (so they win, as they did for the seeds' users). The seed-000/001
 /// pool variables (`DB_POOL_SIZE`, ...) and `DATABASE_URL` are applied in `load.rs`.
 const VARIABLES: &[(&str, &[&str], Convert)] = &[
-    ("BACKUP_DIRECTORY", &["backup", "location"], Convert::Same),
+    ("BACKUP_DIRECTORY", &["backup", "location"], Convert::Text),
     ("BACKUP_RETENTION_DAYS", &["backup", "retention_days"], Convert::Whole),
     ("DB_SLOW_QUERY_THRESHOLD", &["optimization", "slow_query_threshold_ms"], Convert::SecondsToMs),
+    // `monitoring:` is `config/monitoring.rs`'s section (seconds there too).
     ("DB_HEALTH_CHECK_INTERVAL", &["monitoring", "collect_interval"], Convert::Same),
     ("LOG_LEVEL", &["logging", "level"], Convert::LogLevel),
     ("DB_ENABLE_QUERY_LOGGING", &["postgresql", "echo_sql"], Convert::Bool),
@@ -156,6 +159,7 @@ fn convert_value(name: &str, text: &str, convert: Convert) -> Result<Value, Erro
     let text = text.trim();
     match convert {
         Convert::Same => Ok(super::load::scalar(text)),
+        Convert::Text => Ok(Value::String(text.to_owned())),
         Convert::SecondsToMs => match text.parse::<f64>() {
             Ok(secs) if secs >= 0.0 && secs.is_finite() => Ok(Value::Number((secs * 1000.0).into())),
             _ => Err(invalid(name, &format!("{text:?} is not a number of seconds"))),
