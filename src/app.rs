@@ -92,6 +92,9 @@ impl Agent {
             }
         };
         pools.check_health().await;
+        if managed.is_some() {
+            create_managed_extensions(&pools).await;
+        }
         let replication = Supervisor::new(pools.clone(), config.replication.clone(), managed);
         let supervising = replication.spawn();
         let cache = Cache::new(&config, pools.clone())?;
@@ -233,6 +236,18 @@ fn role_logins(security: &config::Security) -> Vec<crate::db::Credentials> {
         .into_iter()
         .map(|(login, role)| Credentials { login, user: role.user.clone(), password: role.password.as_ref().map(|p| p.expose().to_owned()) })
         .collect()
+}
+
+/// The extensions the managed instance preloads (`instance/conf.rs`) exist per database: they
+/// are created here, in the database dbagent serves, once it is reachable. This is the one
+/// place for them: `pg_stat_statements` feeds the index advisor's workload (`/indexes
+/// suggest`) and the statement statistics. A failure is logged, not fatal: the advisor falls
+/// back to the catalog without it.
+async fn create_managed_extensions(pools: &Pools) {
+    let statements = ["CREATE EXTENSION IF NOT EXISTS pg_stat_statements"];
+    if let Err(err) = crate::db::admin::execute(&pools.admin_config(), crate::db::Purpose::Monitor, &statements).await {
+        tracing::warn!(error = %crate::db::error_chain(&err), "cannot create pg_stat_statements in the managed database");
+    }
 }
 
 /// Points the primary pool at the managed primary and puts the managed replicas first among

@@ -10,6 +10,7 @@
 mod catalog;
 mod error;
 mod explain;
+pub mod heuristic;
 pub mod plan;
 pub mod rules;
 pub mod shape;
@@ -19,7 +20,7 @@ mod upkeep;
 pub use catalog::{IndexInfo, TableStats};
 pub use error::Error;
 pub use rules::{Severity, Suggestion};
-pub use suggest::{IndexSuggestion, WorkloadQuery};
+pub use suggest::{IndexSuggestion, Suggested, WorkloadQuery};
 pub use upkeep::{Analyzed, Created, Dropped, IndexReport, Rebuilt};
 
 use std::collections::HashMap;
@@ -69,7 +70,10 @@ pub struct OptimizeReport {
     pub analyze_skipped: Option<String>,
     pub is_slow: bool,
     pub plan: plan::Node,
-    pub suggestions: Vec<Suggestion>,
+    /// Seed 000's shape: each finding as one sentence (its reason, then its fix).
+    pub suggestions: Vec<String>,
+    /// The findings in full: rule, plan node, severity, reason and fix.
+    pub findings: Vec<Suggestion>,
     pub index_suggestions: Vec<IndexSuggestion>,
 }
 
@@ -79,7 +83,7 @@ pub async fn optimize(exec: &Executor, db: &tokio_postgres::Config, req: &Optimi
     let (explained, analyze_skipped) = explain::explain(exec, &req.sql, &req.params, mode, exec.limits.query_timeout).await?;
     let shape = shape::shape(&req.sql);
     let tables = tables_of(exec, &explained, &shape).await?;
-    let suggestions = rules::run_all(&rules::Context { plan: &explained, tables: &tables, shape: &shape });
+    let findings = rules::run_all(&rules::Context { plan: &explained, tables: &tables, shape: &shape });
     let read = exec.classifier.classify(&req.sql).map(|c| c.query_type == "select").unwrap_or(false);
     let index_suggestions = if req.suggest_indexes && read {
         let query = WorkloadQuery { sql: req.sql.clone(), params: req.params.clone() };
@@ -106,7 +110,8 @@ pub async fn optimize(exec: &Executor, db: &tokio_postgres::Config, req: &Optimi
         analyze_skipped,
         is_slow: total.is_some_and(|t| t >= slow.as_secs_f64() * 1e3),
         plan: explained.root,
-        suggestions,
+        suggestions: findings.iter().map(Suggestion::sentence).collect(),
+        findings,
         index_suggestions,
     })
 }
@@ -166,8 +171,14 @@ pub enum IndexesRequest {
         #[serde(default)]
         table: Option<String>,
     },
-    /// `REINDEX INDEX CONCURRENTLY index`.
-    Rebuild { index: String },
+    /// `REINDEX INDEX CONCURRENTLY index`, or (seed 000's `{"table", "action": "rebuild"}`)
+    /// every index of `table`: `REINDEX TABLE CONCURRENTLY`.
+    Rebuild {
+        #[serde(default)]
+        index: Option<String>,
+        #[serde(default)]
+        table: Option<String>,
+    },
     /// `CREATE [UNIQUE] INDEX CONCURRENTLY [name] ON table (columns)`.
     Create {
         table: String,
@@ -194,7 +205,7 @@ pub enum IndexesRequest {
 #[serde(untagged)]
 pub enum IndexesAnswer {
     /// `suggest`.
-    Suggestions { suggestions: Vec<IndexSuggestion> },
+    Suggestions(Suggested),
     /// `unused`, `duplicates`, `invalid`, `bloat`.
     Reports { indexes: Vec<IndexReport> },
     Analyzed(Analyzed),
@@ -241,15 +252,15 @@ pub async fn indexes(exec: &Executor, db: &tokio_postgres::Config, req: &Indexes
     let pools = &exec.pools;
     let reports = |found: Vec<IndexReport>| A::Reports { indexes: found };
     Ok(match req {
-        R::Suggest { table, queries, use_hypopg } => {
-            A::Suggestions { suggestions: suggest::suggest(pools, db, table.as_deref(), queries, *use_hypopg).await? }
-        }
+        R::Suggest { table, queries, use_hypopg } => A::Suggestions(suggest::suggest_or_guess(pools, db, table.as_deref(), queries, *use_hypopg).await?),
         R::Unused { table } => reports(upkeep::unused(pools, table.as_deref()).await?),
         R::Duplicates { table } => reports(upkeep::duplicates(pools, table.as_deref()).await?),
         R::Invalid { table } => reports(upkeep::invalid(pools, table.as_deref()).await?),
         R::Bloat { table } => reports(upkeep::bloat(pools, table.as_deref()).await?),
         R::Analyze { table } => A::Analyzed(upkeep::analyze(pools, db, table).await?),
-        R::Rebuild { index } => A::Rebuilt(upkeep::rebuild(pools, db, index).await?),
+        R::Rebuild { index: Some(index), table: None } => A::Rebuilt(upkeep::rebuild(pools, db, index).await?),
+        R::Rebuild { index: None, table: Some(table) } => A::Rebuilt(upkeep::rebuild_table(pools, db, table).await?),
+        R::Rebuild { .. } => return Err(Error::Invalid("rebuild takes index (one index) or table (all of its indexes), not both".into())),
         R::Create { table, columns, name, unique } => A::Created(upkeep::create(pools, db, table, columns, name.as_deref(), *unique).await?),
         R::Drop { index, table } => A::Dropped(upkeep::drop(pools, db, index, table.as_deref()).await?),
         R::Apply { sql, query } => A::Applied(apply(exec, db, sql, query).await?),
@@ -288,8 +299,8 @@ mod tests {
 
         let unknown = parse(serde_json::json!({"action": "explode"})).unwrap_err();
         assert!(unknown.contains("unknown variant `explode`"), "{unknown}");
-        let missing = parse(serde_json::json!({"action": "rebuild"})).unwrap_err();
-        assert!(missing.contains("missing field `index`"), "{missing}");
+        let table = parse(serde_json::json!({"action": "rebuild", "table": "users"})).unwrap();
+        assert!(matches!(table, IndexesRequest::Rebuild { index: None, table: Some(_) }));
         let foreign = parse(serde_json::json!({"action": "analyze", "table": "t", "index": "i"})).unwrap_err();
         assert!(foreign.contains("unknown field `index`"), "{foreign}");
         let no_action = parse(serde_json::json!({"table": "t"})).unwrap_err();

@@ -41,6 +41,17 @@ pub struct Suggestion {
     pub fix: Option<String>,
 }
 
+impl Suggestion {
+    /// The finding as one line of text (seed 000's `suggestions` are strings): the reason,
+    /// then the fix on the same line.
+    pub fn sentence(&self) -> String {
+        match &self.fix {
+            Some(fix) => format!("{}. Fix: {}", self.reason, fix.split_whitespace().collect::<Vec<_>>().join(" ")),
+            None => self.reason.clone(),
+        }
+    }
+}
+
 /// What the rules look at. `tables` is keyed by table name (as plans print `Relation Name`).
 pub struct Context<'a> {
     pub plan: &'a Explained,
@@ -56,12 +67,12 @@ pub fn run_all(ctx: &Context<'_>) -> Vec<Suggestion> {
         spill_to_disk,
         nested_loop_many_loops,
         filter_discards_most,
-        function_on_indexed_column,
+        function_on_column,
         select_star_wide,
         missing_fk_index,
     ];
     let mut out: Vec<Suggestion> = rules.iter().flat_map(|rule| rule(ctx)).collect();
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|s| std::cmp::Reverse(s.severity));
     out
 }
 
@@ -130,6 +141,12 @@ pub fn seq_scan_selective(ctx: &Context<'_>) -> Vec<Suggestion> {
         }
         let share = kept / t.rows.max(1.0);
         let cols = index_columns(ctx.shape, rel, &[Use::Equality, Use::Range]);
+        // Filtered only through a function or cast (`extract(year FROM at) = 2024`): an index
+        // on the column would not be used; `function_on_filtered_column` says what would.
+        let wrapped = ctx.shape.wrapped.iter().any(|w| w.table.as_deref().is_some_and(|wt| same_table(wt, rel)));
+        if cols.is_empty() && wrapped {
+            continue;
+        }
         out.push(Suggestion {
             rule: "seq_scan_large_table",
             node: at(&path, node),
@@ -284,36 +301,77 @@ pub fn filter_discards_most(ctx: &Context<'_>) -> Vec<Suggestion> {
     out
 }
 
-/// `extract(year FROM created_at) = 2024`, `lower(email) = $1`, `ts::date = ...` on an
-/// indexed column: the index on the bare column cannot be used.
-pub fn function_on_indexed_column(ctx: &Context<'_>) -> Vec<Suggestion> {
+/// `extract(year FROM created_at) = 2024`, `date_trunc('month', at) = ...`, `ts::date = ...`,
+/// `lower(email) = $1`: a function or cast over a filtered column, which no index on the bare
+/// column can serve (whether there is one or not). The fix is the predicate rewritten as a
+/// range on the bare column when the constant allows it (seed 003's example), else an index on
+/// the expression; time functions over `timestamptz` are not immutable, so those only get the
+/// rewrite.
+pub fn function_on_column(ctx: &Context<'_>) -> Vec<Suggestion> {
     let mut out = Vec::new();
     for w in &ctx.shape.wrapped {
         let Some(t) = ctx.tables.values().find(|t| w.table.as_deref().is_some_and(|wt| same_table(wt, &t.name))) else { continue };
-        if !t.indexed(&w.column) {
-            continue;
-        }
         let column = crate::db::sql::ident(&w.column);
-        let (reason, fix) = match w.wrapper.as_str() {
-            "extract" | "date_part" | "date_trunc" | "::date" | "date" => (
-                format!(
-                    "{}({}) hides {}.{} from its index; compare the bare column with a range instead",
-                    w.wrapper, w.column, t.name, w.column
-                ),
-                Some(format!("-- e.g. instead of extract(year FROM {column}) = 2024:\nWHERE {column} >= '2024-01-01' AND {column} < '2025-01-01'")),
-            ),
-            wrapper => (
-                format!("{wrapper}({}) hides {}.{} from its index; index the expression", w.column, t.name, w.column),
-                wrapper.strip_prefix("::").map_or_else(
-                    || Some(format!("CREATE INDEX CONCURRENTLY ON {} ({wrapper}({column}));", t.qualified())),
-                    |ty| Some(format!("CREATE INDEX CONCURRENTLY ON {} (({column}::{ty}));", t.qualified())),
-                ),
-            ),
+        let time = matches!(w.wrapper.as_str(), "extract" | "date_part" | "date_trunc" | "::date" | "date");
+        let hidden = if t.indexed(&w.column) {
+            format!("hides {}.{} from its index", t.name, w.column)
+        } else {
+            format!("cannot use an index on {}.{} (nor could one on the bare column)", t.name, w.column)
+        };
+        let written = match (&w.field, w.wrapper.starts_with("::")) {
+            (Some(field), _) => format!("{}({field}, {})", w.wrapper, w.column),
+            (None, true) => format!("{}{}", w.column, w.wrapper),
+            (None, false) => format!("{}({})", w.wrapper, w.column),
+        };
+        let (reason, fix) = if let Some(range) = range_rewrite(w, &column) {
+            (format!("{written} {hidden}; the same rows as a range on the bare column can use a B-tree index on it"), Some(range))
+        } else if time {
+            (format!("{written} {hidden}; compare the bare column with a range instead (column >= start AND column < end)"), None)
+        } else {
+            let expression = match w.wrapper.strip_prefix("::") {
+                Some(ty) => format!("(({column}::{}))", parsed_name(ty)),
+                None => format!("({}({column}))", parsed_name(&w.wrapper)),
+            };
+            (
+                format!("{written} {hidden}; an index on the expression serves it as written"),
+                Some(format!("CREATE INDEX CONCURRENTLY ON {} {expression};", t.qualified())),
+            )
         };
         let node = ctx.plan.root.walk().into_iter().find(|(_, n)| n.relation.as_deref() == Some(t.name.as_str())).and_then(|(p, n)| at(&p, n));
-        out.push(Suggestion { rule: "function_on_indexed_column", node, severity: Severity::Medium, reason, fix });
+        out.push(Suggestion { rule: "function_on_filtered_column", node, severity: Severity::Medium, reason, fix });
     }
     out
+}
+
+/// A function or type name as the parser gave it: a plain lower-case word is written as is
+/// (even a grammar keyword such as `coalesce`, which must not be quoted), anything else quoted.
+fn parsed_name(name: &str) -> String {
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain { name.to_owned() } else { crate::db::sql::ident(name) }
+}
+
+/// Units `date_trunc` takes, which are also `interval` units.
+const TRUNC_UNITS: &[&str] = &["microseconds", "milliseconds", "second", "minute", "hour", "day", "week", "month", "quarter", "year", "decade", "century", "millennium"];
+
+/// The predicate as a half-open range on the bare column, when the constant allows it.
+fn range_rewrite(w: &super::shape::WrappedColumn, column: &str) -> Option<String> {
+    use crate::db::sql::literal;
+    let value = w.value.as_deref().filter(|_| w.op == "=")?;
+    match (w.wrapper.as_str(), w.field.as_deref()) {
+        ("extract" | "date_part", Some("year")) => {
+            let year: i32 = value.trim().parse().ok().filter(|y| (1..=9998).contains(y))?;
+            Some(format!("WHERE {column} >= '{year:04}-01-01' AND {column} < '{:04}-01-01'", year + 1))
+        }
+        ("date_trunc", Some(unit)) if TRUNC_UNITS.contains(&unit) => {
+            let at = literal(value);
+            Some(format!("WHERE {column} >= {at} AND {column} < {at}::timestamp + interval '1 {unit}'"))
+        }
+        ("::date" | "date", None) => {
+            let at = literal(value);
+            Some(format!("WHERE {column} >= {at} AND {column} < {at}::date + 1"))
+        }
+        _ => None,
+    }
 }
 
 /// `SELECT *` returning wide rows.

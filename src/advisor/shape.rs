@@ -35,6 +35,13 @@ pub struct WrappedColumn {
     pub column: String,
     /// `extract`, `lower`, `::date` ...
     pub wrapper: String,
+    /// The constant first argument of `extract`, `date_part`, `date_trunc` (`year`, `month`).
+    pub field: Option<String>,
+    /// The comparison operator (`=`, `<` ...).
+    pub op: String,
+    /// The constant on the other side, as written (`2024`, `2024-01-01`); `None` for a
+    /// parameter or an expression.
+    pub value: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -194,8 +201,10 @@ impl Reader {
             }
             (Some((table, column)), None) | (None, Some((table, column))) => out.columns.push(ColumnUse { table, column, used }),
             (None, None) => {
-                for side in [left, right].into_iter().flatten() {
-                    if let Some(w) = self.wrapped(side) {
+                for (side, other) in [(left, right), (right, left)] {
+                    if let Some(mut w) = side.and_then(|s| self.wrapped(s)) {
+                        w.op = op.clone();
+                        w.value = other.and_then(constant);
                         out.wrapped.push(w);
                     }
                 }
@@ -210,16 +219,41 @@ impl Reader {
         match kind {
             "FuncCall" => {
                 let name = strings(body.get("funcname")?).last()?.to_lowercase();
-                let column = body.get("args")?.as_array()?.iter().find_map(|a| self.column(a))?;
-                Some(WrappedColumn { table: column.0, column: column.1, wrapper: name })
+                let args = body.get("args")?.as_array()?;
+                let column = args.iter().find_map(|a| self.column(a))?;
+                let field = match name.as_str() {
+                    "extract" | "date_part" | "date_trunc" => args.first().and_then(constant).map(|f| f.to_lowercase()),
+                    _ => None,
+                };
+                Some(WrappedColumn { table: column.0, column: column.1, wrapper: name, field, op: String::new(), value: None })
             }
             "TypeCast" => {
                 let column = self.column(body.get("arg")?)?;
                 let ty = strings(body.get("type_name")?.get("names")?).last()?.clone();
-                Some(WrappedColumn { table: column.0, column: column.1, wrapper: format!("::{ty}") })
+                Some(WrappedColumn { table: column.0, column: column.1, wrapper: format!("::{ty}"), field: None, op: String::new(), value: None })
             }
             _ => None,
         }
+    }
+}
+
+/// A constant as written: `2024`, `'2024-01-01'` (without quotes), `'2024-01-01'::date`.
+fn constant(v: &Value) -> Option<String> {
+    let (kind, body) = node(v)?;
+    match kind {
+        "AConst" => {
+            let val = body.get("val")?;
+            if let Some(i) = val.get("Ival") {
+                // A zero is left out of the serialized message.
+                return Some(i.get("ival").and_then(Value::as_i64).unwrap_or(0).to_string());
+            }
+            if let Some(f) = val.get("Fval") {
+                return f.get("fval").and_then(Value::as_str).map(str::to_owned);
+            }
+            val.get("Sval").and_then(|s| s.get("sval")).and_then(Value::as_str).map(str::to_owned)
+        }
+        "TypeCast" => body.get("arg").and_then(constant),
+        _ => None,
     }
 }
 
@@ -255,6 +289,10 @@ mod tests {
         }
         let wrapped: Vec<(String, String)> = s.wrapped.iter().map(|w| (w.column.clone(), w.wrapper.clone())).collect();
         assert_eq!(wrapped, [("created_at".into(), "extract".into()), ("email".into(), "lower".into()), ("placed".into(), "::date".into())]);
+        let got: Vec<(Option<&str>, &str, Option<&str>)> = s.wrapped.iter().map(|w| (w.field.as_deref(), w.op.as_str(), w.value.as_deref())).collect();
+        assert_eq!(got, [(Some("year"), "=", Some("2024")), (None, "=", None), (None, "=", Some("2024-01-01"))]);
+        let trunc = shape("SELECT 1 FROM t WHERE date_trunc('month', at) = '2024-03-01'");
+        assert_eq!((trunc.wrapped[0].field.as_deref(), trunc.wrapped[0].value.as_deref()), (Some("month"), Some("2024-03-01")));
     }
 
     #[test]

@@ -151,6 +151,27 @@ pub async fn rebuild(pools: &Pools, db: &tokio_postgres::Config, index: &str) ->
     Ok(Rebuilt { done: sql, table: before.table, bytes_before: before.bytes, bytes_after: after })
 }
 
+/// Every index of `table` (seed 000's rebuild by table): `REINDEX TABLE CONCURRENTLY`, which
+/// builds each anew beside the old one and swaps, so reads and writes go on meanwhile. The
+/// sizes are the table's indexes' total before and after.
+pub async fn rebuild_table(pools: &Pools, db: &tokio_postgres::Config, table: &str) -> Result<Rebuilt, Error> {
+    let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
+    let qualified = stats.qualified();
+    let before = indexes_bytes(pools, &qualified).await?;
+    // A system catalog or a TOAST table cannot be reindexed concurrently; those are not
+    // user tables, which is what `catalog::table` resolves.
+    let sql = format!("REINDEX TABLE CONCURRENTLY {qualified};");
+    run(db, &sql).await?;
+    let after = indexes_bytes(pools, &qualified).await?;
+    Ok(Rebuilt { done: sql, table: stats.name, bytes_before: before, bytes_after: after })
+}
+
+/// `pg_indexes_size` of a table (given as `regclass` text).
+async fn indexes_bytes(pools: &Pools, regclass: &str) -> Result<i64, Error> {
+    let rows = pools.primary().query("SELECT coalesce(pg_indexes_size(to_regclass($1)), 0)::int8 AS bytes", &[&regclass]).await?;
+    Ok(rows.first().map(|row| db::get(row, "bytes")).transpose()?.unwrap_or(0))
+}
+
 /// `CREATE [UNIQUE] INDEX CONCURRENTLY name ON table (columns)`. A failed build's invalid
 /// leftover is dropped; an index of that name already there is never touched.
 pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, columns: &[String], name: Option<&str>, unique: bool) -> Result<Created, Error> {

@@ -81,6 +81,22 @@ pub static ROUTES: &[RouteSpec] = &[
     route("DELETE", "/keys/{id}", ADMIN, "keys.revoke", Audited::Always, || delete(keys::revoke)),
     route("POST", "/keys/{id}/rotate", ADMIN, "keys.rotate", Audited::Always, || post(keys::rotate)),
     route("GET", "/audit", ADMIN, "audit.list", Audited::Reads, || get(keys::audit)),
+    // Seed 004's paths, aliases of the routes above with the same handlers and scopes. Seed 004
+    // routes with no dbagent equivalent yet answer 404 like any unknown path:
+    // `GET /api/database/metrics/history`, `GET /api/database/alerts`,
+    // `GET /api/database/connections/details`, `POST /api/database/connections/close-idle`,
+    // `GET /api/database/performance/analyze`, `POST /api/database/performance/optimize`,
+    // `GET /api/database/security/audit`, `GET /api/database/security/compliance`,
+    // `PUT /api/database/security/settings`.
+    route("GET", "/api/database/health", READ, "health", Audited::Reads, || get(health::full)),
+    route("GET", "/api/database/connections/stats", READ, "health.connections", Audited::Reads, || get(health::connections)),
+    route("GET", "/api/database/backups", READ, "backup.list", Audited::Reads, || get(backup::list)),
+    route("POST", "/api/database/backups", ADMIN, "backup.create", Audited::Always, || post(backup::create)),
+    route("GET", "/api/database/backups/{id}", READ, "backup.get", Audited::Reads, || get(backup::get)),
+    route("GET", "/api/database/backups/{id}/download", ADMIN, "backup.download", Audited::Always, || get(backup::download)),
+    route("POST", "/api/database/backups/{id}/validate", ADMIN, "backup.verify", Audited::Always, || post(backup::verify)),
+    // `confirm: true` required: it replaces the database.
+    route("POST", "/api/database/restore", ADMIN, "restore", Audited::Always, || post(backup::restore_confirmed)),
 ];
 
 /// [`ROUTES`] as the README's Markdown table (a test keeps the two the same).

@@ -20,9 +20,13 @@ use crate::backup::{self, BackupKind, Compression, CreateRequest, Format, Restor
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
-    /// Seed 000's name for it; `name` works too.
-    #[serde(default, alias = "name")]
+    /// Seed 000's name for it; `name` and seed 004's `custom_name` work too.
+    #[serde(default, alias = "name", alias = "custom_name")]
     pub backup_name: Option<String>,
+    /// Seed 004's word for `kind`: `full`, `schema_only`, `data_only` (or `schema`, `data`),
+    /// `base`; `incremental` is answered with what dbagent does instead.
+    #[serde(default)]
+    pub backup_type: Option<String>,
     /// Seed 000: `false` stores it uncompressed. Default: `backup.compression`.
     #[serde(default)]
     pub compress: Option<bool>,
@@ -34,6 +38,12 @@ pub struct BackupRequest {
     pub keep: bool,
     #[serde(default)]
     pub tables: Option<Vec<String>>,
+}
+
+/// Seed 000's `backup_file`: the backup's directory (its files and `manifest.json`), an
+/// absolute path that `POST /restore` accepts back as `backup_file`.
+pub(super) fn backup_file(state: &AppState, id: &str) -> std::path::PathBuf {
+    std::path::absolute(&state.backup.location).unwrap_or_else(|_| state.backup.location.clone()).join(id)
 }
 
 fn joined<T>(result: Result<Result<T, backup::Error>, tokio::task::JoinError>) -> Result<T, ApiError> {
@@ -48,7 +58,28 @@ fn with_success(value: impl serde::Serialize) -> Json<Value> {
     Json(body)
 }
 
-pub async fn create(State(state): State<AppState>, JsonBody(req): JsonBody<BackupRequest>) -> Result<Json<Value>, ApiError> {
+/// Seed 004's `backup_type`, parsed into a kind (or a 400 naming dbagent's equivalent).
+fn kind_of(backup_type: &str) -> Result<BackupKind, ApiError> {
+    match backup_type.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+        "full" => Ok(BackupKind::Full),
+        "schema" | "schema_only" => Ok(BackupKind::SchemaOnly),
+        "data" | "data_only" => Ok(BackupKind::DataOnly),
+        "base" => Ok(BackupKind::Base),
+        "incremental" | "differential" => Err(ApiError::invalid_request(
+            "backup_type incremental: dbagent's incremental backups are continuous WAL archiving (backup.pitr: true) on top of base backups (backup_type base), restored with to_time",
+        )),
+        other => Err(ApiError::invalid_request(format!("backup_type {other:?}: use full, schema_only, data_only or base"))),
+    }
+}
+
+pub async fn create(State(state): State<AppState>, JsonBody(mut req): JsonBody<BackupRequest>) -> Result<Json<Value>, ApiError> {
+    if let Some(backup_type) = &req.backup_type {
+        let kind = kind_of(backup_type)?;
+        if req.kind != BackupKind::default() && req.kind != kind {
+            return Err(ApiError::invalid_request("kind and backup_type disagree; give one of them"));
+        }
+        req.kind = kind;
+    }
     let mut settings = (*state.backup).clone();
     if req.compress == Some(false) {
         settings.compression = Compression::None;
@@ -56,7 +87,7 @@ pub async fn create(State(state): State<AppState>, JsonBody(req): JsonBody<Backu
     let db = state.executor.pools.admin_config();
     let request = CreateRequest { name: req.backup_name, kind: req.kind, format: req.format, keep: req.keep, tables: req.tables, pinned_by: None };
     let manifest = joined(tokio::spawn(async move { backup::create(&db, &settings, &request, &|_| {}).await }).await)?;
-    let dir = std::path::absolute(&state.backup.location).unwrap_or_else(|_| state.backup.location.clone()).join(&manifest.id);
+    let dir = backup_file(&state, &manifest.id);
     Ok(Json(json!({
         "success": true,
         "backup_id": manifest.id,
@@ -170,6 +201,10 @@ pub struct RestoreBody {
     /// backup (`backup_id`, or the newest complete before it) and the archived WAL.
     #[serde(default)]
     pub to_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Seed 004: `true` restores over the configured database (as `drop_existing`, swapped in
+    /// by rename once complete); `false` with a restore that would replace one is refused.
+    #[serde(default)]
+    pub confirm: Option<bool>,
 }
 
 /// `GET /backups/status`: the WAL archive, the recoverable window and any gap.
@@ -193,14 +228,43 @@ pub async fn restore(State(state): State<AppState>, JsonBody(req): JsonBody<Rest
     if req.backup_id.is_empty() {
         return Err(ApiError::invalid_request("give backup_id (or backup_file), or to_time"));
     }
+    let drop_existing = match req.confirm {
+        None => req.drop_existing,
+        Some(true) => true,
+        Some(false) if req.drop_existing => {
+            return Err(ApiError::invalid_request("drop_existing replaces the database: it needs confirm: true"));
+        }
+        Some(false) if req.target_database.is_none() => {
+            return Err(ApiError::invalid_request(
+                "confirm: false — nothing restored. confirm: true replaces the database; leave confirm out to restore into a new database beside it",
+            ));
+        }
+        Some(false) => false,
+    };
     let request = RestoreRequest {
         backup_id: req.backup_id,
         target_database: req.target_database,
-        drop_existing: req.drop_existing,
+        drop_existing,
         tables: req.tables,
         jobs: req.jobs,
     };
     let (settings, db) = ((*state.backup).clone(), state.executor.pools.admin_config());
     let report = joined(tokio::spawn(async move { backup::restore(&db, &settings, &request, &|_| {}).await }).await)?;
-    Ok(with_success(report))
+    let file = backup_file(&state, &report.backup_id);
+    let mut body = with_success(report);
+    if let Value::Object(map) = &mut body.0 {
+        map.insert("backup_file".into(), json!(file));
+    }
+    Ok(body)
+}
+
+/// Seed 004's `POST /api/database/restore`: `confirm: true` is required, since there a
+/// restore replaces the database.
+pub async fn restore_confirmed(state: State<AppState>, JsonBody(req): JsonBody<RestoreBody>) -> Result<Json<Value>, ApiError> {
+    if req.confirm != Some(true) && req.to_time.is_none() && req.target_database.is_none() {
+        return Err(ApiError::invalid_request(
+            "this restore replaces the database: send confirm: true (or POST /restore without confirm to restore into a new database)",
+        ));
+    }
+    restore(state, JsonBody(req)).await
 }

@@ -42,3 +42,16 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Err(err) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "error": err.to_string() }))),
     }
 }
+
+/// Seed 004's `GET /api/database/connections/stats`: the pools, in dbagent's terms and in
+/// SQLAlchemy's (`pool_size`, `checked_out`, ...), without pinging the database.
+pub async fn connections(State(state): State<AppState>) -> Json<Value> {
+    use crate::monitor::components::pool_details;
+    let all = state.executor.pools.stats();
+    let replicas: Vec<Value> = all.replicas.iter().map(|r| json!({ "name": r.name, "details": pool_details(r), "pool_stats": r })).collect();
+    Json(json!({
+        "success": true,
+        "primary": { "details": pool_details(&all.primary), "pool_stats": all.primary },
+        "replicas": replicas,
+    }))
+}

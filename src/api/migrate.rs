@@ -65,15 +65,29 @@ pub async fn migrate(State(state): State<AppState>, JsonBody(req): JsonBody<Migr
         report
     });
     let report = run.await.map_err(ApiError::internal)??;
+    let migration_file = last_file(&state, &report);
     let mut body = serde_json::to_value(&report).unwrap_or_default();
     if let Value::Object(map) = &mut body {
         map.insert("success".into(), json!(true));
+        // Seed 000's field: the file of the last migration run (null when none ran).
+        map.insert("migration_file".into(), json!(migration_file));
         map.insert("direction".into(), json!(if req.direction == Direction::Upgrade { "upgrade" } else { "downgrade" }));
         // Seed 000 reports seconds.
         let seconds = map.get("execution_time_ms").and_then(Value::as_f64).map(|ms| ms / 1e3);
         map.insert("execution_time".into(), json!(seconds));
     }
     Ok(Json(body))
+}
+
+/// The file of the last migration the run applied or reverted.
+fn last_file(state: &AppState, report: &crate::migrate::Report) -> Option<std::path::PathBuf> {
+    let last = report.applied.last()?;
+    let migrator = state.migrations.migrator().ok()?;
+    let migration = migrator.migrations().iter().find(|m| m.version == last.version)?;
+    match last.direction {
+        crate::migrate::Direction::Up => Some(migration.up.path.clone()),
+        crate::migrate::Direction::Down => migration.down.as_ref().map(|d| d.path.clone()),
+    }
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -81,6 +81,22 @@ impl Key {
         })
     }
 
+    /// The text of `backup.encryption_key` / `BACKUP_ENCRYPTION_KEY`: a 32-byte key (64 hex
+    /// digits or base64, see [`Key::parse`]) is used as it is; any other text of at least 12
+    /// characters, such as seed 004's "32-character encryption key", is taken as a passphrase
+    /// and stretched with Argon2id and each backup's salt. Its bytes are never used as the AES
+    /// key directly: 32 typed characters carry far less than 256 bits of entropy (often a
+    /// guessable phrase), and Argon2id is what makes guessing them expensive. The second value
+    /// is true when the text was taken as a passphrase.
+    pub fn parse_or_passphrase(text: &str) -> Result<(Key, bool), Error> {
+        match Key::parse(text) {
+            Ok(key) => Ok((key, false)),
+            Err(_) => Key::passphrase(text.trim()).map(|key| (key, true)).map_err(|_| Error::InvalidKey {
+                reason: "expected 32 bytes as 64 hex digits or base64, or a passphrase of at least 12 characters",
+            }),
+        }
+    }
+
     /// A passphrase (at least 12 characters), stretched with Argon2id per backup.
     pub fn passphrase(text: impl Into<String>) -> Result<Key, Error> {
         let text = text.into();
@@ -268,6 +284,19 @@ mod tests {
             assert!(Key::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Key::passphrase("short").is_err());
+    }
+
+    #[test]
+    fn a_seed_style_text_key_is_a_passphrase_and_a_real_key_stays_raw() {
+        // Seed 004's `.env`: BACKUP_ENCRYPTION_KEY=your-32-character-encryption-key-here
+        let (key, passphrase) = Key::parse_or_passphrase("your-32-character-encryption-key-here").unwrap();
+        assert!(passphrase && matches!(key, Key::Passphrase(_)));
+        // Exactly 32 characters, valid base64 of 24 bytes: still a passphrase, not refused.
+        let (key, passphrase) = Key::parse_or_passphrase("abcdefghijklmnopqrstuvwxyz012345").unwrap();
+        assert!(passphrase && matches!(key, Key::Passphrase(_)));
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        assert!(matches!(Key::parse_or_passphrase(hex), Ok((Key::Raw(_), false))));
+        assert!(matches!(Key::parse_or_passphrase("too short"), Err(Error::InvalidKey { .. })));
     }
 
     #[test]

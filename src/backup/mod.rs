@@ -46,6 +46,7 @@ mod catalog;
 mod create;
 mod database;
 mod error;
+mod export;
 mod key;
 mod load;
 mod location;
@@ -68,6 +69,7 @@ use std::time::Duration;
 pub use catalog::{RebuildReport, delete, get, list, pin, rebuild_catalog};
 pub use create::{BackupKind, CreateRequest, Format, Progress, create};
 pub use error::{Error, RowMismatch};
+pub use export::{Exported, export};
 pub use key::Key;
 pub use manifest::{
     BaseInfo, CountMethod, EncryptionInfo, FileEntry, Kdf, Manifest, TableRows, Verification,
@@ -153,7 +155,11 @@ impl Settings {
         let mut settings = Settings::new(&b.location);
         settings.compression = b.compression;
         settings.encryption = if let Some(key) = &b.encryption_key {
-            Some(Key::parse(key.expose())?)
+            let (key, passphrase) = Key::parse_or_passphrase(key.expose())?;
+            if passphrase {
+                tracing::info!("backup.encryption_key is not a 32-byte key (64 hex digits or base64): it is used as a passphrase (Argon2id)");
+            }
+            Some(key)
         } else if let Some(file) = &b.encryption_key_file {
             let text = std::fs::read_to_string(file).map_err(|source| Error::Io { action: "read", path: file.clone(), source })?;
             Some(Key::parse(text.trim())?)

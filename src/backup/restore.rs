@@ -208,7 +208,7 @@ impl Job<'_> {
 
     /// Creates `name`, runs `plan` into it, and drops it again if that fails.
     async fn restore_new(&self, name: &str, plan: &Plan) -> Result<u64, Error> {
-        self.into_new(name, self.load_into(name, plan)).await
+        self.fill_new(name, self.load_into(name, plan)).await
     }
 
     /// Restores into `fresh`, then swaps it in for `target` (which becomes `old`). On any
@@ -219,11 +219,11 @@ impl Job<'_> {
             self.admin.swap(target, fresh, old).await?;
             Ok(bytes)
         };
-        self.into_new(fresh, restored_and_swapped).await
+        self.fill_new(fresh, restored_and_swapped).await
     }
 
     /// Creates `name`, then runs `work` (which fills it); drops `name` again if `work` fails.
-    async fn into_new(&self, name: &str, work: impl Future<Output = Result<u64, Error>>) -> Result<u64, Error> {
+    async fn fill_new(&self, name: &str, work: impl Future<Output = Result<u64, Error>>) -> Result<u64, Error> {
         self.admin.create(name, &self.load.backup.manifest).await?;
         let scratch = Scratch::new(self.db, name);
         match work.await {

@@ -29,6 +29,8 @@ pub(crate) use crate::instance::process::Pipes;
 /// `--version` answers at once; anything slower is broken.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
+// Named after the programs (pg_dump, ...): the shared prefix is theirs.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tool {
     PgDump,

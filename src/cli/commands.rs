@@ -20,6 +20,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
     let mut config = config::load(cli.config.as_deref(), &env).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
     let serving = matches!(cli.command, Command::Serve(_));
     init_logging(&config, &env, serving);
+    config.provenance.log();
     if !serving {
         // One-off commands need a connection or two, not a warm pool.
         let pool = &mut config.postgresql.connection_pool;
@@ -328,7 +329,7 @@ fn indexes_request(cmd: IndexesCommand) -> crate::advisor::IndexesRequest {
         IndexesCommand::Duplicates { table } => R::Duplicates { table },
         IndexesCommand::Invalid { table } => R::Invalid { table },
         IndexesCommand::Bloat { table } => R::Bloat { table },
-        IndexesCommand::Rebuild { index } => R::Rebuild { index },
+        IndexesCommand::Rebuild { index, table } => R::Rebuild { index, table },
         IndexesCommand::Create { table, columns, name, unique } => R::Create { table, columns, name, unique },
         IndexesCommand::Drop { index, table } => R::Drop { index, table },
         IndexesCommand::Apply { sql, query: measured } => R::Apply { sql, query: query(measured) },
@@ -390,6 +391,7 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
         BackupCommand::Delete { id, force } => json!({ "deleted": backup::delete(&db, settings, &id, force).await.map_err(fail)?.id }),
         BackupCommand::RebuildCatalog => serde_json::to_value(backup::rebuild_catalog(&db, settings).await.map_err(fail)?)?,
         BackupCommand::Status => serde_json::to_value(backup::status(settings).map_err(fail)?)?,
+        BackupCommand::Export { id, to } => serde_json::to_value(backup::export(settings, &id, &to).await.map_err(fail)?)?,
     };
     output::key_values(&value, as_json)
 }

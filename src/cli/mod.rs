@@ -150,6 +150,14 @@ pub enum BackupCommand {
     RebuildCatalog,
     /// Point-in-time recovery: the WAL archive, the recoverable window, any gap.
     Status,
+    /// Write a backup out as plain pg_dump output (decrypted, decompressed, checked): a file
+    /// `pg_restore` reads (custom format), or a directory (directory format).
+    Export {
+        id: String,
+        /// The file (or directory) to create; never overwritten.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -235,8 +243,12 @@ pub enum IndexesCommand {
     },
     /// REINDEX INDEX CONCURRENTLY.
     Rebuild {
+        /// One index (REINDEX INDEX CONCURRENTLY).
+        #[arg(long, required_unless_present = "table", conflicts_with = "table")]
+        index: Option<String>,
+        /// Every index of a table (REINDEX TABLE CONCURRENTLY).
         #[arg(long)]
-        index: String,
+        table: Option<String>,
     },
     /// CREATE INDEX CONCURRENTLY.
     Create {

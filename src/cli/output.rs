@@ -277,8 +277,12 @@ pub fn indexes(answer: &crate::advisor::IndexesAnswer, as_json: bool) -> Result<
         return print_json(answer);
     }
     match answer {
-        A::Suggestions { suggestions } if suggestions.is_empty() => println!("(none)"),
-        A::Suggestions { suggestions } => {
+        A::Suggestions(found) if found.suggestions.is_empty() => println!("(none){}", found.note.as_deref().map(|n| format!("\n{n}")).unwrap_or_default()),
+        A::Suggestions(found) => {
+            if let Some(note) = &found.note {
+                println!("{note}");
+            }
+            let suggestions = &found.suggestions;
             let header = ["table", "columns", "improvement", "validated with", "confidence", "estimated size", "sql"];
             let mut table = new_table(header.map(String::from).to_vec());
             for s in suggestions {
@@ -342,7 +346,7 @@ pub fn optimize(report: &crate::advisor::OptimizeReport, as_json: bool) -> Resul
         let actual = node.actual_rows.map(|r| format!(", actual {r} rows x {} loops", node.actual_loops.unwrap_or(1.0))).unwrap_or_default();
         println!("{}{} (est. {} rows{actual})", "  ".repeat(depth), node.label(), node.plan_rows);
     }
-    for s in &report.suggestions {
+    for s in &report.findings {
         println!("\n[{:?}] {}: {}", s.severity, s.rule, s.reason);
         if let Some(fix) = &s.fix {
             println!("  fix: {fix}");

@@ -9,23 +9,65 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::{Mapping, Value};
 
-use super::{Config, Error};
+use super::{Config, Error, seed};
 
 /// The environment variables dbagent reads, captured once so that loading is a pure function
 /// of its inputs (tests pass their own).
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
     vars: BTreeMap<String, String>,
+    /// What a `.env` file contributed, for the start-up log; or why it could not be read.
+    dotenv: Option<Result<DotEnv, String>>,
+}
+
+/// A `.env` file that was read: its path and the variables taken from it.
+#[derive(Debug, Clone)]
+struct DotEnv {
+    path: PathBuf,
+    taken: usize,
+    shadowed: usize,
 }
 
 impl Environment {
-    /// The process's environment. The only place dbagent reads environment variables.
+    /// The process's environment, completed by `./.env` when there is one (seeds 001 and 004
+    /// keep their settings there). The only place dbagent reads environment variables.
     pub fn from_process() -> Self {
-        Environment { vars: std::env::vars().collect() }
+        Environment { vars: std::env::vars().collect(), dotenv: None }.with_dotenv(Path::new(".env"))
     }
 
     pub fn from_pairs<I: IntoIterator<Item = (K, V)>, K: Into<String>, V: Into<String>>(pairs: I) -> Self {
-        Environment { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        Environment { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), dotenv: None }
+    }
+
+    /// Adds the variables of the dotenv file at `path` (if it exists) that the environment
+    /// does not set: a real environment variable always wins, as with every dotenv loader.
+    /// The file is parsed by `dotenvy` (quotes, `export`, comments, `${VAR}` substitution),
+    /// never written into the process's environment, so child processes do not inherit it.
+    pub fn with_dotenv(mut self, path: &Path) -> Self {
+        let iter = match dotenvy::from_path_iter(path) {
+            Ok(iter) => iter,
+            Err(err) if err.not_found() => return self,
+            Err(err) => {
+                self.dotenv = Some(Err(format!("{}: {err}", path.display())));
+                return self;
+            }
+        };
+        let (mut taken, mut shadowed) = (0, 0);
+        for item in iter {
+            match item {
+                Ok((name, _)) if self.vars.contains_key(&name) => shadowed += 1,
+                Ok((name, value)) => {
+                    self.vars.insert(name, value);
+                    taken += 1;
+                }
+                Err(err) => {
+                    self.dotenv = Some(Err(format!("{}: {err}", path.display())));
+                    return self;
+                }
+            }
+        }
+        self.dotenv = Some(Ok(DotEnv { path: path.to_path_buf(), taken, shadowed }));
+        self
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -41,29 +83,60 @@ const DEDICATED: [&str; 1] = ["DBAGENT_ADMIN_KEY"];
 
 /// Loads, expands, overrides, decodes and validates the configuration.
 ///
-/// `path` is `--config`; without it `CONFIG_PATH`, then `./dbagent.yaml` if it exists.
+/// `path` is `--config`; without it `CONFIG_PATH`, then `./dbagent.yaml`, then seed 000's
+/// `./config.yaml`, whichever exists first.
 pub fn load(path: Option<&Path>, env: &Environment) -> Result<Config, Error> {
-    let mut tree = match config_path(path, env) {
-        Some(path) => read_file(&path)?,
+    let mut notes = seed::Notes::default();
+    match &env.dotenv {
+        Some(Err(message)) => return Err(Error::Invalid { key: ".env".into(), message: message.clone() }),
+        Some(Ok(d)) => notes.info(format!(
+            "read {}: {} variable(s) taken, {} already set in the environment (the environment wins)",
+            d.path.display(),
+            d.taken,
+            d.shadowed
+        )),
+        None => {}
+    }
+    let file = config_path(path, env, &mut notes);
+    let mut tree = match &file {
+        Some(path) => read_file(path)?,
         None => Value::Mapping(Mapping::new()),
     };
     expand_tree(&mut tree, "", env)?;
+    seed::rewrite_aliases(&mut tree, &mut notes)?;
     apply_prefixed_overrides(&mut tree, env)?;
     apply_seed_variables(&mut tree, env)?;
-    let config: Config = decode(tree)?;
+    seed::apply_variables(&mut tree, env, &mut notes)?;
+    seed::normalize_urls(&mut tree, &mut notes);
+    let mut config: Config = decode(tree)?;
     config.validate()?;
+    config.provenance = super::Provenance { file, info: notes.info, warnings: notes.warnings };
     Ok(config)
 }
 
-fn config_path(explicit: Option<&Path>, env: &Environment) -> Option<PathBuf> {
+/// The file to read, noting a choice the user may not expect.
+fn config_path(explicit: Option<&Path>, env: &Environment, notes: &mut seed::Notes) -> Option<PathBuf> {
     if let Some(path) = explicit {
         return Some(path.to_path_buf());
     }
     if let Some(path) = env.get("CONFIG_PATH") {
         return Some(PathBuf::from(path));
     }
-    let default = PathBuf::from("dbagent.yaml");
-    default.exists().then_some(default)
+    default_file(Path::new("."), notes)
+}
+
+/// `dbagent.yaml` in `dir`, else seed 000's `config.yaml`; both present, ours wins (warned).
+pub(super) fn default_file(dir: &Path, notes: &mut seed::Notes) -> Option<PathBuf> {
+    let (ours, seeds) = (dir.join("dbagent.yaml"), dir.join("config.yaml"));
+    match (ours.exists(), seeds.exists()) {
+        (true, true) => {
+            notes.warn("both ./dbagent.yaml and ./config.yaml exist: reading dbagent.yaml, ignoring config.yaml");
+            Some(ours)
+        }
+        (true, false) => Some(ours),
+        (false, true) => Some(seeds),
+        (false, false) => None,
+    }
 }
 
 fn read_file(path: &Path) -> Result<Value, Error> {
@@ -107,9 +180,9 @@ pub(crate) fn expand(input: &str, env: &Environment) -> Result<String, String> {
     while let Some(start) = rest.find('$') {
         out.push_str(&rest[..start]);
         let after = &rest[start..];
-        if after.starts_with("$${") {
+        if let Some(escaped) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = escaped;
         } else if let Some(body) = after.strip_prefix("${") {
             let end = body.find('}').ok_or_else(|| format!("unclosed `${{` in {input:?}"))?;
             let (name, default) = match body[..end].split_once(":-") {
@@ -191,12 +264,6 @@ fn apply_seed_variables(tree: &mut Value, env: &Environment) -> Result<(), Error
     if let Some(v) = env.get("DBAGENT_ADMIN_KEY") {
         set(&["security", "admin_key"], Value::String(v.into()))?;
     }
-    if let Some(v) = env.get("DB_AUDIT_ENABLED") {
-        set(&["security", "audit", "enabled"], scalar(&v.to_ascii_lowercase()))?;
-    }
-    if let Some(v) = env.get("DB_AUDIT_RETENTION_DAYS") {
-        set(&["security", "audit", "retention_days"], scalar(v))?;
-    }
     if let Some(v) = env.get("PG_BIN") {
         set(&["instance", "bin_dir"], Value::String(v.into()))?;
     }
@@ -204,14 +271,14 @@ fn apply_seed_variables(tree: &mut Value, env: &Environment) -> Result<(), Error
 }
 
 /// An environment value read as a YAML scalar, so `10` is a number and `true` a boolean.
-fn scalar(text: &str) -> Value {
+pub(super) fn scalar(text: &str) -> Value {
     match serde_norway::from_str::<Value>(text) {
         Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => v,
         _ => Value::String(text.to_string()),
     }
 }
 
-fn set_path(tree: &mut Value, keys: &[String], value: Value) -> Result<(), Error> {
+pub(super) fn set_path(tree: &mut Value, keys: &[String], value: Value) -> Result<(), Error> {
     let mut node = tree;
     for (i, key) in keys.iter().enumerate() {
         let map = match node {

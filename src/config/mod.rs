@@ -1,8 +1,9 @@
 //! The configuration: its typed shape, defaults and validation.
 //!
 //! Sources, later ones winning: built-in defaults, `dbagent.yaml` (or `--config` /
-//! `CONFIG_PATH`), `DBAGENT_<SECTION>__<KEY>` environment variables, then the seed-style
-//! variables (`DATABASE_URL`, `DB_POOL_SIZE`, ...). `${VAR}` and `${VAR:-default}` are expanded
+//! `CONFIG_PATH`, or seed 000's `config.yaml`), `DBAGENT_<SECTION>__<KEY>` environment
+//! variables, then the seed-style variables (`DATABASE_URL`, `DB_POOL_SIZE`, ...; see
+//! [`seed`]). The environment is the process's, completed by `./.env`. `${VAR}` and `${VAR:-default}` are expanded
 //! inside file values. Unknown keys and invalid values stop start-up with the key's path.
 //! This module is the only one that reads environment variables (see [`load`]).
 //!
@@ -22,6 +23,7 @@ mod postgresql;
 mod replication;
 mod secret;
 mod security;
+mod seed;
 mod server;
 mod transactions;
 
@@ -58,6 +60,36 @@ pub struct Config {
     pub optimization: Optimization,
     pub logging: Logging,
     pub security: Security,
+    /// Where this configuration came from (not a key of the file).
+    #[serde(skip)]
+    pub provenance: Provenance,
+}
+
+/// Which file was read and what seed-compatibility rules applied, for the start-up log
+/// (logging starts after the configuration is loaded, so [`load`] cannot log them itself).
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// The configuration file read, if any.
+    pub file: Option<std::path::PathBuf>,
+    pub info: Vec<String>,
+    /// Deprecated names used, and choices the user may not expect.
+    pub warnings: Vec<String>,
+}
+
+impl Provenance {
+    /// Logs where the configuration came from, then each note.
+    pub fn log(&self) {
+        match &self.file {
+            Some(file) => tracing::info!(file = %file.display(), "configuration read"),
+            None => tracing::info!("no configuration file (./dbagent.yaml, ./config.yaml): defaults and environment"),
+        }
+        for note in &self.info {
+            tracing::info!("configuration: {note}");
+        }
+        for note in &self.warnings {
+            tracing::warn!("configuration: {note}");
+        }
+    }
 }
 
 impl Config {

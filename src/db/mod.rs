@@ -5,7 +5,7 @@
 
 pub mod admin;
 mod conn;
-mod conninfo;
+pub(crate) mod conninfo;
 mod error;
 pub mod listen;
 mod lsn;

@@ -178,7 +178,17 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Vec<Migration>, Error> {
 
 /// The paths of the regular files in `dir` that may be migrations, sorted by name.
 fn sql_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    let entries = fs::read_dir(dir).map_err(Error::io("read the migrations directory", dir))?;
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A fresh project has no migrations yet (seed 000's `POST /migrate` on a first start
+        // succeeds with nothing applied, as `alembic upgrade head` does); `migrate new`
+        // creates the directory.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            tracing::debug!(dir = %dir.display(), "no migrations directory: no migrations");
+            return Ok(Vec::new());
+        }
+        Err(err) => return Err(Error::io("read the migrations directory", dir)(err)),
+    };
     let mut paths = Vec::new();
     for entry in entries {
         let path = entry.map_err(Error::io("read the migrations directory", dir))?.path();

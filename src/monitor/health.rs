@@ -31,6 +31,8 @@ pub struct HealthReport {
     /// loopback), refused calls, and the audit queue (`dropped` only with `on_overflow: drop`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<crate::security::SecurityReport>,
+    /// Seed 001's shape: the database, each replica and the cache.
+    pub components: Vec<super::components::Component>,
 }
 
 /// `pg_stat_archiver` of the primary. A failing archive stops the recoverable window from
@@ -123,6 +125,9 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
     let all = pools.stats();
     let reachable = ping.is_ok();
     let replicas_ok = all.replicas.iter().all(|r| r.usable);
+    let cache = cache.map(|c| c.stats());
+    let latency_ms = reachable.then(|| round_ms(latency));
+    let components = super::components::components(&all.primary, reachable, latency_ms, &all.replicas, cache.as_ref());
     HealthReport {
         status: match (reachable, replicas_ok) {
             (false, _) => "unhealthy",
@@ -135,7 +140,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         database: DatabaseCheck {
             reachable,
             location: pools.primary().location(),
-            latency_ms: reachable.then(|| round_ms(latency)),
+            latency_ms,
             error: ping.err().map(|e| e.to_string()),
         },
         connection_pool: PoolReport {
@@ -145,10 +150,11 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
             replicas: all.replicas,
         },
         statistics: stats.snapshot(),
-        cache: cache.map(|c| c.stats()),
+        cache,
         backups: None,
         wal_archive: None,
         security: None,
+        components,
     }
 }
 

@@ -2,6 +2,7 @@
 //! Counters are atomics, bumped on the request path without locks; [`health`] assembles the
 //! health report from them and the pools.
 
+pub mod components;
 pub mod health;
 
 use std::sync::atomic::{AtomicU64, Ordering};

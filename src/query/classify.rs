@@ -322,7 +322,7 @@ mod tests {
         assert!(!class.runs_within(limit, 16), "its result size is not known yet");
         class.record_run(Duration::from_micros(200), Some(1));
         assert!(class.runs_within(limit, 16));
-        assert!(class.runs_within(limit, 0) == false && class.runs_within(limit, 1));
+        assert!(!class.runs_within(limit, 0) && class.runs_within(limit, 1));
         class.record_run(Duration::from_secs(2), Some(1));
         assert!(!class.runs_within(limit, 16));
         let fast_runs_to_recover = (1..100)

@@ -16,6 +16,7 @@ mod recovery;
 mod replication;
 mod schema;
 mod security;
+mod seed_compat;
 mod serve;
 mod session_state;
 mod transaction;
