@@ -37,6 +37,8 @@ pub enum Purpose {
     Replication,
     /// Health, LSN and lag checks.
     Monitor,
+    /// Generated seed data (`seed generate`): one transaction of COPYs.
+    Generate,
 }
 
 impl Purpose {
@@ -56,6 +58,7 @@ impl Purpose {
             Purpose::Cache => "dbagent cache",
             Purpose::Replication => "dbagent replication",
             Purpose::Monitor => "dbagent monitor",
+            Purpose::Generate => "dbagent seed generate",
         }
     }
 }
