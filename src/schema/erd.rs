@@ -46,7 +46,7 @@ pub fn render(tables: &[TableDoc], format: Format, columns: Columns) -> String {
 }
 
 /// The columns an entity shows, with their key markers (`PK`, `FK`, `UK`).
-fn shown<'a>(table: &'a TableDoc, columns: Columns) -> Vec<(&'a ColumnDetail, Vec<&'static str>)> {
+fn shown(table: &TableDoc, columns: Columns) -> Vec<(&ColumnDetail, Vec<&'static str>)> {
     let pk = table.primary_key();
     table
         .columns

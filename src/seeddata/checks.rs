@@ -76,19 +76,18 @@ fn comparison(e: &pg_query::protobuf::AExpr, rules: &mut BTreeMap<String, Rules>
     let op = e.name.last().and_then(string).unwrap_or_default();
     let (Some(left), Some(right)) = (e.lexpr.as_deref(), e.rexpr.as_deref()) else { return };
     if e.kind == AExprKind::AexprOpAny as i32 && op == "=" {
-        if let (Some(col), Some(NodeEnum::AArrayExpr(array))) = (column(left), right.node.as_ref()) {
-            let values: Option<Vec<String>> = array.elements.iter().map(constant).collect();
-            if let Some(values) = values {
-                rules.entry(col).or_default().allowed = Some(values);
-            }
+        if let (Some(col), Some(NodeEnum::AArrayExpr(array))) = (column(left), right.node.as_ref())
+            && let Some(values) = array.elements.iter().map(constant).collect::<Option<Vec<String>>>()
+        {
+            rules.entry(col).or_default().allowed = Some(values);
         }
         return;
     }
     if e.kind == AExprKind::AexprIn as i32 && op == "=" {
-        if let (Some(col), Some(NodeEnum::List(list))) = (column(left), right.node.as_ref()) {
-            if let Some(values) = list.items.iter().map(constant).collect::<Option<Vec<String>>>() {
-                rules.entry(col).or_default().allowed = Some(values);
-            }
+        if let (Some(col), Some(NodeEnum::List(list))) = (column(left), right.node.as_ref())
+            && let Some(values) = list.items.iter().map(constant).collect::<Option<Vec<String>>>()
+        {
+            rules.entry(col).or_default().allowed = Some(values);
         }
         return;
     }

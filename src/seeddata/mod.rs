@@ -350,10 +350,10 @@ async fn copy_rows(tx: &Transaction<'_>, table: &Table, sources: &[KeySource], r
             }
         }
     }
-    if !buffer.is_empty() {
-        if let Err(err) = sink.send(buffer.freeze()).await {
-            return Err(copy_error(err, table));
-        }
+    if !buffer.is_empty()
+        && let Err(err) = sink.send(buffer.freeze()).await
+    {
+        return Err(copy_error(err, table));
     }
     sink.finish().await.map_err(|err| copy_error(err, table))
 }
@@ -413,12 +413,12 @@ fn encode_row(row: &[Option<String>], out: &mut BytesMut) {
 
 /// A failed COPY: a broken CHECK named with its definition, the rest as the database said.
 fn copy_error(err: tokio_postgres::Error, table: &Table) -> Error {
-    if let Some(db_err) = err.as_db_error() {
-        if db_err.code().code() == "23514" {
-            let constraint = db_err.constraint().unwrap_or("?").to_owned();
-            let definition = table.checks.iter().find(|(name, _)| name == &constraint).map_or_else(|| db_err.message().to_owned(), |(_, d)| d.clone());
-            return Error::CheckUnsatisfied { table: table.name.display(), constraint, definition };
-        }
+    if let Some(db_err) = err.as_db_error()
+        && db_err.code().code() == "23514"
+    {
+        let constraint = db_err.constraint().unwrap_or("?").to_owned();
+        let definition = table.checks.iter().find(|(name, _)| name == &constraint).map_or_else(|| db_err.message().to_owned(), |(_, d)| d.clone());
+        return Error::CheckUnsatisfied { table: table.name.display(), constraint, definition };
     }
     Error::from_driver(err)
 }

@@ -186,15 +186,15 @@ pub async fn referenced_by(client: &impl GenericClient, oid: u32) -> Result<Vec<
 
 /// `extra`'s rules added to `rules` (the narrower bound wins; a value list replaces none).
 fn merge(rules: &mut Rules, extra: Rules) {
-    if let Some(min) = extra.min {
-        if rules.min.is_none_or(|m| min.value > m.value) {
-            rules.min = Some(min);
-        }
+    if let Some(min) = extra.min
+        && rules.min.is_none_or(|m| min.value > m.value)
+    {
+        rules.min = Some(min);
     }
-    if let Some(max) = extra.max {
-        if rules.max.is_none_or(|m| max.value < m.value) {
-            rules.max = Some(max);
-        }
+    if let Some(max) = extra.max
+        && rules.max.is_none_or(|m| max.value < m.value)
+    {
+        rules.max = Some(max);
     }
     if extra.allowed.is_some() {
         rules.allowed = extra.allowed;
