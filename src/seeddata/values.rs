@@ -385,51 +385,39 @@ fn base_kind(column: &Column, name: &str) -> Result<Kind, Unsupported> {
     })
 }
 
+/// `[min, max]` (the type's or the name's plausible range) narrowed to `[lo, hi]` (the CHECK
+/// bounds): their overlap, or, when they do not overlap, the CHECK's range from its nearer end,
+/// as wide as the plausible one was.
+fn narrow(min: f64, max: f64, lo: f64, hi: f64) -> (f64, f64) {
+    let (a, b) = (min.max(lo), max.min(hi));
+    if a <= b {
+        return (a, b);
+    }
+    let width = max - min;
+    if max < lo { (lo, (lo + width).min(hi)) } else { ((hi - width).max(lo), hi) }
+}
+
 /// `kind` narrowed to the column's CHECK bounds.
 fn bounded(kind: Kind, column: &Column) -> Kind {
     let rules = &column.rules;
+    if rules.min.is_none() && rules.max.is_none() {
+        return kind;
+    }
+    let lo = |step: f64| rules.min.map_or(f64::MIN, |b| if b.inclusive { b.value } else { b.value + step });
+    let hi = |step: f64| rules.max.map_or(f64::MAX, |b| if b.inclusive { b.value } else { b.value - step });
     match kind {
-        Kind::Int { mut min, mut max } => {
-            if let Some(b) = rules.min {
-                let lo = if b.inclusive { b.value.ceil() } else { b.value.floor() + 1.0 };
-                min = lo as i64;
-                max = max.max(min);
-            }
-            if let Some(b) = rules.max {
-                let hi = if b.inclusive { b.value.floor() } else { b.value.ceil() - 1.0 };
-                max = hi as i64;
-                if rules.min.is_none() {
-                    min = min.min(max);
-                }
-            }
-            Kind::Int { min, max }
+        Kind::Int { min, max } => {
+            let (a, b) = narrow(min as f64, max as f64, lo(1.0).ceil(), hi(1.0).floor());
+            Kind::Int { min: a.ceil() as i64, max: b.floor() as i64 }
         }
-        Kind::Decimal { mut min, mut max, scale } => {
+        Kind::Decimal { min, max, scale } => {
             let step = 10f64.powi(-(scale as i32));
-            if let Some(b) = rules.min {
-                min = if b.inclusive { b.value } else { b.value + step };
-                max = max.max(min);
-            }
-            if let Some(b) = rules.max {
-                max = if b.inclusive { b.value } else { b.value - step };
-                if rules.min.is_none() {
-                    min = min.min(max);
-                }
-            }
-            Kind::Decimal { min, max, scale }
+            let (a, b) = narrow(min, max, lo(step), hi(step));
+            Kind::Decimal { min: a, max: b, scale }
         }
-        Kind::Float { mut min, mut max } => {
-            if let Some(b) = rules.min {
-                min = b.value + if b.inclusive { 0.0 } else { 1e-3 };
-                max = max.max(min + 1.0);
-            }
-            if let Some(b) = rules.max {
-                max = b.value - if b.inclusive { 0.0 } else { 1e-3 };
-                if rules.min.is_none() {
-                    min = min.min(max - 1.0);
-                }
-            }
-            Kind::Float { min, max }
+        Kind::Float { min, max } => {
+            let (a, b) = narrow(min, max, lo(1e-3), hi(1e-3));
+            Kind::Float { min: a, max: b }
         }
         other => other,
     }
@@ -491,7 +479,11 @@ mod tests {
             assert_eq!(v.split('.').nth(1).map(str::len), Some(2), "{v}");
         }
         let year = Rules { min: Some(Bound { value: 1901.0, inclusive: true }), max: Some(Bound { value: 2155.0, inclusive: true }), ..Default::default() };
-        assert!(values(&column("release_year", "int4", -1, year), false, 100).iter().all(|v| (1901..=2155).contains(&v.parse::<i32>().unwrap())));
+        assert!(values(&column("release_year", "int4", -1, year), false, 100).iter().all(|v| (1970..=2025).contains(&v.parse::<i32>().unwrap())));
+        let far = Rules { min: Some(Bound { value: 500_000.0, inclusive: false }), ..Default::default() };
+        assert!(values(&column("n", "int4", -1, far), false, 100).iter().all(|v| (500_001..=600_000).contains(&v.parse::<i32>().unwrap())));
+        assert_eq!(narrow(0.0, 10.0, 20.0, 25.0), (20.0, 25.0));
+        assert_eq!(narrow(0.0, 10.0, -50.0, -40.0), (-50.0, -40.0));
         let short = Rules { max_len: Some(3), min_len: Some(2), ..Default::default() };
         assert!(values(&column("code", "text", -1, short), false, 50).iter().all(|v| (2..=3).contains(&v.chars().count())));
         let small = values(&column("n", "int2", -1, Rules::default()), true, 3);
