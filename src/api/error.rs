@@ -258,7 +258,15 @@ impl From<seeddata::Error> for ApiError {
         match err {
             seeddata::Error::Db(err) => err.into(),
             seeddata::Error::Schema(err) => err.into(),
-            other => ApiError::classified(&other),
+            other => {
+                let mut e = ApiError::classified(&other);
+                if let Some(pg) = other.server() {
+                    e.body.sqlstate = Some(pg.sqlstate.clone());
+                    e.body.detail = pg.detail.clone();
+                    e.body.hint = pg.hint.clone();
+                }
+                e
+            }
         }
     }
 }

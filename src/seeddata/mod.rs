@@ -60,6 +60,8 @@ pub enum Error {
     UniqueExhausted { table: String, columns: String, wanted: u64 },
     #[error("generated rows for {table} break CHECK constraint {constraint}: {definition}; dbagent cannot satisfy this check, fill the table another way or relax it")]
     CheckUnsatisfied { table: String, constraint: String, definition: String },
+    #[error("PostgreSQL refused the rows generated for {table}: {}{}", server.message, server.detail.as_ref().map_or_else(String::new, |d| format!(" ({d})")))]
+    Rejected { table: String, server: Box<db::PgError> },
     #[error("cannot clear {table}: {referenced_by} reference(s) it; clear those first")]
     ClearBlocked { table: String, referenced_by: String },
     #[error(transparent)]
@@ -77,9 +79,12 @@ impl Classify for Error {
         match self {
             Error::Invalid(_) | Error::NotATable { .. } => ErrorKind::BadRequest,
             Error::Schema(err) => err.kind(),
-            Error::UnsupportedType { .. } | Error::Cycle { .. } | Error::SelfReference { .. } | Error::UniqueExhausted { .. } | Error::CheckUnsatisfied { .. } => {
-                ErrorKind::Unprocessable
-            }
+            Error::UnsupportedType { .. }
+            | Error::Cycle { .. }
+            | Error::SelfReference { .. }
+            | Error::UniqueExhausted { .. }
+            | Error::CheckUnsatisfied { .. }
+            | Error::Rejected { .. } => ErrorKind::Unprocessable,
             Error::ClearBlocked { .. } => ErrorKind::Conflict,
             Error::Db(err) => err.kind(),
         }
@@ -90,7 +95,9 @@ impl Classify for Error {
             Error::Invalid(_) => "invalid_request",
             Error::NotATable { .. } => "not_a_table",
             Error::Schema(err) => err.code(),
-            Error::UnsupportedType { .. } | Error::Cycle { .. } | Error::SelfReference { .. } | Error::UniqueExhausted { .. } => "cannot_generate",
+            Error::UnsupportedType { .. } | Error::Cycle { .. } | Error::SelfReference { .. } | Error::UniqueExhausted { .. } | Error::Rejected { .. } => {
+                "cannot_generate"
+            }
             Error::CheckUnsatisfied { .. } => "check_unsatisfiable",
             Error::ClearBlocked { .. } => "clear_blocked",
             Error::Db(err) => err.code(),
@@ -101,6 +108,7 @@ impl Classify for Error {
         match self {
             Error::Db(err) => err.server(),
             Error::Schema(err) => err.server(),
+            Error::Rejected { server, .. } => Some(server),
             _ => None,
         }
     }
@@ -322,24 +330,27 @@ async fn copy_rows(tx: &Transaction<'_>, table: &Table, sources: &[KeySource], r
     let mut row: Vec<Option<String>> = vec![None; columns.len()];
     for i in 0..rows {
         let serial = existing as u64 + i;
-        make_row(&columns, &mut rng, serial, &mut row);
-        for (positions, seen) in &mut tracked {
-            let mut attempt = 0;
-            loop {
-                let key: Option<Vec<String>> = positions.iter().map(|&p| row[p].clone()).collect();
-                // NULLs never collide.
-                let Some(key) = key else { break };
-                if seen.insert(key) {
-                    break;
+        // A row whose unique keys collide is made again whole (a composite foreign key stays
+        // one parent's tuple), with serials past this run's so serial-based values differ.
+        let mut attempt = 0;
+        loop {
+            make_row(&columns, &mut rng, serial + attempt * rows, &mut row);
+            let keys: Vec<Option<Vec<String>>> =
+                tracked.iter().map(|(positions, _)| positions.iter().map(|&p| row[p].clone()).collect()).collect();
+            // NULLs never collide.
+            let clash = tracked.iter().zip(&keys).position(|((_, seen), key)| key.as_ref().is_some_and(|k| seen.contains(k)));
+            let Some(clash) = clash else {
+                for ((_, seen), key) in tracked.iter_mut().zip(keys) {
+                    if let Some(key) = key {
+                        seen.insert(key);
+                    }
                 }
-                attempt += 1;
-                if attempt >= UNIQUE_ATTEMPTS {
-                    let names: Vec<&str> = positions.iter().map(|&p| columns[p].0).collect();
-                    return Err(Error::UniqueExhausted { table: table.name.display(), columns: names.join(", "), wanted: rows });
-                }
-                for &p in positions.iter() {
-                    row[p] = make_value(&columns[p].1, &mut rng, serial + attempt as u64 * rows, &row);
-                }
+                break;
+            };
+            attempt += 1;
+            if attempt as usize >= UNIQUE_ATTEMPTS {
+                let names: Vec<&str> = tracked[clash].0.iter().map(|&p| columns[p].0).collect();
+                return Err(Error::UniqueExhausted { table: table.name.display(), columns: names.join(", "), wanted: rows });
             }
         }
         encode_row(&row, &mut buffer);
@@ -367,12 +378,12 @@ fn make_row(columns: &[(&str, Source)], rng: &mut fastrand::Rng, serial: u64, ro
                 let at = *picked.entry(*fk).or_insert_with(|| rng.usize(..keys.len()));
                 keys[at].get(*index).cloned().flatten()
             }
-            other => make_value(other, rng, serial, &[]),
+            other => make_value(other, rng, serial),
         };
     }
 }
 
-fn make_value(source: &Source, rng: &mut fastrand::Rng, serial: u64, _row: &[Option<String>]) -> Option<String> {
+fn make_value(source: &Source, rng: &mut fastrand::Rng, serial: u64) -> Option<String> {
     match source {
         Source::Made(maker) => maker.make(rng, serial),
         Source::Null | Source::Key { keys: KeySource::Null, .. } => None,
@@ -411,14 +422,19 @@ fn encode_row(row: &[Option<String>], out: &mut BytesMut) {
     out.put_u8(b'\n');
 }
 
-/// A failed COPY: a broken CHECK named with its definition, the rest as the database said.
+/// A failed COPY: a broken CHECK named with its definition; a value or constraint the
+/// database refused (SQLSTATE classes 22 and 23: a generator's limit, not the caller's SQL)
+/// as what it said; the rest (a lost connection, a timeout) as it is.
 fn copy_error(err: tokio_postgres::Error, table: &Table) -> Error {
-    if let Some(db_err) = err.as_db_error()
-        && db_err.code().code() == "23514"
-    {
+    let Some(db_err) = err.as_db_error() else { return Error::from_driver(err) };
+    let code = db_err.code().code();
+    if code == "23514" {
         let constraint = db_err.constraint().unwrap_or("?").to_owned();
         let definition = table.checks.iter().find(|(name, _)| name == &constraint).map_or_else(|| db_err.message().to_owned(), |(_, d)| d.clone());
         return Error::CheckUnsatisfied { table: table.name.display(), constraint, definition };
+    }
+    if code.starts_with("22") || code.starts_with("23") {
+        return Error::Rejected { table: table.name.display(), server: Box::new(db::PgError::from_db(db_err)) };
     }
     Error::from_driver(err)
 }

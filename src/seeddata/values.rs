@@ -148,7 +148,19 @@ impl Maker {
         } else {
             base_kind(column, &name)?
         };
-        let kind = bounded(kind, column);
+        let mut kind = bounded(kind, column);
+        // A unique integer counts up from its lower bound: give it the type's whole range
+        // unless a CHECK caps it, so a million rows still fit.
+        if let Kind::Int { max, .. } = &mut kind
+            && unique
+            && rules.max.is_none()
+        {
+            *max = match column.base_type.as_str() {
+                "int2" => i16::MAX as i64,
+                "int4" | "oid" => i32::MAX as i64,
+                _ => i64::MAX,
+            };
+        }
         let max_len = match column.base_type.as_str() {
             "varchar" | "bpchar" if column.typmod > 4 => Some((column.typmod - 4) as usize),
             _ => None,
@@ -319,6 +331,8 @@ fn int_range(name: &str, type_min: i64, type_max: i64) -> (i64, i64) {
         (1, 100)
     } else if has(&["percent", "pct"]) {
         (0, 100)
+    } else if has(&["length", "duration", "minutes", "runtime"]) {
+        (1, 300)
     } else {
         (1, 100_000)
     };

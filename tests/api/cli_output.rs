@@ -9,7 +9,10 @@ use crate::helpers::TestDb;
 
 /// A fresh empty directory to run the binary in.
 fn workdir(what: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{what}-{}", uuid::Uuid::new_v4().simple()));
+    // Short: the managed instance's socket directory lives under it (Unix socket paths are
+    // limited to about 100 bytes).
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{what}-{}", &id[..8]));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -93,9 +96,10 @@ async fn migrate_history_and_status_show_what_people_look_for_first() {
     let out = dbagent(&dir, &["migrate", "history"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let table = text(&out.stdout);
-    let header: Vec<&str> = table.lines().nth(1).unwrap().split('│').map(str::trim).filter(|c| !c.is_empty()).collect();
+    let cells = |line: &str| -> Vec<String> { line.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect() };
+    let header = cells(table.lines().nth(1).unwrap());
     assert_eq!(header, ["version", "name", "kind", "when (UTC)", "by", "duration", "backup", "checksum"], "{table}");
-    let row: Vec<&str> = table.lines().nth(3).unwrap().split('│').map(str::trim).filter(|c| !c.is_empty()).collect();
+    let row = cells(table.lines().nth(3).unwrap());
     assert_eq!(&row[..3], ["20260101000000", "create_users", "apply"], "{table}");
     assert_eq!(row.last().unwrap().len(), 12, "checksum shortened: {table}");
     assert!(row[5].ends_with("ms") || row[5].ends_with(" s"), "duration in human units: {table}");

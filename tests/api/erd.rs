@@ -45,7 +45,7 @@ async fn the_mermaid_erd_has_every_foreign_key_and_renders_as_written() {
     }
     // Key columns with their markers; Mermaid words only (no spaces or parentheses in types).
     assert!(erd.contains("        integer film_id PK\n"), "{erd}");
-    assert!(erd.contains("        smallint language_id FK \"not null\"\n"), "{erd}");
+    assert!(erd.contains("        integer language_id FK \"not null\"\n"), "{erd}");
     for line in erd.lines().filter(|l| l.starts_with("        ")) {
         let ty = line.split_whitespace().next().unwrap();
         assert!(ty.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "attribute type {ty:?} in {line:?}");

@@ -109,15 +109,12 @@ async fn pagila_tables_fill_with_composite_keys_and_domains() {
     let tables: Vec<&str> = body["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
     assert_eq!(tables, ["public.actor", "public.language", "public.film", "public.film_actor"], "{body}");
     assert_eq!(count(&app, "film_actor").await, 300);
-    // A foreign-key cycle with NOT NULL columns on both sides (store ↔ staff) is refused,
-    // naming it, and nothing is written.
-    let (status, body) = app.post("/seed/generate", &json!({"table": "customer", "rows": 10})).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["error"]["code"], "cannot_generate");
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("cycle") && message.contains("public.store") && message.contains("public.staff"), "{message}");
-    assert_eq!(count(&app, "customer").await, 0);
-    assert_eq!(count(&app, "address").await, 0, "the parents generated before the refusal were rolled back");
+    // customer → address → city → country, and → store: four levels of parents first.
+    let (status, body) = app.post("/seed/generate", &json!({"table": "customer", "rows": 40, "seed": 9})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tables: Vec<&str> = body["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, ["public.country", "public.city", "public.address", "public.store", "public.customer"], "{body}");
+    assert_eq!(count(&app, "customer").await, 40);
 }
 
 #[tokio::test]
@@ -128,7 +125,13 @@ async fn what_cannot_be_generated_is_a_clear_4xx_and_changes_nothing() {
          CREATE TABLE parent (id int PRIMARY KEY); CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent);
          INSERT INTO parent VALUES (1);
          CREATE VIEW v AS SELECT 1 AS x;
-         CREATE TABLE flags (f bool PRIMARY KEY);",
+         CREATE TABLE flags (f bool PRIMARY KEY);
+         CREATE TABLE a (id int PRIMARY KEY, b_id int NOT NULL);
+         CREATE TABLE b (id int PRIMARY KEY, a_id int NOT NULL REFERENCES a);
+         ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b;
+         CREATE TABLE teams (id int PRIMARY KEY, lead_id int);
+         CREATE TABLE people (id int PRIMARY KEY, team_id int NOT NULL REFERENCES teams);
+         ALTER TABLE teams ADD FOREIGN KEY (lead_id) REFERENCES people;",
     )
     .await;
     let (status, body) = app.post("/seed/generate", &json!({"table": "spans", "rows": 100, "seed": 1})).await;
@@ -142,6 +145,18 @@ async fn what_cannot_be_generated_is_a_clear_4xx_and_changes_nothing() {
     assert_eq!(body["error"]["code"], "clear_blocked");
     assert!(body["error"]["message"].as_str().unwrap().contains("public.child"), "{body}");
     assert_eq!(count(&app, "parent").await, 1);
+
+    // A cycle of NOT NULL foreign keys cannot be started; one with a nullable column can.
+    let (status, body) = app.post("/seed/generate", &json!({"table": "a", "rows": 5})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "cannot_generate");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cycle") && message.contains("public.a → public.b → public.a"), "{message}");
+    assert_eq!(count(&app, "b").await, 0, "nothing of the attempt is left");
+    let (status, body) = app.post("/seed/generate", &json!({"table": "people", "rows": 20})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(count(&app, "teams").await, 2);
+    assert_eq!(app.rows("SELECT count(*) AS n FROM teams WHERE lead_id IS NULL", json!([])).await[0]["n"], 2);
 
     let (status, body) = app.post("/seed/generate", &json!({"table": "flags", "rows": 5})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
