@@ -38,8 +38,16 @@ fn print_rows(rows: &Rows) -> Result<(), Failure> {
     let parsed = rows_value(rows)?;
     if !rows.columns.is_empty() {
         let mut table = new_table(rows.columns.iter().map(|c| c.name.clone()).collect());
-        for row in parsed.as_array().into_iter().flatten() {
+        let all: Vec<&Value> = parsed.as_array().into_iter().flatten().collect();
+        for row in &all {
             table.add_row(order_cells(rows, row));
+        }
+        // Numbers right-aligned, so their digits line up.
+        for (i, column) in rows.columns.iter().enumerate() {
+            let numeric = all.iter().all(|row| row.get(&column.name).is_none_or(|v| v.is_number() || v.is_null()));
+            if numeric && !all.is_empty() {
+                right_align(&mut table, i);
+            }
         }
         println!("{table}");
     }

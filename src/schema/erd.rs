@@ -123,11 +123,21 @@ impl Ids {
     }
 }
 
-/// `text` as a Mermaid word: letters, digits and `_`, starting with a letter.
+/// Words Mermaid's ER lexer takes for keywords (diagram statements, key markers, cardinality
+/// aliases): a name that is one of them gets a `_` so it stays a name.
+const MERMAID_KEYWORDS: &[&str] = &[
+    "erdiagram", "title", "acctitle", "accdescr", "direction", "style", "classdef", "class", "pk", "fk", "uk", "to", "optionally", "one", "zero", "many",
+    "only", "or", "more", "end",
+];
+
+/// `text` as a Mermaid word: letters, digits and `_`, starting with a letter, no keyword.
 fn word(text: &str) -> String {
     let mut out: String = text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
         out.insert(0, 'x');
+    }
+    if MERMAID_KEYWORDS.contains(&out.to_ascii_lowercase().as_str()) {
+        out.push('_');
     }
     out
 }
@@ -324,6 +334,8 @@ mod tests {
         }
         assert_eq!(word("Order Items"), "Order_Items");
         assert_eq!(word("1st"), "x1st");
+        assert_eq!(word("class"), "class_");
+        assert_eq!(word("PK"), "PK_");
     }
 
     #[test]
