@@ -205,6 +205,12 @@ impl Agent {
     /// Stops supervising, closes the pools (waiting for connections to end cleanly) and stops
     /// the managed servers this agent started.
     pub async fn stop(self) {
+        self.shutdown(true).await;
+    }
+
+    /// [`Agent::stop`], leaving the managed servers running when `stop_instance` is false
+    /// (`dbagent ... --keep-running`).
+    pub async fn shutdown(self, stop_instance: bool) {
         let Agent { executor, replication, supervising, guarding, security, .. } = self;
         match Arc::try_unwrap(security) {
             Ok(security) => security.stop().await,
@@ -223,7 +229,7 @@ impl Agent {
             },
             Err(_) => tracing::warn!("executor still in use at shutdown"),
         }
-        if let Some(managed) = managed {
+        if let Some(managed) = managed.filter(|_| stop_instance) {
             managed.stop().await;
         }
     }

@@ -11,6 +11,7 @@
 //! - [`query`]: running one statement: classification, routing, timeouts, results.
 //! - [`txn`]: running a list of statements as one transaction, with retries.
 //! - [`schema`]: catalog introspection (tables, columns, indexes, constraints).
+//! - [`seeddata`]: generated rows for tables (`seed generate`), parents first, through COPY.
 //! - [`migrate`]: versioned schema migrations (files, history, lock, up/down, repair).
 //! - [`monitor`]: counters and the slow-query log.
 //! - [`instance`]: managed PostgreSQL clusters (initdb, start, stop, replicas).
@@ -38,6 +39,7 @@ pub mod query;
 pub mod replication;
 pub mod schema;
 pub mod security;
+pub mod seeddata;
 pub mod txn;
 
 pub use error::{Classify, ErrorKind};

@@ -28,6 +28,7 @@
 //! | `sql_error` | `BadRequest` | 400 | PostgreSQL rejected the statement (SQLSTATE given) |
 //! | `invalid_name` | `BadRequest` | 400 | `/schema/{table}` name does not parse |
 //! | `outside_backup_location` | `BadRequest` | 400 | a restore path outside `backup.location` |
+//! | `not_a_table` | `BadRequest` | 400 | `/seed/generate` names a view or another relation that is not a table |
 //! | `unauthenticated` | `Unauthenticated` | 401 | no API key where one is required, or one that is unknown, expired or revoked (the answer never says which) |
 //! | `permission_denied` | `PermissionDenied` | 403 | SQLSTATE 42501 |
 //! | `scope_forbids` | `PermissionDenied` | 403 | the API key's scope does not reach this route or statement |
@@ -42,10 +43,13 @@
 //! | `conflict` | `Conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction`; a kept or pinned backup, an existing restore target, another job holding what this one needs |
 //! | `retries_exhausted` | `Conflict` | 409 | `/transaction` still conflicting after `max_retries` |
 //! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | `Conflict` | 409 | history and files disagree, or another runner holds the lock |
+//! | `clear_blocked` | `Conflict` | 409 | `/seed/generate` with `clear` on a table other tables reference |
 //! | `refused` | `Conflict` | 409 | `/indexes` would drop a constraint's index, or the name is taken |
 //! | `payload_too_large` | `TooLarge` | 413 | body over the limit |
 //! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | `Unprocessable` | 422 | the migration files or the target do not allow the request |
 //! | `migration_failed`, `seed_failed` | `Unprocessable` | 422 | a migration's (or seed's) SQL failed; rolled back; SQLSTATE given |
+//! | `cannot_generate` | `Unprocessable` | 422 | `/seed/generate` cannot make the rows: a NOT NULL column of a type it has no generator for, a foreign-key cycle or self-reference with no nullable column, a unique key with too few possible values |
+//! | `check_unsatisfiable` | `Unprocessable` | 422 | generated rows break a CHECK constraint dbagent cannot read (named, with its definition); nothing was written |
 //! | `invalid_schema` | `Unprocessable` | 422 | autogenerate's desired schema does not load (SQLSTATE and hint given) |
 //! | `verification_failed` | `Unprocessable` | 422 | a backup file is damaged (named), the key is wrong, row counts differ |
 //! | `key_required` | `Unprocessable` | 422 | the backup is encrypted and no key is configured |
@@ -73,7 +77,7 @@ use serde::Serialize;
 use crate::db::{self, PgError};
 use crate::error::{Classify, ErrorKind, INTERNAL};
 use crate::query::{self, ClassifyError};
-use crate::{advisor, backup, migrate, schema, security, txn};
+use crate::{advisor, backup, migrate, schema, security, seeddata, txn};
 
 /// What an error answer was, for the audit row (a response extension).
 #[derive(Debug, Clone)]
@@ -262,6 +266,24 @@ impl From<schema::Error> for ApiError {
         match err {
             schema::Error::Db(err) => err.into(),
             other => ApiError::classified(&other),
+        }
+    }
+}
+
+impl From<seeddata::Error> for ApiError {
+    fn from(err: seeddata::Error) -> Self {
+        match err {
+            seeddata::Error::Db(err) => err.into(),
+            seeddata::Error::Schema(err) => err.into(),
+            other => {
+                let mut e = ApiError::classified(&other);
+                if let Some(pg) = other.server() {
+                    e.body.sqlstate = Some(pg.sqlstate.clone());
+                    e.body.detail = pg.detail.clone();
+                    e.body.hint = pg.hint.clone();
+                }
+                e
+            }
         }
     }
 }

@@ -6,8 +6,8 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::{
-    BackupCommand, CacheCommand, Cli, RestoreArgs, WalCommand, IndexesCommand, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs, SeedCommand,
-    TransactionArgs, exit, output,
+    BackupCommand, CacheCommand, Cli, DictionaryFormat, ErdFormat, RestoreArgs, WalCommand, IndexesCommand, OptimizeArgs, Command, Failure, InstanceCommand, MigrateCommand, QueryArgs, ReplicaCommand, SchemaArgs,
+    SchemaDocument, SeedCommand, TransactionArgs, database, exit, output,
 };
 use crate::replication::{self, topology::Cluster};
 use crate::app::{self, Agent};
@@ -43,8 +43,13 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
         }
         Command::Instance(cmd) => instance_cmd(&config, cmd, cli.json).await,
         command => {
+            match database::need(&command) {
+                database::Need::Nothing => return offline(&config, command, cli.json),
+                database::Need::Existing => database::require_existing(&config)?,
+                database::Need::Started => database::announce_start(&config, cli.keep_running)?,
+            }
             // Every other command runs against a started agent, which is always stopped after
-            // (and with it a managed instance it started).
+            // (and with it a managed instance it started, unless --keep-running).
             let agent = start(config).await?;
             let result = match command {
                 Command::Query(args) => query(&agent, args, cli.json).await,
@@ -53,6 +58,9 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Schema(args) => schema_cmd(&agent, args, cli.json).await,
                 Command::Migrate(cmd) => migrate_cmd(&agent, cmd, &env, cli.json).await,
                 Command::Seed(SeedCommand::Run { env }) => seed_cmd(&agent, &env, cli.json).await,
+                Command::Seed(SeedCommand::Generate { table, rows, clear, seed }) => {
+                    generate_cmd(&agent, crate::seeddata::Request { table, rows, clear, seed }, cli.json).await
+                }
                 Command::Cache(CacheCommand::Unwatch) => unwatch_cmd(&agent, cli.json).await,
                 Command::Optimize(args) => optimize_cmd(&agent, args, cli.json).await,
                 Command::Backup(cmd) => backup_cmd(&agent, cmd, cli.json).await,
@@ -62,9 +70,20 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Audit(cmd) => super::security::audit_cmd(&agent, cmd, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) | Command::Wal(_) => Ok(()),
             };
-            agent.stop().await;
+            agent.shutdown(!cli.keep_running).await;
             result
         }
+    }
+}
+
+/// Commands that read files only (`backup list`, `backup status`): no agent, no database.
+fn offline(config: &Config, command: Command, as_json: bool) -> Result<(), Failure> {
+    use crate::backup;
+    let settings = backup::Settings::from_config(config).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
+    match command {
+        Command::Backup(BackupCommand::List) => output::backups(&backup::list(&settings).map_err(failure)?, as_json),
+        Command::Backup(BackupCommand::Status) => output::key_values(&serde_json::to_value(backup::status(&settings).map_err(failure)?)?, as_json),
+        _ => Ok(()),
     }
 }
 
@@ -142,7 +161,33 @@ async fn health(agent: &Agent, as_json: bool) -> Result<(), Failure> {
 }
 
 async fn schema_cmd(agent: &Agent, args: SchemaArgs, as_json: bool) -> Result<(), Failure> {
+    use crate::schema::{catalog, dictionary, erd};
     let pools = &agent.executor.pools;
+    match args.document {
+        Some(SchemaDocument::Erd { format, schema, table, all_columns }) => {
+            let filter = catalog::Filter { schemas: schema, table, neighbours: true };
+            let tables = catalog::load(pools, &filter).await.map_err(failure)?;
+            let format = match format {
+                ErdFormat::Mermaid => erd::Format::Mermaid,
+                ErdFormat::Dot => erd::Format::Dot,
+            };
+            let columns = if all_columns { erd::Columns::All } else { erd::Columns::Keys };
+            print!("{}", erd::render(&tables, format, columns));
+            return Ok(());
+        }
+        Some(SchemaDocument::Dictionary { format, schema, table }) => {
+            let filter = catalog::Filter { schemas: schema, table, neighbours: false };
+            let tables = catalog::load(pools, &filter).await.map_err(failure)?;
+            let format = match format {
+                DictionaryFormat::Markdown if !as_json => dictionary::Format::Markdown,
+                DictionaryFormat::Html if !as_json => dictionary::Format::Html,
+                _ => dictionary::Format::Json,
+            };
+            println!("{}", dictionary::render(&tables, format).trim_end());
+            return Ok(());
+        }
+        None => {}
+    }
     match args.table {
         None => {
             let tables = schema::tables(pools).await.map_err(failure)?;
@@ -213,9 +258,9 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
             for (n, replica) in instance::replicas(&settings).map_err(fail)? {
                 let status = instance::status(&replica).map_err(fail)?;
                 let fenced = instance::fenced(&replica.data_dir).map_err(fail)?.is_some();
-                list.push(json!({ "replica": n, "data_dir": status.data_dir, "running": status.running, "port": status.port, "fenced": fenced }));
+                list.push(json!({ "replica": n, "running": status.running, "port": status.port, "fenced": fenced, "data_dir": status.data_dir }));
             }
-            return output::rows(&list, as_json);
+            return output::rows(&list, &["replica", "running", "port", "fenced", "data_dir"], as_json);
         }
         InstanceCommand::Promote { replica: number } => {
             let replica = instance::replica_settings(&settings, number);
@@ -259,8 +304,10 @@ async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, env: &Environment, as_j
         }
         MigrateCommand::History { limit } => {
             let events = service.history(&db, limit).await.map_err(fail)?;
-            let rows: Vec<Value> = events.iter().map(|e| serde_json::to_value(e).unwrap_or_default()).collect();
-            output::rows(&rows, as_json)
+            // The backup taken before each applied version (from the applied table; the
+            // event log does not carry it). Without readable files there is none to show.
+            let applied = service.status(&db).await.map(|s| s.applied).unwrap_or_default();
+            output::migration_history(&events, &applied, as_json)
         }
         MigrateCommand::New { name, irreversible } => {
             let files = migrate::new_migration(service.directory(), &name, !irreversible, chrono::Utc::now()).map_err(fail)?;
@@ -366,14 +413,7 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
             }
             json!({ "backup_id": manifest.id, "stored_bytes": manifest.stored_bytes, "raw_bytes": manifest.raw_bytes, "duration_ms": manifest.duration_ms })
         }
-        BackupCommand::List => {
-            let list = backup::list(settings).map_err(fail)?;
-            let rows: Vec<Value> = list
-                .iter()
-                .map(|m| json!({ "id": m.id, "name": m.name, "kind": m.kind, "created_at": m.created_at, "stored_bytes": m.stored_bytes, "keep": m.keep }))
-                .collect();
-            return output::rows(&rows, as_json);
-        }
+        BackupCommand::List => return output::backups(&backup::list(settings).map_err(fail)?, as_json),
         BackupCommand::Verify { id, level } => {
             let level = match level {
                 1 => backup::VerifyLevel::Checksums,
@@ -385,8 +425,7 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
         }
         BackupCommand::Prune { dry_run } => {
             let decisions = backup::prune(&db, settings, dry_run).await.map_err(fail)?;
-            let rows: Vec<Value> = decisions.iter().map(|d| serde_json::to_value(d).unwrap_or_default()).collect();
-            return output::rows(&rows, as_json);
+            return output::prune(&decisions, dry_run, as_json);
         }
         BackupCommand::Delete { id, force } => json!({ "deleted": backup::delete(&db, settings, &id, force).await.map_err(fail)?.id }),
         BackupCommand::RebuildCatalog => serde_json::to_value(backup::rebuild_catalog(&db, settings).await.map_err(fail)?)?,
@@ -454,6 +493,12 @@ async fn seed_cmd(agent: &Agent, env: &str, as_json: bool) -> Result<(), Failure
     let db = agent.executor.pools.admin_config();
     let files = agent.migrations.seed(&db, env).await.map_err(failure)?;
     output::key_values(&json!({ "environment": env, "scripts": files }), as_json)
+}
+
+async fn generate_cmd(agent: &Agent, request: crate::seeddata::Request, as_json: bool) -> Result<(), Failure> {
+    let db = agent.executor.pools.admin_config();
+    let report = crate::seeddata::generate(&db, &request).await.map_err(failure)?;
+    output::generated(&report, as_json)
 }
 
 async fn unwatch_cmd(agent: &Agent, as_json: bool) -> Result<(), Failure> {

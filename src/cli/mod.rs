@@ -16,6 +16,7 @@
 //! other kind is 1.
 
 mod commands;
+mod database;
 mod output;
 mod security;
 
@@ -37,6 +38,9 @@ pub struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// When a command had to start the managed PostgreSQL instance, leave it running after.
+    #[arg(long, global = true)]
+    pub keep_running: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,7 +55,7 @@ pub enum Command {
     Transaction(TransactionArgs),
     /// Check the database and the pools.
     Health,
-    /// List tables, or describe one.
+    /// List tables, describe one, draw the ERD or write the data dictionary.
     Schema(SchemaArgs),
     /// Manage the local PostgreSQL instance.
     #[command(subcommand)]
@@ -59,7 +63,7 @@ pub enum Command {
     /// Schema migrations (files in `migrations.directory`).
     #[command(subcommand)]
     Migrate(MigrateCommand),
-    /// Seed data: `seeds/<env>/*.sql` in one transaction.
+    /// Seed data: run `seeds/<env>/*.sql`, or generate rows for a table.
     #[command(subcommand)]
     Seed(SeedCommand),
     /// The query result cache.
@@ -345,6 +349,23 @@ pub enum SeedCommand {
         #[arg(long, default_value = "development")]
         env: String,
     },
+    /// Generate plausible rows for a table (types, column names, CHECKs, unique and foreign
+    /// keys; empty parent tables are filled first), in one transaction through COPY.
+    Generate {
+        /// The table (`users`, `public.users`, `"Order Items"`).
+        #[arg(long)]
+        table: String,
+        #[arg(long)]
+        rows: u64,
+        /// Empty the table first (TRUNCATE ... RESTART IDENTITY; refused when other tables
+        /// reference it).
+        #[arg(long)]
+        clear: bool,
+        /// The same seed on the same starting state gives the same rows (default: a random
+        /// seed, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,9 +413,57 @@ fn parse_isolation(text: &str) -> Result<config::IsolationLevel, String> {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SchemaArgs {
     /// A table (`users`, `public.users`, `"Order Items"`); omit to list all.
     pub table: Option<String>,
+    #[command(subcommand)]
+    pub document: Option<SchemaDocument>,
+}
+
+/// Documents about the schema, printed on stdout (redirect to a file to commit it).
+#[derive(Debug, Subcommand)]
+pub enum SchemaDocument {
+    /// Entity-relationship diagram: tables, key columns and foreign keys.
+    Erd {
+        /// mermaid (renders on GitHub) or dot (Graphviz).
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: ErdFormat,
+        /// Only these schemas (comma-separated; default: all but dbagent's own).
+        #[arg(long, value_delimiter = ',')]
+        schema: Vec<String>,
+        /// One table and the tables one foreign key away from it.
+        #[arg(long)]
+        table: Option<String>,
+        /// Every column, not only key columns.
+        #[arg(long)]
+        all_columns: bool,
+    },
+    /// Data dictionary: every table and column with type, nullability, default,
+    /// constraints, indexes, comments, row estimate and size.
+    Dictionary {
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: DictionaryFormat,
+        /// Only these schemas (comma-separated; default: all but dbagent's own).
+        #[arg(long, value_delimiter = ',')]
+        schema: Vec<String>,
+        /// One table only.
+        #[arg(long)]
+        table: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ErdFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DictionaryFormat {
+    Markdown,
+    Html,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

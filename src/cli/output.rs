@@ -38,8 +38,16 @@ fn print_rows(rows: &Rows) -> Result<(), Failure> {
     let parsed = rows_value(rows)?;
     if !rows.columns.is_empty() {
         let mut table = new_table(rows.columns.iter().map(|c| c.name.clone()).collect());
-        for row in parsed.as_array().into_iter().flatten() {
+        let all: Vec<&Value> = parsed.as_array().into_iter().flatten().collect();
+        for row in &all {
             table.add_row(order_cells(rows, row));
+        }
+        // Numbers right-aligned, so their digits line up.
+        for (i, column) in rows.columns.iter().enumerate() {
+            let numeric = all.iter().all(|row| row.get(&column.name).is_none_or(|v| v.is_number() || v.is_null()));
+            if numeric && !all.is_empty() {
+                right_align(&mut table, i);
+            }
         }
         println!("{table}");
     }
@@ -156,6 +164,8 @@ pub fn tables(tables: &[TableSummary], as_json: bool) -> Result<(), Failure> {
             human_bytes(t.total_bytes),
         ]);
     }
+    right_align(&mut table, 3);
+    right_align(&mut table, 4);
     println!("{table}");
     Ok(())
 }
@@ -201,29 +211,27 @@ pub fn key_values(value: &Value, as_json: bool) -> Result<(), Failure> {
 }
 
 fn human_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    crate::schema::dictionary::human_bytes(bytes)
 }
 
-/// A list of flat JSON objects as a table (columns from the first object's keys).
-pub fn rows(items: &[Value], as_json: bool) -> Result<(), Failure> {
+/// A list of flat JSON objects as a table with the columns `keys`, in that order; numbers
+/// right-aligned.
+pub fn rows(items: &[Value], keys: &[&str], as_json: bool) -> Result<(), Failure> {
     if as_json {
         return print_json(&items);
     }
-    let Some(first) = items.first().and_then(Value::as_object) else {
+    if items.is_empty() {
         println!("(none)");
         return Ok(());
-    };
-    let keys: Vec<String> = first.keys().cloned().collect();
-    let mut table = new_table(keys.clone());
+    }
+    let mut table = new_table(keys.iter().map(|k| k.replace('_', " ")).collect());
     for item in items {
-        table.add_row(keys.iter().map(|k| item.get(k).map(cell).unwrap_or_default()).collect::<Vec<_>>());
+        table.add_row(keys.iter().map(|k| item.get(*k).map(cell).unwrap_or_default()).collect::<Vec<_>>());
+    }
+    for (i, key) in keys.iter().enumerate() {
+        if items.iter().all(|item| item.get(*key).is_none_or(|v| v.is_number() || v.is_null())) {
+            right_align(&mut table, i);
+        }
     }
     println!("{table}");
     Ok(())
@@ -251,23 +259,223 @@ pub fn migration_report(report: &crate::migrate::Report, as_json: bool) -> Resul
     Ok(())
 }
 
-/// `migrate status`.
+/// `migrate status`: one row per migration, applied and pending, by version (as `sqlx
+/// migrate info` and `alembic history --indicate-current` show them), then the counts.
 pub fn migration_status(status: &crate::migrate::Status, as_json: bool) -> Result<(), Failure> {
-    let value = serde_json::to_value(status)?;
     if as_json {
-        return print_json(&value);
+        return print_json(status);
     }
     println!("current version: {}", status.current.map_or("none".to_string(), |v| v.to_string()));
-    for key in ["applied", "pending", "drifted", "missing", "out_of_order"] {
-        let items = value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-        println!("{key}: {}", items.len());
-        if !items.is_empty() && items[0].is_object() {
-            rows(&items, false)?;
-        } else if !items.is_empty() {
-            println!("  {}", items.iter().map(cell).collect::<Vec<_>>().join(", "));
-        }
+    let mut rows: Vec<(i64, Vec<String>)> = Vec::new();
+    for a in &status.applied {
+        let state = if status.drifted.contains(&a.version) {
+            "applied, file changed"
+        } else if status.missing.contains(&a.version) {
+            "applied, file missing"
+        } else {
+            "applied"
+        };
+        rows.push((a.version, vec![
+            a.version.to_string(),
+            a.name.clone(),
+            state.into(),
+            when(&a.applied_at),
+            a.applied_by.clone(),
+            human_duration(a.execution_time_ms),
+            a.backup_id.clone().unwrap_or_default(),
+            short(&a.checksum),
+        ]));
     }
+    for p in &status.pending {
+        let state = if status.out_of_order.contains(&p.version) { "pending (out of order)" } else { "pending" };
+        let mut notes = vec![state.to_string()];
+        if !p.reversible {
+            notes.push("irreversible".into());
+        }
+        if p.no_transaction {
+            notes.push("no transaction".into());
+        }
+        rows.push((p.version, vec![p.version.to_string(), p.name.clone(), notes.join(", "), String::new(), String::new(), String::new(), String::new(), String::new()]));
+    }
+    rows.sort_by_key(|(v, _)| *v);
+    if rows.is_empty() {
+        println!("no migrations");
+        return Ok(());
+    }
+    let mut table = new_table(["version", "name", "state", "applied (UTC)", "by", "duration", "backup", "checksum"].map(String::from).to_vec());
+    for (_, row) in rows {
+        table.add_row(row);
+    }
+    right_align(&mut table, 5);
+    println!("{table}");
+    println!(
+        "{} applied, {} pending{}{}",
+        status.applied.len(),
+        status.pending.len(),
+        if status.drifted.is_empty() { String::new() } else { format!(", {} changed since applied (run `migrate repair` once reviewed)", status.drifted.len()) },
+        if status.missing.is_empty() { String::new() } else { format!(", {} applied without a file", status.missing.len()) },
+    );
     Ok(())
+}
+
+/// `migrate history`: newest first, the columns a person looks for first (version, name,
+/// kind, when, by, duration, backup), checksums shortened; `--json` has everything.
+pub fn migration_history(events: &[crate::migrate::Event], applied: &[crate::migrate::AppliedMigration], as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(&events);
+    }
+    if events.is_empty() {
+        println!("no migration has run yet");
+        return Ok(());
+    }
+    let with_detail = events.iter().any(|e| e.detail.is_some());
+    let mut header: Vec<String> = ["version", "name", "kind", "when (UTC)", "by", "duration", "backup", "checksum"].map(String::from).to_vec();
+    if with_detail {
+        header.push("detail".into());
+    }
+    let mut table = new_table(header);
+    for e in events {
+        let kind = enum_name(&e.kind);
+        let backup = if kind == "apply" { applied.iter().find(|a| a.version == e.version).and_then(|a| a.backup_id.clone()).unwrap_or_default() } else { String::new() };
+        let mut row = vec![
+            e.version.to_string(),
+            e.name.clone(),
+            kind,
+            when(&e.at),
+            e.by.clone(),
+            e.execution_time_ms.map(human_duration).unwrap_or_default(),
+            backup,
+            e.checksum.as_deref().map(short).unwrap_or_default(),
+        ];
+        if with_detail {
+            row.push(e.detail.clone().unwrap_or_default());
+        }
+        table.add_row(row);
+    }
+    right_align(&mut table, 5);
+    println!("{table}");
+    Ok(())
+}
+
+/// `backup list`: newest first, as `pgbackrest info` does (id, kind, when, sizes, duration),
+/// sizes in human units; `--json` prints the whole manifests.
+pub fn backups(list: &[crate::backup::Manifest], as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no backups yet (`dbagent backup create` takes one)");
+        return Ok(());
+    }
+    let header = ["id", "name", "kind", "created (UTC)", "size", "dump size", "duration", "verified", "kept"];
+    let mut table = new_table(header.map(String::from).to_vec());
+    for m in list {
+        let verified = m.verification.as_ref().map_or_else(|| "-".to_string(), |v| if v.ok { format!("ok {}", when(&v.at)) } else { "FAILED".to_string() });
+        let kept = match (&m.pinned_by, m.keep) {
+            (Some(by), _) => format!("pinned: {by}"),
+            (None, true) => "kept".into(),
+            (None, false) => String::new(),
+        };
+        table.add_row(vec![
+            m.id.clone(),
+            m.name.clone().unwrap_or_default(),
+            enum_name(&m.kind),
+            when(&m.created_at),
+            human_bytes(m.stored_bytes as i64),
+            human_bytes(m.raw_bytes as i64),
+            human_duration(m.duration_ms as f64),
+            verified,
+            kept,
+        ]);
+    }
+    for column in [4, 5, 6] {
+        right_align(&mut table, column);
+    }
+    println!("{table}");
+    let total: u64 = list.iter().map(|m| m.stored_bytes).sum();
+    println!("{} backup{}, {} stored", list.len(), if list.len() == 1 { "" } else { "s" }, human_bytes(total as i64));
+    Ok(())
+}
+
+/// `backup prune`: what goes and what stays, and why.
+pub fn prune(decisions: &[crate::backup::Decision], dry_run: bool, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(&decisions);
+    }
+    if decisions.is_empty() {
+        println!("no backups");
+        return Ok(());
+    }
+    let gone = if dry_run { "would delete" } else { "deleted" };
+    let mut table = new_table(["id", "verdict", "reason"].map(String::from).to_vec());
+    for d in decisions {
+        table.add_row(vec![d.id.clone(), if d.keep { "keep".into() } else { gone.to_string() }, d.reason.clone()]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+/// `seed generate`: the tables filled (parents first), the seed to repeat it.
+pub fn generated(report: &crate::seeddata::Report, as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(report);
+    }
+    let mut table = new_table(["table", "rows", "why"].map(String::from).to_vec());
+    for t in &report.tables {
+        table.add_row(vec![t.table.clone(), t.rows.to_string(), t.reason.to_string()]);
+    }
+    right_align(&mut table, 1);
+    println!("{table}");
+    println!(
+        "{} rows into {}{} in {} (seed {}: pass --seed {} to get the same rows again)",
+        report.rows,
+        report.table,
+        if report.cleared { " (cleared first)" } else { "" },
+        human_duration(report.duration_ms),
+        report.seed,
+        report.seed
+    );
+    Ok(())
+}
+
+fn right_align(table: &mut Table, column: usize) {
+    if let Some(c) = table.column_mut(column) {
+        c.set_cell_alignment(comfy_table::CellAlignment::Right);
+    }
+}
+
+/// An enum's serialized name (`apply`, `schema_only`).
+fn enum_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// A checksum shortened to 12 characters, as git shortens hashes.
+fn short(checksum: &str) -> String {
+    checksum.chars().take(12).collect()
+}
+
+/// A time to the second, in UTC.
+fn when(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Milliseconds in the unit a person reads best: `850 ms`, `2.4 s`, `3m 05s`, `1h 02m`.
+fn human_duration(ms: f64) -> String {
+    if !ms.is_finite() || ms < 0.0 {
+        return "-".into();
+    }
+    if ms < 1.0 {
+        return format!("{ms:.2} ms");
+    }
+    if ms < 1000.0 {
+        return format!("{ms:.0} ms");
+    }
+    let seconds = ms / 1000.0;
+    if seconds < 60.0 {
+        return format!("{seconds:.1} s");
+    }
+    let whole = seconds.round() as u64;
+    if whole < 3600 { format!("{}m {:02}s", whole / 60, whole % 60) } else { format!("{}h {:02}m", whole / 3600, (whole % 3600) / 60) }
 }
 
 /// `dbagent indexes`: suggestions and reports as tables, an action as what it did.
@@ -356,4 +564,18 @@ pub fn optimize(report: &crate::advisor::OptimizeReport, as_json: bool) -> Resul
         println!("\nindex ({}, {} confidence): {}", s.validated_with, s.confidence, s.sql);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_checksums_read_at_a_glance() {
+        for (ms, text) in [(0.25, "0.25 ms"), (12.4, "12 ms"), (2400.0, "2.4 s"), (185_000.0, "3m 05s"), (3_720_000.0, "1h 02m"), (f64::NAN, "-")] {
+            assert_eq!(human_duration(ms), text, "{ms}");
+        }
+        assert_eq!(short("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"), "9f86d081884c");
+        assert_eq!(short("abc"), "abc");
+    }
 }

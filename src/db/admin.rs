@@ -41,6 +41,8 @@ pub enum Purpose {
     Security,
     /// The audit log's writer and retention.
     Audit,
+    /// Generated seed data (`seed generate`): one transaction of COPYs.
+    Generate,
 }
 
 impl Purpose {
@@ -62,6 +64,7 @@ impl Purpose {
             Purpose::Monitor => "dbagent monitor",
             Purpose::Security => "dbagent security",
             Purpose::Audit => "dbagent audit",
+            Purpose::Generate => "dbagent seed generate",
         }
     }
 }

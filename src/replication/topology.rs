@@ -109,7 +109,7 @@ async fn stop_if_ours(cluster: &Cluster) {
 }
 
 /// The configured data directory, or the replica that replaced it in a failover.
-fn current_primary(configured: &Settings) -> Result<Settings, instance::Error> {
+pub fn current_primary(configured: &Settings) -> Result<Settings, instance::Error> {
     let mut settings = configured.clone();
     let mut seen: Vec<PathBuf> = Vec::new();
     while let Some(fence) = instance::fenced(&settings.data_dir)? {

@@ -4,6 +4,10 @@
 //! Names from users are resolved by PostgreSQL itself (`to_regclass`, passed as a bind
 //! parameter), so schema-qualified and quoted names work and no name can inject SQL.
 
+pub mod catalog;
+pub mod dictionary;
+pub mod erd;
+
 use serde::Serialize;
 use tokio_postgres::Row;
 
@@ -48,6 +52,9 @@ impl Classify for Error {
 /// One row of `GET /schema`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableSummary {
+    /// The relation's oid (internal: catalog lookups by oid).
+    #[serde(skip)]
+    pub oid: u32,
     pub schema: String,
     pub name: String,
     /// `table`, `partitioned table`, `view`, `materialized view`, `foreign table`.
@@ -115,6 +122,8 @@ pub struct ConstraintDetail {
     pub definition: String,
     pub deferrable: bool,
     pub validated: bool,
+    /// The constrained columns in key order (empty for a check on no column in particular).
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +152,25 @@ pub async fn tables(pools: &Pools) -> Result<Vec<TableSummary>, Error> {
 
 /// One relation, by a name as a user writes it: `users`, `public.users`, `"Order Items"`.
 pub async fn describe(pools: &Pools, name: &str) -> Result<TableDetail, Error> {
+    let table = resolve(pools, name).await?;
+    let oid = table.oid;
+    let mut details = details(pools, &[oid]).await?;
+    let parts = details.remove(&oid).unwrap_or_default();
+    Ok(TableDetail {
+        table: table.name,
+        schema: table.schema,
+        kind: table.kind,
+        row_estimate: table.row_estimate,
+        total_bytes: table.total_bytes,
+        columns: parts.columns,
+        indexes: parts.indexes,
+        constraints: parts.constraints,
+        foreign_keys: parts.foreign_keys,
+    })
+}
+
+/// A relation by a name as a user writes it, or `NotFound` / `InvalidName`.
+pub async fn resolve(pools: &Pools, name: &str) -> Result<TableSummary, Error> {
     let found = catalog_query(pools, RESOLVE_SQL, &[&name]).await.map_err(|err| match err.sqlstate() {
         // invalid_name, invalid_text_representation, cross-database / syntax errors of the name
         Some("42602" | "22P02" | "0A000" | "42601" | "3F000" | "42P01") => Error::InvalidName {
@@ -154,33 +182,47 @@ pub async fn describe(pools: &Pools, name: &str) -> Result<TableDetail, Error> {
         },
         _ => Error::Db(err),
     })?;
-    let Some(row) = found.first() else {
-        return Err(Error::NotFound { name: name.to_string() });
-    };
-    let oid: u32 = row.get("oid");
-    let table = summary(row);
-    let by_oid: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&oid];
+    found.first().map(summary).ok_or_else(|| Error::NotFound { name: name.to_string() })
+}
+
+/// The columns, indexes, constraints and foreign keys of a relation.
+#[derive(Debug, Clone, Default)]
+pub struct Parts {
+    pub columns: Vec<ColumnDetail>,
+    pub indexes: Vec<IndexDetail>,
+    pub constraints: Vec<ConstraintDetail>,
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// The parts of the relations `oids`, four catalog queries whatever their number.
+pub(crate) async fn details(pools: &Pools, oids: &[u32]) -> Result<std::collections::HashMap<u32, Parts>, db::Error> {
+    let oids = oids.to_vec();
+    let by_oid: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&oids];
     let (columns, indexes, constraints, foreign_keys) = tokio::try_join!(
         catalog_query(pools, COLUMNS_SQL, &by_oid),
         catalog_query(pools, INDEXES_SQL, &by_oid),
         catalog_query(pools, CONSTRAINTS_SQL, &by_oid),
         catalog_query(pools, FOREIGN_KEYS_SQL, &by_oid),
     )?;
-    Ok(TableDetail {
-        table: table.name,
-        schema: table.schema,
-        kind: table.kind,
-        row_estimate: table.row_estimate,
-        total_bytes: table.total_bytes,
-        columns: columns.iter().map(column).collect(),
-        indexes: indexes.iter().map(index).collect(),
-        constraints: constraints.iter().map(constraint).collect(),
-        foreign_keys: foreign_keys.iter().map(foreign_key).collect(),
-    })
+    let mut parts: std::collections::HashMap<u32, Parts> = oids.iter().map(|&o| (o, Parts::default())).collect();
+    let relid = |row: &Row| row.get::<_, u32>("relid");
+    for row in &columns {
+        parts.entry(relid(row)).or_default().columns.push(column(row));
+    }
+    for row in &indexes {
+        parts.entry(relid(row)).or_default().indexes.push(index(row));
+    }
+    for row in &constraints {
+        parts.entry(relid(row)).or_default().constraints.push(constraint(row));
+    }
+    for row in &foreign_keys {
+        parts.entry(relid(row)).or_default().foreign_keys.push(foreign_key(row));
+    }
+    Ok(parts)
 }
 
 /// Runs one catalog query on a read connection (replicas have the same catalog).
-async fn catalog_query(
+pub(crate) async fn catalog_query(
     pools: &Pools,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -205,6 +247,7 @@ async fn catalog_query(
 
 fn summary(row: &Row) -> TableSummary {
     TableSummary {
+        oid: row.get("oid"),
         schema: row.get("schema"),
         name: row.get("name"),
         kind: row.get("kind"),
@@ -252,6 +295,7 @@ fn constraint(row: &Row) -> ConstraintDetail {
         definition: row.get("definition"),
         deferrable: row.get("deferrable"),
         validated: row.get("validated"),
+        columns: row.get("columns"),
     }
 }
 

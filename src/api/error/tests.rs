@@ -139,6 +139,39 @@ fn samples_schema() -> Vec<schema::Error> {
     all
 }
 
+fn samples_seeddata() -> Vec<seeddata::Error> {
+    use seeddata::Error as E;
+    let mut all = vec![
+        E::Invalid("rows".into()),
+        E::NotATable { name: "v".into() },
+        E::UnsupportedType { table: "t".into(), column: "c".into(), type_name: "point".into() },
+        E::Cycle { path: "a → b → a".into() },
+        E::SelfReference { table: "t".into(), columns: "parent_id".into() },
+        E::UniqueExhausted { table: "t".into(), columns: "f".into(), wanted: 5 },
+        E::CheckUnsatisfied { table: "t".into(), constraint: "c".into(), definition: "CHECK ((a < b))".into() },
+        E::Rejected { table: "t".into(), server: Box::new(pg("22003")) },
+        E::ClearBlocked { table: "t".into(), referenced_by: "u".into() },
+    ];
+    all.extend(samples_schema().into_iter().map(E::Schema));
+    all.extend(samples_db().into_iter().map(E::Db));
+    for e in &all {
+        match e {
+            E::Invalid(_)
+            | E::NotATable { .. }
+            | E::UnsupportedType { .. }
+            | E::Cycle { .. }
+            | E::SelfReference { .. }
+            | E::UniqueExhausted { .. }
+            | E::CheckUnsatisfied { .. }
+            | E::Rejected { .. }
+            | E::ClearBlocked { .. }
+            | E::Schema(_)
+            | E::Db(_) => {}
+        }
+    }
+    all
+}
+
 fn samples_autogen() -> Vec<migrate::autogen::Error> {
     use migrate::autogen::Error as A;
     let all = vec![
@@ -298,6 +331,9 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
     }
     for e in samples_migrate() {
         check(&format!("migrate {e:?}"), e.kind(), e.code(), e.into());
+    }
+    for e in samples_seeddata() {
+        check(&format!("seeddata {e:?}"), e.kind(), e.code(), e.into());
     }
     for e in samples_advisor() {
         check(&format!("advisor {e:?}"), e.kind(), e.code(), e.into());

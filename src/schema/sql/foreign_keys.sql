@@ -1,5 +1,6 @@
--- Outgoing foreign keys: column lists in key order and the referential actions.
-SELECT con.conname::text AS name,
+-- Outgoing foreign keys of the relations $1 (oids): column lists in key order and the referential actions.
+SELECT con.conrelid AS relid,
+       con.conname::text AS name,
        ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
                JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord) AS columns,
        fn.nspname::text AS referenced_schema,
@@ -13,5 +14,5 @@ SELECT con.conname::text AS name,
   FROM pg_constraint con
   JOIN pg_class fc ON fc.oid = con.confrelid
   JOIN pg_namespace fn ON fn.oid = fc.relnamespace
- WHERE con.conrelid = $1::oid AND con.contype = 'f'
- ORDER BY con.conname
+ WHERE con.conrelid = ANY($1::oid[]) AND con.contype = 'f'
+ ORDER BY con.conrelid, con.conname

@@ -1,5 +1,6 @@
--- Indexes of one relation with their key columns (expressions as written).
-SELECT i.relname::text AS name,
+-- Indexes of the relations $1 (oids) with their key columns (expressions as written).
+SELECT ix.indrelid AS relid,
+       i.relname::text AS name,
        pg_get_indexdef(ix.indexrelid) AS definition,
        ARRAY(SELECT pg_get_indexdef(ix.indexrelid, k, true)
                FROM generate_series(1, ix.indnkeyatts::int) AS k ORDER BY k) AS columns,
@@ -11,5 +12,5 @@ SELECT i.relname::text AS name,
   FROM pg_index ix
   JOIN pg_class i ON i.oid = ix.indexrelid
   JOIN pg_am am ON am.oid = i.relam
- WHERE ix.indrelid = $1::oid
- ORDER BY i.relname
+ WHERE ix.indrelid = ANY($1::oid[])
+ ORDER BY ix.indrelid, i.relname
