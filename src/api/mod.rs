@@ -7,6 +7,7 @@ mod backup;
 mod body;
 pub mod error;
 mod health;
+mod metrics;
 mod migrate;
 mod query;
 pub mod request_id;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub auto_migrate: Arc<crate::migrate::AutoMigrate>,
     pub backup: Arc<crate::backup::Settings>,
     pub backup_schedule: Arc<crate::backup::ScheduleStats>,
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 /// The API's routes.
@@ -54,6 +56,14 @@ pub fn router(state: AppState) -> Router {
         .route("/schema", get(schema::list))
         .route("/schema/{table}", get(schema::describe))
         .route("/stats/replication", get(stats::replication))
+        .route("/stats/database", get(stats::database))
+        .route("/stats/tables", get(stats::tables))
+        .route("/stats/indexes", get(stats::indexes))
+        .route("/stats/slow-queries", get(stats::slow_queries))
+        .route("/stats/activity", get(stats::activity))
+        .route("/stats/system", get(stats::system))
+        .route("/metrics", get(metrics::scrape))
+        .route("/metrics/history", get(metrics::history))
         .route("/optimize", post(advisor::optimize))
         .route("/indexes", post(advisor::indexes))
         .route("/backup", post(backup::create))
@@ -69,10 +79,31 @@ pub fn router(state: AppState) -> Router {
         .route("/migrations/autogenerate", post(migrate::autogenerate))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.monitor.requests.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(axum::middleware::from_fn(request_id::scope))
+        .with_state(state)
+}
+
+/// Every route template of [`router`], for the request metrics' fixed table (a route missing
+/// here is counted as `route="unmatched"`; `tests/api/metrics.rs` checks each is a route).
+pub const ROUTES: &[&str] = &[
+    "/query", "/transaction", "/health", "/health/live", "/health/ready", "/schema", "/schema/{table}",
+    "/stats/replication", "/stats/database", "/stats/tables", "/stats/indexes", "/stats/slow-queries",
+    "/stats/activity", "/stats/system", "/metrics", "/metrics/history", "/optimize", "/indexes", "/backup",
+    "/backups", "/backups/prune", "/backups/status", "/backups/{id}", "/backups/{id}/download",
+    "/backups/{id}/verify", "/restore", "/migrate", "/migrations", "/migrations/autogenerate",
+];
+
+/// `/metrics` alone, for `monitoring.prometheus.port` (a listener Prometheus scrapes without
+/// reaching the API).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 

@@ -182,6 +182,9 @@ fn apply_seed_variables(tree: &mut Value, env: &Environment) -> Result<(), Error
     if let Some(v) = env.get("BACKUP_ENCRYPTION_KEY") {
         set(&["backup", "encryption_key"], Value::String(v.into()))?;
     }
+    if let Some(v) = env.get("DB_METRICS_RETENTION_HOURS") {
+        set(&["monitoring", "retention_hours"], scalar(v))?;
+    }
     if let Some(v) = env.get("PG_BIN") {
         set(&["instance", "bin_dir"], Value::String(v.into()))?;
     }

@@ -17,6 +17,7 @@ mod instance;
 mod load;
 mod logging;
 mod migrations;
+mod monitoring;
 mod optimization;
 mod postgresql;
 mod replication;
@@ -32,6 +33,7 @@ pub use instance::Instance;
 pub use load::{Environment, load};
 pub use logging::{LogFormat, Logging};
 pub use migrations::Migrations;
+pub use monitoring::{Monitoring, Prometheus};
 pub use optimization::Optimization;
 pub use postgresql::{Postgresql, Replica, SslMode};
 pub use replication::{FailoverMode, Replication};
@@ -55,6 +57,7 @@ pub struct Config {
     pub transactions: Transactions,
     pub optimization: Optimization,
     pub logging: Logging,
+    pub monitoring: Monitoring,
 }
 
 impl Config {
@@ -67,6 +70,7 @@ impl Config {
         self.backup.validate()?;
         self.migrations.validate()?;
         self.replication.validate()?;
+        self.monitoring.validate()?;
         if self.replication.replicas > 0 && self.postgresql.is_configured() {
             return invalid(
                 "replication.replicas",

@@ -117,6 +117,18 @@ fn samples_schema() -> Vec<schema::Error> {
     all
 }
 
+fn samples_monitor() -> Vec<crate::monitor::Error> {
+    use crate::monitor::Error as E;
+    let mut all = vec![E::StatementsUnavailable { how: "h".into() }, E::Invalid("m".into())];
+    all.extend(samples_db().into_iter().map(E::Db));
+    for e in &all {
+        match e {
+            E::StatementsUnavailable { .. } | E::Invalid(_) | E::Db(_) => {}
+        }
+    }
+    all
+}
+
 fn samples_autogen() -> Vec<migrate::autogen::Error> {
     use migrate::autogen::Error as A;
     let all = vec![
@@ -282,6 +294,9 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
     }
     for e in samples_backup() {
         check(&format!("backup {e:?}"), e.kind(), e.code(), e.into());
+    }
+    for e in samples_monitor() {
+        check(&format!("monitor {e:?}"), e.kind(), e.code(), e.into());
     }
 }
 
