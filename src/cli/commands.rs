@@ -28,6 +28,8 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
         // No result cache for one statement; other agents hear of its writes via the watch
         // triggers.
         config.caching.enable = false;
+        // Nor a metrics collector or history sampler (`stats` reads what it shows itself).
+        config.monitoring.enable = false;
     }
     match cli.command {
         Command::Serve(args) => {
@@ -57,6 +59,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Backup(cmd) => backup_cmd(&agent, cmd, cli.json).await,
                 Command::Restore(args) => restore_cmd(&agent, args, cli.json).await,
                 Command::Indexes(args) => indexes_cmd(&agent, args, cli.json).await,
+                Command::Stats(cmd) => super::stats::run(&agent, cmd, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) | Command::Wal(_) => Ok(()),
             };
             agent.stop().await;
@@ -74,7 +77,7 @@ async fn start(config: Config) -> Result<Agent, Failure> {
 
 /// A capability error with the exit code of its kind; the message is the whole chain, its code,
 /// and PostgreSQL's detail and hint when the server gave them.
-fn failure<E: Classify + std::error::Error + 'static>(err: E) -> Failure {
+pub(super) fn failure<E: Classify + std::error::Error + 'static>(err: E) -> Failure {
     let mut message = format!("{} ({})", crate::db::error_chain(&err), err.code());
     if let Some(pg) = err.server() {
         for (label, field) in [("detail", &pg.detail), ("hint", &pg.hint)] {

@@ -17,6 +17,7 @@
 
 mod commands;
 mod output;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +76,9 @@ pub enum Command {
     /// create, drop, apply.
     #[command(subcommand)]
     Indexes(IndexesCommand),
+    /// Database statistics: database, tables, indexes, slow-queries, activity, system.
+    #[command(subcommand)]
+    Stats(stats::StatsCommand),
     /// The WAL archive, as the managed server's archive_command and restore_command call it
     /// (`backup.pitr`); not meant to be run by hand.
     #[command(subcommand)]

@@ -1,4 +1,4 @@
--- /stats/activity: the $1 oldest open transactions and who blocks them.
+-- /stats/activity: the $1 oldest open transactions in this database and who blocks them.
 SELECT pid, coalesce(datname, '') AS database, coalesce(usename, '') AS "user",
        coalesce(application_name, '') AS application_name, host(client_addr) AS client_addr,
        coalesce(state, '') AS state, wait_event_type, wait_event,
@@ -7,6 +7,7 @@ SELECT pid, coalesce(datname, '') AS database, coalesce(usename, '') AS "user",
        left(query, 1000) AS query,
        pg_blocking_pids(pid) AS blocked_by
   FROM pg_stat_activity
- WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+ WHERE datname = current_database() AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+   AND backend_type = 'client backend'
  ORDER BY xact_start
  LIMIT $1
