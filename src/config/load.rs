@@ -327,6 +327,12 @@ mod tests {
     }
 
     #[test]
+    fn seed_004s_metrics_retention_sets_the_history_retention() {
+        let cfg = load_yaml("", &[("DB_METRICS_RETENTION_HOURS", "72")]).unwrap();
+        assert_eq!(cfg.monitoring.retention_hours, 72);
+    }
+
+    #[test]
     fn database_url_wins_over_the_file() {
         let cfg = load_yaml("postgresql:\n  url: postgresql://file/db\n", &[("DATABASE_URL", "postgresql://env/db")]).unwrap();
         assert_eq!(cfg.postgresql.url.unwrap().expose(), "postgresql://env/db");

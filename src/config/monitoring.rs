@@ -106,3 +106,35 @@ impl Monitoring {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(yaml: &str) -> Result<Config, String> {
+        let value: serde_norway::Value = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
+        serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+    }
+
+    #[test]
+    fn prometheus_takes_the_spec_flag_and_seed_000s_mapping() {
+        let seed = parse("monitoring:\n  prometheus:\n    enable: true\n    port: 9090\n").unwrap();
+        assert_eq!(seed.monitoring.prometheus, Prometheus { enable: true, port: Some(9090) });
+        let flag = parse("monitoring:\n  prometheus: false\n").unwrap();
+        assert_eq!(flag.monitoring.prometheus, Prometheus { enable: false, port: None });
+        assert_eq!(parse("").unwrap().monitoring.prometheus, Prometheus::default());
+        let err = parse("monitoring:\n  prometheus:\n    enabled: true\n").unwrap_err();
+        assert!(err.contains("monitoring.prometheus") && err.contains("enabled"), "{err}");
+        assert!(parse("monitoring:\n  prometheus: sometimes\n").is_err());
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let bad = |m: Monitoring| m.validate().unwrap_err().to_string();
+        assert!(bad(Monitoring { collect_interval: 0.0, ..Monitoring::default() }).contains("monitoring.collect_interval"));
+        assert!(bad(Monitoring { retention_hours: 0, ..Monitoring::default() }).contains("monitoring.retention_hours"));
+        assert!(bad(Monitoring { top_tables: 1_000_000, ..Monitoring::default() }).contains("monitoring.top_tables"));
+        assert!(Monitoring::default().validate().is_ok());
+    }
+}
