@@ -242,7 +242,7 @@ async fn the_history_is_sampled_read_as_aligned_series_and_pruned_by_one_agent()
         client.query_one(rows, &[]).await.unwrap().get::<_, i64>("agents") >= 2
     })
     .await;
-    let (_, both) = app.get("/metrics/history?hours=1&step=60&series=tps").await;
+    let (_, both) = app.get("/metrics/history?hours=1&step=60&series=tps,pool_active").await;
     assert!(both["agents"].as_array().unwrap().len() >= 3, "{both}");
     second.stop().await;
     app.stop().await;

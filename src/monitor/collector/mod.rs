@@ -122,7 +122,12 @@ impl Collector {
                 _ = tick.tick() => {}
             }
             let detail = last_detail.is_none_or(|at| at.elapsed() + Duration::from_millis(500) >= detail_every);
-            match self.collect(&pools, &mut session, detail).await {
+            // Shutdown does not wait for a read in progress (its session is just dropped).
+            let collected = tokio::select! {
+                _ = &mut shutdown => return,
+                collected = self.collect(&pools, &mut session, detail) => collected,
+            };
+            match collected {
                 Ok(()) => {
                     if detail {
                         last_detail = Some(Instant::now());

@@ -212,10 +212,10 @@ pub async fn read(client: &Client, req: &HistoryRequest, sample_interval: f64, r
     // One row per (bucket, agent, series): the agent's samples in the bucket averaged (or
     // their maximum); agents are then combined per series in Rust.
     let sql = format!(
-        "SELECT (floor(extract(epoch FROM h.at) / $3) * $3)::int8 AS bucket, h.agent_id, v.key,
+        "SELECT (floor(extract(epoch FROM h.at)::float8 / $3::float8) * $3::float8)::int8 AS bucket, h.agent_id, v.key,
                 {agg}(v.value::float8)::float8 AS value
            FROM dbagent.metrics_history h, jsonb_each_text(h.{column}) v
-          WHERE h.resolution = $1 AND h.at >= to_timestamp($2) AND h.at < to_timestamp($4)
+          WHERE h.resolution = $1 AND h.at >= to_timestamp($2::float8) AND h.at < to_timestamp($4::float8)
             AND v.key = ANY($5) AND v.value IS NOT NULL AND ($6::text IS NULL OR h.agent_id = $6)
           GROUP BY 1, 2, 3",
         agg = if stat == Stat::Max { "max" } else { "avg" },
@@ -291,8 +291,8 @@ mod tests {
             (Some(1.0), Some(60), 60),
             (Some(24.0), Some(60), 60),
             (Some(168.0), Some(3600), 3600),
-            (Some(48.0), Some(30), 60),
-            (None, None, 0),
+            (Some(30.0), Some(30), 60),
+            (None, None, 60),
         ];
         for (hours, step, resolution) in cases {
             let p = plan(&req(None, hours, step), 15.0, 168, now).unwrap();
