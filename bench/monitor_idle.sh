@@ -33,8 +33,8 @@ psql "DROP TABLE IF EXISTS dbagent.history_size_probe;
       INSERT INTO dbagent.history_size_probe
       SELECT r.agent_id, r.resolution, r.at + make_interval(secs => g * greatest(r.resolution, 15)), r.samples, r.avg, r.max
         FROM (SELECT DISTINCT ON (resolution) * FROM dbagent.metrics_history ORDER BY resolution, at DESC) r,
-             generate_series(1, CASE r.resolution WHEN 0 THEN 5760 WHEN 60 THEN 1440 ELSE 24 END) g;
-      VACUUM ANALYZE dbagent.history_size_probe"
+             generate_series(1, CASE r.resolution WHEN 0 THEN 5760 WHEN 60 THEN 1440 ELSE 24 END) g"
+psql "VACUUM ANALYZE dbagent.history_size_probe"
 psql "SELECT 'one agent-day: ' || resolution || ': ' || count(*) || ' rows' FROM dbagent.history_size_probe GROUP BY resolution ORDER BY resolution"
 psql "SELECT 'one agent-day (heap + primary key): ' || pg_size_pretty(pg_total_relation_size('dbagent.history_size_probe'))"
 psql "DROP TABLE dbagent.history_size_probe"

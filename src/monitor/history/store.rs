@@ -2,7 +2,8 @@
 //! aligned series for charts.
 //!
 //! Rows are keyed by `(resolution, at, agent_id)`: `resolution` 0 for raw samples, 60 and
-//! 3600 for the rollups, `at` the start of the interval a row covers. Raw samples are kept
+//! 3600 for the rollups, `at` the start of the interval a row covers. A raw row's `max` is
+//! `{}` (one sample: it would only repeat `avg`, doubling the largest part of the table). Raw samples are kept
 //! for a day at most (charts over longer spans read the rollups), the rollups for
 //! `retention_hours`.
 
@@ -49,7 +50,7 @@ pub async fn insert(client: &Client, agent: &str, at: DateTime<Utc>, sample: &Sa
     client
         .execute(
             "INSERT INTO dbagent.metrics_history (agent_id, resolution, at, samples, avg, max)
-             VALUES ($1, 0, $2::text::timestamptz, 1, $3::text::jsonb, $3::text::jsonb)
+             VALUES ($1, 0, $2::text::timestamptz, 1, $3::text::jsonb, '{}')
              ON CONFLICT DO NOTHING",
             &[&agent, &at.to_rfc3339(), &json],
         )
@@ -63,7 +64,7 @@ pub async fn insert(client: &Client, agent: &str, at: DateTime<Utc>, sample: &Sa
 pub async fn rollup(client: &Client, agent: &str, from: i32, to: i32, start: DateTime<Utc>) -> Result<(), Error> {
     let sql = "
         WITH src AS (
-            SELECT h.samples, a.key, a.value::float8 AS avg, (h.max ->> a.key)::float8 AS max
+            SELECT h.samples, a.key, a.value::float8 AS avg, coalesce((h.max ->> a.key)::float8, a.value::float8) AS max
               FROM dbagent.metrics_history h, jsonb_each_text(h.avg) a
              WHERE h.agent_id = $1 AND h.resolution = $2
                AND h.at >= $4::text::timestamptz AND h.at < $4::text::timestamptz + make_interval(secs => $3)
@@ -204,9 +205,10 @@ fn plan(req: &HistoryRequest, sample_interval: f64, retention_hours: u32, now: D
 pub async fn read(client: &Client, req: &HistoryRequest, sample_interval: f64, retention_hours: u32) -> Result<History, Error> {
     let plan = plan(req, sample_interval, retention_hours, Utc::now())?;
     let stat = req.stat.unwrap_or_default();
+    // A raw row is one sample: its `max` is left empty (it would repeat `avg`).
     let column = match stat {
-        Stat::Avg => "avg",
-        Stat::Max => "max",
+        Stat::Max if plan.resolution > 0 => "max",
+        _ => "avg",
     };
     let names: Vec<&str> = plan.series.iter().map(|s| s.name).collect();
     // One row per (bucket, agent, series): the agent's samples in the bucket averaged (or
