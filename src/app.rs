@@ -108,7 +108,7 @@ impl Agent {
         let guarding = spawn_guard_refresh(Arc::downgrade(&executor));
         let migrations = Arc::new(migrate::Service::new(&config));
         let data_dir = managed_data_dir(&replication);
-        let monitor = Arc::new(Monitor::new(&config.monitoring, api::ROUTES, data_dir));
+        let monitor = Arc::new(Monitor::new(&config.monitoring, api::ROUTES, data_dir, Some(migrations.clone())));
         let collecting = spawn_collector(&monitor, &executor.pools);
         Ok(Agent {
             executor,

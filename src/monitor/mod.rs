@@ -45,11 +45,16 @@ pub struct Monitor {
 
 impl Monitor {
     /// `routes` are the API's route templates (`api::ROUTES`).
-    pub fn new(settings: &Monitoring, routes: &[&'static str], data_dir: Option<PathBuf>) -> Monitor {
+    pub fn new(
+        settings: &Monitoring,
+        routes: &[&'static str],
+        data_dir: Option<PathBuf>,
+        migrations: Option<Arc<crate::migrate::Service>>,
+    ) -> Monitor {
         let managed = data_dir.is_some();
         Monitor {
             requests: Arc::new(RequestMetrics::new(routes)),
-            collector: settings.enable.then(|| Arc::new(Collector::new(settings, managed))),
+            collector: settings.enable.then(|| Arc::new(Collector::new(settings, managed, migrations))),
             settings: settings.clone(),
             data_dir,
             managed,

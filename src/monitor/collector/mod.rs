@@ -73,6 +73,8 @@ pub struct Collector {
     errors: AtomicU64,
     /// Nanoseconds the last cheap collection took.
     last_duration: AtomicU64,
+    /// Migration status (applied, pending, drifted) with the detail views.
+    migrations: Option<Arc<crate::migrate::Service>>,
 }
 
 /// The collector's session and what was learned when it opened.
@@ -87,8 +89,9 @@ struct Session {
 const SESSION_SETUP: &str = "SET statement_timeout = '5s'; SET lock_timeout = '1s'; SET idle_in_transaction_session_timeout = '10s'";
 
 impl Collector {
-    pub fn new(settings: &Monitoring, managed: bool) -> Collector {
+    pub fn new(settings: &Monitoring, managed: bool, migrations: Option<Arc<crate::migrate::Service>>) -> Collector {
         Collector {
+            migrations,
             snapshot: RwLock::default(),
             settings: settings.clone(),
             managed,
@@ -159,7 +162,8 @@ impl Collector {
         next.cheap = cheap;
         totals.size_bytes = previous.database.and_then(|d| d.size_bytes);
         if detail {
-            let (text, size, available) = self.read_detail(s).await?;
+            let (mut text, size, available) = self.read_detail(s).await?;
+            self.read_migrations(pools, &mut text).await;
             next.detail = text.into();
             next.statements_available = Some(available);
             totals.size_bytes = size.or(totals.size_bytes);
@@ -271,6 +275,26 @@ impl Collector {
             Err(err) => return Err(Error::driver(err)),
         };
         Ok((text.finish(), size, available))
+    }
+
+    /// `dbagent_migrations_*` from the migration history and files (read-only, on the
+    /// migration module's own session); left out when the files cannot be read.
+    async fn read_migrations(&self, pools: &Pools, text: &mut String) {
+        let Some(service) = &self.migrations else { return };
+        let status = tokio::time::timeout(Duration::from_secs(5), service.status(&pools.admin_config())).await;
+        let status = match status {
+            Ok(Ok(status)) => status,
+            Ok(Err(err)) => {
+                tracing::debug!(error = %db::error_chain(&err), "no migration status for /metrics");
+                return;
+            }
+            Err(_) => return,
+        };
+        let mut out = Text::with_capacity(512);
+        out.single("dbagent_migrations_applied", Kind::Gauge, "Migrations applied to the database.", status.applied.len() as f64);
+        out.single("dbagent_migrations_pending", Kind::Gauge, "Migration files not applied yet.", status.pending.len() as f64);
+        out.single("dbagent_migrations_drifted", Kind::Gauge, "Applied migrations whose file changed since.", status.drifted.len() as f64);
+        text.push_str(&out.finish());
     }
 
     /// The collector's own series.
