@@ -20,8 +20,12 @@ use crate::monitor::scrape::Scrape;
 /// The exposition format's content type (text format 0.0.4).
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Renders the agent's counters and the collector's last read; reads no database.
+/// Renders the agent's counters and the collector's last read; reads no database. 404 with
+/// `monitoring.prometheus: false`.
 pub async fn scrape(State(state): State<AppState>) -> Response {
+    if !state.config.monitoring.prometheus.enable {
+        return ApiError::not_found("Prometheus metrics are turned off (monitoring.prometheus)").into_response();
+    }
     let monitor = &state.monitor;
     let executor = &state.executor;
     let backups = (state.backup.schedule.is_some() && state.config.backup.enable).then(|| state.backup_schedule.snapshot());

@@ -247,3 +247,11 @@ async fn the_history_is_sampled_read_as_aligned_series_and_pruned_by_one_agent()
     second.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let app = spawn_app_with(|c| c.monitoring.prometheus.enable = false).await;
+    let (status, body) = app.get("/metrics").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    app.stop().await;
+}
