@@ -203,3 +203,21 @@ async fn the_cli_prints_the_same_statistics_as_tables_or_json() {
     assert_eq!(code, Some(2), "{stderr}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn on_the_managed_instance_slow_queries_work_out_of_the_box_and_disk_is_reported() {
+    let app = crate::helpers::spawn_managed_app(|_| {}).await;
+    app.rows("CREATE TABLE IF NOT EXISTS managed_t (id int)", json!([])).await;
+    for i in 0..3 {
+        app.rows("INSERT INTO managed_t VALUES ($1)", json!([i])).await;
+    }
+    let (status, statements) = app.get("/stats/slow-queries?order=calls").await;
+    assert_eq!(status, StatusCode::OK, "dbagent created pg_stat_statements itself: {statements}");
+    assert!(statements.as_array().unwrap().iter().any(|q| q["query"].as_str().is_some_and(|t| t.contains("managed_t"))), "{statements}");
+    let (_, database) = app.get("/stats/database").await;
+    assert!(database["disk"]["free_bytes"].as_u64().unwrap() > 0, "{database}");
+    let (_, system) = app.get("/stats/system").await;
+    assert_eq!(system["database_host"], true);
+    assert!(system["disk"]["total_bytes"].as_u64().unwrap() > 0, "{system}");
+    app.stop().await;
+}
