@@ -21,6 +21,8 @@
 #   BENCH_OUT=<dir>          where raw logs go (default: a new /tmp/dbagent-bench.XXXXXX)
 #   BENCH_STRICT=0           1: exit 2 when a target is missed
 #   DBAGENT_BIN=<path>       use this binary instead of running `cargo build --release`
+#   BENCH_MONITORING=true    false: run dbagent with monitoring.enable off (no collector, no
+#                            history sampler), to compare the monitor's cost
 #   PGHOST/PGPORT/PGUSER     the PostgreSQL server (default 127.0.0.1 / 5432 / postgres, trust)
 #   PG_BINDIR                where pgbench and psql are (default /usr/lib/postgresql/15/bin
 #                            when it exists, else PATH)
@@ -289,7 +291,7 @@ start_dbagent() {
     (cd "$OUT" && exec env -i PATH="$PATH" HOME="${HOME:-/root}" \
         DATABASE_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB" \
         DBAGENT_SERVER__PORT=0 DB_POOL_SIZE="$POOL" DB_MAX_OVERFLOW=0 \
-        DBAGENT_LOGGING__LEVEL=warn \
+        DBAGENT_LOGGING__LEVEL=warn DBAGENT_MONITORING__ENABLE="${BENCH_MONITORING:-true}" \
         "$BIN" serve) >"$OUT/dbagent.stdout" 2>"$OUT/dbagent.stderr" &
     AGENT_PID=$!
     for _ in $(seq 1 300); do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing dbagent needs and a fresh Debian/Ubuntu machine
 # may lack: libclang for pg_query's bindgen step, the PostgreSQL server binaries for the managed
-# instance, HypoPG for validated index suggestions, redis-server for the cache tests.
+# instance, HypoPG for validated index suggestions, redis-server for the cache tests, promtool
+# (Debian `prometheus`) for the /metrics test.
 # Idempotent; prints nothing when everything is there.
 set -euo pipefail
 
@@ -28,6 +29,8 @@ if ! command -v postgres >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/postg
 fi
 # The tests start private redis-server processes (the cache's Redis backend).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# `promtool check metrics` checks /metrics in the tests (Debian's prometheus package ships it).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 install "${need[@]}"
 
 # HypoPG, one package per installed server version (known only once the server is installed).

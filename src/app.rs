@@ -14,7 +14,7 @@ use crate::cache::Cache;
 use crate::config::{self, Config, Secret};
 use crate::db::Pools;
 use crate::{backup, instance, migrate};
-use crate::monitor::Stats;
+use crate::monitor::{Monitor, Stats};
 use crate::query::{Executor, Limits};
 use crate::replication::{Managed, Supervisor};
 
@@ -45,9 +45,12 @@ pub struct Agent {
     pub backup: Arc<backup::Settings>,
     pub backup_schedule: Arc<backup::ScheduleStats>,
     pub security: Arc<crate::security::Security>,
+    pub monitor: Arc<Monitor>,
     supervising: tokio::task::JoinHandle<()>,
     /// Re-reads which functions, triggers and views run user code (`query::guard`).
     guarding: tokio::task::JoinHandle<()>,
+    /// The metrics collector (`monitoring.enable`); stopped with the agent.
+    collecting: Option<(tokio::task::JoinHandle<()>, oneshot::Sender<()>)>,
 }
 
 impl Agent {
@@ -120,6 +123,9 @@ impl Agent {
                 return Err(anyhow::Error::new(err).context("cannot start access control (security:)"));
             }
         };
+        let data_dir = managed_data_dir(&replication);
+        let monitor = Arc::new(Monitor::new(&config.monitoring, &api::route_paths(), data_dir, Some(migrations.clone())));
+        let collecting = spawn_collector(&monitor, &executor.pools);
         Ok(Agent {
             executor,
             config: Arc::new(config),
@@ -130,8 +136,10 @@ impl Agent {
             backup,
             backup_schedule: Arc::default(),
             security,
+            monitor,
             supervising,
             guarding,
+            collecting,
         })
     }
 
@@ -147,6 +155,7 @@ impl Agent {
             backup: self.backup.clone(),
             backup_schedule: self.backup_schedule.clone(),
             security: self.security.clone(),
+            monitor: self.monitor.clone(),
         }
     }
 
@@ -211,7 +220,11 @@ impl Agent {
     /// [`Agent::stop`], leaving the managed servers running when `stop_instance` is false
     /// (`dbagent ... --keep-running`).
     pub async fn shutdown(self, stop_instance: bool) {
-        let Agent { executor, replication, supervising, guarding, security, .. } = self;
+        let Agent { executor, replication, supervising, guarding, security, collecting, .. } = self;
+        if let Some((task, stop)) = collecting {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         match Arc::try_unwrap(security) {
             Ok(security) => security.stop().await,
             Err(_) => tracing::warn!("access control still in use at shutdown; the audit queue may not be written out"),
@@ -254,6 +267,21 @@ async fn create_managed_extensions(pools: &Pools) {
     if let Err(err) = crate::db::admin::execute(&pools.admin_config(), crate::db::Purpose::Monitor, &statements).await {
         tracing::warn!(error = %crate::db::error_chain(&err), "cannot create pg_stat_statements in the managed database");
     }
+}
+
+/// The managed primary's data directory, when this agent runs the database.
+fn managed_data_dir(replication: &Supervisor) -> Option<std::path::PathBuf> {
+    replication.managed().map(|m| m.primary.running.data_dir.clone())
+}
+
+/// Starts the metrics collector when `monitoring.enable`: its own session, never a pool's.
+fn spawn_collector(monitor: &Monitor, pools: &Arc<Pools>) -> Option<(tokio::task::JoinHandle<()>, oneshot::Sender<()>)> {
+    let collector = monitor.collector.clone()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(collector.run(pools.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Some((task, stop))
 }
 
 /// Points the primary pool at the managed primary and puts the managed replicas first among
@@ -301,8 +329,12 @@ pub async fn serve(agent: Agent) -> anyhow::Result<()> {
 /// waiting.
 pub struct Serving {
     address: SocketAddr,
+    /// `/metrics` on `monitoring.prometheus.port`, when configured.
+    metrics_address: Option<SocketAddr>,
     stop_http: oneshot::Sender<()>,
     stop_schedule: oneshot::Sender<()>,
+    /// Stops the history sampler and the metrics listener (when sent, or dropped).
+    stop_monitor: tokio::sync::watch::Sender<()>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -321,6 +353,9 @@ impl Serving {
         agent.spawn_backup_schedule(async move {
             let _ = schedule_stopped.await;
         });
+        let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(());
+        let metrics_address = serve_metrics_port(agent, monitor_stopped.clone()).await?;
+        spawn_history(agent, address, monitor_stopped);
         let (stop_http, http_stopped) = oneshot::channel::<()>();
         let router = api::router(agent.state());
         let http = tokio::spawn(async move {
@@ -330,7 +365,12 @@ impl Serving {
                 })
                 .await
         });
-        Ok(Serving { address, stop_http, stop_schedule, http })
+        Ok(Serving { address, metrics_address, stop_http, stop_schedule, stop_monitor, http })
+    }
+
+    /// Where `/metrics` has a listener of its own (`monitoring.prometheus.port`).
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
 
     /// Where the API listens (with the port the system chose for port 0).
@@ -342,7 +382,7 @@ impl Serving {
     /// requests, lets the in-flight ones finish and stops the backup schedule. The agent is
     /// stopped after by its owner ([`Agent::stop`]).
     pub async fn until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Serving { stop_http, stop_schedule, mut http, .. } = self;
+        let Serving { stop_http, stop_schedule, stop_monitor, mut http, .. } = self;
         let served = tokio::select! {
             served = &mut http => served,
             () = signal => {
@@ -352,8 +392,56 @@ impl Serving {
             }
         };
         let _ = stop_schedule.send(());
+        let _ = stop_monitor.send(());
         served.context("the HTTP server task failed")?.context("the HTTP server failed")
     }
+}
+
+/// With `monitoring.prometheus: {enable: true, port: N}`, serves `/metrics` alone on port N
+/// of the API's bind address until `stop` fires; returns where it listens.
+async fn serve_metrics_port(agent: &Agent, stop: tokio::sync::watch::Receiver<()>) -> anyhow::Result<Option<SocketAddr>> {
+    let prometheus = &agent.config.monitoring.prometheus;
+    let (true, Some(port)) = (prometheus.enable, prometheus.port) else { return Ok(None) };
+    let bind = agent.config.server.bind.as_str();
+    let listener = TcpListener::bind((bind, port))
+        .await
+        .with_context(|| format!("cannot listen on {bind}:{port} (monitoring.prometheus.port)"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "serving /metrics");
+    let router = api::metrics_router(agent.state());
+    tokio::spawn(async move {
+        let mut stop = stop;
+        let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stop.changed().await;
+        });
+        if let Err(err) = served.await {
+            tracing::error!(error = %err, "the /metrics listener failed");
+        }
+    });
+    Ok(Some(address))
+}
+
+/// With `monitoring.enable`, samples the metric history as agent `<host>:<port>` until
+/// `stop` fires.
+fn spawn_history(agent: &Agent, address: SocketAddr, stop: tokio::sync::watch::Receiver<()>) {
+    let monitor = &agent.monitor;
+    if !monitor.settings.enable {
+        return;
+    }
+    let sources = crate::monitor::history::Sources {
+        stats: agent.executor.stats.clone(),
+        requests: monitor.requests.clone(),
+        pools: agent.executor.pools.clone(),
+        collector: monitor.collector.clone(),
+        cache: agent.executor.cache.clone(),
+        backups: (agent.config.backup.enable && agent.backup.schedule.is_some()).then(|| agent.backup_schedule.clone()),
+        data_dir: monitor.data_dir.clone(),
+    };
+    let agent_id = crate::monitor::agent_id(address.port());
+    crate::monitor::history::spawn(sources, monitor.settings.clone(), agent_id, async move {
+        let mut stop = stop;
+        let _ = stop.changed().await;
+    });
 }
 
 async fn shutdown_signal() {

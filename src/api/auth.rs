@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 
 use super::error::{ApiError, ErrorFacts};
-use super::{AppState, advisor, backup, health, keys, migrate, query, schema, stats, transaction};
+use super::{AppState, advisor, backup, health, keys, metrics, migrate, query, schema, stats, transaction};
 use crate::security::{Access, Caller, Scope, audit};
 
 /// When a call becomes an audit row.
@@ -65,6 +65,15 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/schema/{table}", READ, "schema.describe", Audited::Reads, || get(schema::describe)),
     route("POST", "/seed/generate", ADMIN, "seed.generate", Audited::Always, || post(schema::generate)),
     route("GET", "/stats/replication", READ, "stats.replication", Audited::Reads, || get(stats::replication)),
+    route("GET", "/stats/database", READ, "stats.database", Audited::Reads, || get(stats::database)),
+    route("GET", "/stats/tables", READ, "stats.tables", Audited::Reads, || get(stats::tables)),
+    route("GET", "/stats/indexes", READ, "stats.indexes", Audited::Reads, || get(stats::indexes)),
+    route("GET", "/stats/slow-queries", READ, "stats.slow_queries", Audited::Reads, || get(stats::slow_queries)),
+    // Other sessions' raw statements, literals and all.
+    route("GET", "/stats/activity", ADMIN, "stats.activity", Audited::Reads, || get(stats::activity)),
+    route("GET", "/stats/system", READ, "stats.system", Audited::Reads, || get(stats::system)),
+    route("GET", "/metrics", READ, "metrics", Audited::Never, || get(metrics::scrape)),
+    route("GET", "/metrics/history", READ, "metrics.history", Audited::Reads, || get(metrics::history)),
     route("POST", "/optimize", READ, "optimize", Audited::ByStatement, || post(advisor::optimize)),
     route("POST", "/indexes", READ, "indexes", Audited::ByStatement, || post(advisor::indexes)),
     route("POST", "/backup", ADMIN, "backup.create", Audited::Always, || post(backup::create)),
@@ -124,6 +133,14 @@ pub fn markdown_table() -> String {
 /// The routes of [`ROUTES`], each behind [`check`].
 pub fn routes(state: &AppState) -> axum::Router<AppState> {
     ROUTES.iter().fold(axum::Router::new(), |router, spec| {
+        let guarded = Guarded { state: state.clone(), spec };
+        router.route(spec.path, (spec.make)().route_layer(axum::middleware::from_fn_with_state(guarded, check)))
+    })
+}
+
+/// One route of [`ROUTES`] alone, behind its check (for a listener of its own).
+pub fn only(state: &AppState, method: &str, path: &str) -> axum::Router<AppState> {
+    ROUTES.iter().filter(|spec| spec.method == method && spec.path == path).fold(axum::Router::new(), |router, spec| {
         let guarded = Guarded { state: state.clone(), spec };
         router.route(spec.path, (spec.make)().route_layer(axum::middleware::from_fn_with_state(guarded, check)))
     })
@@ -235,10 +252,29 @@ pub async fn check(State(guarded): State<Guarded>, mut req: Request, next: Next)
     let caller = match security.authenticate(presented(req.headers()), remote) {
         Ok(caller) => caller,
         Err(err) => {
+            use crate::monitor::requests::AuthFailure;
+            use crate::security::{Error as E, Refusal};
+            let failure = match &err {
+                E::Unauthenticated(Refusal::Missing) => Some(AuthFailure::Missing),
+                E::Unauthenticated(Refusal::Invalid) => Some(AuthFailure::Invalid),
+                E::Unauthenticated(Refusal::Expired) => Some(AuthFailure::Expired),
+                E::Unauthenticated(Refusal::Revoked) => Some(AuthFailure::Revoked),
+                E::AddressForbidden(_) => Some(AuthFailure::ForbiddenIp),
+                _ => None,
+            };
+            if let Some(failure) = failure {
+                state.monitor.requests.record_auth_failure(failure);
+            }
+            let reason = match &err {
+                E::Unauthenticated(refusal) => Some(refusal.as_str()),
+                _ => None,
+            };
             let response = ApiError::from(err).into_response();
             if security.audit_failure_allowed() {
                 let caller = Caller::anonymous(remote);
-                record(&state, spec, &caller, user_agent, None, facts(&response), started, "auth.failed").await;
+                let note = Note::default();
+                note.with(|n| n.related = reason.map(|r| format!("key {r}")));
+                record(&state, spec, &caller, user_agent, Some(note), facts(&response), started, "auth.failed").await;
             }
             return response;
         }
@@ -255,6 +291,7 @@ pub async fn check(State(guarded): State<Guarded>, mut req: Request, next: Next)
             Ok(permit) => Some(permit),
             Err(err) => {
                 security.counters.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state.monitor.requests.record_rate_limited();
                 let retry_after = match &err {
                     crate::security::Error::RateLimited { retry_after } => retry_after.as_secs_f64().ceil().max(1.0) as u64,
                     _ => 1,

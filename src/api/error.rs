@@ -54,6 +54,7 @@
 //! | `verification_failed` | `Unprocessable` | 422 | a backup file is damaged (named), the key is wrong, row counts differ |
 //! | `key_required` | `Unprocessable` | 422 | the backup is encrypted and no key is configured |
 //! | `invalid_manifest` | `Unprocessable` | 422 | a backup's `manifest.json` is not valid |
+//! | `pg_stat_statements_unavailable` | `Unprocessable` | 422 | `/stats/slow-queries` on a server without `pg_stat_statements` (the message says how to enable it) |
 //! | `internal_error` | `Internal` | 500 | dbagent itself failed: file I/O, its own queries, pg_dump / pg_restore / pg_basebackup, a panic |
 //! | `outcome_unknown` | `OutcomeUnknown` | 502 | connection lost while a write or COMMIT was in flight: do not retry blindly |
 //! | `database_error` | `DatabaseFailure` | 502 | PostgreSQL internal/system error (classes 58, XX), a value it sent that cannot be converted, unreadable EXPLAIN output |
@@ -77,7 +78,7 @@ use serde::Serialize;
 use crate::db::{self, PgError};
 use crate::error::{Classify, ErrorKind, INTERNAL};
 use crate::query::{self, ClassifyError};
-use crate::{advisor, backup, migrate, schema, security, seeddata, txn};
+use crate::{advisor, backup, migrate, monitor, schema, security, seeddata, txn};
 
 /// What an error answer was, for the audit row (a response extension).
 #[derive(Debug, Clone)]
@@ -330,6 +331,15 @@ impl From<security::Error> for ApiError {
     fn from(err: security::Error) -> Self {
         match err {
             security::Error::Db(err) => err.into(),
+            other => ApiError::classified(&other),
+        }
+    }
+}
+
+impl From<monitor::Error> for ApiError {
+    fn from(err: monitor::Error) -> Self {
+        match err {
+            monitor::Error::Db(err) => err.into(),
             other => ApiError::classified(&other),
         }
     }

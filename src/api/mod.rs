@@ -9,6 +9,7 @@ mod body;
 pub mod error;
 mod health;
 mod keys;
+mod metrics;
 mod migrate;
 mod query;
 pub mod request_id;
@@ -43,6 +44,7 @@ pub struct AppState {
     pub backup: Arc<crate::backup::Settings>,
     pub backup_schedule: Arc<crate::backup::ScheduleStats>,
     pub security: Arc<crate::security::Security>,
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 /// The API's routes ([`auth::ROUTES`], each behind its access check).
@@ -50,10 +52,33 @@ pub fn router(state: AppState) -> Router {
     auth::routes(&state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.monitor.requests.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(axum::middleware::from_fn(request_id::scope))
+        .with_state(state)
+}
+
+/// Every route template of [`router`] (each once), for the request metrics' fixed table.
+pub fn route_paths() -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = Vec::new();
+    for spec in auth::ROUTES {
+        if !paths.contains(&spec.path) {
+            paths.push(spec.path);
+        }
+    }
+    paths
+}
+
+/// `/metrics` alone, for `monitoring.prometheus.port` (a listener Prometheus scrapes without
+/// reaching the API).
+pub fn metrics_router(state: AppState) -> Router {
+    // Behind the same check as on the API's port: with keys in use, Prometheus sends a read
+    // key (`authorization: {credentials: ...}` in its scrape config).
+    auth::only(&state, "GET", "/metrics")
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 

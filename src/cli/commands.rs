@@ -29,6 +29,8 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
         // No result cache for one statement; other agents hear of its writes via the watch
         // triggers.
         config.caching.enable = false;
+        // Nor a metrics collector or history sampler (`stats` reads what it shows itself).
+        config.monitoring.enable = false;
     }
     match cli.command {
         Command::Serve(args) => {
@@ -68,6 +70,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Indexes(args) => indexes_cmd(&agent, args, cli.json).await,
                 Command::Keys(cmd) => super::security::keys_cmd(&agent, cmd, cli.json).await,
                 Command::Audit(cmd) => super::security::audit_cmd(&agent, cmd, cli.json).await,
+                Command::Stats(cmd) => super::stats::run(&agent, cmd, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) | Command::Wal(_) => Ok(()),
             };
             agent.shutdown(!cli.keep_running).await;

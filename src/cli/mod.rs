@@ -19,6 +19,7 @@ mod commands;
 mod database;
 mod output;
 mod security;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +87,9 @@ pub enum Command {
     /// The audit log: list, export.
     #[command(subcommand)]
     Audit(security::AuditCommand),
+    /// Database statistics: database, tables, indexes, slow-queries, activity, system.
+    #[command(subcommand)]
+    Stats(stats::StatsCommand),
     /// The WAL archive, as the managed server's archive_command and restore_command call it
     /// (`backup.pitr`); not meant to be run by hand.
     #[command(subcommand)]

@@ -264,6 +264,9 @@ fn apply_seed_variables(tree: &mut Value, env: &Environment) -> Result<(), Error
     if let Some(v) = env.get("DBAGENT_ADMIN_KEY") {
         set(&["security", "admin_key"], Value::String(v.into()))?;
     }
+    if let Some(v) = env.get("DB_METRICS_RETENTION_HOURS") {
+        set(&["monitoring", "retention_hours"], scalar(v))?;
+    }
     if let Some(v) = env.get("PG_BIN") {
         set(&["instance", "bin_dir"], Value::String(v.into()))?;
     }
@@ -403,6 +406,12 @@ mod tests {
         assert_eq!(cfg.postgresql.connection_pool.max_size, 10);
         assert_eq!(cfg.postgresql.connection_pool.timeout, 2.5);
         assert!(cfg.postgresql.echo_sql);
+    }
+
+    #[test]
+    fn seed_004s_metrics_retention_sets_the_history_retention() {
+        let cfg = load_yaml("", &[("DB_METRICS_RETENTION_HOURS", "72")]).unwrap();
+        assert_eq!(cfg.monitoring.retention_hours, 72);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod instance;
 mod load;
 mod logging;
 mod migrations;
+mod monitoring;
 mod optimization;
 mod postgresql;
 mod replication;
@@ -35,6 +36,7 @@ pub use instance::Instance;
 pub use load::{Environment, load};
 pub use logging::{LogFormat, Logging};
 pub use migrations::Migrations;
+pub use monitoring::{Monitoring, Prometheus};
 pub use optimization::Optimization;
 pub use postgresql::{Postgresql, Replica, SslMode};
 pub use replication::{FailoverMode, Replication};
@@ -59,6 +61,7 @@ pub struct Config {
     pub transactions: Transactions,
     pub optimization: Optimization,
     pub logging: Logging,
+    pub monitoring: Monitoring,
     pub security: Security,
     /// Where this configuration came from (not a key of the file).
     #[serde(skip)]
@@ -103,6 +106,7 @@ impl Config {
         self.migrations.validate()?;
         self.replication.validate()?;
         self.security.validate(&self.server.bind)?;
+        self.monitoring.validate()?;
         if self.replication.replicas > 0 && self.postgresql.is_configured() {
             return invalid(
                 "replication.replicas",

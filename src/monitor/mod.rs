@@ -1,75 +1,72 @@
-//! What the agent counts about its own work: statements, transactions, errors, slow queries.
-//! Counters are atomics, bumped on the request path without locks; [`health`] assembles the
-//! health report from them and the pools.
+//! Watching the agent and its database: what dbagent counts about its own work
+//! ([`counters`], [`requests`]), what a background collector reads from PostgreSQL's statistics
+//! views ([`collector`]), the Prometheus text rendering of both ([`render`]), the on-demand
+//! statistics behind `/stats/*` and `dbagent stats` ([`dbstats`], [`system`]), the metric
+//! history in `dbagent.metrics_history` ([`history`]), and the health report ([`health`]).
+//!
+//! Invariants: the request path only bumps atomics (no lock, no allocation); a scrape of
+//! `/metrics` reads no database, it renders atomics and the collector's last snapshot; the
+//! collector and the sampler run on sessions of their own (`dbagent monitor`), never on a
+//! pool connection, with a statement timeout so they can never pile up.
 
 pub mod components;
+pub mod collector;
+pub mod counters;
+pub mod dbstats;
+mod error;
 pub mod health;
+pub mod histogram;
+pub mod history;
+pub mod render;
+pub mod requests;
+pub mod scrape;
+pub mod system;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+pub use collector::{Collector, Snapshot};
+pub use counters::{Outcome, Served, Stats, StatsSnapshot};
+pub use error::Error;
+pub use requests::{AuthFailure, RequestMetrics};
 
-use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Process-wide counters of one agent (held in an `Arc`, never a global).
-#[derive(Debug, Default)]
-pub struct Stats {
-    queries_executed: AtomicU64,
-    transactions_executed: AtomicU64,
-    transaction_retries: AtomicU64,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
-    slow_queries: AtomicU64,
-    errors: AtomicU64,
+use crate::config::Monitoring;
+
+/// The monitor's handles for the API: request metrics, the collector (when
+/// `monitoring.enable`), and what `/stats` needs to know about where the database runs.
+pub struct Monitor {
+    pub requests: Arc<RequestMetrics>,
+    pub collector: Option<Arc<Collector>>,
+    pub settings: Monitoring,
+    /// The managed instance's data directory (disk space, `/stats/system`).
+    pub data_dir: Option<PathBuf>,
+    /// dbagent runs the database: it may create `pg_stat_statements` itself.
+    pub managed: bool,
 }
 
-/// A snapshot, in seed 000's `statistics` shape plus retries.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatsSnapshot {
-    pub queries_executed: u64,
-    pub transactions_executed: u64,
-    pub transaction_retries: u64,
-    pub cache_hits: u64,
-    pub cache_misses: u64,
-    pub slow_queries: u64,
-    pub errors: u64,
+impl Monitor {
+    /// `routes` are the API's route templates (`api::ROUTES`).
+    pub fn new(
+        settings: &Monitoring,
+        routes: &[&'static str],
+        data_dir: Option<PathBuf>,
+        migrations: Option<Arc<crate::migrate::Service>>,
+    ) -> Monitor {
+        let managed = data_dir.is_some();
+        Monitor {
+            requests: Arc::new(RequestMetrics::new(routes)),
+            collector: settings.enable.then(|| Arc::new(Collector::new(settings, managed, migrations))),
+            settings: settings.clone(),
+            data_dir,
+            managed,
+        }
+    }
 }
 
-impl Stats {
-    /// One statement through `/query` finished.
-    pub fn record_query(&self, ok: bool) {
-        self.queries_executed.fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// One `/transaction` finished after `retries` re-runs.
-    pub fn record_transaction(&self, ok: bool, retries: u32) {
-        self.transactions_executed.fetch_add(1, Ordering::Relaxed);
-        self.transaction_retries.fetch_add(u64::from(retries), Ordering::Relaxed);
-        if !ok {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn record_slow_query(&self) {
-        self.slow_queries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn record_cache(&self, hit: bool) {
-        let counter = if hit { &self.cache_hits } else { &self.cache_misses };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatsSnapshot {
-            queries_executed: get(&self.queries_executed),
-            transactions_executed: get(&self.transactions_executed),
-            transaction_retries: get(&self.transaction_retries),
-            cache_hits: get(&self.cache_hits),
-            cache_misses: get(&self.cache_misses),
-            slow_queries: get(&self.slow_queries),
-            errors: get(&self.errors),
-        }
-    }
+/// This agent's id in the history: `<hostname>:<API port>`, stable across restarts so a
+/// restarted agent continues its own series.
+pub fn agent_id(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "localhost".to_string() } else { host };
+    format!("{host}:{port}")
 }

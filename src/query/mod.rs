@@ -175,6 +175,7 @@ impl Executor {
         let result = self.query_inner(sql, params, freshness).await;
         let elapsed = started.elapsed();
         self.stats.record_query(result.is_ok());
+        self.record_statement(sql, &result);
         self.log_statement(sql, params.len(), elapsed, result.as_ref().ok().map(|o| o.query_type));
         result.map(|mut out| {
             out.execution_time = elapsed;
@@ -209,6 +210,7 @@ impl Executor {
         if let Some(rows) = cache.get(&plan, freshness.min_lsn).await {
             self.stats.record_cache(true);
             self.stats.record_query(true);
+            self.stats.record_statement(class.query_type, crate::monitor::Served::Cache, crate::monitor::Outcome::Ok);
             let out = QueryOutput {
                 rows,
                 query_type: class.query_type,
@@ -466,6 +468,19 @@ impl Executor {
             Err(_) => {
                 on_timeout();
                 Err(Error::Db(db::Error::Timeout { timeout_secs }))
+            }
+        }
+    }
+
+    /// Counts the statement by type, server and outcome (`dbagent_statements_total`); a
+    /// failed one is classified again (memoised) for its type.
+    fn record_statement(&self, sql: &str, result: &Result<QueryOutput, Error>) {
+        use crate::monitor::{Outcome, Served};
+        match result {
+            Ok(out) => self.stats.record_statement(out.query_type, Served::from_served_by(&out.served_by), Outcome::Ok),
+            Err(err) => {
+                let query_type = self.classifier.classify(sql).map_or("utility", |c| c.query_type);
+                self.stats.record_statement(query_type, Served::None, Outcome::of_kind(crate::error::Classify::kind(err)));
             }
         }
     }

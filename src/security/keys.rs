@@ -499,7 +499,7 @@ impl KeyRing {
         self.roles_ready.store(true, Ordering::Relaxed);
     }
 
-    /// Default per-key concurrency: half the pool, so one caller cannot take all of it.
+    /// Default per-key requests in flight (for keys that name none).
     pub fn set_default_concurrency(&mut self, max: u32) {
         self.defaults.max_concurrent = max.max(1);
     }
@@ -520,7 +520,8 @@ impl KeyRing {
 
     /// The usable key `presented` is, if any. Constant time in the secret: the id picks the
     /// row, the digests are compared with `subtle`.
-    pub fn find(&self, presented: &str) -> Option<Arc<KeyEntry>> {
+    pub fn find(&self, presented: &str) -> Result<Arc<KeyEntry>, super::Refusal> {
+        use super::Refusal;
         let wanted = digest(presented);
         let candidate = match presented.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')) {
             Some((id, _)) => {
@@ -531,9 +532,15 @@ impl KeyRing {
                 found
             }
             None => self.bootstrap.clone(),
-        }?;
+        }
+        .ok_or(Refusal::Invalid)?;
         let same: bool = candidate.digest.ct_eq(&wanted).into();
-        (same && candidate.usable()).then_some(candidate)
+        match () {
+            () if !same => Err(Refusal::Invalid),
+            () if candidate.revoked => Err(Refusal::Revoked),
+            () if !candidate.usable() => Err(Refusal::Expired),
+            () => Ok(candidate),
+        }
     }
 
     fn miss(&self) {

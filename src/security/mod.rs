@@ -129,9 +129,10 @@ pub fn allows(login: Login, class: &Classification) -> Result<(), String> {
 /// Why a request was refused, or a key operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No key, or a key that is unknown, expired or revoked: the answer never says which.
+    /// No key, or a key that is unknown, expired or revoked: the answer never says which (the
+    /// reason is for metrics and the audit log only).
     #[error("a valid API key is required (Authorization: Bearer <key> or X-API-Key)")]
-    Unauthenticated,
+    Unauthenticated(Refusal),
     #[error("{0}")]
     Forbidden(String),
     #[error("requests from {0} are not allowed")]
@@ -158,7 +159,7 @@ impl From<tokio_postgres::Error> for Error {
 impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
-            Error::Unauthenticated => ErrorKind::Unauthenticated,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::Forbidden(_) | Error::AddressForbidden(_) => ErrorKind::PermissionDenied,
             Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::Invalid(_) => ErrorKind::BadRequest,
@@ -170,7 +171,7 @@ impl Classify for Error {
 
     fn code(&self) -> &'static str {
         match self {
-            Error::Unauthenticated => "unauthenticated",
+            Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "scope_forbids",
             Error::AddressForbidden(_) => "address_forbidden",
             Error::RateLimited { .. } => "rate_limited",
@@ -185,6 +186,27 @@ impl Classify for Error {
         match self {
             Error::Db(err) => err.server(),
             _ => None,
+        }
+    }
+}
+
+/// Why a key was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    /// Unknown, or the secret does not match.
+    Invalid,
+    Expired,
+    Revoked,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Missing => "missing",
+            Refusal::Invalid => "invalid",
+            Refusal::Expired => "expired",
+            Refusal::Revoked => "revoked",
         }
     }
 }
@@ -246,7 +268,12 @@ impl Security {
         let settings = config.security.clone();
         let required = settings.keys_required(&config.server.bind);
         let db = pools.admin_config();
-        let keys = Arc::new(KeyRing::new(&settings, required));
+        let mut keys = KeyRing::new(&settings, required);
+        if settings.max_concurrent.is_none() {
+            // Half the pool: one caller can never hold every connection.
+            keys.set_default_concurrency(config.postgresql.connection_pool.max_size / 2);
+        }
+        let keys = Arc::new(keys);
         // A database that is down now does not stop the agent (the pools wait for it too):
         // keys load, and the roles are checked, as soon as it answers.
         match db::admin::connect(&db, Purpose::Security).await {
@@ -300,11 +327,11 @@ impl Security {
         }
         let Some(presented) = presented else {
             return match self.required {
-                true => Err(self.failed()),
+                true => Err(self.failed(Refusal::Missing)),
                 false => Ok(Caller::anonymous(remote)),
             };
         };
-        let Some(key) = self.keys.find(presented) else { return Err(self.failed()) };
+        let key = self.keys.find(presented).map_err(|refusal| self.failed(refusal))?;
         if !key.allow_from.is_empty() && !key.allow_from.iter().any(|net| net.contains(&remote)) {
             self.counters.forbidden.fetch_add(1, Ordering::Relaxed);
             return Err(Error::AddressForbidden(remote));
@@ -317,9 +344,9 @@ impl Security {
         Ok(Caller { key: Some(key), remote })
     }
 
-    fn failed(&self) -> Error {
+    fn failed(&self, refusal: Refusal) -> Error {
         self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
-        Error::Unauthenticated
+        Error::Unauthenticated(refusal)
     }
 
     /// A failed authentication is audited, at most 10 rows a second across all callers.

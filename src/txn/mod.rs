@@ -107,7 +107,7 @@ pub async fn run(exec: &Executor, policy: &Transactions, request: &TransactionRe
         Err(Error::RetriesExhausted { attempts, .. }) => attempts.saturating_sub(1),
         Err(_) => 0,
     };
-    exec.stats.record_transaction(result.is_ok(), retries);
+    exec.stats.record_transaction(crate::monitor::Outcome::of(&result), retries);
     result
 }
 

@@ -164,6 +164,9 @@ pub fn test_config(url: &str) -> Config {
     // The schedule runs as when serving, on a tick no test lives to see (the default, 02:00
     // daily, would back up whatever test databases are open at the time).
     config.backup.schedule = Some("0 0 0 1 1 * 2099".into());
+    // No collector session or history table unless a test asks for them (`monitoring.enable`):
+    // the history's rows would change under tests that compare a database before and after.
+    config.monitoring.enable = false;
     config.logging.level = "warn".into();
     config
 }

@@ -88,7 +88,7 @@ fn samples_query() -> Vec<query::Error> {
 
 fn samples_security() -> Vec<security::Error> {
     let mut all = vec![
-        security::Error::Unauthenticated,
+        security::Error::Unauthenticated(security::Refusal::Invalid),
         security::Error::Forbidden("f".into()),
         security::Error::AddressForbidden("10.1.2.3".parse().unwrap()),
         security::Error::RateLimited { retry_after: std::time::Duration::from_secs(1) },
@@ -99,7 +99,7 @@ fn samples_security() -> Vec<security::Error> {
     all.extend(samples_db().into_iter().map(security::Error::Db));
     for e in &all {
         match e {
-            security::Error::Unauthenticated | security::Error::Forbidden(_) | security::Error::AddressForbidden(_) => {}
+            security::Error::Unauthenticated(_) | security::Error::Forbidden(_) | security::Error::AddressForbidden(_) => {}
             security::Error::RateLimited { .. } | security::Error::Invalid(_) | security::Error::NotFound(_) => {}
             security::Error::Roles(_) | security::Error::Db(_) => {}
         }
@@ -167,6 +167,18 @@ fn samples_seeddata() -> Vec<seeddata::Error> {
             | E::ClearBlocked { .. }
             | E::Schema(_)
             | E::Db(_) => {}
+        }
+    }
+    all
+}
+
+fn samples_monitor() -> Vec<crate::monitor::Error> {
+    use crate::monitor::Error as E;
+    let mut all = vec![E::StatementsUnavailable { how: "h".into() }, E::Invalid("m".into())];
+    all.extend(samples_db().into_iter().map(E::Db));
+    for e in &all {
+        match e {
+            E::StatementsUnavailable { .. } | E::Invalid(_) | E::Db(_) => {}
         }
     }
     all
@@ -343,6 +355,9 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
     }
     for e in samples_security() {
         check(&format!("security {e:?}"), e.kind(), e.code(), e.into());
+    }
+    for e in samples_monitor() {
+        check(&format!("monitor {e:?}"), e.kind(), e.code(), e.into());
     }
 }
 
