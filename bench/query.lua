@@ -15,6 +15,7 @@
 --           machine where wrk shares the CPUs with dbagent and PostgreSQL). wrk itself still
 --           counts every status > 399 (status_gt399) and every socket error.
 -- USE_CACHE 1: send "use_cache": true (bench/cache.sh). Default 0.
+-- KEY       an API key, sent as "Authorization: Bearer KEY" (bench/run.sh with BENCH_KEY=1).
 --
 -- done() prints one machine-readable line:
 --   WRK_RESULT requests=N duration_us=N rps=F p50_us=N p90_us=N p99_us=N max_us=N
@@ -58,7 +59,11 @@ function init(args)
       body_start = '{"use_cache":true,' .. body_start:sub(2)
    end
    -- wrk.init has put the Host header in wrk.headers before calling us
-   prefix = "POST /query HTTP/1.1\r\nHost: " .. wrk.headers["Host"] ..
+   local auth = ""
+   if args[5] ~= nil and args[5] ~= "" then
+      auth = "\r\nAuthorization: Bearer " .. args[5]
+   end
+   prefix = "POST /query HTTP/1.1\r\nHost: " .. wrk.headers["Host"] .. auth ..
       "\r\nContent-Type: application/json\r\nContent-Length: "
    non2xx, bad_body = 0, 0
 end

@@ -23,6 +23,10 @@
 #   DBAGENT_BIN=<path>       use this binary instead of running `cargo build --release`
 #   BENCH_MONITORING=true    false: run dbagent with monitoring.enable off (no collector, no
 #                            history sampler), to compare the monitor's cost
+#   BENCH_KEY=0              1: API keys required; every request carries a stored admin key
+#                            (created through POST /keys with a bootstrap key), so the key check,
+#                            its rate bucket and its in-flight cap are on the measured path
+#   BENCH_AUDIT=true         false: security.audit off (writes are audited by default)
 #   PGHOST/PGPORT/PGUSER     the PostgreSQL server (default 127.0.0.1 / 5432 / postgres, trust)
 #   PG_BINDIR                where pgbench and psql are (default /usr/lib/postgresql/15/bin
 #                            when it exists, else PATH)
@@ -284,6 +288,12 @@ pgbench_cell() { # workload clients
 # dbagent
 
 PORT=""
+TOKEN=""
+KEY_ENV=()
+if [[ ${BENCH_KEY:-0} == 1 ]]; then
+    BOOTSTRAP=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    KEY_ENV=(DBAGENT_SECURITY__API_KEYS_REQUIRED=true DBAGENT_ADMIN_KEY="$BOOTSTRAP")
+fi
 start_dbagent() {
     log "starting dbagent (pool $POOL, max overflow 0)"
     # A clean environment and an empty working directory: no stray dbagent.yaml, CONFIG_PATH,
@@ -292,6 +302,8 @@ start_dbagent() {
         DATABASE_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB" \
         DBAGENT_SERVER__PORT=0 DB_POOL_SIZE="$POOL" DB_MAX_OVERFLOW=0 \
         DBAGENT_LOGGING__LEVEL=warn DBAGENT_MONITORING__ENABLE="${BENCH_MONITORING:-true}" \
+        DBAGENT_SECURITY__AUDIT__ENABLED="${BENCH_AUDIT:-true}" \
+        ${KEY_ENV[@]+"${KEY_ENV[@]}"} \
         "$BIN" serve) >"$OUT/dbagent.stdout" 2>"$OUT/dbagent.stderr" &
     AGENT_PID=$!
     for _ in $(seq 1 300); do
@@ -310,6 +322,13 @@ start_dbagent() {
         sleep 0.1
     done
     [[ $code == 200 ]] || die "GET /health/ready answered $code"
+    if [[ ${BENCH_KEY:-0} == 1 ]]; then
+        # A stored key, so the measured path is a real key's: found by id, digest compared.
+        TOKEN=$(curl -s -H "Authorization: Bearer $BOOTSTRAP" "http://127.0.0.1:$PORT/keys" \
+            -d '{"name": "bench", "scopes": ["admin"], "rate": "1000000/s", "max_concurrent": 100000}' |
+            sed -n 's/.*"secret":"\([^"]*\)".*/\1/p')
+        [[ -n $TOKEN ]] || die "could not create the benchmark's API key"
+    fi
     # the pool opens its min_size connections in the background: wait for all of them
     local n=0
     for _ in $(seq 1 200); do
@@ -327,7 +346,7 @@ wrk_run() { # label workload clients seconds check(0|1)
     WRK_FILE="$OUT/wrk-$label.out"
     local rc=0
     run_child "$WRK_FILE" wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH_DIR/query.lua" \
-        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" || rc=$?
+        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" 0 "$TOKEN" || rc=$?
     [[ $rc == 0 ]] || error "wrk $label exited $rc (see $WRK_FILE)"
     if ! grep -q '^WRK_RESULT ' "$WRK_FILE"; then
         error "wrk $label printed no result (see $WRK_FILE)"
