@@ -159,6 +159,9 @@ pub struct Note(Arc<Mutex<Noted>>);
 
 #[derive(Default)]
 pub struct Noted {
+    /// Reads are recorded too (`security.audit_reads`): otherwise a read's statement is not
+    /// even copied.
+    reads_too: bool,
     /// Replaces the route's action (`query.write`, `indexes.create` ...).
     pub action: Option<String>,
     /// The call changed something (or tried to): audited even without `audit_reads`.
@@ -179,6 +182,9 @@ impl Note {
     /// Notes a statement (normalised; never its parameters) as classified by `executor`.
     pub fn statement(&self, executor: &crate::query::Executor, sql: &str) {
         let Ok(class) = executor.classifier.classify(sql) else { return };
+        if class.is_read_only() && !self.0.lock().is_ok_and(|n| n.reads_too) {
+            return;
+        }
         let (fingerprint, normalized) = executor.classifier.fingerprint(&class, sql).split_once(' ').unwrap_or_default();
         self.with(|n| {
             let writes = !class.is_read_only();
@@ -309,7 +315,11 @@ pub async fn check(State(guarded): State<Guarded>, mut req: Request, next: Next)
             Audited::Reads => security.settings.audit_reads,
             Audited::Never => false,
         };
-    let note = audited.then(Note::default);
+    let note = audited.then(|| {
+        let note = Note::default();
+        note.with(|n| n.reads_too = security.settings.audit_reads);
+        note
+    });
     if let Some(note) = &note {
         req.extensions_mut().insert(note.clone());
     }

@@ -26,22 +26,27 @@ pub async fn handle(
     headers: HeaderMap,
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> Result<RawJson, ApiError> {
-    if let Some(Extension(note)) = &note {
-        note.statement(&state.executor, &req.sql);
-    }
     let session = session(&headers)?;
     if req.transaction {
+        if let Some(Extension(note)) = &note {
+            note.statement(&state.executor, &req.sql);
+        }
         return in_transaction(&state, &caller, note, req, session.as_deref()).await;
     }
     let mut freshness = freshness(&state, &req, session.as_deref())?;
     freshness.login = caller.login();
     let out = match req.use_cache {
-        true => state.executor.query_cached(&req.sql, &req.params, freshness, &caller.cache_identity()).await?,
-        false => state.executor.query(&req.sql, &req.params, freshness).await?,
+        true => state.executor.query_cached(&req.sql, &req.params, freshness, &caller.cache_identity()).await,
+        false => state.executor.query(&req.sql, &req.params, freshness).await,
     };
+    // Noted after it ran: a "read" the server caught writing is a write by now.
     if let Some(Extension(note)) = &note {
-        note.with(|n| n.rows = Some(out.rows.row_count as i64));
+        note.statement(&state.executor, &req.sql);
+        if let Ok(out) = &out {
+            note.with(|n| n.rows = Some(out.rows.row_count as i64));
+        }
     }
+    let out = out?;
     remember(&state, session.as_deref(), out.commit_lsn);
     let mut w = ObjectWriter::with_capacity(out.rows.json.len() + 256);
     w.value("success", &true)

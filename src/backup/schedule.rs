@@ -73,6 +73,8 @@ pub struct ScheduleStats {
 struct Last {
     success_at: Option<DateTime<Utc>>,
     backup_id: Option<String>,
+    duration_ms: Option<u64>,
+    stored_bytes: Option<u64>,
     failure_at: Option<DateTime<Utc>>,
     error: Option<String>,
 }
@@ -86,6 +88,9 @@ pub struct ScheduleStatsSnapshot {
     pub failed: u64,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_backup_id: Option<String>,
+    /// How long the last successful backup took, and its size as stored.
+    pub last_duration_ms: Option<u64>,
+    pub last_stored_bytes: Option<u64>,
     pub last_failure_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
 }
@@ -100,6 +105,8 @@ impl ScheduleStats {
             failed: self.failed.load(Ordering::Relaxed),
             last_success_at: last.success_at,
             last_backup_id: last.backup_id,
+            last_duration_ms: last.duration_ms,
+            last_stored_bytes: last.stored_bytes,
             last_failure_at: last.failure_at,
             last_error: last.error,
         }
@@ -113,6 +120,8 @@ impl ScheduleStats {
                 self.succeeded.fetch_add(1, Ordering::Relaxed);
                 last.success_at = Some(Utc::now());
                 last.backup_id = Some(backup.id.clone());
+                last.duration_ms = Some(backup.duration_ms);
+                last.stored_bytes = Some(backup.stored_bytes);
             }
             Ok(ScheduledRun::Skipped | ScheduledRun::AlreadyTaken { .. }) => {
                 self.skipped.fetch_add(1, Ordering::Relaxed);

@@ -22,7 +22,7 @@ mod store;
 pub mod watch;
 
 pub use analyze::{Analysis, analyze};
-pub use stats::{CacheStats, CacheStatsSnapshot};
+pub use stats::{Bypass, CacheStats, CacheStatsSnapshot};
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -115,29 +115,29 @@ impl Cache {
     /// Decides whether `class` may be cached: `Err(reason)` when not.
     pub async fn plan(&self, class: &Classification, identity: &str, sql: &str, params: &[Value]) -> Result<Plan, String> {
         let refused = self.refusal(class).await;
-        if let Some(reason) = refused {
-            self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+        if let Some((why, reason)) = refused {
+            self.stats.bypass(why);
             return Err(reason);
         }
         match self.watcher.tags(&class.tables).await {
             Ok(tags) => Ok(Plan { key: key(identity, sql, params), tags }),
             Err(reason) => {
-                self.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+                self.stats.bypass(Bypass::Unwatchable);
                 Err(reason)
             }
         }
     }
 
-    async fn refusal(&self, class: &Classification) -> Option<String> {
+    async fn refusal(&self, class: &Classification) -> Option<(Bypass, String)> {
         if let Some(reason) = class.cache.never {
-            return Some(reason.into());
+            return Some((Bypass::Construct, reason.into()));
         }
         if !class.is_read_only() || class.query_type != "select" {
-            return Some("only read-only SELECT statements are cached".into());
+            return Some((Bypass::NotARead, "only read-only SELECT statements are cached".into()));
         }
         for function in &class.cache.functions {
             if !self.is_immutable(function).await {
-                return Some(format!("it calls {function}(), which is not IMMUTABLE"));
+                return Some((Bypass::Function, format!("it calls {function}(), which is not IMMUTABLE")));
             }
         }
         None

@@ -10,6 +10,8 @@ pub struct CacheStats {
     pub misses: AtomicU64,
     /// Requests with `use_cache` whose result may not be cached (volatile, unwatchable ...).
     pub bypassed: AtomicU64,
+    /// The same, by [`Bypass`] (its `as usize`).
+    pub bypassed_by: [AtomicU64; Bypass::ALL.len()],
     pub stored: AtomicU64,
     /// Tables (or, for an epoch bump, everything) invalidated.
     pub invalidations: AtomicU64,
@@ -20,6 +22,42 @@ pub struct CacheStats {
     pub listener_reconnects: AtomicU64,
 }
 
+/// Why a read with `use_cache` was not cached: the `reason` label of
+/// `dbagent_cache_bypasses_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bypass {
+    /// A construct that never caches: a volatile function, a locking clause, a data-modifying
+    /// CTE ...
+    Construct,
+    /// Not a read-only SELECT.
+    NotARead,
+    /// It calls a function that is not IMMUTABLE.
+    Function,
+    /// A relation whose changes cannot be watched (a system catalog, a materialized view, a
+    /// foreign table ...).
+    Unwatchable,
+}
+
+impl Bypass {
+    pub const ALL: [Bypass; 4] = [Bypass::Construct, Bypass::NotARead, Bypass::Function, Bypass::Unwatchable];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Bypass::Construct => "construct",
+            Bypass::NotARead => "not_a_read",
+            Bypass::Function => "function",
+            Bypass::Unwatchable => "unwatchable",
+        }
+    }
+}
+
+impl CacheStats {
+    pub fn bypass(&self, why: Bypass) {
+        self.bypassed.fetch_add(1, Ordering::Relaxed);
+        self.bypassed_by[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CacheStatsSnapshot {
     pub enabled: bool,
@@ -27,6 +65,8 @@ pub struct CacheStatsSnapshot {
     pub hits: u64,
     pub misses: u64,
     pub bypassed: u64,
+    /// By reason (`construct`, `not_a_read`, `function`, `unwatchable`).
+    pub bypassed_by: std::collections::BTreeMap<&'static str, u64>,
     pub stored: u64,
     pub invalidations: u64,
     pub evictions: u64,
@@ -46,6 +86,7 @@ impl CacheStats {
             hits: get(&self.hits),
             misses: get(&self.misses),
             bypassed: get(&self.bypassed),
+            bypassed_by: Bypass::ALL.iter().map(|b| (b.label(), get(&self.bypassed_by[*b as usize]))).collect(),
             stored: get(&self.stored),
             invalidations: get(&self.invalidations),
             evictions: get(&self.evictions),
@@ -55,5 +96,24 @@ impl CacheStats {
             notifications: get(&self.notifications),
             listener_reconnects: get(&self.listener_reconnects),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypasses_are_counted_in_total_and_by_reason() {
+        let stats = CacheStats::default();
+        stats.bypass(Bypass::Function);
+        stats.bypass(Bypass::Function);
+        stats.bypass(Bypass::Unwatchable);
+        let snap = stats.snapshot("memory", 0, 0);
+        assert_eq!(snap.bypassed, 3);
+        assert_eq!(snap.bypassed_by["function"], 2);
+        assert_eq!(snap.bypassed_by["unwatchable"], 1);
+        assert_eq!(snap.bypassed_by["construct"], 0);
+        assert_eq!(snap.bypassed_by.len(), Bypass::ALL.len());
     }
 }

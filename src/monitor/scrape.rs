@@ -143,13 +143,16 @@ impl Scrape<'_> {
         for (name, help, value) in [
             ("dbagent_cache_hits_total", "Reads answered from the result cache.", c.hits),
             ("dbagent_cache_misses_total", "Cacheable reads not in the cache.", c.misses),
-            ("dbagent_cache_bypasses_total", "Reads with use_cache that may not be cached (volatile, unwatchable ...).", c.bypassed),
             ("dbagent_cache_stores_total", "Results stored.", c.stored),
             ("dbagent_cache_invalidations_total", "Tables (or the whole cache) invalidated.", c.invalidations),
             ("dbagent_cache_evictions_total", "Entries evicted for size.", c.evictions),
             ("dbagent_cache_redis_errors_total", "Failed Redis operations.", c.redis_errors),
         ] {
             text.single(name, Kind::Counter, help, value as f64);
+        }
+        text.family("dbagent_cache_bypasses_total", Kind::Counter, "Reads with use_cache that may not be cached, by reason.");
+        for (reason, n) in &c.bypassed_by {
+            text.sample("dbagent_cache_bypasses_total", &[("reason", reason)], *n as f64);
         }
         text.single("dbagent_cache_entries", Kind::Gauge, "Entries in the cache.", c.entries as f64);
         text.single("dbagent_cache_bytes", Kind::Gauge, "Bytes of results in the cache.", c.bytes as f64);
@@ -161,5 +164,9 @@ impl Scrape<'_> {
         text.single("dbagent_backup_failures_total", Kind::Counter, "Scheduled backups that failed.", b.failed as f64);
         let last = b.last_success_at.map_or(0.0, |t| t.timestamp_millis() as f64 / 1e3);
         text.single("dbagent_backup_last_success_timestamp_seconds", Kind::Gauge, "When the last scheduled backup succeeded (Unix seconds, 0 never).", last);
+        if let (Some(ms), Some(bytes)) = (b.last_duration_ms, b.last_stored_bytes) {
+            text.single("dbagent_backup_last_duration_seconds", Kind::Gauge, "How long the last successful scheduled backup took.", ms as f64 / 1e3);
+            text.single("dbagent_backup_last_size_bytes", Kind::Gauge, "The last successful scheduled backup's size as stored (compressed, encrypted).", bytes as f64);
+        }
     }
 }

@@ -128,8 +128,20 @@ pub struct AuditStats {
     pub queued: AtomicU64,
 }
 
-/// Makes sure `dbagent.audit_log` exists.
+/// Makes sure `dbagent.audit_log` and its append-only trigger exist. When they do, nothing is
+/// locked: the script (whose trigger DDL locks the table against writers) runs only when
+/// something is missing, so agents starting beside busy ones never queue behind them.
 pub async fn ensure_table(client: &Client) -> Result<(), Error> {
+    let ready: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = to_regclass('dbagent.audit_log') AND tgname = 'append_only')",
+            &[],
+        )
+        .await?
+        .get(0);
+    if ready {
+        return Ok(());
+    }
     for attempt in 0..3 {
         match client.batch_execute(CREATE_TABLE).await {
             Ok(()) => return Ok(()),
@@ -277,9 +289,11 @@ fn agent_name() -> String {
     format!("{host}/{}", std::process::id())
 }
 
-/// Deletes rows older than `days`, hourly. Every agent may run it: it is idempotent.
+/// Deletes rows older than `days`, hourly, starting a minute after start (not in the middle
+/// of every agent's start-up). Every agent may run it: it is idempotent.
 async fn retention_loop(db: tokio_postgres::Config, days: u32) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let hour = Duration::from_secs(3600);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), hour);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -66,8 +66,12 @@ REVOKE ALL ON dbagent.api_keys FROM PUBLIC;
 
 const COLUMNS: &str = "id, name, digest, scopes, rate_per_second, burst, max_concurrent, allow_from, created_at, expires_at, last_used_at, revoked_at, replaced_by";
 
-/// Makes sure `dbagent.api_keys` exists.
+/// Makes sure `dbagent.api_keys` exists. When it does, nothing is locked: the script (its
+/// `ALTER TABLE` takes an exclusive lock) runs only for a table that is missing.
 pub async fn ensure_table(client: &Client) -> Result<(), Error> {
+    if client.query_one("SELECT to_regclass('dbagent.api_keys') IS NOT NULL", &[]).await?.get::<_, bool>(0) {
+        return Ok(());
+    }
     // Two agents starting at once may race on CREATE ... IF NOT EXISTS; the loser retries.
     for attempt in 0..3 {
         match client.batch_execute(CREATE_TABLE).await {
