@@ -72,7 +72,11 @@ fn kind_of(backup_type: &str) -> Result<BackupKind, ApiError> {
     }
 }
 
-pub async fn create(State(state): State<AppState>, JsonBody(mut req): JsonBody<BackupRequest>) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    note: Option<axum::Extension<super::auth::Note>>,
+    JsonBody(mut req): JsonBody<BackupRequest>,
+) -> Result<Json<Value>, ApiError> {
     if let Some(backup_type) = &req.backup_type {
         let kind = kind_of(backup_type)?;
         if req.kind != BackupKind::default() && req.kind != kind {
@@ -87,6 +91,9 @@ pub async fn create(State(state): State<AppState>, JsonBody(mut req): JsonBody<B
     let db = state.executor.pools.admin_config();
     let request = CreateRequest { name: req.backup_name, kind: req.kind, format: req.format, keep: req.keep, tables: req.tables, pinned_by: None };
     let manifest = joined(tokio::spawn(async move { backup::create(&db, &settings, &request, &|_| {}).await }).await)?;
+    if let Some(axum::Extension(note)) = &note {
+        note.with(|n| n.related = Some(format!("backup {}", manifest.id)));
+    }
     let dir = backup_file(&state, &manifest.id);
     Ok(Json(json!({
         "success": true,
@@ -212,7 +219,15 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     Ok(with_success(backup::status(&state.backup)?))
 }
 
-pub async fn restore(State(state): State<AppState>, JsonBody(req): JsonBody<RestoreBody>) -> Result<Json<Value>, ApiError> {
+pub async fn restore(
+    State(state): State<AppState>,
+    note: Option<axum::Extension<super::auth::Note>>,
+    JsonBody(req): JsonBody<RestoreBody>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(axum::Extension(note)) = &note {
+        let what = if req.backup_id.is_empty() { "point in time".to_owned() } else { req.backup_id.clone() };
+        note.with(|n| n.related = Some(format!("backup {what}")));
+    }
     if let Some(to_time) = req.to_time {
         if req.target_database.is_some() || req.drop_existing || req.tables.is_some() || req.jobs.is_some() {
             return Err(ApiError::invalid_request(
@@ -260,11 +275,15 @@ pub async fn restore(State(state): State<AppState>, JsonBody(req): JsonBody<Rest
 
 /// Seed 004's `POST /api/database/restore`: `confirm: true` is required, since there a
 /// restore replaces the database.
-pub async fn restore_confirmed(state: State<AppState>, JsonBody(req): JsonBody<RestoreBody>) -> Result<Json<Value>, ApiError> {
+pub async fn restore_confirmed(
+    state: State<AppState>,
+    note: Option<axum::Extension<super::auth::Note>>,
+    JsonBody(req): JsonBody<RestoreBody>,
+) -> Result<Json<Value>, ApiError> {
     if req.confirm != Some(true) && req.to_time.is_none() && req.target_database.is_none() {
         return Err(ApiError::invalid_request(
             "this restore replaces the database: send confirm: true (or POST /restore without confirm to restore into a new database)",
         ));
     }
-    restore(state, JsonBody(req)).await
+    restore(state, note, JsonBody(req)).await
 }

@@ -1,11 +1,12 @@
 //! `POST /migrate` (seed 000's `{direction, target}`) and `GET /migrations` (status + history).
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::Note;
 use super::body::JsonBody;
 use super::error::ApiError;
 use crate::migrate::{Up, UpTarget};
@@ -41,7 +42,17 @@ pub struct MigrateRequest {
     pub allow_out_of_order: bool,
 }
 
-pub async fn migrate(State(state): State<AppState>, JsonBody(req): JsonBody<MigrateRequest>) -> Result<Json<Value>, ApiError> {
+pub async fn migrate(
+    State(state): State<AppState>,
+    caller: Option<Extension<crate::security::Caller>>,
+    note: Option<Extension<Note>>,
+    JsonBody(req): JsonBody<MigrateRequest>,
+) -> Result<Json<Value>, ApiError> {
+    // The migration history says who: the key's name when a key was used.
+    let by = match caller.as_ref().and_then(|Extension(c)| c.key_name().map(str::to_owned)) {
+        Some(name) => format!("api key {name}"),
+        None => "api".to_owned(),
+    };
     let target = match &req.target {
         Some(Target::Text(t)) => Some(t.clone()),
         Some(Target::Number(n)) => Some(n.to_string()),
@@ -55,16 +66,20 @@ pub async fn migrate(State(state): State<AppState>, JsonBody(req): JsonBody<Migr
         let report = match req.direction {
             Direction::Upgrade => {
                 let target = UpTarget::parse(target.as_deref().unwrap_or("head"))?;
-                let up = Up { target, dry_run: req.dry_run, allow_out_of_order: req.allow_out_of_order, by: "api".into() };
+                let up = Up { target, dry_run: req.dry_run, allow_out_of_order: req.allow_out_of_order, by: by.clone() };
                 service.up(&db, &up).await
             }
-            Direction::Downgrade => service.down(&db, target.as_deref().unwrap_or("-1"), req.dry_run, "api").await,
+            Direction::Downgrade => service.down(&db, target.as_deref().unwrap_or("-1"), req.dry_run, &by).await,
         };
         // New functions, triggers or views (even from a run that failed half-way).
         executor.refresh_guard().await;
         report
     });
     let report = run.await.map_err(ApiError::internal)??;
+    if let Some(Extension(note)) = &note {
+        let versions: Vec<String> = report.applied.iter().map(|a| a.version.to_string()).collect();
+        note.with(|n| n.related = Some(format!("migrations {}", if versions.is_empty() { "none".into() } else { versions.join(",") })));
+    }
     let migration_file = last_file(&state, &report);
     let mut body = serde_json::to_value(&report).unwrap_or_default();
     if let Value::Object(map) = &mut body {
