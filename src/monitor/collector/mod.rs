@@ -264,6 +264,21 @@ impl Collector {
         let rows = query(&s.client, views::USER_TABLES.sql, &[&limit]).await?;
         views::render(&mut text, &views::USER_TABLES, &rows)?;
         let limit = i64::from(self.settings.top_statements);
+        // Asked first, so a server without it costs one cheap read, not a failed statement
+        // (and a rolled-back transaction in its statistics) every cycle.
+        let ready: bool = s
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements')
+                        AND current_setting('shared_preload_libraries') ~ 'pg_stat_statements' AS ready",
+                &[],
+            )
+            .await
+            .map_err(Error::driver)?
+            .get(0);
+        if !ready {
+            return Ok((text.finish(), size, false));
+        }
         let available = match s.client.query(s.statements_sql.as_str(), &[&limit]).await {
             Ok(rows) => {
                 views::render(&mut text, &views::STATEMENTS, &rows)?;
