@@ -254,7 +254,8 @@ pub async fn check(State(guarded): State<Guarded>, mut req: Request, next: Next)
     let started = Instant::now();
     let security = &state.security;
     let remote = remote(&req, &security.settings.trusted_proxies);
-    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(256).collect::<String>());
+    // Kept as the header (a reference count, no copy): only an audited call reads it.
+    let user_agent = req.headers().get(header::USER_AGENT).cloned();
     let caller = match security.authenticate(presented(req.headers()), remote) {
         Ok(caller) => caller,
         Err(err) => {
@@ -348,7 +349,7 @@ async fn record(
     state: &AppState,
     spec: &RouteSpec,
     caller: &Caller,
-    user_agent: Option<String>,
+    user_agent: Option<HeaderValue>,
     note: Option<Note>,
     response: Facts,
     started: Instant,
@@ -374,7 +375,7 @@ async fn record(
         key_id: caller.key_id().map(str::to_owned),
         key_name: caller.key_name().map(str::to_owned),
         remote_addr: Some(caller.remote).filter(|ip| !ip.is_unspecified()),
-        user_agent,
+        user_agent: user_agent.as_ref().and_then(|v| v.to_str().ok()).map(|v| v.chars().take(256).collect()),
         method: spec.method.to_owned(),
         route: spec.path.to_owned(),
         action,

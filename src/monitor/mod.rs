@@ -55,7 +55,7 @@ impl Monitor {
         let managed = data_dir.is_some();
         Monitor {
             requests: Arc::new(RequestMetrics::new(routes)),
-            collector: settings.enable.then(|| Arc::new(Collector::new(settings, managed, migrations))),
+            collector: settings.enable.then(|| Arc::new(Collector::new(settings, migrations))),
             settings: settings.clone(),
             data_dir,
             managed,

@@ -1,7 +1,7 @@
 //! Who may call the API, as what, how often, and what they did.
 //!
-//! - [`keys`]: API keys (random secrets stored only as SHA-256 digests in `dbagent.api_keys`),
-//!   held in memory ([`keys::KeyRing`]) and refreshed by LISTEN/NOTIFY when any agent changes one;
+//! - [`keys`]: API keys (random secrets stored only as SHA-256 digests in `dbagent.api_keys`);
+//! - [`ring`]: the keys held in memory, refreshed by LISTEN/NOTIFY when any agent changes one;
 //! - [`roles`]: the PostgreSQL roles a read or write key's statements run as, so the database
 //!   itself enforces the scope;
 //! - [`audit`]: `dbagent.audit_log`, written in batches by a background writer;
@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod ring;
 pub mod roles;
 
 use std::net::IpAddr;
@@ -24,7 +25,8 @@ use crate::config::{self, Config};
 use crate::db::{self, Login, Pools, Purpose};
 use crate::error::{Classify, ErrorKind};
 use crate::query::Classification;
-pub use keys::{KeyEntry, KeyInfo, KeyRing, NewKey, Rate};
+pub use keys::{KeyInfo, NewKey, Rate};
+pub use ring::{KeyEntry, KeyRing};
 
 /// What a key may do; each scope includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -296,7 +298,7 @@ impl Security {
         if let Some(warning) = &warning {
             tracing::warn!("{}", warning.to_uppercase());
         }
-        let mut tasks = vec![keys::spawn_refresh(Arc::downgrade(pools), keys.clone(), db.clone(), settings.clone())];
+        let mut tasks = vec![ring::spawn_refresh(Arc::downgrade(pools), keys.clone(), db.clone(), settings.clone())];
         let audit = match settings.audit.enabled {
             true => {
                 let (audit, writer) = audit::Audit::start(&db, &settings.audit).await?;

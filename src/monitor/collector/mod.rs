@@ -67,8 +67,6 @@ pub struct DbTotals {
 pub struct Collector {
     snapshot: RwLock<Arc<Snapshot>>,
     settings: Monitoring,
-    /// On dbagent's managed instance the collector creates `pg_stat_statements` itself.
-    managed: bool,
     runs: AtomicU64,
     errors: AtomicU64,
     /// Nanoseconds the last cheap collection took.
@@ -89,12 +87,11 @@ struct Session {
 const SESSION_SETUP: &str = "SET statement_timeout = '5s'; SET lock_timeout = '1s'; SET idle_in_transaction_session_timeout = '10s'";
 
 impl Collector {
-    pub fn new(settings: &Monitoring, managed: bool, migrations: Option<Arc<crate::migrate::Service>>) -> Collector {
+    pub fn new(settings: &Monitoring, migrations: Option<Arc<crate::migrate::Service>>) -> Collector {
         Collector {
             migrations,
             snapshot: RwLock::default(),
             settings: settings.clone(),
-            managed,
             runs: AtomicU64::default(),
             errors: AtomicU64::default(),
             last_duration: AtomicU64::default(),
@@ -184,13 +181,8 @@ impl Collector {
             .await
             .map_err(Error::driver)
             .and_then(|row| db::get(&row, "v").map_err(Error::Db))?;
-        if self.managed {
-            // The managed instance preloads the library (instance/conf.rs); the extension is
-            // per database, so dbagent creates it in its own.
-            if let Err(err) = client.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await {
-                tracing::warn!(error = %db::error_chain(&err), "cannot create pg_stat_statements on the managed instance");
-            }
-        }
+        // On the managed instance `app::create_managed_extensions` has created pg_stat_statements
+        // before the collector starts.
         let mut statements_sql = views::STATEMENTS.sql.to_string();
         if version >= 170_000 {
             // PostgreSQL 17 split block times into shared and local ones.
