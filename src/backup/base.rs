@@ -87,7 +87,7 @@ pub(crate) async fn take(
         let mut child = tools::spawn(&tools, Tool::PgBasebackup, &args, &Target::new(db, &database), Pipes { stdin: false, stdout: true })?;
         let aad = pipeline::associated_data(&new.id, "base.tar");
         let report = |bytes| progress(Progress { phase: "dump", bytes, elapsed: started.elapsed() });
-        let sealed = seal_output(&mut child, backup.dir.join(&stored), settings.compression, key.clone(), aad, &report).await?;
+        let sealed = seal_output(&mut child, backup.dir.join(&stored), settings.packing(), key.clone(), aad, &report).await?;
         let stderr = child.wait_with_stderr().await?;
         Ok::<_, Error>((sealed, stderr))
     };

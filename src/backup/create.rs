@@ -140,7 +140,7 @@ async fn take(
         dir: &backup.dir,
         root: &root,
         id: &id,
-        compression: settings.compression,
+        packing: settings.packing(),
         key,
         jobs: settings.jobs.max(1),
         started,
@@ -280,7 +280,7 @@ struct Dump<'a> {
     dir: &'a Path,
     root: &'a Path,
     id: &'a str,
-    compression: Compression,
+    packing: pipeline::Packing,
     key: Option<DataKey>,
     jobs: u32,
     started: Instant,
@@ -311,11 +311,11 @@ impl Dump<'_> {
 
     /// pg_dump's stdout → pipeline → `<dir>/dump[.zst][.enc]`.
     async fn custom(&self) -> Result<FileEntry, Error> {
-        let stored = stored_name("dump", self.compression, self.key.is_some());
+        let stored = stored_name("dump", self.packing.compression, self.key.is_some());
         let mut child = tools::spawn(self.tools, Tool::PgDump, &self.args, &self.target, Pipes { stdin: false, stdout: true })?;
         let aad = pipeline::associated_data(self.id, "dump");
         let report = |bytes| self.report("dump", bytes);
-        let sealed = seal_output(&mut child, self.dir.join(&stored), self.compression, self.key.clone(), aad, &report).await?;
+        let sealed = seal_output(&mut child, self.dir.join(&stored), self.packing, self.key.clone(), aad, &report).await?;
         child.wait().await?;
         Ok(sealed.entry("dump", &stored))
     }
@@ -348,14 +348,14 @@ impl Dump<'_> {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        let (compression, key, id) = (self.compression, self.key.clone(), self.id.to_owned());
+        let (packing, key, id) = (self.packing, self.key.clone(), self.id.to_owned());
         let report = |bytes| self.report("store", bytes);
         let entries = threads::for_each_file(names, self.jobs, &report, move |name: String, counter: &AtomicU64| {
-            let file_name = stored_name(&name, compression, key.is_some());
+            let file_name = stored_name(&name, packing.compression, key.is_some());
             let stored = format!("dump/{file_name}");
             let source = plain.join(&name);
             let aad = pipeline::associated_data(&id, &name);
-            let sealed = pipeline::seal_file(&source, &stored_dir.join(&file_name), compression, key.as_ref().map(|k| (k, aad)), |n| {
+            let sealed = pipeline::seal_file(&source, &stored_dir.join(&file_name), packing, key.as_ref().map(|k| (k, aad)), |n| {
                 counter.fetch_add(n, Ordering::Relaxed);
             })?;
             // The plaintext goes as soon as it is sealed, so the work directory never holds
@@ -375,7 +375,7 @@ impl Dump<'_> {
 pub(crate) async fn seal_output(
     child: &mut tools::Child,
     path: std::path::PathBuf,
-    compression: Compression,
+    packing: pipeline::Packing,
     key: Option<DataKey>,
     aad: Vec<u8>,
     report: &(dyn Fn(u64) + Send + Sync),
@@ -390,7 +390,7 @@ pub(crate) async fn seal_output(
     let sealing = {
         let counter = counter.clone();
         tokio::task::spawn_blocking(move || {
-            let mut sealer = Sealer::create(&path, compression, key.as_ref().map(|k| (k, aad)))?;
+            let mut sealer = Sealer::create(&path, packing, key.as_ref().map(|k| (k, aad)))?;
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let n = match stdout.read(&mut buf) {

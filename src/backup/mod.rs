@@ -92,6 +92,8 @@ pub struct Settings {
     pub location: PathBuf,
     /// Compression of every stored file. Default [`Compression::Zstd`].
     pub compression: Compression,
+    /// The compressor's level (config `backup.compression_level`). Default: its default.
+    pub compression_level: Option<i32>,
     /// Encrypts every stored file with AES-256-GCM when set (config `backup.encryption_key`,
     /// or a key file / passphrase). Default none.
     pub encryption: Option<Key>,
@@ -154,6 +156,7 @@ impl Settings {
         let b = &config.backup;
         let mut settings = Settings::new(&b.location);
         settings.compression = b.compression;
+        settings.compression_level = b.compression_level;
         settings.encryption = if let Some(key) = &b.encryption_key {
             let (key, passphrase) = Key::parse_or_passphrase(key.expose())?;
             if passphrase {
@@ -185,6 +188,7 @@ impl Settings {
         Settings {
             location: location.into(),
             compression: Compression::Zstd,
+            compression_level: None,
             encryption: None,
             retention_days: None,
             keep_last: None,
@@ -194,6 +198,12 @@ impl Settings {
             tool_timeout: Duration::from_secs(6 * 3600),
             pitr: None,
         }
+    }
+
+    /// How new files are compressed.
+    pub(crate) fn packing(&self) -> pipeline::Packing {
+        let default = pipeline::Packing::from(self.compression);
+        pipeline::Packing { level: self.compression_level.unwrap_or(default.level), ..default }
     }
 
     /// The retention rules as a [`Policy`].
@@ -212,6 +222,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("location", &self.location)
             .field("compression", &self.compression)
+            .field("compression_level", &self.compression_level)
             .field("encryption", &self.encryption.as_ref().map(|_| "<redacted>"))
             .field("retention_days", &self.retention_days)
             .field("keep_last", &self.keep_last)

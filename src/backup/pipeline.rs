@@ -20,8 +20,20 @@ use super::segments::{DecryptReader, EncryptWriter, SegmentFault};
 use super::manifest::FileEntry;
 use super::{Compression, Error};
 
-const ZSTD_LEVEL: i32 = 3;
-const GZIP_LEVEL: u32 = 6;
+/// How stored files are written: the compressor and its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packing {
+    pub compression: Compression,
+    /// Within `compression.levels()` (checked with the config).
+    pub level: i32,
+}
+
+impl From<Compression> for Packing {
+    /// The compressor at its default level.
+    fn from(compression: Compression) -> Packing {
+        Packing { compression, level: compression.default_level() }
+    }
+}
 /// Buffer of the copy loops and of the file writer.
 pub(crate) const CHUNK: usize = 256 * 1024;
 
@@ -66,7 +78,7 @@ pub(crate) struct Sealer {
 impl Sealer {
     pub(crate) fn create(
         path: &Path,
-        compression: Compression,
+        packing: Packing,
         key: Option<(&DataKey, Vec<u8>)>,
     ) -> Result<Sealer, Error> {
         // Owner-only: an unencrypted backup is the whole database in clear.
@@ -83,10 +95,10 @@ impl Sealer {
                 Cipher::Sealed(Box::new(EncryptWriter::new(disk, key, aad).map_err(Error::io("write", path))?))
             }
         };
-        let packer = match compression {
+        let packer = match packing.compression {
             Compression::None => Packer::Plain(cipher),
             Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(cipher, ZSTD_LEVEL)
+                let mut encoder = zstd::stream::write::Encoder::new(cipher, packing.level)
                     .map_err(Error::io("start compressing", path))?;
                 encoder
                     .include_checksum(true)
@@ -95,7 +107,7 @@ impl Sealer {
             }
             Compression::Gzip => Packer::Gzip(flate2::write::GzEncoder::new(
                 cipher,
-                flate2::Compression::new(GZIP_LEVEL),
+                flate2::Compression::new(packing.level.clamp(1, 9).unsigned_abs()),
             )),
         };
         Ok(Sealer {
@@ -140,12 +152,12 @@ impl Sealer {
 pub(crate) fn seal_file(
     source: &Path,
     path: &Path,
-    compression: Compression,
+    packing: Packing,
     key: Option<(&DataKey, Vec<u8>)>,
     mut progress: impl FnMut(u64),
 ) -> Result<Sealed, Error> {
     let mut input = File::open(source).map_err(Error::io("read", source))?;
-    let mut sealer = Sealer::create(path, compression, key)?;
+    let mut sealer = Sealer::create(path, packing, key)?;
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match input.read(&mut buf) {
@@ -504,11 +516,30 @@ mod tests {
     fn seal_bytes(dir: &Path, bytes: &[u8], compression: Compression, key: Option<&DataKey>) -> FileEntry {
         let path = dir.join("f");
         let _ = std::fs::remove_file(&path);
-        let mut sealer = Sealer::create(&path, compression, key.map(|k| (k, associated_data("id", "f")))).unwrap();
+        let mut sealer = Sealer::create(&path, compression.into(), key.map(|k| (k, associated_data("id", "f")))).unwrap();
         for chunk in bytes.chunks(10_000) {
             sealer.write(chunk).unwrap();
         }
         sealer.finish().unwrap().entry("f", "f")
+    }
+
+    #[test]
+    fn the_configured_level_is_the_one_used() {
+        let dir = temp_dir();
+        // Text-like bytes: what a dump is, and what levels differ on.
+        let bytes: Vec<u8> = (0..400_000u32).flat_map(|i| format!("{}\t{}\tname {}\n", i, i % 97, i * 31 % 1000).into_bytes()).collect();
+        let mut sizes = Vec::new();
+        for (compression, level) in [(Compression::Zstd, 1), (Compression::Zstd, 19), (Compression::Gzip, 1), (Compression::Gzip, 9)] {
+            let path = dir.join(format!("{compression:?}-{level}"));
+            let mut sealer = Sealer::create(&path, Packing { compression, level }, None).unwrap();
+            sealer.write(&bytes).unwrap();
+            let entry = sealer.finish().unwrap().entry("f", &path.file_name().unwrap().to_string_lossy());
+            let back = open_bytes(&dir, &entry, compression, None).unwrap();
+            assert!(back == bytes);
+            sizes.push(entry.stored_bytes);
+        }
+        assert!(sizes[1] < sizes[0] && sizes[3] < sizes[2], "{sizes:?}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     fn open_bytes(dir: &Path, entry: &FileEntry, compression: Compression, key: Option<&DataKey>) -> Result<Vec<u8>, Error> {

@@ -22,6 +22,9 @@ pub struct Backup {
     pub location: PathBuf,
     /// `zstd` (default), `gzip` or `none`; anything else stops start-up.
     pub compression: Compression,
+    /// The compressor's level: zstd 1–19 (default 3), gzip 1–9 (default 6). Higher is smaller
+    /// and slower. Default: the compressor's default.
+    pub compression_level: Option<i32>,
     /// AES-256 key (64 hex digits or base64); use `${VAR}` to take it from the environment.
     /// `BACKUP_ENCRYPTION_KEY` overrides. Default none (not encrypted).
     pub encryption_key: Option<Secret>,
@@ -52,6 +55,7 @@ impl Default for Backup {
             keep_last: None,
             location: PathBuf::from("./backups"),
             compression: Compression::Zstd,
+            compression_level: None,
             encryption_key: None,
             encryption_key_file: None,
             encryption_passphrase: None,
@@ -72,6 +76,18 @@ impl Backup {
         if !(1..=86_400).contains(&self.archive_timeout) {
             return invalid("backup.archive_timeout", "must be between 1 and 86400 seconds");
         }
+        if let Some(level) = self.compression_level {
+            let range = self.compression.levels();
+            if range.is_empty() {
+                return invalid("backup.compression_level", "backup.compression is none: there is no level to set");
+            }
+            if !range.contains(&level) {
+                return invalid(
+                    "backup.compression_level",
+                    &format!("{level} is outside {}'s levels, {} to {}", self.compression.as_str(), range.start(), range.end()),
+                );
+            }
+        }
         if self.jobs == 0 {
             return invalid("backup.jobs", "must be at least 1");
         }
@@ -86,9 +102,39 @@ impl Backup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
-    /// zstd level 3, with zstd's own frame checksum.
+    /// zstd (level 3 unless `compression_level` says otherwise), with zstd's own frame checksum.
     Zstd,
-    /// gzip level 6 (what `pg_dump -Fc` uses by default).
+    /// gzip (level 6, what `pg_dump -Fc` uses, unless `compression_level` says otherwise).
     Gzip,
     None,
+}
+
+impl Compression {
+    /// The levels `backup.compression_level` may take (empty for `none`). zstd's levels 20–22
+    /// ("ultra") need far more memory to compress and to restore, so they are not offered.
+    pub fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::Zstd => 1..=19,
+            Compression::Gzip => 1..=9,
+            #[allow(clippy::reversed_empty_ranges)]
+            Compression::None => 1..=0,
+        }
+    }
+
+    /// The level used when none is configured.
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+            Compression::None => 0,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
 }

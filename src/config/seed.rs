@@ -144,23 +144,27 @@ pub(super) fn apply_variables(tree: &mut Value, env: &Environment, notes: &mut N
 }
 
 /// `BACKUP_COMPRESSION_LEVEL` (seed 004, a gzip-style 0–9): 0 stores backups uncompressed;
-/// any other level keeps dbagent's compression (zstd level 3, about gzip -6's ratio at several
-/// times its speed), since a level tuned for gzip means nothing to zstd.
+/// 1–9 set `backup.compression_level`: as given with gzip, and with zstd (the default) the zstd
+/// level closest in intent ([`ZSTD_FOR_GZIP_LEVEL`]).
 fn compression_level(tree: &mut Value, text: &str, notes: &mut Notes) -> Result<(), Error> {
-    match text.trim().parse::<u8>() {
-        Ok(0) => {
-            notes.info("BACKUP_COMPRESSION_LEVEL=0 (seed variable) sets backup.compression = none");
-            put(tree, &["backup", "compression"], Value::String("none".into()))
-        }
-        Ok(1..=9) => {
-            notes.info(format!(
-                "BACKUP_COMPRESSION_LEVEL={text} (seed variable): dbagent compresses with backup.compression (zstd level 3 by default); only 0 (uncompressed) changes it"
-            ));
-            Ok(())
-        }
-        _ => Err(invalid("BACKUP_COMPRESSION_LEVEL", &format!("{text:?} is not a level from 0 to 9"))),
+    let level = match text.trim().parse::<u8>() {
+        Ok(level @ 0..=9) => level,
+        _ => return Err(invalid("BACKUP_COMPRESSION_LEVEL", &format!("{text:?} is not a level from 0 to 9"))),
+    };
+    if level == 0 {
+        notes.info("BACKUP_COMPRESSION_LEVEL=0 (seed variable) sets backup.compression = none");
+        return put(tree, &["backup", "compression"], Value::String("none".into()));
     }
+    let gzip = tree.get("backup").and_then(|b| b.get("compression")).and_then(Value::as_str) == Some("gzip");
+    let (compressor, chosen) = if gzip { ("gzip", level) } else { ("zstd", ZSTD_FOR_GZIP_LEVEL[usize::from(level)]) };
+    notes.info(format!("BACKUP_COMPRESSION_LEVEL={text} (seed variable) sets backup.compression_level = {chosen} ({compressor})"));
+    put(tree, &["backup", "compression_level"], Value::Number(chosen.into()))
 }
+
+/// A gzip level's intent as a zstd level (index: the gzip level). zstd 1–3 compress about as
+/// well as gzip 6 at several times its speed, so gzip's fast half maps to them; gzip 9 (small
+/// and slow) maps to zstd 12, about as slow and clearly smaller. 19 is left to explicit config.
+const ZSTD_FOR_GZIP_LEVEL: [u8; 10] = [0, 1, 1, 2, 2, 3, 3, 5, 8, 12];
 
 fn convert_value(name: &str, text: &str, convert: Convert) -> Result<Value, Error> {
     let text = text.trim();

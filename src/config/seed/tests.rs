@@ -204,6 +204,8 @@ fn seed_004_dotenv_file_is_read_and_mapped_with_units_converted() {
     assert_eq!(cfg.backup.location, Path::new("/app/backups"));
     assert_eq!(cfg.backup.retention_days, Some(90));
     assert_eq!(cfg.backup.compression, Compression::Zstd);
+    // gzip's 6 is zstd's 3: about the same ratio, several times faster.
+    assert_eq!(cfg.backup.compression_level, Some(3));
     assert_eq!(cfg.backup.encryption_key.as_ref().unwrap().expose(), "your-32-character-encryption-key-here");
     assert_eq!(cfg.caching.redis_url.as_ref().unwrap().expose(), "redis://localhost:6379/0");
     let info = cfg.provenance.info.join("\n");
@@ -231,6 +233,14 @@ fn logging_variables_of_seed_004() {
     let cfg = load_with("", env(&[("BACKUP_COMPRESSION_LEVEL", "0")])).unwrap();
     assert_eq!(cfg.backup.compression, Compression::None);
     assert!(load_with("", env(&[("BACKUP_COMPRESSION_LEVEL", "12")])).is_err());
+    let cfg = load_with("", env(&[("BACKUP_COMPRESSION_LEVEL", "9")])).unwrap();
+    assert_eq!((cfg.backup.compression, cfg.backup.compression_level), (Compression::Zstd, Some(12)));
+    let cfg = load_with("backup:\n  compression: gzip\n", env(&[("BACKUP_COMPRESSION_LEVEL", "9")])).unwrap();
+    assert_eq!((cfg.backup.compression, cfg.backup.compression_level), (Compression::Gzip, Some(9)));
+    let err = load_with("backup:\n  compression: gzip\n  compression_level: 12\n", env(&[])).unwrap_err().to_string();
+    assert!(err.contains("backup.compression_level") && err.contains("1 to 9"), "{err}");
+    let err = load_with("backup:\n  compression: none\n  compression_level: 3\n", env(&[])).unwrap_err().to_string();
+    assert!(err.contains("backup.compression_level"), "{err}");
 }
 
 #[test]
