@@ -41,3 +41,12 @@ for bin in /usr/lib/postgresql/*/bin/postgres; do
   [ -e "/usr/share/postgresql/$v/extension/hypopg.control" ] || need+=("postgresql-$v-hypopg")
 done
 install "${need[@]}"
+
+# openapi-spec-validator (PyPI) checks /openapi.json in the tests; it lives in a virtual
+# environment of the project's own, under target/.
+venv=target/tools/venv
+if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+  echo "installing: openapi-spec-validator (PyPI) into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==0.9.0"
+fi

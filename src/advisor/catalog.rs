@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{self, Pools, sql};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TableStats {
     pub oid: i64,
     pub schema: String,
@@ -21,7 +21,7 @@ pub struct TableStats {
     pub foreign_keys: Vec<ForeignKey>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IndexInfo {
     pub name: String,
     /// Key columns as `pg_get_indexdef` prints them (an expression for expression indexes).
@@ -38,7 +38,7 @@ pub struct IndexInfo {
     pub scans: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ForeignKey {
     pub name: String,
     pub columns: Vec<String>,

@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::query::Executor;
 
 /// `POST /optimize` (seed 000's request plus options).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizeRequest {
     pub sql: String,
@@ -58,7 +58,7 @@ fn yes() -> bool {
 }
 
 /// Seed 000's answer shape, with the typed plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OptimizeReport {
     pub execution_time_ms: Option<f64>,
     pub planning_time_ms: Option<f64>,
@@ -135,7 +135,7 @@ async fn tables_of(exec: &Executor, explained: &plan::Explained, shape: &shape::
 }
 
 /// `POST /indexes`: one action and exactly the fields it takes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum IndexesRequest {
     /// Indexes that would help the workload (or `table`'s part of it).
@@ -201,7 +201,7 @@ pub enum IndexesRequest {
 }
 
 /// What a `/indexes` action answers, one shape per kind of action.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum IndexesAnswer {
     /// `suggest`.
@@ -216,7 +216,7 @@ pub enum IndexesAnswer {
 }
 
 /// `apply`: the index built and the query's plan before and after.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Applied {
     /// The statement run.
     pub done: String,
@@ -227,7 +227,7 @@ pub struct Applied {
 }
 
 /// One EXPLAIN ANALYZE of the measured query.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Measured {
     pub cost: f64,
     pub execution_time_ms: Option<f64>,

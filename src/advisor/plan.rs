@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// One plan node. Fields PostgreSQL did not print (no ANALYZE, no BUFFERS, not that node
 /// kind) are `None`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Node {
     #[serde(rename = "Node Type")]
     pub node_type: String,

@@ -21,7 +21,7 @@ pub const MANY_LOOPS: f64 = 1_000.0;
 /// Average row width (bytes) past which `SELECT *` is called wide.
 pub const WIDE_ROW_BYTES: f64 = 200.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -29,7 +29,7 @@ pub enum Severity {
     High,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Suggestion {
     pub rule: &'static str,
     /// `0.1 Seq Scan on orders`: the node's path in the tree and its label.

@@ -28,14 +28,14 @@ const WORKLOAD_SQL: &str = "SELECT query FROM pg_stat_statements \
 const COLUMN_STATS_SQL: &str = "SELECT n_distinct, avg_width FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3";
 
 /// One query of the workload.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct WorkloadQuery {
     pub sql: String,
     #[serde(default)]
     pub params: Vec<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct IndexSuggestion {
     pub table: String,
     pub columns: Vec<String>,
@@ -63,7 +63,7 @@ pub struct IndexSuggestion {
 }
 
 /// What `/indexes suggest` answers: the suggestions and what they rest on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Suggested {
     pub suggestions: Vec<IndexSuggestion>,
     /// `workload` (queries given or pg_stat_statements), or `catalog_heuristic` when there was

@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 use super::Error;
 use crate::db::{self, Pools, sql};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct IndexReport {
     pub index: String,
     pub table: String,
@@ -35,13 +35,13 @@ impl IndexReport {
 }
 
 /// `analyze`: the statement run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Analyzed {
     pub done: String,
 }
 
 /// `rebuild`: the statement run, the index's table and its size before and after.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Rebuilt {
     pub done: String,
     pub table: String,
@@ -50,14 +50,14 @@ pub struct Rebuilt {
 }
 
 /// `create`: the statement run and the new index's name.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Created {
     pub done: String,
     pub index: String,
 }
 
 /// `drop`: the statement run and the table the index was on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Dropped {
     pub done: String,
     pub table: String,

@@ -4,10 +4,8 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::Serialize;
-use serde_json::Value;
-
 use super::AppState;
+use super::answer::{Succeeded, ok};
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::auth::Note;
@@ -19,7 +17,7 @@ pub async fn optimize(
     Extension(caller): Extension<Caller>,
     note: Option<Extension<Note>>,
     JsonBody(mut req): JsonBody<OptimizeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Succeeded<advisor::OptimizeReport>>, ApiError> {
     if let Some(Extension(note)) = &note {
         note.statement(&state.executor, &req.sql);
         // Reads are only explained; a write is run (and rolled back) only with ANALYZE.
@@ -34,19 +32,7 @@ pub async fn optimize(
     let db = state.executor.pools.admin_config();
     let slow = Duration::from_secs_f64(state.config.optimization.slow_query_threshold_ms / 1000.0);
     let report = advisor::optimize(&state.executor, &db, &req, slow).await?;
-    let mut body = serde_json::to_value(&report).unwrap_or_default();
-    if let Value::Object(map) = &mut body {
-        map.insert("success".into(), Value::Bool(true));
-    }
-    Ok(Json(body))
-}
-
-/// An answer with `"success": true` beside its own fields.
-#[derive(Serialize)]
-pub struct Succeeded<T> {
-    success: bool,
-    #[serde(flatten)]
-    answer: T,
+    Ok(ok(report))
 }
 
 fn may_run_user_code(state: &AppState, sql: &str) -> bool {
@@ -93,5 +79,5 @@ pub async fn indexes(
     let executor = state.executor.clone();
     let run = tokio::spawn(async move { advisor::indexes(&executor, &db, &req).await });
     let answer = run.await.map_err(ApiError::internal)??;
-    Ok(Json(Succeeded { success: true, answer }))
+    Ok(ok(answer))
 }

@@ -13,7 +13,13 @@ pub struct Succeeded<T> {
     answer: T,
 }
 
+impl<T> Succeeded<T> {
+    pub fn new(answer: T) -> Self {
+        Succeeded { success: true, answer }
+    }
+}
+
 /// `answer` with `"success": true`.
 pub fn ok<T: Serialize>(answer: T) -> Json<Succeeded<T>> {
-    Json(Succeeded { success: true, answer })
+    Json(Succeeded::new(answer))
 }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 
 use super::error::{ApiError, ErrorFacts};
-use super::{AppState, advisor, backup, health, keys, metrics, migrate, query, schema, stats, transaction};
+use super::{AppState, advisor, backup, health, keys, metrics, migrate, openapi, query, schema, stats, transaction};
 use crate::security::{Access, Caller, Scope, audit};
 
 /// When a call becomes an audit row.
@@ -93,6 +93,11 @@ pub static ROUTES: &[RouteSpec] = &[
     route("DELETE", "/keys/{id}", ADMIN, "keys.revoke", Audited::Always, || delete(keys::revoke)),
     route("POST", "/keys/{id}/rotate", ADMIN, "keys.rotate", Audited::Always, || post(keys::rotate)),
     route("GET", "/audit", ADMIN, "audit.list", Audited::Reads, || get(keys::audit)),
+    route("GET", "/openapi.json", READ, "openapi", Audited::Never, || get(openapi::spec)),
+    // Swagger UI's page and files: code, no data. The page asks for a key to read the document.
+    route("GET", "/docs", Access::Open, "docs", Audited::Never, || get(openapi::docs_redirect)),
+    route("GET", "/docs/", Access::Open, "docs", Audited::Never, || get(openapi::docs_index)),
+    route("GET", "/docs/{file}", Access::Open, "docs", Audited::Never, || get(openapi::docs_file)),
     // Seed 004's paths, aliases of the routes above with the same handlers and scopes. Seed 004
     // routes with no dbagent equivalent yet answer 404 like any unknown path:
     // `GET /api/database/metrics/history`, `GET /api/database/alerts`,
@@ -116,6 +121,7 @@ pub fn markdown_table() -> String {
     let mut out = String::from("| method | route | needs | audited |\n|---|---|---|---|\n");
     for spec in ROUTES {
         let needs = match spec.access {
+            Access::Open if spec.path.starts_with("/docs") => "nothing (the viewer's code; the document needs `read`)".to_string(),
             Access::Open => "nothing (probe)".to_string(),
             Access::Needs(scope) => format!("`{}`", scope.as_str()),
         };
@@ -415,10 +421,10 @@ mod tests {
     }
 
     #[test]
-    fn only_probes_are_open() {
+    fn only_probes_and_the_api_viewer_s_code_are_open() {
         for spec in ROUTES {
             if spec.access == Access::Open {
-                assert!(spec.path.starts_with("/health/"), "{} is open", spec.path);
+                assert!(spec.path.starts_with("/health/") || spec.path.starts_with("/docs"), "{} is open", spec.path);
             }
         }
     }

@@ -9,15 +9,16 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::answer::{Succeeded, ok};
 use super::body::JsonBody;
 use super::error::ApiError;
 use crate::backup::{self, BackupKind, Compression, CreateRequest, Format, RestoreRequest, VerifyLevel};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
     /// Seed 000's name for it; `name` and seed 004's `custom_name` work too.
@@ -50,12 +51,50 @@ fn joined<T>(result: Result<Result<T, backup::Error>, tokio::task::JoinError>) -
     result.map_err(ApiError::internal)?.map_err(ApiError::from)
 }
 
-fn with_success(value: impl serde::Serialize) -> Json<Value> {
-    let mut body = serde_json::to_value(value).unwrap_or_default();
-    if let Value::Object(map) = &mut body {
-        map.insert("success".into(), json!(true));
-    }
-    Json(body)
+/// `POST /backup`'s answer: seed 000's fields beside the manifest.
+#[derive(Serialize, JsonSchema)]
+pub struct BackupCreated {
+    success: bool,
+    backup_id: String,
+    /// The backup's directory (see [`backup_file`]).
+    backup_file: std::path::PathBuf,
+    size_mb: f64,
+    /// Seconds.
+    duration: f64,
+    manifest: backup::Manifest,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct BackupList {
+    success: bool,
+    backups: Vec<backup::Manifest>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Deleted {
+    success: bool,
+    deleted: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Pruned {
+    success: bool,
+    dry_run: bool,
+    decisions: Vec<backup::Decision>,
+}
+
+/// `POST /restore`'s answer: a restore's report (with seed 000's `backup_file`), or a
+/// point-in-time recovery's.
+#[derive(Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Restored {
+    Restore {
+        success: bool,
+        #[serde(flatten)]
+        report: backup::RestoreReport,
+        backup_file: std::path::PathBuf,
+    },
+    PointInTime(Succeeded<backup::PitrReport>),
 }
 
 /// Seed 004's `backup_type`, parsed into a kind (or a 400 naming dbagent's equivalent).
@@ -76,7 +115,7 @@ pub async fn create(
     State(state): State<AppState>,
     note: Option<axum::Extension<super::auth::Note>>,
     JsonBody(mut req): JsonBody<BackupRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BackupCreated>, ApiError> {
     if let Some(backup_type) = &req.backup_type {
         let kind = kind_of(backup_type)?;
         if req.kind != BackupKind::default() && req.kind != kind {
@@ -95,26 +134,25 @@ pub async fn create(
         note.with(|n| n.related = Some(format!("backup {}", manifest.id)));
     }
     let dir = backup_file(&state, &manifest.id);
-    Ok(Json(json!({
-        "success": true,
-        "backup_id": manifest.id,
-        "backup_file": dir,
-        "size_mb": manifest.stored_bytes as f64 / 1_048_576.0,
-        "duration": manifest.duration_ms as f64 / 1000.0,
-        "manifest": manifest,
-    })))
+    Ok(Json(BackupCreated {
+        success: true,
+        backup_id: manifest.id.clone(),
+        backup_file: dir,
+        size_mb: manifest.stored_bytes as f64 / 1_048_576.0,
+        duration: manifest.duration_ms as f64 / 1000.0,
+        manifest,
+    }))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let backups = backup::list(&state.backup)?;
-    Ok(Json(json!({ "success": true, "backups": backups })))
+pub async fn list(State(state): State<AppState>) -> Result<Json<BackupList>, ApiError> {
+    Ok(Json(BackupList { success: true, backups: backup::list(&state.backup)? }))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(with_success(backup::get(&state.backup, &id)?))
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Succeeded<backup::Manifest>>, ApiError> {
+    Ok(ok(backup::get(&state.backup, &id)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct DownloadQuery {
     /// For a directory-format backup: which stored file.
     pub file: Option<String>,
@@ -144,19 +182,19 @@ pub async fn download(State(state): State<AppState>, Path(id): Path<String>, Que
         .map_err(ApiError::internal)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct DeleteQuery {
     #[serde(default)]
     pub force: bool,
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> Result<Json<Deleted>, ApiError> {
     let db = state.executor.pools.admin_config();
     let deleted = backup::delete(&db, &state.backup, &id, q.force).await?;
-    Ok(Json(json!({ "success": true, "deleted": deleted.id })))
+    Ok(Json(Deleted { success: true, deleted: deleted.id }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// 1: decrypt, decompress and check every checksum (default); 2: also restore into a
@@ -165,7 +203,7 @@ pub struct VerifyRequest {
     pub level: Option<u8>,
 }
 
-pub async fn verify(State(state): State<AppState>, Path(id): Path<String>, body: Option<Json<VerifyRequest>>) -> Result<Json<Value>, ApiError> {
+pub async fn verify(State(state): State<AppState>, Path(id): Path<String>, body: Option<Json<VerifyRequest>>) -> Result<Json<Succeeded<backup::VerifyReport>>, ApiError> {
     let level = match body.and_then(|b| b.0.level).unwrap_or(1) {
         1 => VerifyLevel::Checksums,
         2 => VerifyLevel::TrialRestore,
@@ -173,25 +211,25 @@ pub async fn verify(State(state): State<AppState>, Path(id): Path<String>, body:
     };
     let (settings, db) = ((*state.backup).clone(), state.executor.pools.admin_config());
     let report = joined(tokio::spawn(async move { backup::verify(&db, &settings, &id, level, &|_| {}).await }).await)?;
-    Ok(with_success(report))
+    Ok(ok(report))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PruneRequest {
     #[serde(default)]
     pub dry_run: bool,
 }
 
-pub async fn prune(State(state): State<AppState>, JsonBody(req): JsonBody<PruneRequest>) -> Result<Json<Value>, ApiError> {
+pub async fn prune(State(state): State<AppState>, JsonBody(req): JsonBody<PruneRequest>) -> Result<Json<Pruned>, ApiError> {
     let db = state.executor.pools.admin_config();
     let decisions = backup::prune(&db, &state.backup, req.dry_run).await?;
-    Ok(Json(json!({ "success": true, "dry_run": req.dry_run, "decisions": decisions })))
+    Ok(Json(Pruned { success: true, dry_run: req.dry_run, decisions }))
 }
 
 /// `POST /restore`: seed 000's `{backup_file, drop_existing}`, or `backup_id`, plus
 /// `target_database`, `tables`, `jobs`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     #[serde(default, alias = "backup_file")]
@@ -215,15 +253,15 @@ pub struct RestoreBody {
 }
 
 /// `GET /backups/status`: the WAL archive, the recoverable window and any gap.
-pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(with_success(backup::status(&state.backup)?))
+pub async fn status(State(state): State<AppState>) -> Result<Json<Succeeded<backup::PitrStatus>>, ApiError> {
+    Ok(ok(backup::status(&state.backup)?))
 }
 
 pub async fn restore(
     State(state): State<AppState>,
     note: Option<axum::Extension<super::auth::Note>>,
     JsonBody(req): JsonBody<RestoreBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Restored>, ApiError> {
     if let Some(axum::Extension(note)) = &note {
         let what = if req.backup_id.is_empty() { "point in time".to_owned() } else { req.backup_id.clone() };
         note.with(|n| n.related = Some(format!("backup {what}")));
@@ -238,7 +276,7 @@ pub async fn restore(
         let request = backup::PitrRequest::new(&state.config, Some(to_time), backup_id, None)?;
         let settings = (*state.backup).clone();
         let report = joined(tokio::spawn(async move { backup::recover_to(&settings, &request, &|_| {}).await }).await)?;
-        return Ok(with_success(report));
+        return Ok(Json(Restored::PointInTime(Succeeded::new(report))));
     }
     if req.backup_id.is_empty() {
         return Err(ApiError::invalid_request("give backup_id (or backup_file), or to_time"));
@@ -265,12 +303,8 @@ pub async fn restore(
     };
     let (settings, db) = ((*state.backup).clone(), state.executor.pools.admin_config());
     let report = joined(tokio::spawn(async move { backup::restore(&db, &settings, &request, &|_| {}).await }).await)?;
-    let file = backup_file(&state, &report.backup_id);
-    let mut body = with_success(report);
-    if let Value::Object(map) = &mut body.0 {
-        map.insert("backup_file".into(), json!(file));
-    }
-    Ok(body)
+    let backup_file = backup_file(&state, &report.backup_id);
+    Ok(Json(Restored::Restore { success: true, report, backup_file }))
 }
 
 /// Seed 004's `POST /api/database/restore`: `confirm: true` is required, since there a
@@ -279,7 +313,7 @@ pub async fn restore_confirmed(
     state: State<AppState>,
     note: Option<axum::Extension<super::auth::Note>>,
     JsonBody(req): JsonBody<RestoreBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Restored>, ApiError> {
     if req.confirm != Some(true) && req.to_time.is_none() && req.target_database.is_none() {
         return Err(ApiError::invalid_request(
             "this restore replaces the database: send confirm: true (or POST /restore without confirm to restore into a new database)",

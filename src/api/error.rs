@@ -115,7 +115,7 @@ pub struct ApiError {
     internal: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub code: &'static str,
     pub message: String,
@@ -133,6 +133,13 @@ pub struct ErrorBody {
     /// For a server error (5xx): the request's id, under which it is logged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+}
+
+/// Every error answer: `{"success": false, "error": {...}}`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct ErrorAnswer<'a> {
+    success: bool,
+    error: &'a ErrorBody,
 }
 
 impl ApiError {
@@ -355,12 +362,7 @@ impl IntoResponse for ApiError {
             }
             self.body.request_id = Some(id);
         }
-        #[derive(Serialize)]
-        struct Envelope<'a> {
-            success: bool,
-            error: &'a ErrorBody,
-        }
-        let body = serde_json::to_vec(&Envelope { success: false, error: &self.body }).unwrap_or_default();
+        let body = serde_json::to_vec(&ErrorAnswer { success: false, error: &self.body }).unwrap_or_default();
         let facts = ErrorFacts { code: self.body.code, sqlstate: self.body.sqlstate.clone() };
         let mut response = (self.status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
         response.extensions_mut().insert(facts);

@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use super::AppState;
 use crate::monitor::health::{self, HealthReport};
@@ -26,32 +27,67 @@ pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthRepo
     (status, Json(report))
 }
 
+#[derive(Serialize, JsonSchema)]
+pub struct Liveness {
+    /// `alive`.
+    status: &'static str,
+}
+
 /// The process is up (no database check).
-pub async fn live() -> Json<Value> {
-    Json(json!({ "status": "alive" }))
+pub async fn live() -> Json<Liveness> {
+    Json(Liveness { status: "alive" })
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    /// While auto-migrate has not finished: where it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migrations: Option<crate::migrate::AutoState>,
+    /// Why the primary did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// Ready to serve: the primary answers and auto-migrate (when configured) is done.
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     if !state.auto_migrate.is_ready() {
-        let migrations = serde_json::to_value(state.auto_migrate.get()).unwrap_or_default();
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "migrations": migrations })));
+        let migrations = Some(state.auto_migrate.get());
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { status: "not_ready", migrations, error: None }));
     }
     match state.executor.pools.primary().ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "error": err.to_string() }))),
+        Ok(()) => (StatusCode::OK, Json(Readiness { status: "ready", migrations: None, error: None })),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { status: "not_ready", migrations: None, error: Some(err.to_string()) })),
     }
 }
 
 /// Seed 004's `GET /api/database/connections/stats`: the pools, in dbagent's terms and in
 /// SQLAlchemy's (`pool_size`, `checked_out`, ...), without pinging the database.
-pub async fn connections(State(state): State<AppState>) -> Json<Value> {
+pub async fn connections(State(state): State<AppState>) -> Json<PoolsAnswer> {
     use crate::monitor::components::pool_details;
     let all = state.executor.pools.stats();
-    let replicas: Vec<Value> = all.replicas.iter().map(|r| json!({ "name": r.name, "details": pool_details(r), "pool_stats": r })).collect();
-    Json(json!({
-        "success": true,
-        "primary": { "details": pool_details(&all.primary), "pool_stats": all.primary },
-        "replicas": replicas,
-    }))
+    let replicas = all.replicas.iter().map(|r| NamedPool { name: r.name.clone(), details: pool_details(r), pool_stats: r.clone() }).collect();
+    Json(PoolsAnswer { success: true, primary: Pool { details: pool_details(&all.primary), pool_stats: all.primary }, replicas })
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct PoolsAnswer {
+    success: bool,
+    primary: Pool,
+    replicas: Vec<NamedPool>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct Pool {
+    /// SQLAlchemy's names (`pool_size`, `checked_out`, `overflow` ...).
+    details: crate::monitor::components::PoolDetails,
+    pool_stats: crate::db::PoolStats,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub struct NamedPool {
+    name: String,
+    details: crate::monitor::components::PoolDetails,
+    pool_stats: crate::db::PoolStats,
 }

@@ -3,25 +3,16 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::AppState;
+use super::answer::{Succeeded, ok};
 use super::auth::Note;
 use super::body::JsonBody;
 use super::error::ApiError;
 use crate::db::{self, Purpose};
 use crate::security::{self, audit, keys};
-
-#[derive(Serialize)]
-pub struct Succeeded<T> {
-    success: bool,
-    #[serde(flatten)]
-    body: T,
-}
-
-fn ok<T: Serialize>(body: T) -> Json<Succeeded<T>> {
-    Json(Succeeded { success: true, body })
-}
 
 async fn client(state: &AppState) -> Result<tokio_postgres::Client, ApiError> {
     db::admin::connect(state.security.db(), Purpose::Security)
@@ -29,7 +20,7 @@ async fn client(state: &AppState) -> Result<tokio_postgres::Client, ApiError> {
         .map_err(|e| ApiError::from(security::Error::from(e)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct KeyList {
     keys: Vec<keys::KeyInfo>,
 }
@@ -59,7 +50,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, ok(created)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct Revoked {
     key: keys::KeyInfo,
 }
@@ -84,7 +75,7 @@ pub async fn rotate(State(state): State<AppState>, note: Option<axum::Extension<
     Ok(ok(created))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct AuditRows {
     entries: Vec<audit::Row>,
 }

@@ -2,16 +2,17 @@
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::answer::{Succeeded, ok};
 use super::auth::Note;
 use super::body::JsonBody;
 use super::error::ApiError;
 use crate::migrate::{Up, UpTarget};
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     #[default]
@@ -20,14 +21,14 @@ pub enum Direction {
 }
 
 /// A target as a string (`head`, `+2`, `-1`, `base`, a version) or a bare version number.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Target {
     Text(String),
     Number(i64),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateRequest {
     #[serde(default)]
@@ -47,7 +48,7 @@ pub async fn migrate(
     caller: Option<Extension<crate::security::Caller>>,
     note: Option<Extension<Note>>,
     JsonBody(req): JsonBody<MigrateRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Migrated>, ApiError> {
     // The migration history says who: the key's name when a key was used.
     let by = match caller.as_ref().and_then(|Extension(c)| c.key_name().map(str::to_owned)) {
         Some(name) => format!("api key {name}"),
@@ -81,17 +82,35 @@ pub async fn migrate(
         note.with(|n| n.related = Some(format!("migrations {}", if versions.is_empty() { "none".into() } else { versions.join(",") })));
     }
     let migration_file = last_file(&state, &report);
-    let mut body = serde_json::to_value(&report).unwrap_or_default();
-    if let Value::Object(map) = &mut body {
-        map.insert("success".into(), json!(true));
-        // Seed 000's field: the file of the last migration run (null when none ran).
-        map.insert("migration_file".into(), json!(migration_file));
-        map.insert("direction".into(), json!(if req.direction == Direction::Upgrade { "upgrade" } else { "downgrade" }));
-        // Seed 000 reports seconds.
-        let seconds = map.get("execution_time_ms").and_then(Value::as_f64).map(|ms| ms / 1e3);
-        map.insert("execution_time".into(), json!(seconds));
-    }
-    Ok(Json(body))
+    let direction = if req.direction == Direction::Upgrade { "upgrade" } else { "downgrade" };
+    // Seed 000 reports seconds.
+    let execution_time = report.execution_time_ms / 1e3;
+    Ok(Json(Migrated { success: true, report, migration_file, direction, execution_time }))
+}
+
+/// `POST /migrate`'s answer: the run's report and seed 000's fields.
+#[derive(Serialize, JsonSchema)]
+pub struct Migrated {
+    success: bool,
+    #[serde(flatten)]
+    report: crate::migrate::Report,
+    /// Seed 000: the file of the last migration run (null when none ran).
+    migration_file: Option<std::path::PathBuf>,
+    /// `upgrade` or `downgrade`.
+    direction: &'static str,
+    /// Seed 000: seconds.
+    execution_time: f64,
+}
+
+/// `GET /migrations`' answer.
+#[derive(Serialize, JsonSchema)]
+pub struct MigrationList {
+    success: bool,
+    #[serde(flatten)]
+    status: crate::migrate::Status,
+    /// The newest 100 events, newest first.
+    history: Vec<crate::migrate::Event>,
+    auto_migrate: crate::migrate::AutoState,
 }
 
 /// The file of the last migration the run applied or reverted.
@@ -105,20 +124,14 @@ fn last_file(state: &AppState, report: &crate::migrate::Report) -> Option<std::p
     }
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<AppState>) -> Result<Json<MigrationList>, ApiError> {
     let db = state.executor.pools.admin_config();
     let status = state.migrations.status(&db).await?;
     let history = state.migrations.history(&db, 100).await?;
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    if let Value::Object(map) = &mut body {
-        map.insert("success".into(), json!(true));
-        map.insert("history".into(), serde_json::to_value(&history).unwrap_or_default());
-        map.insert("auto_migrate".into(), serde_json::to_value(state.auto_migrate.get()).unwrap_or_default());
-    }
-    Ok(Json(body))
+    Ok(Json(MigrationList { success: true, status, history, auto_migrate: state.auto_migrate.get() }))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutogenerateRequest {
     pub name: String,
@@ -129,14 +142,9 @@ pub struct AutogenerateRequest {
 }
 
 /// `POST /migrations/autogenerate`: writes the migration files; answers their paths, SQL and notes.
-pub async fn autogenerate(State(state): State<AppState>, JsonBody(req): JsonBody<AutogenerateRequest>) -> Result<Json<Value>, ApiError> {
+pub async fn autogenerate(State(state): State<AppState>, JsonBody(req): JsonBody<AutogenerateRequest>) -> Result<Json<Succeeded<crate::migrate::Autogenerated>>, ApiError> {
     let db = state.executor.pools.admin_config();
     let service = state.migrations.clone();
     let run = tokio::spawn(async move { service.autogenerate(&db, &req.name, &req.schema_sql, &req.schemas).await });
-    let out = run.await.map_err(ApiError::internal)??;
-    let mut body = serde_json::to_value(&out).unwrap_or_default();
-    if let Value::Object(map) = &mut body {
-        map.insert("success".into(), json!(true));
-    }
-    Ok(Json(body))
+    Ok(ok(run.await.map_err(ApiError::internal)??))
 }

@@ -3,6 +3,7 @@
 //! carries an id ([`request_id`]) that its server errors are answered and logged with.
 
 mod advisor;
+mod answer;
 pub mod auth;
 mod backup;
 mod body;
@@ -11,6 +12,7 @@ mod health;
 mod keys;
 mod metrics;
 mod migrate;
+pub mod openapi;
 mod query;
 pub mod request_id;
 mod schema;

@@ -15,6 +15,33 @@ use crate::db::Lsn;
 use crate::query::{Consistency, Freshness, QueryRequest};
 use crate::txn::{self, TransactionRequest};
 
+/// `POST /query`'s answer, as [`handle`] writes it (rows are copied into the answer as
+/// PostgreSQL sent them, so the writer is by hand; this type describes it for the document).
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+pub struct QueryAnswer {
+    success: bool,
+    /// One object per row, keyed by column name (at most `max_rows`).
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows the statement returned or affected (the command tag's count).
+    row_count: u64,
+    /// More rows existed than `max_rows`.
+    truncated: bool,
+    columns: Vec<crate::query::ColumnInfo>,
+    execution_time_ms: f64,
+    /// `select`, `insert`, `update`, `delete`, `ddl` ...
+    query_type: String,
+    from_cache: bool,
+    /// `primary`, a replica's name, or `cache`.
+    served_by: String,
+    /// A write's commit position, for `min_lsn` on later reads.
+    commit_lsn: Option<String>,
+    /// With `transaction: true`: how many times it was retried.
+    retries: Option<u32>,
+    /// Why a `use_cache` read was not cached.
+    cache_bypass: Option<String>,
+}
+
 /// Header naming the caller's session for read-your-writes.
 pub const SESSION_HEADER: &str = "dbagent-session";
 const MAX_SESSION_LEN: usize = 256;

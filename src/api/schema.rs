@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
@@ -15,9 +14,16 @@ use super::body::JsonBody;
 use crate::schema::{self, catalog, dictionary, erd};
 use crate::seeddata;
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TableList {
+    success: bool,
+    count: usize,
+    tables: Vec<schema::TableSummary>,
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<TableList>, ApiError> {
     let tables = schema::tables(&state.executor.pools).await?;
-    Ok(Json(json!({ "success": true, "count": tables.len(), "tables": tables })))
+    Ok(Json(TableList { success: true, count: tables.len(), tables }))
 }
 
 pub async fn describe(State(state): State<AppState>, Path(table): Path<String>) -> Result<Json<schema::TableDetail>, ApiError> {
@@ -25,7 +31,7 @@ pub async fn describe(State(state): State<AppState>, Path(table): Path<String>) 
 }
 
 /// `?schema=public,sales&table=film`: which relations a document covers.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErdQuery {
     #[serde(default)]
@@ -39,7 +45,7 @@ pub struct ErdQuery {
     pub columns: erd::Columns,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DictionaryQuery {
     #[serde(default)]

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::monitor::dbstats::{self, Activity, DatabaseStats, IndexStats, SlowQueries, SlowQuery, TableStats};
+pub use crate::monitor::dbstats::SlowQueries;
+use crate::monitor::dbstats::{self, Activity, DatabaseStats, IndexStats, SlowQuery, TableStats};
 use crate::monitor::system::{self, SystemStats};
 use crate::replication::ReplicationReport;
 
@@ -27,7 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 }
 
 /// `?limit=N` of the list endpoints.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     #[serde(default = "default_limit")]

@@ -11,6 +11,33 @@ use super::auth::Note;
 use crate::security::Caller;
 use crate::txn::{self, TransactionRequest};
 
+/// `POST /transaction`'s answer, as [`handle`] writes it (rows copied as PostgreSQL sent
+/// them); this type describes it for the document.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+pub struct TransactionAnswer {
+    success: bool,
+    queries_executed: usize,
+    /// Serialization failures and deadlocks retried before the commit.
+    retries: u32,
+    isolation_level: String,
+    read_only: bool,
+    execution_time_ms: f64,
+    /// One result per statement, in order.
+    results: Vec<StatementResult>,
+    commit_lsn: Option<String>,
+}
+
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct StatementResult {
+    query_type: String,
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    row_count: u64,
+    truncated: bool,
+    columns: Vec<crate::query::ColumnInfo>,
+}
+
 pub async fn handle(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,

@@ -29,7 +29,7 @@ use super::tools::{self, Pipes, Target, Tool, Tools};
 use super::{Compression, Error, Settings, catalog};
 
 /// What a backup holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupKind {
     /// Schema and data.
@@ -43,7 +43,7 @@ pub enum BackupKind {
 }
 
 /// pg_dump's archive format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// One file (`-Fc`); restored with one job.

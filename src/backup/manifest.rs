@@ -17,7 +17,7 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 const FORMAT_VERSION: u32 = 1;
 
 /// One backup, as recorded in its `manifest.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Manifest {
     /// Layout version of this JSON document.
     pub format_version: u32,
@@ -73,7 +73,7 @@ pub struct Manifest {
 }
 
 /// The WAL positions of a base backup, for point-in-time recovery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BaseInfo {
     pub timeline: u32,
     /// `X/Y` positions reported by pg_basebackup.
@@ -87,7 +87,7 @@ pub struct BaseInfo {
 }
 
 /// How the files are encrypted; never the key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EncryptionInfo {
     pub algorithm: String,
     pub kdf: Kdf,
@@ -99,7 +99,7 @@ pub struct EncryptionInfo {
 }
 
 /// How the backup's data key was derived from the configured key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "algorithm", rename_all = "snake_case")]
 pub enum Kdf {
     /// A raw 32-byte key: SHA-256(domain ‖ key ‖ salt).
@@ -113,7 +113,7 @@ pub enum Kdf {
 }
 
 /// One stored file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileEntry {
     /// The file as pg_dump named it: `dump` (custom format) or `toc.dat`, `3456.dat`, ...
     /// (directory format).
@@ -129,7 +129,7 @@ pub struct FileEntry {
 }
 
 /// Rows of one table at the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TableRows {
     /// `schema.table`, each part quoted only when PostgreSQL would need it.
     pub table: String,
@@ -140,7 +140,7 @@ pub struct TableRows {
 }
 
 /// How a row count was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CountMethod {
     /// `count(*)` in the dump's snapshot (tables estimated under a million rows, and tables
@@ -151,7 +151,7 @@ pub enum CountMethod {
 }
 
 /// The outcome of one `verify`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verification {
     pub at: DateTime<Utc>,
     /// 1: checksums; 2: a trial restore with row counts compared.

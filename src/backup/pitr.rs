@@ -71,7 +71,7 @@ impl PitrRequest {
 }
 
 /// A finished recovery.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PitrReport {
     pub base_backup_id: String,
     pub target_time: Option<DateTime<Utc>>,

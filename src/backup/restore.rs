@@ -55,7 +55,7 @@ pub struct RestoreRequest {
 }
 
 /// How a restore went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RestoreReport {
     pub backup_id: String,
     /// The database holding the restored data.
@@ -74,7 +74,7 @@ pub struct RestoreReport {
 }
 
 /// Where a restore puts the data (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RestoreMode {
     NewDatabase,

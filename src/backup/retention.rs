@@ -53,7 +53,7 @@ impl From<&Manifest> for Candidate {
 }
 
 /// The verdict on one backup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Decision {
     pub id: String,
     pub keep: bool,

@@ -80,7 +80,7 @@ struct Last {
 }
 
 /// A copy of [`ScheduleStats`] at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ScheduleStatsSnapshot {
     pub runs: u64,
     pub succeeded: u64,

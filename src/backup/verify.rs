@@ -46,7 +46,7 @@ impl VerifyLevel {
 }
 
 /// What a successful verification checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct VerifyReport {
     pub backup_id: String,
     pub level: u8,
@@ -56,14 +56,14 @@ pub struct VerifyReport {
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FileCheck {
     pub file: String,
     pub raw_bytes: u64,
     pub stored_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TableCheck {
     pub table: String,
     /// From the manifest.

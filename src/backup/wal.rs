@@ -36,7 +36,7 @@ const ZSTD_LEVEL: i32 = 3;
 pub const DEFAULT_SEGMENT_SIZE: u64 = 16 * 1024 * 1024;
 
 /// What the sidecar `<name>.json` records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Archived {
     pub name: String,
     pub bytes: u64,

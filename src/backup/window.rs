@@ -16,7 +16,7 @@ use super::wal::{self, Archived, WalFile};
 use super::{BackupKind, Error, Settings};
 
 /// The WAL archive and what it makes recoverable.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PitrStatus {
     /// `backup.pitr` is on.
     pub enabled: bool,
@@ -31,7 +31,7 @@ pub struct PitrStatus {
     pub gaps: Vec<Gap>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BaseWindow {
     pub backup_id: String,
     pub timeline: u32,
@@ -42,13 +42,13 @@ pub struct BaseWindow {
     pub last_segment: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Window {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Gap {
     pub timeline: u32,
     /// The first and last missing segment.

@@ -58,7 +58,7 @@ impl CacheStats {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CacheStatsSnapshot {
     pub enabled: bool,
     pub backend: &'static str,

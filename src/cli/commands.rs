@@ -71,7 +71,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Keys(cmd) => super::security::keys_cmd(&agent, cmd, cli.json).await,
                 Command::Audit(cmd) => super::security::audit_cmd(&agent, cmd, cli.json).await,
                 Command::Stats(cmd) => super::stats::run(&agent, cmd, cli.json).await,
-                Command::Serve(_) | Command::Instance(_) | Command::Wal(_) => Ok(()),
+                Command::Serve(_) | Command::Instance(_) | Command::Wal(_) | Command::Openapi => Ok(()),
             };
             agent.shutdown(!cli.keep_running).await;
             result
@@ -86,6 +86,10 @@ fn offline(config: &Config, command: Command, as_json: bool) -> Result<(), Failu
     match command {
         Command::Backup(BackupCommand::List) => output::backups(&backup::list(&settings).map_err(failure)?, as_json),
         Command::Backup(BackupCommand::Status) => output::key_values(&serde_json::to_value(backup::status(&settings).map_err(failure)?)?, as_json),
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&crate::api::openapi::document())?);
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

@@ -27,7 +27,7 @@ pub enum Need {
 
 pub fn need(command: &Command) -> Need {
     match command {
-        Command::Backup(BackupCommand::List | BackupCommand::Status) => Need::Nothing,
+        Command::Backup(BackupCommand::List | BackupCommand::Status) | Command::Openapi => Need::Nothing,
         Command::Health | Command::Schema(_) => Need::Existing,
         Command::Migrate(MigrateCommand::Status | MigrateCommand::History { .. } | MigrateCommand::Current) => Need::Existing,
         Command::Keys(super::security::KeysCommand::List) | Command::Audit(_) => Need::Existing,
@@ -97,6 +97,7 @@ mod tests {
         }
         assert_eq!(need_of(&["backup", "list"]), Need::Nothing);
         assert_eq!(need_of(&["backup", "status"]), Need::Nothing);
+        assert_eq!(need_of(&["openapi"]), Need::Nothing);
         for args in [&["migrate", "up"][..], &["query", "SELECT 1"], &["seed", "generate", "--table", "t", "--rows", "1"], &["backup", "create"]] {
             assert_eq!(need_of(args), Need::Started, "{args:?}");
         }

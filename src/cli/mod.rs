@@ -87,6 +87,9 @@ pub enum Command {
     /// The audit log: list, export.
     #[command(subcommand)]
     Audit(security::AuditCommand),
+    /// Print the API's OpenAPI 3.1 document (what `GET /openapi.json` answers), for client
+    /// generators; needs no database.
+    Openapi,
     /// Database statistics: database, tables, indexes, slow-queries, activity, system.
     #[command(subcommand)]
     Stats(stats::StatsCommand),

@@ -99,7 +99,7 @@ impl Backup {
 /// file names it implies live there). `pg_dump` itself runs with `-Z0`: compressing once, in
 /// our pipeline, costs less CPU than compressing inside pg_dump and is what lets the stored
 /// file be encrypted and checksummed in the same pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Compression {
     /// zstd (level 3 unless `compression_level` says otherwise), with zstd's own frame checksum.

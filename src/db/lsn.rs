@@ -37,6 +37,17 @@ impl fmt::Display for Lsn {
     }
 }
 
+/// Written as PostgreSQL writes it, `X/Y` in hex.
+impl schemars::JsonSchema for Lsn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Lsn".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$", "description": "a WAL position, as PostgreSQL writes it (X/Y in hex)" })
+    }
+}
+
 impl Serialize for Lsn {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -12,7 +12,7 @@ use super::{Error, Settings, conf};
 const TAIL_BLOCK: u64 = 16 * 1024;
 
 /// A snapshot of a managed cluster.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Status {
     /// `initdb` has run on the data directory.
     pub initialized: bool,

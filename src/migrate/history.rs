@@ -50,7 +50,7 @@ const STEPS: &[&str] = &[
 const LATEST: i32 = STEPS.len() as i32;
 
 /// A row of `dbagent.schema_migrations`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct AppliedMigration {
     pub version: i64,
     pub name: String,
@@ -67,7 +67,7 @@ pub struct AppliedMigration {
 }
 
 /// What an event records.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Apply,
@@ -102,7 +102,7 @@ impl EventKind {
 }
 
 /// A row of `dbagent.migration_events`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Event {
     pub id: i64,
     pub version: i64,

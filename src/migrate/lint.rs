@@ -25,7 +25,7 @@ use finding::TableRef;
 use rules::findings;
 
 /// One warning about one statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Warning {
     /// 0-based index of the statement in the file.
     pub statement: usize,

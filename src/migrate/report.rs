@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::AppliedMigration;
 
 /// Which way a migration ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Up,
@@ -24,7 +24,7 @@ impl fmt::Display for Direction {
 }
 
 /// One migration applied or reverted by a run (or that a dry run would run).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Applied {
     pub version: i64,
     pub name: String,
@@ -37,7 +37,7 @@ pub struct Applied {
 }
 
 /// The outcome of `up` or `down`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Report {
     /// In the order they ran.
     pub applied: Vec<Applied>,
@@ -55,7 +55,7 @@ pub struct Report {
 }
 
 /// A lint warning and the migration file it is about.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct FileWarning {
     pub version: i64,
     pub file: std::path::PathBuf,
@@ -64,7 +64,7 @@ pub struct FileWarning {
 }
 
 /// A migration file not applied yet.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct PendingMigration {
     pub version: i64,
     pub name: String,
@@ -74,7 +74,7 @@ pub struct PendingMigration {
 }
 
 /// Where the database stands against the files.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Status {
     /// The newest applied version (`None`: nothing applied).
     pub current: Option<i64>,

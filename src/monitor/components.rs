@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::db::PoolStats;
 
 /// One dependency's health.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Component {
     /// `database` (the primary), `replica:<name>`, `cache`.
     pub name: String,
@@ -22,18 +22,30 @@ pub struct Component {
 /// A pool's statistics in SQLAlchemy's words: `pool_size` is the connections kept open
 /// (`min_size`), `max_overflow` how many more may open (`max_size - min_size`), `overflow`
 /// how many of those are open now.
-pub fn pool_details(stats: &PoolStats) -> serde_json::Value {
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PoolDetails {
+    pub pool_size: u32,
+    pub max_overflow: u32,
+    pub checked_in: u32,
+    pub checked_out: u32,
+    pub overflow: u32,
+    pub total: u32,
+    pub max: u32,
+    pub waiting: u32,
+}
+
+pub fn pool_details(stats: &PoolStats) -> PoolDetails {
     let pool_size = stats.min.unwrap_or(0).min(stats.max);
-    serde_json::json!({
-        "pool_size": pool_size,
-        "max_overflow": stats.max.saturating_sub(pool_size),
-        "checked_in": stats.idle,
-        "checked_out": stats.active,
-        "overflow": stats.total.saturating_sub(pool_size),
-        "total": stats.total,
-        "max": stats.max,
-        "waiting": stats.waiting,
-    })
+    PoolDetails {
+        pool_size,
+        max_overflow: stats.max.saturating_sub(pool_size),
+        checked_in: stats.idle,
+        checked_out: stats.active,
+        overflow: stats.total.saturating_sub(pool_size),
+        total: stats.total,
+        max: stats.max,
+        waiting: stats.waiting,
+    }
 }
 
 /// The primary, each replica and the cache.
@@ -48,7 +60,7 @@ pub fn components(
         name: "database".into(),
         status: if reachable { "healthy" } else { "unhealthy" },
         latency_ms,
-        details: pool_details(primary),
+        details: serde_json::to_value(pool_details(primary)).unwrap_or_default(),
     }];
     for replica in replicas.iter().filter(|r| !r.retired) {
         out.push(Component {
@@ -60,7 +72,7 @@ pub fn components(
                 (true, true) => "healthy",
             },
             latency_ms: None,
-            details: pool_details(replica),
+            details: serde_json::to_value(pool_details(replica)).unwrap_or_default(),
         });
     }
     if let Some(cache) = cache {

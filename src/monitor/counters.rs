@@ -144,7 +144,7 @@ impl Default for Stats {
 }
 
 /// A snapshot, in seed 000's `statistics` shape plus retries.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatsSnapshot {
     pub queries_executed: u64,
     pub transactions_executed: u64,

@@ -14,7 +14,7 @@ use super::collector::DbTotals;
 use crate::db::{self, Pools, Target};
 
 /// The database as a whole.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DatabaseStats {
     pub database: String,
     pub backends: i64,
@@ -46,7 +46,7 @@ pub struct DatabaseStats {
 }
 
 /// One table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableStats {
     pub schema: String,
     pub name: String,
@@ -69,7 +69,7 @@ pub struct TableStats {
 }
 
 /// One index.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct IndexStats {
     pub schema: String,
     pub table: String,
@@ -86,7 +86,7 @@ pub struct IndexStats {
 }
 
 /// How `/stats/slow-queries` orders statements.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SlowOrder {
     #[default]
@@ -126,7 +126,7 @@ impl SlowOrder {
 }
 
 /// A slow-query request: statements with a mean time of at least `threshold_ms`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlowQueries {
     #[serde(default)]
@@ -142,7 +142,7 @@ fn default_limit() -> u32 {
 }
 
 /// One statement from `pg_stat_statements` (normalised text: constants are `$n`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SlowQuery {
     pub queryid: Option<String>,
     pub user: String,
@@ -162,13 +162,13 @@ pub struct SlowQuery {
 }
 
 /// Sessions grouped by state and wait event, and the oldest transactions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Activity {
     pub sessions: Vec<SessionGroup>,
     pub longest_transactions: Vec<OpenTransaction>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SessionGroup {
     pub database: String,
     pub state: String,
@@ -177,7 +177,7 @@ pub struct SessionGroup {
     pub sessions: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OpenTransaction {
     pub pid: i32,
     pub database: String,

@@ -8,7 +8,7 @@ use super::{Stats, StatsSnapshot};
 use crate::db::{PoolStats, Pools};
 
 /// Seed 000's `/health` shape, plus the database check and per-replica detail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct HealthReport {
     /// `healthy`, `degraded` (a replica is down or lagging) or `unhealthy` (primary down).
     pub status: &'static str,
@@ -38,7 +38,7 @@ pub struct HealthReport {
 /// `pg_stat_archiver` of the primary. A failing archive stops the recoverable window from
 /// growing and makes WAL pile up in `pg_wal` until the disk is full: it marks the report
 /// `degraded`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct WalArchiveCheck {
     /// The last attempt failed (and nothing was archived since).
     pub failing: bool,
@@ -92,7 +92,7 @@ impl WalArchiveCheck {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DatabaseCheck {
     pub reachable: bool,
     pub location: String,
@@ -102,7 +102,7 @@ pub struct DatabaseCheck {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PoolReport {
     pub healthy: bool,
     pub pool_stats: PoolStats,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// What the host looks like now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SystemStats {
     /// Whether these figures describe the database's host (dbagent runs its managed instance).
     pub database_host: bool,
@@ -23,14 +23,14 @@ pub struct SystemStats {
     pub process: Option<Process>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct Memory {
     pub total_bytes: u64,
     pub available_bytes: u64,
     pub used_pct: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Disk {
     pub path: String,
     pub total_bytes: u64,
@@ -39,7 +39,7 @@ pub struct Disk {
 }
 
 /// dbagent's own process.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct Process {
     pub cpu_seconds: f64,
     pub resident_bytes: u64,

@@ -44,7 +44,7 @@ const MULTIPLEX_MAX_ROWS: u32 = 16;
 const READ_ONLY_VIOLATION: &str = "25006";
 
 /// A `/query` request (seed 000's contract).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     pub sql: String,
@@ -67,7 +67,7 @@ pub struct QueryRequest {
 }
 
 /// How fresh a read must be.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Consistency {
     #[default]

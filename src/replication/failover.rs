@@ -20,7 +20,7 @@ use crate::instance::Settings;
 use crate::{db, instance};
 
 /// One failover, done or refused.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FailoverEvent {
     pub at: String,
     /// `promoted` (a managed replica), `followed` (a configured host that became primary) or

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{FailoverEvent, Supervisor};
 use crate::db::{Lsn, PoolStats};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReplicationReport {
     pub primary: PrimaryReport,
     /// One per replica pool (lag in seconds and bytes, LSNs, whether reads go there).
@@ -14,7 +14,7 @@ pub struct ReplicationReport {
     pub failover: FailoverReport,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PrimaryReport {
     pub location: String,
     pub reachable: bool,
@@ -29,7 +29,7 @@ pub struct PrimaryReport {
 }
 
 /// One row of `pg_stat_replication`, lags in seconds and bytes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StandbyReport {
     pub application_name: Option<String>,
     pub client_addr: Option<String>,
@@ -44,7 +44,7 @@ pub struct StandbyReport {
     pub replay_lag_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FailoverReport {
     pub mode: crate::config::FailoverMode,
     pub after_seconds: f64,

@@ -17,7 +17,7 @@ use super::catalog::TableDoc;
 use super::{ColumnDetail, ForeignKey};
 
 /// Which diagram language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]
@@ -26,7 +26,7 @@ pub enum Format {
 }
 
 /// Which columns each entity lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Columns {
     /// Primary-key, unique and foreign-key columns: the shape of the schema.

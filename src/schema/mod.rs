@@ -50,7 +50,7 @@ impl Classify for Error {
 }
 
 /// One row of `GET /schema`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableSummary {
     /// The relation's oid (internal: catalog lookups by oid).
     #[serde(skip)]
@@ -70,7 +70,7 @@ pub struct TableSummary {
 }
 
 /// `GET /schema/{table}`: seed 000's shape (`table`, `columns`) plus the rest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableDetail {
     pub table: String,
     pub schema: String,
@@ -83,7 +83,7 @@ pub struct TableDetail {
     pub foreign_keys: Vec<ForeignKey>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ColumnDetail {
     pub column_name: String,
     /// information_schema's name (`integer`, `character varying`, `USER-DEFINED`).
@@ -101,7 +101,7 @@ pub struct ColumnDetail {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct IndexDetail {
     pub name: String,
     pub definition: String,
@@ -113,7 +113,7 @@ pub struct IndexDetail {
     pub size_bytes: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ConstraintDetail {
     pub name: String,
     /// `primary key`, `unique`, `check`, `foreign key`, `exclusion`, `trigger`, `not null`.
@@ -126,7 +126,7 @@ pub struct ConstraintDetail {
     pub columns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ForeignKey {
     pub name: String,
     pub columns: Vec<String>,

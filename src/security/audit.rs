@@ -71,7 +71,7 @@ REVOKE ALL ON dbagent.audit_log FROM PUBLIC;
 ";
 
 /// One audited call.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Entry {
     pub at: DateTime<Utc>,
     pub request_id: Option<String>,
@@ -102,7 +102,7 @@ pub struct Entry {
 }
 
 /// A row as read back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Row {
     pub id: i64,
     pub agent: String,
@@ -327,7 +327,7 @@ pub async fn prune(db: &tokio_postgres::Config, days: u32) -> Result<u64, Error>
 }
 
 /// `GET /audit`'s filters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     pub since: Option<DateTime<Utc>>,

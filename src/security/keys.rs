@@ -102,7 +102,7 @@ impl Rate {
 }
 
 /// A key to create.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     pub name: String,
@@ -163,7 +163,7 @@ pub fn parse_net(text: &str) -> Result<IpNet, Error> {
 }
 
 /// A key as listed: everything but its secret (which nobody can see again).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KeyInfo {
     pub id: String,
     pub name: String,
@@ -185,7 +185,7 @@ pub struct KeyInfo {
 }
 
 /// A key just made: its only appearance with the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Created {
     #[serde(flatten)]
     pub key: KeyInfo,

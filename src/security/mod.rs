@@ -29,7 +29,7 @@ pub use keys::{KeyInfo, NewKey, Rate};
 pub use ring::{KeyEntry, KeyRing};
 
 /// What a key may do; each scope includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Reads through `/query`, `/transaction` (read-only), `/schema`, `/stats`, `/health`,
@@ -222,7 +222,7 @@ pub struct Counters {
 }
 
 /// The security part of `/health`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SecurityReport {
     pub api_keys_required: bool,
     /// Set when keys are off on an address beyond loopback (`allow_unauthenticated`).
@@ -236,7 +236,7 @@ pub struct SecurityReport {
     pub audit: Option<AuditReport>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AuditReport {
     pub written: u64,
     /// Waiting to be written.

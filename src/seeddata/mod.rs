@@ -115,7 +115,7 @@ impl Classify for Error {
 }
 
 /// `POST /seed/generate`'s body and `dbagent seed generate`'s arguments.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     /// The table, as a user writes it (`users`, `public.users`, `"Order Items"`).
@@ -130,7 +130,7 @@ pub struct Request {
 }
 
 /// What was generated.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub success: bool,
     /// The seed used (pass it again to get the same rows).
@@ -143,7 +143,7 @@ pub struct Report {
     pub duration_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Filled {
     pub table: String,
     pub rows: u64,

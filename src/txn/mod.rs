@@ -28,7 +28,7 @@ use crate::query::{self, Executor, Rows, run};
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// One statement of a transaction.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatementRequest {
     pub sql: String,
@@ -37,7 +37,7 @@ pub struct StatementRequest {
 }
 
 /// A `/transaction` request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransactionRequest {
     pub queries: Vec<StatementRequest>,

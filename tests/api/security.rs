@@ -52,7 +52,7 @@ async fn create_key(app: &TestApp, body: Value) -> String {
 
 /// The route with its parameters filled in.
 fn concrete(path: &str) -> String {
-    path.replace("{table}", "t").replace("{id}", "x")
+    path.replace("{table}", "t").replace("{id}", "x").replace("{file}", "index.css")
 }
 
 #[tokio::test]

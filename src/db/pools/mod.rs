@@ -500,7 +500,7 @@ impl Endpoint {
 }
 
 /// Statistics of one pool (the seed's `pool_stats` plus bb8's counters).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PoolStats {
     pub name: String,
     pub location: String,

@@ -162,7 +162,7 @@ impl Drop for Opening<'_> {
 }
 
 /// What a pool's shared connections are doing.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct SharingStats {
     /// Pool connections currently shared by reads (counted in `active` too).
     pub connections: usize,

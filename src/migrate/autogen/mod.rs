@@ -46,7 +46,7 @@ pub use model::{
 pub use scratch::PREFIX as SCRATCH_DATABASE_PREFIX;
 
 /// A generated migration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Generated {
     /// Brings the live database to the desired schema. Empty when nothing differs.
     pub up: String,

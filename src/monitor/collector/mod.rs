@@ -41,7 +41,7 @@ pub struct Snapshot {
 }
 
 /// The connected database's counters and gauges at one moment.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, schemars::JsonSchema)]
 pub struct DbTotals {
     #[serde(skip)]
     pub at: Option<Instant>,

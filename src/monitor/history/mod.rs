@@ -20,7 +20,7 @@ pub use store::{History, HistoryRequest};
 use serde::Serialize;
 
 /// How one series' values from several agents make one value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Across {
     /// Each agent's own traffic: added up.
@@ -32,7 +32,7 @@ pub enum Across {
 }
 
 /// A series of the history.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct Series {
     pub name: &'static str,
     pub unit: &'static str,

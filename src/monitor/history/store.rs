@@ -103,7 +103,7 @@ pub async fn prune(client: &Client, retention_hours: u32) -> Result<u64, Error> 
 }
 
 /// `GET /metrics/history?series=a,b&hours=24&step=60&agent=...`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryRequest {
     /// Comma-separated series names; default all.
@@ -118,7 +118,7 @@ pub struct HistoryRequest {
     pub stat: Option<Stat>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stat {
     #[default]
@@ -128,7 +128,7 @@ pub enum Stat {
 
 /// Aligned series: `values[i]` of each series is at `timestamps[i]`; `null` where nothing
 /// was sampled.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct History {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -142,7 +142,7 @@ pub struct History {
     pub series: Vec<SeriesValues>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SeriesValues {
     #[serde(flatten)]
     pub series: Series,
