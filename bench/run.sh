@@ -173,6 +173,18 @@ cpu_ticks() { # utime + stime of a whole process (all threads), in clock ticks
     sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 
+# utime + stime of every PostgreSQL server process (comm `postgres`: postmaster, backends,
+# background workers), in clock ticks. Backends that exit during a cell are missed, but
+# dbagent's pooled connections and pgbench's live through it.
+server_ticks() {
+    local total=0 pid t
+    for pid in $(pgrep -x postgres); do
+        t=$(cpu_ticks "$pid" 2>/dev/null) || continue
+        total=$((total + t))
+    done
+    echo "$total"
+}
+
 status_kb() { # pid field  (VmRSS, VmHWM)
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
 }
@@ -248,7 +260,7 @@ settle() {
     psql_bench -c 'VACUUM ANALYZE pgbench_accounts' -c 'CHECKPOINT' >/dev/null
 }
 
-declare -A PG_TPS PG_P50 PG_P99 PG_CLI AG_RPS AG_P50 AG_P99 AG_CPU AG_UTIL AG_WRK PG_LOAD AG_LOAD
+declare -A PG_TPS PG_P50 PG_P99 PG_CLI AG_RPS AG_P50 AG_P99 AG_CPU AG_UTIL AG_WRK AG_SRV PG_LOAD AG_LOAD
 
 # ---------------------------------------------------------------------------------------------
 # ceiling: pgbench, same statements, prepared protocol
@@ -369,12 +381,14 @@ dbagent_cell() { # workload clients
         wrk_run "$w-$c-warmup" "$w" "$c" "$WARMUP" 1
     fi
     AG_LOAD[$w,$c]=$(loadavg | cut -d' ' -f1)
-    local before after cpu0
+    local before after cpu0 server0 server1
     children_cpu
     cpu0=$CHILD_CPU
+    server0=$(server_ticks)
     before=$(cpu_ticks "$AGENT_PID")
     wrk_run "$w-$c" "$w" "$c" "$DURATION" "$CHECK_BODY"
     after=$(cpu_ticks "$AGENT_PID")
+    server1=$(server_ticks)
     children_cpu
     local req dur
     req=$(kv "$WRK_FILE" requests)
@@ -385,7 +399,8 @@ dbagent_cell() { # workload clients
     AG_CPU[$w,$c]=$(calc "($after - $before) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
     AG_UTIL[$w,$c]=$(calc "($after - $before) / $CLK_TCK / ($dur / 1000000)")
     AG_WRK[$w,$c]=$(calc "($CHILD_CPU - $cpu0) * 1000000 / ($req > 0 ? $req : 1)")
-    log "dbagent  $w c=$c: $(printf '%.0f' "${AG_RPS[$w,$c]}") req/s, p50 ${AG_P50[$w,$c]} µs, p99 ${AG_P99[$w,$c]} µs, CPU $(printf '%.1f' "${AG_CPU[$w,$c]}") µs/req ($(printf '%.2f' "${AG_UTIL[$w,$c]}") cores)"
+    AG_SRV[$w,$c]=$(calc "($server1 - $server0) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
+    log "dbagent  $w c=$c: $(printf '%.0f' "${AG_RPS[$w,$c]}") req/s, p50 ${AG_P50[$w,$c]} µs, p99 ${AG_P99[$w,$c]} µs, CPU $(printf '%.1f' "${AG_CPU[$w,$c]}") µs/req ($(printf '%.2f' "${AG_UTIL[$w,$c]}") cores), server CPU $(printf '%.1f' "${AG_SRV[$w,$c]}") µs/req, wrk CPU $(printf '%.1f' "${AG_WRK[$w,$c]}") µs/req"
 }
 
 CLK_TCK=$(getconf CLK_TCK)
