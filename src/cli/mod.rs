@@ -15,6 +15,7 @@
 //! `Unavailable`, `Timeout`, `OutcomeUnknown`, `DatabaseFailure` and `Internal` are 3; every
 //! other kind is 1.
 
+mod alerts;
 mod commands;
 mod database;
 mod output;
@@ -87,6 +88,9 @@ pub enum Command {
     /// The audit log: list, export.
     #[command(subcommand)]
     Audit(security::AuditCommand),
+    /// Alerts: list, show, ack, silence, silences, unsilence, rules, test, export-rules.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Database statistics: database, tables, indexes, slow-queries, activity, system.
     #[command(subcommand)]
     Stats(stats::StatsCommand),
