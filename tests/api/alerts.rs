@@ -361,3 +361,105 @@ async fn the_rules_endpoint_shows_each_rule_with_its_value_and_state() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_failing_scheduled_backup_fires_the_backup_alert() {
+    // Arrange: one scheduled tick a few seconds from now, made to fail before its manifest.
+    use chrono::{Datelike, Timelike};
+    let hooks = receiver().await;
+    let hook = channel("ops", ChannelKind::Webhook, Some(format!("{}/hook", hooks.url)), "backup_failed");
+    let location = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("alerts-backups-{}", uuid::Uuid::new_v4().simple()));
+    let tick = (chrono::Utc::now() + chrono::Duration::seconds(4)).with_nanosecond(0).unwrap();
+    let cron = format!("{} {} {} {} {} * {}", tick.second(), tick.minute(), tick.hour(), tick.day(), tick.month(), tick.year());
+    let dir = location.clone();
+    let app = spawn_app_with(move |c| {
+        alerting(c, 0.0, vec![hook]);
+        c.backup.location = dir;
+        c.backup.schedule = Some(cron);
+    })
+    .await;
+    dbagent::failpoints::arm("backup-before-manifest", &app.db.name, 1);
+
+    // Act: the tick comes and its backup fails.
+    wait_until("the scheduled backup to fail", Duration::from_secs(20), async || {
+        app.get("/health").await.1["backups"]["failed"].as_u64() == Some(1)
+    })
+    .await;
+    let failed_at = Instant::now();
+    wait_until("the backup alert", Duration::from_secs(5), async || !hooks.hooks("firing").is_empty()).await;
+    eprintln!("backup_failed detection latency (evaluation every 200 ms): {} ms", (hooks.hooks("firing")[0].1 - failed_at).as_millis());
+
+    // Assert
+    let firing = hooks.hooks("firing")[0].0.clone();
+    let labels = &firing["alerts"][0]["labels"];
+    assert_eq!((labels["alertname"].as_str(), labels["severity"].as_str(), labels["subject"].as_str()), (Some("backup_failed"), Some("critical"), Some("scheduled")));
+    let alert = the_alert(&app, "backup_failed").await;
+    assert_eq!(alert["state"], "firing", "{alert:#}");
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(location);
+}
+
+#[tokio::test]
+async fn a_stopped_replica_fires_the_replica_alert() {
+    // Arrange: a primary and a streaming replica of the test's own, the replica rule at 1 s.
+    use dbagent::instance;
+    let root = format!("alerts-replica-{}", uuid::Uuid::new_v4().simple());
+    let primary_settings = crate::helpers::test_instance_settings(&format!("{root}/primary"));
+    let replica_settings = crate::helpers::test_instance_settings(&format!("{root}/replica"));
+    let primary = crate::helpers::start_instance(&primary_settings);
+    let replica = instance::create_replica(&primary, &replica_settings).await.expect("replica");
+    let hooks = receiver().await;
+    let hook = channel("ops", ChannelKind::Webhook, Some(format!("{}/hook", hooks.url)), "replica_not_streaming");
+    let app = crate::helpers::spawn_app_on(crate::helpers::TestDb::existing(&primary.url("postgres")), |c| {
+        c.postgresql.url = Some(Secret::new(primary.url("postgres")));
+        c.postgresql.read_replicas = vec![dbagent::config::Replica { url: Some(Secret::new(replica.url("postgres"))), ..Default::default() }];
+        alerting(c, 0.0, vec![hook]);
+        c.alerts.rules.insert("replica_not_streaming".into(), RuleOverride { for_seconds: Some(1.0), ..RuleOverride::default() });
+    })
+    .await;
+    wait_until("the replica to be seen streaming", Duration::from_secs(10), async || {
+        let (_, body) = app.get("/alerts/rules").await;
+        let rules = body["rules"].as_array().cloned().unwrap_or_default();
+        rules.iter().any(|r| r["name"] == "replica_not_streaming" && r["observations"][0]["value"] == 0.0)
+    })
+    .await;
+
+    // Act
+    instance::stop(&replica_settings, instance::StopMode::Fast).await.expect("stop the replica");
+    let stopped_at = Instant::now();
+    wait_until("the replica alert", Duration::from_secs(15), async || !hooks.hooks("firing").is_empty()).await;
+    let detected = hooks.hooks("firing")[0].1 - stopped_at;
+    eprintln!("replica_not_streaming detection latency (for: 1 s, health checks every second, evaluation every 200 ms): {} ms", detected.as_millis());
+
+    // Assert
+    let labels = hooks.hooks("firing")[0].0["alerts"][0]["labels"].clone();
+    assert_eq!((labels["alertname"].as_str(), labels["severity"].as_str()), (Some("replica_not_streaming"), Some("critical")), "{labels}");
+    assert!(detected >= Duration::from_secs(1), "not before its for: {detected:?}");
+    app.stop().await;
+    instance::stop(&primary_settings, instance::StopMode::Fast).await.unwrap();
+    let _ = std::fs::remove_dir_all(primary_settings.data_dir.parent().unwrap());
+}
+
+#[tokio::test]
+async fn exported_rules_pass_promtool() {
+    // The CLI's `alerts export-rules` (no database needed) into a file promtool checks.
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("alert-rules-{}.yml", uuid::Uuid::new_v4().simple()));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dbagent"))
+        .args(["alerts", "export-rules", "--output"])
+        .arg(&path)
+        .env("ALERT_CONNECTION_THRESHOLD", "0.75")
+        .output()
+        .await
+        .expect("run dbagent");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rules = std::fs::read_to_string(&path).unwrap();
+    assert!(rules.contains("sum(pg_stat_database_numbackends) / max(pg_settings_max_connections) * 100 >= 75"), "{rules}");
+    let check = tokio::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+        .await
+        .expect("promtool is missing: run scripts/setup.sh (Debian package `prometheus`)");
+    assert!(check.status.success(), "promtool check rules failed:\n{}{}\n{rules}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    let _ = std::fs::remove_file(path);
+}
