@@ -214,6 +214,16 @@ impl Run {
             }
             statuses.push(RuleStatus { rule: rule.clone(), observations });
         }
+        // Alerts of rules disabled or removed since (a restart with a new configuration)
+        // would otherwise stay active for ever.
+        for tracked in self.active.values_mut().filter(|t| t.alert.is_active()) {
+            if !alerts.rules.iter().any(|r| r.enabled && r.name == tracked.alert.rule) {
+                let before = tracked.alert.history.len();
+                tracked.alert.retire(now, "its rule is disabled or no longer configured");
+                tracked.unsaved.extend_from_slice(&tracked.alert.history[before..]);
+                tracked.dirty = true;
+            }
+        }
         statuses
     }
 

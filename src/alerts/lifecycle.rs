@@ -214,6 +214,15 @@ impl Alert {
         if self.last_notified_at.is_some() { self.due(ctx, Notice::Resolved) } else { None }
     }
 
+    /// Ends an alert whose rule is gone or disabled, without a notification.
+    pub fn retire(&mut self, now: DateTime<Utc>, reason: &str) {
+        if self.state != State::Resolved {
+            self.state = State::Resolved;
+            self.resolved_at = Some(now);
+            self.record(now, EventKind::Resolved, reason.to_owned());
+        }
+    }
+
     /// `notice`, unless a silence holds it back (recorded either way).
     fn due(&mut self, ctx: Context, notice: Notice) -> Option<Notice> {
         if ctx.silenced {

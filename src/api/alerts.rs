@@ -90,6 +90,8 @@ pub struct RulesAnswer {
     /// This agent evaluates the rules; on the others, `rules` carry no observations.
     pub leader: bool,
     pub evaluated_at: Option<DateTime<Utc>>,
+    /// How long the last evaluation took (its reads and writes).
+    pub evaluation_ms: f64,
     pub rules: Vec<RuleStatus>,
 }
 
@@ -101,7 +103,7 @@ pub async fn rules(State(state): State<AppState>) -> Json<RulesAnswer> {
     } else {
         status.rules
     };
-    Json(RulesAnswer { success: true, leader: status.leader, evaluated_at: status.evaluated_at, rules })
+    Json(RulesAnswer { success: true, leader: status.leader, evaluated_at: status.evaluated_at, evaluation_ms: status.evaluation_ms, rules })
 }
 
 /// `POST /alerts/test` body.
