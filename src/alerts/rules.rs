@@ -211,9 +211,34 @@ fn custom(c: &config::CustomRule) -> Rule {
     }
 }
 
+/// The built-in rules' defaults as the README's Markdown table (a test keeps the two the same).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| rule | metric | warning | critical | for | what |\n|---|---|---|---|---|---|\n");
+    let threshold = |op: Op, t: Option<f64>, unit: &str| t.map_or("-".to_string(), |t| format!("{} {}", op.as_str(), super::lifecycle::shown(t, unit)));
+    for r in BUILT_IN {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} | {} s | {} |\n",
+            r.name,
+            r.metric,
+            threshold(r.op, r.warning, r.unit),
+            threshold(r.op, r.critical, r.unit),
+            r.for_seconds,
+            r.summary
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_lists_every_built_in_rule_with_its_defaults() {
+        let readme = include_str!("../../README.md");
+        let table = markdown_table();
+        assert!(readme.contains(&table), "README.md's alert rules table is out of date; it should read:\n{table}");
+    }
 
     fn rule(op: Op, warning: Option<f64>, critical: Option<f64>) -> Rule {
         Rule {
