@@ -51,6 +51,8 @@ struct Run {
     holding: bool,
     /// Another agent held the lock at our last try (then only it evaluates).
     other_leads: bool,
+    /// The database could not be reached at the last try (logged once).
+    unreachable: bool,
     active: BTreeMap<(String, String), Tracked>,
     /// Delivery outcomes of alerts no longer active, to append to their histories.
     orphans: Vec<(String, Event)>,
@@ -70,6 +72,7 @@ pub fn spawn(alerts: Arc<Alerts>, sources: Sources, shutdown: impl Future<Output
             client: None,
             holding: false,
             other_leads: false,
+            unreachable: false,
             active: BTreeMap::new(),
             orphans: Vec::new(),
             counters: None,
@@ -171,6 +174,9 @@ impl Run {
             tracing::info!("this agent now evaluates the alert rules");
         }
         reading::database(client, reading, counters).await?;
+        if std::mem::take(&mut self.unreachable) {
+            tracing::info!("alert evaluation reaches the database again");
+        }
         let found = store::acks_and_silences(client).await?;
         if alerts.rules.iter().any(|r| r.enabled && r.source == Source::History) {
             let window = 3.0 * alerts.sample_interval.max(alerts.settings.evaluation_interval);
@@ -191,7 +197,9 @@ impl Run {
 
     /// The session is gone (and with it the lock).
     fn lost(&mut self, err: &Error) {
-        if self.client.is_some() || !self.other_leads {
+        // Once per outage, not at every tick.
+        if !self.unreachable {
+            self.unreachable = true;
             tracing::warn!(error = %db::error_chain(err), "alert evaluation cannot reach the database; evaluating what this agent knows");
         }
         self.client = None;

@@ -18,6 +18,8 @@ use crate::monitor::histogram::HistogramSnapshot;
 use crate::monitor::{RequestMetrics, Stats};
 
 const DATABASE: &str = include_str!("sql/database.sql");
+/// The gauges `sql/database.sql` answers, each a column and a metric of the rules.
+const GAUGES: [&str; 6] = ["connections_used_pct", "idle_in_transaction_sessions", "oldest_transaction_seconds", "xid_age", "invalid_indexes", "wal_archive_failing"];
 
 /// Rates over fewer events than this are noise (one failed request of two is not a 50 %
 /// error rate worth waking anyone for).
@@ -194,9 +196,9 @@ impl Sources {
 pub async fn database(client: &Client, reading: &mut Reading, counters: &mut Counters) -> Result<(), Error> {
     let row = client.query_one(DATABASE, &[]).await.map_err(Error::driver)?;
     let gauge = |name: &str| db::get::<Option<f64>>(&row, name);
-    for metric in ["connections_used_pct", "idle_in_transaction_sessions", "oldest_transaction_seconds", "xid_age", "invalid_indexes", "wal_archive_failing"] {
+    for metric in GAUGES {
         if let Some(value) = gauge(metric)? {
-            reading.push(static_name(metric), "primary", round(value));
+            reading.push(metric, "primary", round(value));
         }
     }
     counters.database = Some((db::get(&row, "deadlocks")?, db::get(&row, "blks_hit")?, db::get(&row, "blks_read")?));
@@ -234,18 +236,6 @@ pub async fn history(client: &Client, window: f64, reading: &mut Reading) -> Res
         reading.history.insert(name, combined);
     }
     Ok(())
-}
-
-/// The metric names of `sql/database.sql`, as the `'static` keys of a reading.
-fn static_name(metric: &str) -> &'static str {
-    match metric {
-        "connections_used_pct" => "connections_used_pct",
-        "idle_in_transaction_sessions" => "idle_in_transaction_sessions",
-        "oldest_transaction_seconds" => "oldest_transaction_seconds",
-        "xid_age" => "xid_age",
-        "invalid_indexes" => "invalid_indexes",
-        _ => "wal_archive_failing",
-    }
 }
 
 fn round(v: f64) -> f64 {

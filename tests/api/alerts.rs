@@ -503,3 +503,80 @@ async fn the_cli_silences_lists_evaluates_and_names_what_is_missing() {
     let (code, _, err) = cli(&db, &["alerts", "test", "--channel", "nope"]).await;
     assert_eq!(code, Some(4), "no such channel: {err}");
 }
+
+#[tokio::test]
+async fn a_custom_rule_over_the_history_fires() {
+    // Arrange: the history sampled every second; a rule of the user's over one of its series.
+    let hooks = receiver().await;
+    let hook = channel("ops", ChannelKind::Webhook, Some(format!("{}/hook", hooks.url)), "pool_busy");
+    let app = spawn_app_with(move |c| {
+        alerting(c, 0.0, vec![hook]);
+        c.monitoring.enable = true;
+        c.monitoring.sample_interval = 1.0;
+        c.monitoring.collect_interval = 1.0;
+        c.alerts.custom = vec![dbagent::config::CustomRule {
+            name: "pool_busy".into(),
+            metric: "pool_utilization_pct".into(),
+            op: ">=".into(),
+            warning: Some(50.0),
+            critical: None,
+            for_seconds: 0.0,
+            labels: [("team".to_string(), "dba".to_string())].into(),
+            summary: None,
+        }];
+    })
+    .await;
+
+    // Act
+    let sleepers = saturate(&app, 4).await;
+    wait_until("the custom rule to fire", Duration::from_secs(6), async || !hooks.hooks("firing").is_empty()).await;
+
+    // Assert: its labels travel with it.
+    let labels = hooks.hooks("firing")[0].0["alerts"][0]["labels"].clone();
+    assert_eq!((labels["alertname"].as_str(), labels["severity"].as_str(), labels["team"].as_str()), (Some("pool_busy"), Some("warning"), Some("dba")), "{labels}");
+    for s in sleepers {
+        s.await.unwrap();
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_database_that_goes_down_is_notified_and_recorded_once_it_is_back() {
+    // Arrange: a server of the test's own, the database_down rule at 1 s.
+    use dbagent::instance;
+    let root = format!("alerts-down-{}", uuid::Uuid::new_v4().simple());
+    let settings = crate::helpers::test_instance_settings(&format!("{root}/primary"));
+    let primary = crate::helpers::start_instance(&settings);
+    let hooks = receiver().await;
+    let hook = channel("ops", ChannelKind::Webhook, Some(format!("{}/hook", hooks.url)), "database_down");
+    let app = crate::helpers::spawn_app_on(crate::helpers::TestDb::existing(&primary.url("postgres")), |c| {
+        c.postgresql.url = Some(Secret::new(primary.url("postgres")));
+        alerting(c, 0.0, vec![hook]);
+        c.alerts.rules.insert("database_down".into(), RuleOverride { for_seconds: Some(1.0), ..RuleOverride::default() });
+    })
+    .await;
+    wait_until("a first evaluation", Duration::from_secs(5), async || app.get("/alerts/rules").await.1["leader"] == true).await;
+
+    // Act: the server stops; the agent cannot write the alert, but it notifies.
+    instance::stop(&settings, instance::StopMode::Fast).await.expect("stop the server");
+    let stopped_at = Instant::now();
+    wait_until("the database_down notification", Duration::from_secs(10), async || !hooks.hooks("firing").is_empty()).await;
+    eprintln!("database_down detection latency (for: 1 s, health checks every second): {} ms", (hooks.hooks("firing")[0].1 - stopped_at).as_millis());
+    crate::helpers::start_instance(&settings);
+    wait_until("the resolved notification", Duration::from_secs(15), async || !hooks.hooks("resolved").is_empty()).await;
+
+    // Assert: once back, the alert is in the table with its whole story.
+    wait_until("the alert written", Duration::from_secs(5), async || {
+        let (status, body) = app.get("/alerts?state=all&rule=database_down").await;
+        status == StatusCode::OK && body["alerts"][0]["state"] == "resolved"
+    })
+    .await;
+    let alert = the_alert(&app, "database_down").await;
+    let kinds: Vec<&str> = alert["history"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in ["pending", "firing", "notified", "resolved"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    app.stop().await;
+    instance::stop(&settings, instance::StopMode::Fast).await.unwrap();
+    let _ = std::fs::remove_dir_all(settings.data_dir.parent().unwrap());
+}
