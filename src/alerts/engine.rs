@@ -167,9 +167,21 @@ impl Run {
             self.holding = true;
             // A new leader carries on with the active alerts in the table (ours, not yet
             // written, win: they are newer).
-            for alert in store::active(client).await? {
+            for mut alert in store::active(client).await? {
                 let key = (alert.rule.clone(), alert.subject.clone());
-                self.active.entry(key).or_insert(Tracked { alert, unsaved: Vec::new(), dirty: false });
+                match self.active.get(&key) {
+                    None => {
+                        self.active.insert(key, Tracked { alert, unsaved: Vec::new(), dirty: false });
+                    }
+                    // Ours was opened while the database was out of reach: the table's one
+                    // makes way, or ours could never be written (one active per rule and subject).
+                    Some(ours) if ours.alert.id != alert.id => {
+                        let before = alert.history.len();
+                        alert.retire(Utc::now(), &format!("superseded by alert {}", ours.alert.id));
+                        store::save(client, &alert, &alert.history[before..]).await?;
+                    }
+                    Some(_) => {}
+                }
             }
             tracing::info!("this agent now evaluates the alert rules");
         }

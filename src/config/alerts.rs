@@ -331,7 +331,8 @@ impl Alerts {
         if !(d.backoff > 0.0 && d.backoff <= d.max_backoff) {
             return invalid("alerts.delivery.backoff", "must be more than 0 and at most max_backoff");
         }
-        if !(d.timeout > 0.0 && d.timeout <= 300.0) || !(self.smtp.timeout > 0.0 && self.smtp.timeout <= 300.0) {
+        let fits = |t: f64| t > 0.0 && t <= 300.0;
+        if !fits(d.timeout) || !fits(self.smtp.timeout) {
             return invalid("alerts.delivery.timeout", "timeouts are more than 0 and at most 300 seconds");
         }
         Ok(())
