@@ -580,3 +580,27 @@ async fn a_database_that_goes_down_is_notified_and_recorded_once_it_is_back() {
     instance::stop(&settings, instance::StopMode::Fast).await.unwrap();
     let _ = std::fs::remove_dir_all(settings.data_dir.parent().unwrap());
 }
+
+#[tokio::test]
+async fn one_of_two_agents_evaluates_and_the_other_takes_over_when_it_stops() {
+    // Arrange: two agents on one database (kept until the end: neither agent owns it).
+    let db = crate::helpers::TestDb::create().await;
+    let first = crate::helpers::spawn_app_on(crate::helpers::TestDb::existing(&db.url), |c| alerting(c, 0.0, Vec::new())).await;
+    let second = crate::helpers::spawn_app_on(crate::helpers::TestDb::existing(&db.url), |c| alerting(c, 0.0, Vec::new())).await;
+    let leader = async |app: &TestApp| app.get("/alerts/rules").await.1["leader"] == true;
+    wait_until("a leader", Duration::from_secs(5), async || leader(&first).await || leader(&second).await).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Assert: exactly one evaluates.
+    let (a, b) = (leader(&first).await, leader(&second).await);
+    assert!(a != b, "one leader: first {a}, second {b}");
+
+    // Act: the leader stops; the other takes over within an interval or two.
+    let (stopping, staying) = if a { (first, second) } else { (second, first) };
+    let stopped_at = Instant::now();
+    stopping.stop().await;
+    wait_until("the other agent to take over", Duration::from_secs(5), async || leader(&staying).await).await;
+    eprintln!("alert leadership taken over {} ms after the leader began stopping", stopped_at.elapsed().as_millis());
+    staying.stop().await;
+    drop(db);
+}
