@@ -183,7 +183,7 @@ async fn a_saturated_pool_fires_once_within_its_for_to_every_channel_and_resolve
     eprintln!("pool_saturation detection latency (for: 1 s, evaluation every 200 ms): {} ms", detected.as_millis());
 
     // Assert: fired after its `for:` (not before), in Alertmanager's format, and listed.
-    assert!(detected >= Duration::from_millis(900) && detected < Duration::from_secs(3), "{detected:?}");
+    assert!(detected >= Duration::from_millis(900) && detected < Duration::from_secs(4), "{detected:?}");
     let firing = hooks.hooks("firing")[0].0.clone();
     assert_eq!((firing["version"].as_str(), firing["receiver"].as_str()), (Some("4"), Some("ops")), "{firing:#}");
     let labels = &firing["alerts"][0]["labels"];
@@ -251,7 +251,7 @@ async fn an_acknowledged_alert_stops_repeating() {
     // Assert: who and why are kept; no more repeats (one may have been in flight).
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!((body["alert"]["acked_by"].as_str(), body["alert"]["ack_comment"].as_str()), (Some("api"), Some("looking into it")));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let after_ack = hooks.hooks("firing").len();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(hooks.hooks("firing").len(), after_ack, "acknowledged: no more repeats");
