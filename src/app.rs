@@ -46,6 +46,8 @@ pub struct Agent {
     pub backup_schedule: Arc<backup::ScheduleStats>,
     pub security: Arc<crate::security::Security>,
     pub monitor: Arc<Monitor>,
+    /// Alert rules, channels and the engine's last evaluation (the engine runs while serving).
+    pub alerts: Arc<crate::alerts::Alerts>,
     supervising: tokio::task::JoinHandle<()>,
     /// Re-reads which functions, triggers and views run user code (`query::guard`).
     guarding: tokio::task::JoinHandle<()>,
@@ -126,6 +128,7 @@ impl Agent {
         let data_dir = managed_data_dir(&replication);
         let monitor = Arc::new(Monitor::new(&config.monitoring, &api::route_paths(), data_dir, Some(migrations.clone())));
         let collecting = spawn_collector(&monitor, &executor.pools);
+        let alerts = crate::alerts::Alerts::new(&config);
         Ok(Agent {
             executor,
             config: Arc::new(config),
@@ -137,6 +140,7 @@ impl Agent {
             backup_schedule: Arc::default(),
             security,
             monitor,
+            alerts,
             supervising,
             guarding,
             collecting,
@@ -156,6 +160,7 @@ impl Agent {
             backup_schedule: self.backup_schedule.clone(),
             security: self.security.clone(),
             monitor: self.monitor.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 
@@ -355,7 +360,8 @@ impl Serving {
         });
         let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(());
         let metrics_address = serve_metrics_port(agent, monitor_stopped.clone()).await?;
-        spawn_history(agent, address, monitor_stopped);
+        spawn_history(agent, address, monitor_stopped.clone());
+        spawn_alerts(agent, monitor_stopped);
         let (stop_http, http_stopped) = oneshot::channel::<()>();
         let router = api::router(agent.state());
         let http = tokio::spawn(async move {
@@ -442,6 +448,33 @@ fn spawn_history(agent: &Agent, address: SocketAddr, stop: tokio::sync::watch::R
         let mut stop = stop;
         let _ = stop.changed().await;
     });
+}
+
+/// With `alerts.enabled`, evaluates the alert rules (on the agent holding the alerts' lock)
+/// until `stop` fires.
+fn spawn_alerts(agent: &Agent, stop: tokio::sync::watch::Receiver<()>) {
+    if !agent.config.alerts.enabled {
+        return;
+    }
+    crate::alerts::spawn(agent.alerts.clone(), agent.alert_sources(), async move {
+        let mut stop = stop;
+        let _ = stop.changed().await;
+    });
+}
+
+impl Agent {
+    /// What the alert rules read, from this agent.
+    pub fn alert_sources(&self) -> crate::alerts::reading::Sources {
+        crate::alerts::reading::Sources {
+            pools: self.executor.pools.clone(),
+            stats: self.executor.stats.clone(),
+            requests: self.monitor.requests.clone(),
+            backups: (self.config.backup.enable && self.backup.schedule.is_some()).then(|| (self.backup.clone(), self.backup_schedule.clone())),
+            auto_migrate: self.auto_migrate.clone(),
+            migrations: self.migrations.clone(),
+            data_dir: self.monitor.data_dir.clone(),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -22,6 +22,7 @@
 //! - [`app`]: wiring the pieces together for `serve` and the CLI.
 
 pub mod advisor;
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod backup;

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 
 use super::error::{ApiError, ErrorFacts};
-use super::{AppState, advisor, backup, health, keys, metrics, migrate, openapi, query, schema, stats, transaction};
+use super::{AppState, advisor, alerts, backup, health, keys, metrics, migrate, openapi, query, schema, stats, transaction};
 use crate::security::{Access, Caller, Scope, audit};
 
 /// When a call becomes an audit row.
@@ -98,9 +98,17 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/docs", Access::Open, "docs", Audited::Never, || get(openapi::docs_redirect)),
     route("GET", "/docs/", Access::Open, "docs", Audited::Never, || get(openapi::docs_index)),
     route("GET", "/docs/{file}", Access::Open, "docs", Audited::Never, || get(openapi::docs_file)),
+    route("GET", "/alerts", READ, "alerts.list", Audited::Reads, || get(alerts::list)),
+    route("GET", "/alerts/rules", READ, "alerts.rules", Audited::Reads, || get(alerts::rules)),
+    route("POST", "/alerts/test", ADMIN, "alerts.test", Audited::Always, || post(alerts::test)),
+    route("GET", "/alerts/{id}", READ, "alerts.get", Audited::Reads, || get(alerts::get)),
+    route("POST", "/alerts/{id}/ack", ADMIN, "alerts.ack", Audited::Always, || post(alerts::ack)),
+    route("GET", "/silences", READ, "silences.list", Audited::Reads, || get(alerts::silences)),
+    route("POST", "/silences", ADMIN, "silences.create", Audited::Always, || post(alerts::create_silence)),
+    route("DELETE", "/silences/{id}", ADMIN, "silences.expire", Audited::Always, || delete(alerts::expire_silence)),
     // Seed 004's paths, aliases of the routes above with the same handlers and scopes. Seed 004
     // routes with no dbagent equivalent yet answer 404 like any unknown path:
-    // `GET /api/database/metrics/history`, `GET /api/database/alerts`,
+    // `GET /api/database/metrics/history`,
     // `GET /api/database/connections/details`, `POST /api/database/connections/close-idle`,
     // `GET /api/database/performance/analyze`, `POST /api/database/performance/optimize`,
     // `GET /api/database/security/audit`, `GET /api/database/security/compliance`,
@@ -112,6 +120,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/api/database/backups/{id}", READ, "backup.get", Audited::Reads, || get(backup::get)),
     route("GET", "/api/database/backups/{id}/download", ADMIN, "backup.download", Audited::Always, || get(backup::download)),
     route("POST", "/api/database/backups/{id}/validate", ADMIN, "backup.verify", Audited::Always, || post(backup::verify)),
+    route("GET", "/api/database/alerts", READ, "alerts.list", Audited::Reads, || get(alerts::list)),
     // `confirm: true` required: it replaces the database.
     route("POST", "/api/database/restore", ADMIN, "restore", Audited::Always, || post(backup::restore_confirmed)),
 ];

@@ -38,6 +38,8 @@
 //! | `index_not_found` | `NotFound` | 404 | `/indexes` names no such index |
 //! | `backup_not_found` | `NotFound` | 404 | no backup with that id |
 //! | `key_not_found` | `NotFound` | 404 | `/keys/{id}` names no key |
+//! | `alert_not_found`, `silence_not_found` | `NotFound` | 404 | `/alerts/{id}` or `/silences/{id}` names none |
+//! | `channel_not_found` | `NotFound` | 404 | `/alerts/test` names no channel of `alerts.channels` |
 //! | `method_not_allowed` | (routing) | 405 | the route exists, the method does not |
 //! | `constraint_violation` | `Conflict` | 409 | SQLSTATE class 23 |
 //! | `conflict` | `Conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction`; a kept or pinned backup, an existing restore target, another job holding what this one needs |
@@ -61,6 +63,7 @@
 //! | `pool_exhausted` | `Unavailable` | 503 | no connection free within the acquire timeout |
 //! | `database_unavailable` | `Unavailable` | 503 | PostgreSQL cannot be reached, is shutting down or out of resources |
 //! | `not_primary` | `Unavailable` | 503 | the primary answered as a standby |
+//! | `notification_failed` | `Unavailable` | 503 | `/alerts/test`: the channel's receiver did not take the notification (after the retries) |
 //! | `roles_unavailable` | `Unavailable` | 503 | the roles that enforce read and write keys' scopes are missing or too privileged |
 //! | `query_timeout` | `Timeout` | 504 | the statement ran past `query_timeout` and was cancelled on the server |
 //! | `rate_limited` | `RateLimited` | 429 | the key's rate or its requests in flight are over its limit (`Retry-After` given) |
@@ -78,7 +81,7 @@ use serde::Serialize;
 use crate::db::{self, PgError};
 use crate::error::{Classify, ErrorKind, INTERNAL};
 use crate::query::{self, ClassifyError};
-use crate::{advisor, backup, migrate, monitor, schema, security, seeddata, txn};
+use crate::{advisor, alerts, backup, migrate, monitor, schema, security, seeddata, txn};
 
 /// What an error answer was, for the audit row (a response extension).
 #[derive(Debug, Clone)]
@@ -347,6 +350,15 @@ impl From<monitor::Error> for ApiError {
     fn from(err: monitor::Error) -> Self {
         match err {
             monitor::Error::Db(err) => err.into(),
+            other => ApiError::classified(&other),
+        }
+    }
+}
+
+impl From<alerts::Error> for ApiError {
+    fn from(err: alerts::Error) -> Self {
+        match err {
+            alerts::Error::Db(err) => err.into(),
             other => ApiError::classified(&other),
         }
     }

@@ -23,6 +23,14 @@ pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthRepo
         report.wal_archive = Some(archive);
     }
     report.security = Some(state.security.report());
+    if state.config.alerts.enabled {
+        let alerts = state.alerts.report();
+        // A channel that cannot deliver means alerts may go unseen.
+        if alerts.failing && report.status == "healthy" {
+            report.status = "degraded";
+        }
+        report.alerts = Some(alerts);
+    }
     let status = if report.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report))
 }

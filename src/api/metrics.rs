@@ -38,6 +38,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         backups,
         collector: monitor.collector.as_deref(),
         uptime_seconds: state.started.elapsed().as_secs_f64(),
+        alerts: state.config.alerts.enabled.then_some(&*state.alerts),
     }
     .render();
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()

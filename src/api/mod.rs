@@ -3,6 +3,7 @@
 //! carries an id ([`request_id`]) that its server errors are answered and logged with.
 
 mod advisor;
+mod alerts;
 mod answer;
 pub mod auth;
 mod backup;
@@ -47,6 +48,7 @@ pub struct AppState {
     pub backup_schedule: Arc<crate::backup::ScheduleStats>,
     pub security: Arc<crate::security::Security>,
     pub monitor: Arc<crate::monitor::Monitor>,
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// The API's routes ([`auth::ROUTES`], each behind its access check).

@@ -28,6 +28,10 @@ pub enum Need {
 pub fn need(command: &Command) -> Need {
     match command {
         Command::Backup(BackupCommand::List | BackupCommand::Status) | Command::Openapi => Need::Nothing,
+        Command::Alerts(super::alerts::AlertsCommand::ExportRules { .. }) => Need::Nothing,
+        Command::Alerts(
+            super::alerts::AlertsCommand::List { .. } | super::alerts::AlertsCommand::Show { .. } | super::alerts::AlertsCommand::Silences { .. } | super::alerts::AlertsCommand::Rules,
+        ) => Need::Existing,
         Command::Health | Command::Schema(_) => Need::Existing,
         Command::Migrate(MigrateCommand::Status | MigrateCommand::History { .. } | MigrateCommand::Current) => Need::Existing,
         Command::Keys(super::security::KeysCommand::List) | Command::Audit(_) => Need::Existing,

@@ -15,6 +15,7 @@
 //! `Unavailable`, `Timeout`, `OutcomeUnknown`, `DatabaseFailure` and `Internal` are 3; every
 //! other kind is 1.
 
+mod alerts;
 mod commands;
 mod database;
 mod output;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Print the API's OpenAPI 3.1 document (what `GET /openapi.json` answers), for client
     /// generators; needs no database.
     Openapi,
+    /// Alerts: list, show, ack, silence, silences, unsilence, rules, test, export-rules.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Database statistics: database, tables, indexes, slow-queries, activity, system.
     #[command(subcommand)]
     Stats(stats::StatsCommand),

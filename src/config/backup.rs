@@ -44,6 +44,10 @@ pub struct Backup {
     /// The dbagent executable the server runs to archive and restore WAL. Default: the
     /// running executable.
     pub agent_binary: Option<PathBuf>,
+    /// With a schedule, the `backup_too_old` alert warns when the newest backup is older than
+    /// this (and is critical at twice it): `26h`, `2d`. Default 26 h (a daily schedule and
+    /// two hours of slack).
+    pub max_age: String,
 }
 
 impl Default for Backup {
@@ -63,12 +67,21 @@ impl Default for Backup {
             pitr: false,
             archive_timeout: 60,
             agent_binary: None,
+            max_age: "26h".into(),
         }
     }
 }
 
 impl Backup {
+    /// [`Backup::max_age`] in hours.
+    pub fn max_age_hours(&self) -> f64 {
+        super::parse_seconds(&self.max_age).map_or(26.0, |s| s / 3600.0)
+    }
+
     pub(super) fn validate(&self) -> Result<(), Error> {
+        if super::parse_seconds(&self.max_age).is_none_or(|s| s < 60.0) {
+            return invalid("backup.max_age", "must be a duration of a minute or more, e.g. 26h or 2d");
+        }
         let keys = [self.encryption_key.is_some(), self.encryption_key_file.is_some(), self.encryption_passphrase.is_some()];
         if keys.iter().filter(|k| **k).count() > 1 {
             return invalid("backup.encryption_key", "set only one of encryption_key, encryption_key_file and encryption_passphrase");

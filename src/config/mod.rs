@@ -10,6 +10,7 @@
 //! One file per section of the file (`server.rs` is `server:`, ...), each with its defaults and
 //! its own `validate`; this file holds the whole [`Config`] and the checks between sections.
 
+mod alerts;
 mod backup;
 mod caching;
 mod connection_pool;
@@ -28,6 +29,7 @@ mod seed;
 mod server;
 mod transactions;
 
+pub use alerts::{Alerts, Channel, ChannelKind, CustomRule, Delivery, Level, RuleOverride, Smtp, SmtpSecurity, parse_seconds};
 pub use backup::{Backup, Compression};
 pub use caching::Caching;
 pub use connection_pool::ConnectionPool;
@@ -63,6 +65,7 @@ pub struct Config {
     pub logging: Logging,
     pub monitoring: Monitoring,
     pub security: Security,
+    pub alerts: Alerts,
     /// Where this configuration came from (not a key of the file).
     #[serde(skip)]
     pub provenance: Provenance,
@@ -107,6 +110,8 @@ impl Config {
         self.replication.validate()?;
         self.security.validate(&self.server.bind)?;
         self.monitoring.validate()?;
+        let series: Vec<&str> = crate::monitor::history::SERIES.iter().map(|s| s.name).collect();
+        self.alerts.validate(&crate::alerts::rules::names(), &series)?;
         if self.replication.replicas > 0 && self.postgresql.is_configured() {
             return invalid(
                 "replication.replicas",

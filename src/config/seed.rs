@@ -37,6 +37,10 @@ enum Convert {
     Bool,
     /// A whole number of days, or empty for none.
     Whole,
+    /// A ratio (`0.8`) to percent (`80`).
+    RatioToPercent,
+    /// A string never shown in the start-up log.
+    Secret,
 }
 
 /// The seeds' environment variables and the dbagent keys they set, applied after the file and
@@ -52,6 +56,15 @@ const VARIABLES: &[(&str, &[&str], Convert)] = &[
     ("DB_ENABLE_QUERY_LOGGING", &["postgresql", "echo_sql"], Convert::Bool),
     ("DB_AUDIT_ENABLED", &["security", "audit", "enabled"], Convert::Bool),
     ("DB_AUDIT_RETENTION_DAYS", &["security", "audit", "retention_days"], Convert::Whole),
+    // Seed 004's alert thresholds (ratios there, percent in dbagent) and email settings.
+    ("ALERT_CONNECTION_THRESHOLD", &["alerts", "rules", "connections", "warning"], Convert::RatioToPercent),
+    ("ALERT_RESPONSE_TIME_THRESHOLD", &["alerts", "rules", "response_time", "warning"], Convert::Same),
+    ("ALERT_ERROR_RATE_THRESHOLD", &["alerts", "rules", "error_rate", "warning"], Convert::RatioToPercent),
+    ("SMTP_SERVER", &["alerts", "smtp", "server"], Convert::Text),
+    ("SMTP_PORT", &["alerts", "smtp", "port"], Convert::Whole),
+    ("SMTP_USERNAME", &["alerts", "smtp", "username"], Convert::Text),
+    ("SMTP_PASSWORD", &["alerts", "smtp", "password"], Convert::Secret),
+    ("ALERT_EMAIL_TO", &["alerts", "email_to"], Convert::Text),
 ];
 
 /// Notes for the start-up log: which file was read and every alias or seed variable used.
@@ -129,7 +142,11 @@ pub(super) fn apply_variables(tree: &mut Value, env: &Environment, notes: &mut N
         let Some(text) = env.get(name) else { continue };
         let value = convert_value(name, text, *convert)?;
         let key = path.join(".");
-        notes.info(format!("{name}={text} (seed variable) sets {key} = {}", shown(&value)));
+        if matches!(convert, Convert::Secret) {
+            notes.info(format!("{name} (seed variable) sets {key}"));
+        } else {
+            notes.info(format!("{name}={text} (seed variable) sets {key} = {}", shown(&value)));
+        }
         put(tree, path, value)?;
     }
     if let Some(level) = env.get("BACKUP_COMPRESSION_LEVEL") {
@@ -170,10 +187,14 @@ fn convert_value(name: &str, text: &str, convert: Convert) -> Result<Value, Erro
     let text = text.trim();
     match convert {
         Convert::Same => Ok(super::load::scalar(text)),
-        Convert::Text => Ok(Value::String(text.to_owned())),
+        Convert::Text | Convert::Secret => Ok(Value::String(text.to_owned())),
         Convert::SecondsToMs => match text.parse::<f64>() {
             Ok(secs) if secs >= 0.0 && secs.is_finite() => Ok(Value::Number((secs * 1000.0).into())),
             _ => Err(invalid(name, &format!("{text:?} is not a number of seconds"))),
+        },
+        Convert::RatioToPercent => match text.parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(Value::Number(((ratio * 1e4).round() / 100.0).into())),
+            _ => Err(invalid(name, &format!("{text:?} is not a ratio between 0 and 1"))),
         },
         Convert::Whole => match text.parse::<u64>() {
             Ok(n) => Ok(Value::Number(n.into())),

@@ -43,6 +43,8 @@ pub enum Purpose {
     Audit,
     /// Generated seed data (`seed generate`): one transaction of COPYs.
     Generate,
+    /// The alert engine's evaluations and leadership lock, and the alerts' tables.
+    Alerts,
 }
 
 impl Purpose {
@@ -65,6 +67,7 @@ impl Purpose {
             Purpose::Security => "dbagent security",
             Purpose::Audit => "dbagent audit",
             Purpose::Generate => "dbagent seed generate",
+            Purpose::Alerts => "dbagent alerts",
         }
     }
 }

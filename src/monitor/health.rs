@@ -31,6 +31,10 @@ pub struct HealthReport {
     /// loopback), refused calls, and the audit queue (`dropped` only with `on_overflow: drop`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<crate::security::SecurityReport>,
+    /// Alerts: whether this agent evaluates them, how many fire, and each channel's
+    /// deliveries (a failing one marks the report `degraded`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::alerts::AlertsReport>,
     /// Seed 001's shape: the database, each replica and the cache.
     pub components: Vec<super::components::Component>,
 }
@@ -154,6 +158,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         backups: None,
         wal_archive: None,
         security: None,
+        alerts: None,
         components,
     }
 }

@@ -20,6 +20,8 @@ pub struct Scrape<'a> {
     pub backups: Option<ScheduleStatsSnapshot>,
     pub collector: Option<&'a Collector>,
     pub uptime_seconds: f64,
+    /// Alerts firing and notifications sent, with `alerts.enabled`.
+    pub alerts: Option<&'a crate::alerts::Alerts>,
 }
 
 impl Scrape<'_> {
@@ -34,6 +36,9 @@ impl Scrape<'_> {
         self.pools(&mut text);
         self.cache(&mut text);
         self.backups(&mut text);
+        if let Some(alerts) = self.alerts {
+            alerts.render(&mut text);
+        }
         text.single("pg_up", Kind::Gauge, "1 when the primary answered its last health check.", if self.up { 1.0 } else { 0.0 });
         if let (Some(collector), Some(snapshot)) = (self.collector, &snapshot) {
             collector.render_own(&mut text);

@@ -167,6 +167,8 @@ pub fn test_config(url: &str) -> Config {
     // No collector session or history table unless a test asks for them (`monitoring.enable`):
     // the history's rows would change under tests that compare a database before and after.
     config.monitoring.enable = false;
+    // Nor an alert engine (its session and tables) unless a test turns it on.
+    config.alerts.enabled = false;
     config.logging.level = "warn".into();
     config
 }

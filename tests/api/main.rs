@@ -3,6 +3,7 @@
 mod helpers;
 
 mod advisor;
+mod alerts;
 mod autogen;
 mod backup;
 mod cache;

@@ -107,6 +107,24 @@ fn samples_security() -> Vec<security::Error> {
     all
 }
 
+fn samples_alerts() -> Vec<crate::alerts::Error> {
+    use crate::alerts::Error as E;
+    let mut all = vec![
+        E::AlertNotFound("a".into()),
+        E::SilenceNotFound("s".into()),
+        E::ChannelNotFound("c".into()),
+        E::NotificationFailed { channel: "c".into(), reason: "r".into() },
+        E::Invalid("i".into()),
+    ];
+    all.extend(samples_db().into_iter().map(E::Db));
+    for e in &all {
+        match e {
+            E::AlertNotFound(_) | E::SilenceNotFound(_) | E::ChannelNotFound(_) | E::NotificationFailed { .. } | E::Invalid(_) | E::Db(_) => {}
+        }
+    }
+    all
+}
+
 fn samples_txn() -> Vec<txn::Error> {
     let mut all = vec![
         txn::Error::Empty,
@@ -358,6 +376,9 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
     }
     for e in samples_monitor() {
         check(&format!("monitor {e:?}"), e.kind(), e.code(), e.into());
+    }
+    for e in samples_alerts() {
+        check(&format!("alerts {e:?}"), e.kind(), e.code(), e.into());
     }
 }
 

@@ -252,3 +252,32 @@ fn a_broken_dotenv_file_stops_start_up_naming_it() {
     // No file is no error.
     load(None, &env(&[]).with_dotenv(&dir.0.join("missing.env"))).unwrap();
 }
+
+/// Seed 004's alert thresholds (ratios) become percent; its SMTP settings fill `alerts.smtp`
+/// and the comma list of recipients `alerts.email_to`; the password is never in the notes.
+#[test]
+fn seed_004_alert_variables_set_the_alerts_section() {
+    let cfg = load_with(
+        "",
+        env(&[
+            ("ALERT_CONNECTION_THRESHOLD", "0.8"),
+            ("ALERT_RESPONSE_TIME_THRESHOLD", "2000"),
+            ("ALERT_ERROR_RATE_THRESHOLD", "0.05"),
+            ("SMTP_SERVER", "smtp.example.org"),
+            ("SMTP_PORT", "587"),
+            ("SMTP_USERNAME", "me@example.org"),
+            ("SMTP_PASSWORD", "hunter2"),
+            ("ALERT_EMAIL_TO", "admin@example.org,dba@example.org"),
+        ]),
+    )
+    .unwrap();
+    let alerts = &cfg.alerts;
+    assert_eq!(alerts.rules["connections"].warning, Some(80.0));
+    assert_eq!(alerts.rules["response_time"].warning, Some(2000.0));
+    assert_eq!(alerts.rules["error_rate"].warning, Some(5.0));
+    assert_eq!(alerts.smtp.server.as_deref(), Some("smtp.example.org"));
+    assert_eq!(alerts.smtp.password.as_ref().map(|p| p.expose()), Some("hunter2"));
+    assert_eq!(alerts.email_to, ["admin@example.org", "dba@example.org"]);
+    assert!(cfg.provenance.info.iter().all(|n| !n.contains("hunter2")), "{:?}", cfg.provenance.info);
+    assert!(load_with("", env(&[("ALERT_CONNECTION_THRESHOLD", "80")])).is_err(), "a ratio, not a percent");
+}
