@@ -11,6 +11,7 @@ mod health;
 mod keys;
 mod metrics;
 mod migrate;
+mod ops;
 mod query;
 pub mod request_id;
 mod schema;
@@ -45,6 +46,7 @@ pub struct AppState {
     pub backup_schedule: Arc<crate::backup::ScheduleStats>,
     pub security: Arc<crate::security::Security>,
     pub monitor: Arc<crate::monitor::Monitor>,
+    pub maintenance_jobs: Arc<crate::ops::jobs::JobsStatus>,
 }
 
 /// The API's routes ([`auth::ROUTES`], each behind its access check).

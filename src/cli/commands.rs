@@ -71,6 +71,9 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Keys(cmd) => super::security::keys_cmd(&agent, cmd, cli.json).await,
                 Command::Audit(cmd) => super::security::audit_cmd(&agent, cmd, cli.json).await,
                 Command::Stats(cmd) => super::stats::run(&agent, cmd, cli.json).await,
+                Command::Connections(cmd) => super::ops::connections(&agent, cmd, cli.json).await,
+                Command::Locks => super::ops::locks(&agent, cli.json).await,
+                Command::Maintenance(cmd) => super::ops::maintenance(&agent, cmd, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) | Command::Wal(_) => Ok(()),
             };
             agent.shutdown(!cli.keep_running).await;

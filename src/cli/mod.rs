@@ -17,6 +17,7 @@
 
 mod commands;
 mod database;
+mod ops;
 mod output;
 mod security;
 mod stats;
@@ -90,6 +91,14 @@ pub enum Command {
     /// Database statistics: database, tables, indexes, slow-queries, activity, system.
     #[command(subcommand)]
     Stats(stats::StatsCommand),
+    /// Sessions of the server: list, stats, cancel, kill, close-idle.
+    #[command(subcommand)]
+    Connections(ops::ConnectionsCommand),
+    /// The blocking tree: who waits for whom, head blockers first.
+    Locks,
+    /// VACUUM, ANALYZE, their progress, and the maintenance report.
+    #[command(subcommand)]
+    Maintenance(ops::MaintenanceCommand),
     /// The WAL archive, as the managed server's archive_command and restore_command call it
     /// (`backup.pitr`); not meant to be run by hand.
     #[command(subcommand)]

@@ -17,6 +17,7 @@ mod error;
 mod instance;
 mod load;
 mod logging;
+mod maintenance;
 mod migrations;
 mod monitoring;
 mod optimization;
@@ -35,6 +36,7 @@ pub use error::Error;
 pub use instance::Instance;
 pub use load::{Environment, load};
 pub use logging::{LogFormat, Logging};
+pub use maintenance::{Job, JobAction, Maintenance, Window};
 pub use migrations::Migrations;
 pub use monitoring::{Monitoring, Prometheus};
 pub use optimization::Optimization;
@@ -63,6 +65,7 @@ pub struct Config {
     pub logging: Logging,
     pub monitoring: Monitoring,
     pub security: Security,
+    pub maintenance: Maintenance,
     /// Where this configuration came from (not a key of the file).
     #[serde(skip)]
     pub provenance: Provenance,
@@ -107,6 +110,7 @@ impl Config {
         self.replication.validate()?;
         self.security.validate(&self.server.bind)?;
         self.monitoring.validate()?;
+        self.maintenance.validate()?;
         if self.replication.replicas > 0 && self.postgresql.is_configured() {
             return invalid(
                 "replication.replicas",

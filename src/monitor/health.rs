@@ -31,6 +31,9 @@ pub struct HealthReport {
     /// loopback), refused calls, and the audit queue (`dropped` only with `on_overflow: drop`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<crate::security::SecurityReport>,
+    /// Scheduled maintenance jobs (`maintenance.jobs`): runs, skips, failures, last outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Vec<crate::ops::jobs::JobStatus>>,
     /// Seed 001's shape: the database, each replica and the cache.
     pub components: Vec<super::components::Component>,
 }
@@ -154,6 +157,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         backups: None,
         wal_archive: None,
         security: None,
+        maintenance: None,
         components,
     }
 }

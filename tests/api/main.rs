@@ -13,6 +13,7 @@ mod health;
 mod metrics;
 mod migrate;
 mod multiplex;
+mod ops;
 mod pool;
 mod query;
 mod recovery;

@@ -1,0 +1,11 @@
+-- One session, as the signalling checks need it.
+SELECT a.pid,
+       a.usename AS "user",
+       a.application_name AS application,
+       a.backend_type,
+       a.state,
+       coalesce(r.rolsuper, false) AS superuser,
+       a.pid = pg_backend_pid() AS this_session
+FROM pg_stat_activity a
+LEFT JOIN pg_roles r ON r.oid = a.usesysid
+WHERE a.pid = $1
