@@ -13,5 +13,5 @@ WITH est AS (
     AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'dbagent') AND n.nspname NOT LIKE 'pg_toast%')
 SELECT schema, name
 FROM est
-WHERE actual - expected >= greatest(actual * $1 / 100.0, 1024 * 1024)
+WHERE actual - expected >= greatest(actual * $1::float8 / 100.0, 1024 * 1024)
 ORDER BY actual - expected DESC

@@ -24,6 +24,6 @@ LEFT JOIN pg_roles r ON r.oid = a.usesysid
 WHERE ($2::text IS NULL OR a.state = $2)
   AND ($3::text IS NULL OR a.datname = $3)
   AND ($4::text IS NULL OR a.usename = $4)
-  AND ($5::float8 IS NULL OR extract(epoch FROM now() - a.state_change) >= $5)
+  AND ($5::float8 IS NULL OR extract(epoch FROM now() - a.state_change)::float8 >= $5::float8)
   AND ($6::text IS NULL OR a.application_name = $6)
 ORDER BY a.state_change NULLS LAST, a.pid

@@ -13,7 +13,7 @@ FROM pg_stat_activity a
 LEFT JOIN pg_roles r ON r.oid = a.usesysid
 WHERE a.backend_type = 'client backend'
   AND a.state = ANY($1)
-  AND extract(epoch FROM now() - a.state_change) >= $2
+  AND extract(epoch FROM now() - a.state_change)::float8 >= $2::float8
   AND ($3::text IS NULL OR a.usename = $3)
   AND ($4::text IS NULL OR a.application_name = $4)
   AND ($5::text IS NULL OR a.datname = $5)
