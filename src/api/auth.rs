@@ -76,6 +76,8 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/metrics/history", READ, "metrics.history", Audited::Reads, || get(metrics::history)),
     route("POST", "/optimize", READ, "optimize", Audited::ByStatement, || post(advisor::optimize)),
     route("POST", "/indexes", READ, "indexes", Audited::ByStatement, || post(advisor::indexes)),
+    route("GET", "/advisor/config", READ, "advisor.config", Audited::Reads, || get(ops::config_advice)),
+    route("POST", "/advisor/config/apply", ADMIN, "advisor.config.apply", Audited::Always, || post(ops::config_apply)),
     route("POST", "/backup", ADMIN, "backup.create", Audited::Always, || post(backup::create)),
     route("GET", "/backups", READ, "backup.list", Audited::Reads, || get(backup::list)),
     route("POST", "/backups/prune", ADMIN, "backup.prune", Audited::Always, || post(backup::prune)),

@@ -15,6 +15,7 @@ use crate::ops::jobs::{self, Run};
 use crate::ops::locks::{self, LockReport};
 use crate::ops::maintenance::{self, AnalyzeRequest, Maintained, Progress, VacuumRequest};
 use crate::ops::report::{self, Report};
+use crate::ops::settings::{self, AdviceRequest, Applied, ApplyRequest, ConfigAdvice};
 use crate::ops::sessions::{self, CloseIdle, ConnectionFilter, ConnectionStats, Session, Signal, SignalReport};
 
 /// A body that may be left out (seed 004's `close-idle` is called with none): empty means
@@ -174,4 +175,32 @@ pub struct History {
 
 pub async fn history(State(state): State<AppState>, Params(q): Params<HistoryParams>) -> Result<Json<History>, ApiError> {
     Ok(Json(History { success: true, runs: jobs::history(&state.executor.pools, q.job.as_deref(), q.limit).await? }))
+}
+
+/// `GET /advisor/config?memory=&cpus=&storage=`.
+pub async fn config_advice(State(state): State<AppState>, Params(q): Params<AdviceRequest>) -> Result<Json<Done<ConfigAdvice>>, ApiError> {
+    Ok(done(settings::advise(&state.executor.pools, &q, state.monitor.managed).await?))
+}
+
+/// What `POST /advisor/config/apply` did, setting by setting.
+#[derive(Debug, Serialize)]
+pub struct AppliedSettings {
+    pub success: bool,
+    pub settings: Vec<Applied>,
+}
+
+pub async fn config_apply(
+    State(state): State<AppState>,
+    note: Option<Extension<Note>>,
+    super::body::JsonBody(request): super::body::JsonBody<ApplyRequest>,
+) -> Result<Json<AppliedSettings>, ApiError> {
+    let applied = settings::apply(&state.executor.pools, &request).await?;
+    if let Some(Extension(note)) = note {
+        let statements: Vec<&str> = applied.iter().filter_map(|a| a.statement.as_deref()).collect();
+        note.with(|n| {
+            n.writes = !statements.is_empty();
+            n.statement = Some(statements.join("\n"));
+        });
+    }
+    Ok(Json(AppliedSettings { success: true, settings: applied }))
 }

@@ -74,6 +74,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Connections(cmd) => super::ops::connections(&agent, cmd, cli.json).await,
                 Command::Locks => super::ops::locks(&agent, cli.json).await,
                 Command::Maintenance(cmd) => super::ops::maintenance(&agent, cmd, cli.json).await,
+                Command::Tune(args) => super::ops::tune(&agent, args, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) | Command::Wal(_) => Ok(()),
             };
             agent.shutdown(!cli.keep_running).await;

@@ -99,6 +99,8 @@ pub enum Command {
     /// VACUUM, ANALYZE, their progress, and the maintenance report.
     #[command(subcommand)]
     Maintenance(ops::MaintenanceCommand),
+    /// postgresql.conf and pool advice from the host and the workload; --set applies.
+    Tune(ops::TuneArgs),
     /// The WAL archive, as the managed server's archive_command and restore_command call it
     /// (`backup.pitr`); not meant to be run by hand.
     #[command(subcommand)]

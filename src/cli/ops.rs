@@ -11,6 +11,8 @@ use crate::ops::jobs;
 use crate::ops::locks::{self, LockNode};
 use crate::ops::maintenance::{self, AnalyzeRequest, Maintained, VacuumRequest};
 use crate::ops::report;
+use crate::ops::settings::{self, AdviceRequest, ApplyRequest, Change};
+use crate::ops::tune::Storage;
 use crate::ops::sessions::{self, Age, CloseIdle, ConnectionFilter, IdleState, Signal, SignalReport};
 
 #[derive(Debug, Subcommand)]
@@ -268,5 +270,61 @@ fn maintained(done: &Maintained, as_json: bool) -> Result<(), Failure> {
         _ => String::new(),
     };
     println!("{} ({:.2} s; {} → {} bytes{dead})", done.done, done.seconds, done.bytes_before, done.bytes_after);
+    Ok(())
+}
+
+/// `dbagent tune`: advice for postgresql.conf and the pool; `--set NAME=VALUE` applies.
+#[derive(Debug, clap::Args)]
+pub struct TuneArgs {
+    /// The database host's memory (16GB, 512MB); default: this host's, for the managed instance.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// The database host's cores; default: this host's, for the managed instance.
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// ssd (default) or hdd.
+    #[arg(long, value_parser = parse_storage)]
+    pub storage: Option<Storage>,
+    /// Apply a setting with ALTER SYSTEM and reload (repeatable): --set random_page_cost=1.1.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// With --set: also write settings that need a restart (pending until then).
+    #[arg(long)]
+    pub include_restart_only: bool,
+}
+
+fn parse_storage(text: &str) -> Result<Storage, String> {
+    serde_json::from_value(Value::String(text.to_lowercase())).map_err(|_| "expected ssd or hdd".to_string())
+}
+
+pub async fn tune(agent: &Agent, args: TuneArgs, as_json: bool) -> Result<(), Failure> {
+    let pools = &agent.executor.pools;
+    if !args.set.is_empty() {
+        let settings = args
+            .set
+            .iter()
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').ok_or_else(|| anyhow::anyhow!("--set takes NAME=VALUE, not {pair:?}"))?;
+                Ok(Change { name: name.trim().to_owned(), value: value.trim().to_owned() })
+            })
+            .collect::<Result<Vec<_>, anyhow::Error>>()
+            .map_err(|error| Failure { code: super::exit::USAGE, error })?;
+        let request = ApplyRequest { settings, include_restart_only: args.include_restart_only };
+        let applied = settings::apply(pools, &request).await.map_err(failure)?;
+        return super::stats::list(&applied, &["name", "value", "applied", "now", "pending_restart", "reason"], as_json);
+    }
+    let request = AdviceRequest { memory: args.memory, cpus: args.cpus, storage: args.storage };
+    let advice = settings::advise(pools, &request, agent.monitor.managed).await.map_err(failure)?;
+    if as_json {
+        return output::key_values(&serde_json::to_value(&advice)?, true);
+    }
+    let memory = advice.host.memory_bytes.map_or("?".into(), crate::ops::tune::memory);
+    println!("host: {memory} memory, {} cores, {:?} ({})", advice.host.cpus.map_or("?".into(), |c| c.to_string()), advice.host.storage, advice.host.source);
+    super::stats::list(&advice.settings, &["name", "current", "suggested", "restart_required", "why"], false)?;
+    let pool = &advice.pool;
+    println!("pool: min {:?} max {} → suggested min {} max {} ({})", pool.current_min, pool.current_max, pool.suggested_min, pool.suggested_max, pool.why);
+    for statement in advice.settings.iter().filter_map(|a| a.statement.as_deref()) {
+        println!("{statement}");
+    }
     Ok(())
 }

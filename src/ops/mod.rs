@@ -8,7 +8,9 @@
 //!   transaction block, never a pool connection), and the progress views;
 //! * [`report`]: the maintenance health report, pure findings over five catalog reads;
 //! * [`jobs`]: scheduled maintenance, one agent per tick (advisory lock + the history row's
-//!   unique key), inside `maintenance.window`, recorded in `dbagent.maintenance_runs`.
+//!   unique key), inside `maintenance.window`, recorded in `dbagent.maintenance_runs`;
+//! * [`tune`] (pure rules, their sources in its documentation) and [`settings`] (their inputs,
+//!   and `ALTER SYSTEM` + reload for the settings an operator chooses).
 //!
 //! Catalog queries live in `sql/*.sql`; user-given names reach them as `to_regclass($1)` bind
 //! parameters, and statements that need a name in their text quote it through `db::sql`.
@@ -19,5 +21,7 @@ pub mod locks;
 pub mod maintenance;
 pub mod report;
 pub mod sessions;
+pub mod settings;
+pub mod tune;
 
 pub use error::Error;

@@ -9,7 +9,7 @@ use tokio_postgres::NoTls;
 
 use dbagent::config::{Config, Job, JobAction};
 
-use crate::helpers::{TestApp, TestDb, spawn_app, spawn_app_on, spawn_app_with, wait_until};
+use crate::helpers::{TestApp, TestDb, spawn_app, spawn_app_on, spawn_app_with, spawn_managed_app, wait_until};
 
 /// A login role of the test's own (not a superuser, so dbagent signals its sessions without
 /// `force`), allowed to write the test database's tables. Dropped by [`Role::drop_now`].
@@ -330,4 +330,48 @@ async fn a_table_with_many_dead_rows_is_vacuumed_by_its_job_on_exactly_one_of_tw
     let skipped = |h: &Value| h["maintenance"][0]["skipped"].as_u64().unwrap_or(0);
     assert!(skipped(&health_a) + skipped(&health_b) >= 1, "each tick is skipped by one of the two: {health_a:#} {health_b:#}");
     drop(second);
+}
+
+/// On the managed instance (a server of the test's own, so changing settings disturbs no other
+/// test): concrete values from the host, and an applied reload-only setting shows in pg_settings.
+#[tokio::test]
+async fn tuning_advice_on_the_managed_instance_gives_values_and_applying_one_reloads_it() {
+    let app = spawn_managed_app(|_| {}).await;
+    let (status, advice) = app.get("/advisor/config").await;
+    assert_eq!(status, StatusCode::OK, "{advice}");
+    assert_eq!(advice["host"]["source"], "managed instance host");
+    let setting = |name: &str| advice["settings"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap_or_else(|| panic!("no {name}: {advice:#}"));
+    let shared = setting("shared_buffers");
+    assert!(shared["suggested"].as_str().is_some_and(|v| v.ends_with("MB") || v.ends_with("GB")), "{shared}");
+    assert_eq!(shared["restart_required"], true);
+    assert!(shared["statement"].as_str().unwrap().starts_with("ALTER SYSTEM SET \"shared_buffers\" = '"), "{shared}");
+    assert!(setting("work_mem")["why"].as_str().unwrap().contains("max_connections"));
+    assert!(advice["pool"]["suggested_max"].as_u64().unwrap() >= 2, "{advice:#}");
+    let (status, given) = app.get("/advisor/config?memory=16GB&cpus=8&storage=hdd").await;
+    assert_eq!(status, StatusCode::OK, "{given}");
+    let random = given["settings"].as_array().unwrap().iter().find(|s| s["name"] == "random_page_cost").unwrap();
+    assert_eq!(random["current"], "4");
+    assert_eq!(random["suggested"], Value::Null, "4 fits spinning disks: {random}");
+    let (status, _) = app.get("/advisor/config?memory=lots").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let request = json!({"settings": [
+        {"name": "checkpoint_completion_target", "value": "0.8"},
+        {"name": "shared_buffers", "value": "256MB"},
+        {"name": "random_page_cost", "value": "fast"},
+    ]});
+    let (status, applied) = app.post("/advisor/config/apply", &request).await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    let by_name = |name: &str| applied["settings"].as_array().unwrap().iter().find(|s| s["name"] == name).cloned().unwrap();
+    assert_eq!(by_name("checkpoint_completion_target")["applied"], true, "{applied:#}");
+    assert_eq!(by_name("checkpoint_completion_target")["now"], "0.8", "{applied:#}");
+    assert_eq!(by_name("shared_buffers")["applied"], false);
+    assert!(by_name("shared_buffers")["reason"].as_str().unwrap().contains("restart"), "{applied:#}");
+    assert_eq!(by_name("random_page_cost")["applied"], false);
+    let rows = app.rows("SELECT setting FROM pg_settings WHERE name = 'checkpoint_completion_target'", json!([])).await;
+    assert_eq!(rows, vec![json!({"setting": "0.8"})]);
+
+    let (status, unknown) = app.post("/advisor/config/apply", &json!({"settings": [{"name": "no_such_setting", "value": "1"}]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{unknown}");
+    app.stop().await;
 }
