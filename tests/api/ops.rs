@@ -375,3 +375,44 @@ async fn tuning_advice_on_the_managed_instance_gives_values_and_applying_one_rel
     assert_eq!(status, StatusCode::BAD_REQUEST, "{unknown}");
     app.stop().await;
 }
+
+fn job(name: &str, action: JobAction) -> Job {
+    Job { name: name.into(), schedule: "0 3 * * *".into(), action, dead_tuple_ratio: None, min_dead_tuples: None, changed_ratio: None, bloat_pct: None, idle_for: None }
+}
+
+/// Each action once, through one tick as the schedule runs it; and the window.
+#[tokio::test]
+async fn each_job_action_does_its_work_and_a_tick_outside_the_window_is_skipped() {
+    use dbagent::ops::jobs::{Context, JobsStatus, Outcome, run_tick};
+    let app = spawn_app().await;
+    let role = Role::create(&app).await;
+    app.setup("CREATE TABLE fresh (id int); INSERT INTO fresh SELECT generate_series(1, 100)").await;
+    let (idle, _) = role.connect(&app).await;
+    let mut settings = dbagent::config::Maintenance::default();
+    let close = Job { idle_for: Some("1s".into()), ..job("idle", JobAction::CloseIdleSessions) };
+    settings.jobs = vec![job("stats", JobAction::Analyze), close.clone()];
+    let pools = app.agent.executor.pools.clone();
+    let context = Context { admin: pools.admin_config(), pools, settings: settings.clone(), agent: "test".into(), status: std::sync::Arc::new(JobsStatus::new(&settings)) };
+    let tick = chrono::Utc::now();
+
+    let analyzed = run_tick(&context, &settings.jobs[0], tick).await.unwrap();
+    assert!(matches!(&analyzed, Outcome::Ran { statements } if statements.contains(&"ANALYZE \"public\".\"fresh\";".to_string())), "{analyzed:?}");
+    assert_eq!(run_tick(&context, &settings.jobs[0], tick).await.unwrap(), Outcome::AlreadyRun);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let closed = run_tick(&context, &close, tick).await.unwrap();
+    assert!(matches!(&closed, Outcome::Ran { statements } if statements.len() == 1), "only the test role's idle session: {closed:?}");
+    wait_until("the idle session to close", Duration::from_secs(5), async || idle.is_closed()).await;
+
+    let mut outside = context;
+    let now = chrono::Utc::now();
+    let (start, end) = ((now + chrono::Duration::hours(2)).format("%H:%M").to_string(), (now + chrono::Duration::hours(3)).format("%H:%M").to_string());
+    outside.settings.window = Some(dbagent::config::Window { start, end });
+    assert_eq!(run_tick(&outside, &job("later", JobAction::VacuumAnalyze), now).await.unwrap(), Outcome::OutsideWindow);
+
+    let (status, history) = app.get("/maintenance/history?job=stats").await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(history["runs"].as_array().unwrap().len(), 1, "{history:#}");
+    assert_eq!(history["runs"][0]["outcome"], "done");
+    role.drop_now(&app).await;
+}
