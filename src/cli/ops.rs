@@ -85,7 +85,19 @@ pub async fn connections(agent: &Agent, cmd: ConnectionsCommand, as_json: bool) 
         }
         ConnectionsCommand::Stats => {
             let stats = sessions::stats(pools).await.map_err(failure)?;
-            output::key_values(&serde_json::to_value(&stats)?, as_json)
+            if as_json {
+                return output::key_values(&serde_json::to_value(&stats)?, true);
+            }
+            let mut shown = serde_json::to_value(&stats)?;
+            if let Some(map) = shown.as_object_mut() {
+                // The pools in a line each: size, in use, waiting, maximum.
+                map.remove("pools");
+                for pool in std::iter::once(&stats.pools.primary).chain(&stats.pools.replicas) {
+                    let line = format!("{} open, {} in use, {} waiting, max {}", pool.total, pool.active, pool.waiting, pool.max);
+                    map.insert(format!("pool {}", pool.name), Value::String(line));
+                }
+            }
+            output::key_values(&shown, false)
         }
         ConnectionsCommand::Cancel { pid, force } => signalled(&sessions::signal(pools, pid, Signal::Cancel, force).await.map_err(failure)?, as_json),
         ConnectionsCommand::Kill { pid, force } => signalled(&sessions::signal(pools, pid, Signal::Terminate, force).await.map_err(failure)?, as_json),
@@ -322,7 +334,8 @@ pub async fn tune(agent: &Agent, args: TuneArgs, as_json: bool) -> Result<(), Fa
     println!("host: {memory} memory, {} cores, {:?} ({})", advice.host.cpus.map_or("?".into(), |c| c.to_string()), advice.host.storage, advice.host.source);
     super::stats::list(&advice.settings, &["name", "current", "suggested", "restart_required", "why"], false)?;
     let pool = &advice.pool;
-    println!("pool: min {:?} max {} → suggested min {} max {} ({})", pool.current_min, pool.current_max, pool.suggested_min, pool.suggested_max, pool.why);
+    let min = pool.current_min.map_or("-".into(), |m| m.to_string());
+    println!("pool: min {min} max {} → suggested min {} max {} ({})", pool.current_max, pool.suggested_min, pool.suggested_max, pool.why);
     for statement in advice.settings.iter().filter_map(|a| a.statement.as_deref()) {
         println!("{statement}");
     }

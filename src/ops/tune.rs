@@ -308,12 +308,16 @@ fn max_connections(current: &Current, w: &Workload) -> (Option<String>, String) 
     }
 }
 
+/// Acquisitions before their waits count as evidence.
+const MIN_ACQUISITIONS: u64 = 100;
+
 /// Pool sizing: about cores × 2 connections keep the server busy (PostgreSQL wiki); waits for a
 /// connection raise the maximum by half, never past the share of `max_connections` one agent
 /// may take.
 pub fn pool_advice(pool: &PoolUse, cpus: Option<u32>, max_connections: i64, agents: u32) -> PoolAdvice {
     let waits = pool.acquired_after_wait as f64 / pool.acquired.max(1) as f64;
-    let busy = pool.acquire_timeouts > 0 || waits > 0.05;
+    // A handful of acquisitions says nothing about waits; timeouts always do.
+    let busy = pool.acquire_timeouts > 0 || (pool.acquired >= MIN_ACQUISITIONS && waits > 0.05);
     let baseline = cpus.map_or(pool.max, |c| c * 2 + 1);
     let share = ((max_connections - 10).max(1) / i64::from(agents.max(1))) as u32;
     let (max, why) = if busy {

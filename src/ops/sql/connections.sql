@@ -1,4 +1,4 @@
--- Every session of the server, with what it waits on and who blocks it.
+-- Every session of the server but the one asking, with what it waits on and who blocks it.
 -- $1 text cut, $2 state, $3 database, $4 user, $5 seconds in the current state at least,
 -- $6 application_name prefix (each NULL for no filter).
 SELECT a.pid,
@@ -21,7 +21,8 @@ SELECT a.pid,
        a.pid = pg_backend_pid() AS this_session
 FROM pg_stat_activity a
 LEFT JOIN pg_roles r ON r.oid = a.usesysid
-WHERE ($2::text IS NULL OR a.state = $2)
+WHERE a.pid <> pg_backend_pid()
+  AND ($2::text IS NULL OR a.state = $2)
   AND ($3::text IS NULL OR a.datname = $3)
   AND ($4::text IS NULL OR a.usename = $4)
   AND ($5::float8 IS NULL OR extract(epoch FROM now() - a.state_change)::float8 >= $5::float8)
