@@ -257,8 +257,9 @@ async fn with_progress<T>(pools: &crate::db::Pools, work: impl std::future::Futu
             }
             _ = tick.tick() => {
                 let Ok(running) = maintenance::progress(pools).await else { continue };
-                // Ours runs on a `dbagent maintenance` session; with several, the first is shown.
-                if let Some(p) = running.first() {
+                // Ours runs on a `dbagent maintenance` session (another agent's may too).
+                let ours = running.iter().find(|p| p.application.as_deref() == Some(crate::db::Purpose::Maintenance.application_name()));
+                if let Some(p) = ours {
                     let pct = p.pct.unwrap_or(0.0);
                     let filled = (pct / 5.0).round() as usize;
                     eprint!("\r[{}{}] {pct:5.1}% {} {} ({})   ", "#".repeat(filled), " ".repeat(20 - filled.min(20)), p.command, p.relation.as_deref().unwrap_or(""), p.phase.as_deref().unwrap_or(""));

@@ -204,6 +204,8 @@ pub struct Progress {
     /// `done / total` as a percentage (`None` while the total is unknown).
     pub pct: Option<f64>,
     pub seconds: Option<f64>,
+    /// The session's `application_name`.
+    pub application: Option<String>,
 }
 
 fn progress_from_row(row: &Row) -> Result<Progress, db::Error> {
@@ -220,6 +222,7 @@ fn progress_from_row(row: &Row) -> Result<Progress, db::Error> {
         total,
         pct: (total > 0).then(|| (done as f64 * 100.0 / total as f64).min(100.0)),
         seconds: db::get(row, "seconds")?,
+        application: db::get(row, "application")?,
     })
 }
 
