@@ -222,7 +222,7 @@ impl Facts {
             application: db::get(row, "application")?,
             backend_type: db::get(row, "backend_type")?,
             state: db::get(row, "state")?,
-            state_seconds: row.columns().iter().any(|c| c.name() == "state_seconds").then(|| db::get(row, "state_seconds")).transpose()?.flatten(),
+            state_seconds: db::get(row, "state_seconds")?,
             superuser: db::get(row, "superuser")?,
             this_session: db::get(row, "this_session")?,
         })

@@ -4,6 +4,7 @@ SELECT a.pid,
        a.application_name AS application,
        a.backend_type,
        a.state,
+       extract(epoch FROM now() - a.state_change)::float8 AS state_seconds,
        coalesce(r.rolsuper, false) AS superuser,
        a.pid = pg_backend_pid() AS this_session
 FROM pg_stat_activity a
