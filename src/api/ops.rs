@@ -16,7 +16,8 @@ use crate::ops::locks::{self, LockReport};
 use crate::ops::maintenance::{self, AnalyzeRequest, Maintained, Progress, VacuumRequest};
 use crate::ops::report::{self, Report};
 use crate::ops::settings::{self, AdviceRequest, Applied, ApplyRequest, ConfigAdvice};
-use crate::ops::sessions::{self, CloseIdle, ConnectionFilter, ConnectionStats, Session, Signal, SignalReport};
+use crate::ops::sessions::{self, ConnectionFilter, ConnectionStats, Session};
+use crate::ops::signal::{self, CloseIdle, Signal, SignalReport};
 
 /// A body that may be left out (seed 004's `close-idle` is called with none): empty means
 /// every field's default.
@@ -82,7 +83,7 @@ fn noted(note: Option<Extension<Note>>, report: SignalReport) -> Json<Signalled>
 async fn send(state: AppState, note: Option<Extension<Note>>, pid_text: &str, body: &Bytes, signal: Signal) -> Result<Json<Signalled>, ApiError> {
     let pid = pid(pid_text)?;
     let request: SignalRequest = optional_body(body)?;
-    let report = sessions::signal(&state.executor.pools, pid, signal, request.force).await?;
+    let report = signal::signal(&state.executor.pools, pid, signal, request.force).await?;
     Ok(noted(note, report))
 }
 
@@ -96,7 +97,7 @@ pub async fn terminate(State(state): State<AppState>, note: Option<Extension<Not
 
 pub async fn close_idle(State(state): State<AppState>, note: Option<Extension<Note>>, body: Bytes) -> Result<Json<Signalled>, ApiError> {
     let request: CloseIdle = optional_body(&body)?;
-    let report = sessions::close_idle(&state.executor.pools, &request).await?;
+    let report = signal::close_idle(&state.executor.pools, &request).await?;
     Ok(noted(note, report))
 }
 

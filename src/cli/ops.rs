@@ -13,7 +13,8 @@ use crate::ops::maintenance::{self, AnalyzeRequest, Maintained, VacuumRequest};
 use crate::ops::report;
 use crate::ops::settings::{self, AdviceRequest, ApplyRequest, Change};
 use crate::ops::tune::Storage;
-use crate::ops::sessions::{self, Age, CloseIdle, ConnectionFilter, IdleState, Signal, SignalReport};
+use crate::ops::sessions::{self, ConnectionFilter};
+use crate::ops::signal::{self, Age, CloseIdle, IdleState, Signal, SignalReport};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionsCommand {
@@ -99,14 +100,14 @@ pub async fn connections(agent: &Agent, cmd: ConnectionsCommand, as_json: bool) 
             }
             output::key_values(&shown, false)
         }
-        ConnectionsCommand::Cancel { pid, force } => signalled(&sessions::signal(pools, pid, Signal::Cancel, force).await.map_err(failure)?, as_json),
-        ConnectionsCommand::Kill { pid, force } => signalled(&sessions::signal(pools, pid, Signal::Terminate, force).await.map_err(failure)?, as_json),
+        ConnectionsCommand::Cancel { pid, force } => signalled(&signal::signal(pools, pid, Signal::Cancel, force).await.map_err(failure)?, as_json),
+        ConnectionsCommand::Kill { pid, force } => signalled(&signal::signal(pools, pid, Signal::Terminate, force).await.map_err(failure)?, as_json),
         ConnectionsCommand::CloseIdle { idle_for, states, user, application, database, dry_run, force } => {
             let mut request = CloseIdle { idle_for: Age::Text(idle_for), user, application, database, dry_run, force, ..CloseIdle::default() };
             if !states.is_empty() {
                 request.states = states;
             }
-            signalled(&sessions::close_idle(pools, &request).await.map_err(failure)?, as_json)
+            signalled(&signal::close_idle(pools, &request).await.map_err(failure)?, as_json)
         }
     }
 }

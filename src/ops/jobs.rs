@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::Error;
-use super::sessions::{self, Age, CloseIdle};
+use super::signal::{self, Age, CloseIdle};
 use crate::config::{Job, JobAction, Maintenance};
 use crate::db::{self, Pools, sql};
 
@@ -282,7 +282,7 @@ async fn names(client: &Client, query: &str, params: &[&(dyn tokio_postgres::typ
 async fn close_idle(context: &Context, client: &Client, job: &Job, done: &mut Vec<String>) -> Result<(), Error> {
     let database: String = client.query_one("SELECT current_database()", &[]).await.map_err(Error::driver)?.get(0);
     let request = CloseIdle { idle_for: Age::Text(job.idle_for().to_owned()), database: Some(database), ..CloseIdle::default() };
-    let report = sessions::close_idle(&context.pools, &request).await?;
+    let report = signal::close_idle(&context.pools, &request).await?;
     done.extend(report.signalled.iter().map(|s| format!("SELECT pg_terminate_backend({});", s.pid)));
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Operations: the routine work of a DBA, built for the moment something is on fire.
 //!
-//! * [`sessions`]: who is connected and what they do; cancel, terminate, close idle sessions —
-//!   never dbagent's own sessions nor a superuser's unless forced, every answer naming exactly
-//!   which pids were signalled and which were skipped and why;
+//! * [`sessions`]: who is connected and what they do;
+//! * [`signal`]: cancel, terminate, close idle sessions — never dbagent's own sessions nor a
+//!   superuser's unless forced, every answer naming exactly which pids were signalled and
+//!   which were skipped and why;
 //! * [`locks`]: the blocking tree, head blockers first;
 //! * [`maintenance`]: VACUUM and ANALYZE on demand, on a session of their own (never in a
 //!   transaction block, never a pool connection), and the progress views;
@@ -22,6 +23,7 @@ pub mod maintenance;
 pub mod report;
 pub mod sessions;
 pub mod settings;
+pub mod signal;
 pub mod tune;
 
 pub use error::Error;
