@@ -48,6 +48,8 @@ pub struct Agent {
     pub monitor: Arc<Monitor>,
     /// Alert rules, channels and the engine's last evaluation (the engine runs while serving).
     pub alerts: Arc<crate::alerts::Alerts>,
+    /// The scheduled maintenance jobs' status (`maintenance.jobs`), for `/health`.
+    pub maintenance_jobs: Arc<crate::ops::jobs::JobsStatus>,
     supervising: tokio::task::JoinHandle<()>,
     /// Re-reads which functions, triggers and views run user code (`query::guard`).
     guarding: tokio::task::JoinHandle<()>,
@@ -129,6 +131,7 @@ impl Agent {
         let monitor = Arc::new(Monitor::new(&config.monitoring, &api::route_paths(), data_dir, Some(migrations.clone())));
         let collecting = spawn_collector(&monitor, &executor.pools);
         let alerts = crate::alerts::Alerts::new(&config);
+        let maintenance_jobs = Arc::new(crate::ops::jobs::JobsStatus::new(&config.maintenance));
         Ok(Agent {
             executor,
             config: Arc::new(config),
@@ -139,6 +142,7 @@ impl Agent {
             backup,
             backup_schedule: Arc::default(),
             security,
+            maintenance_jobs,
             monitor,
             alerts,
             supervising,
@@ -161,7 +165,25 @@ impl Agent {
             security: self.security.clone(),
             monitor: self.monitor.clone(),
             alerts: self.alerts.clone(),
+            maintenance_jobs: self.maintenance_jobs.clone(),
         }
+    }
+
+    /// With `maintenance.enable` and jobs, runs each job on its schedule until `shutdown`
+    /// changes; with several agents, one runs each tick (`ops::jobs`).
+    fn spawn_maintenance_jobs(&self, agent_id: String, shutdown: tokio::sync::watch::Receiver<()>) {
+        let settings = &self.config.maintenance;
+        if !settings.enable || settings.jobs.is_empty() {
+            return;
+        }
+        let context = crate::ops::jobs::Context {
+            pools: self.executor.pools.clone(),
+            admin: self.executor.pools.admin_config(),
+            settings: settings.clone(),
+            agent: agent_id,
+            status: self.maintenance_jobs.clone(),
+        };
+        crate::ops::jobs::spawn(Arc::new(context), shutdown);
     }
 
     /// With `backup.enable` and a schedule, runs scheduled backups (and retention) until
@@ -360,6 +382,7 @@ impl Serving {
         });
         let (stop_monitor, monitor_stopped) = tokio::sync::watch::channel(());
         let metrics_address = serve_metrics_port(agent, monitor_stopped.clone()).await?;
+        agent.spawn_maintenance_jobs(crate::monitor::agent_id(address.port()), monitor_stopped.clone());
         spawn_history(agent, address, monitor_stopped.clone());
         spawn_alerts(agent, monitor_stopped);
         let (stop_http, http_stopped) = oneshot::channel::<()>();

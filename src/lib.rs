@@ -14,6 +14,8 @@
 //! - [`seeddata`]: generated rows for tables (`seed generate`), parents first, through COPY.
 //! - [`migrate`]: versioned schema migrations (files, history, lock, up/down, repair).
 //! - [`monitor`]: counters and the slow-query log.
+//! - [`ops`]: operations: sessions and locks, maintenance (vacuum, analyze, the health report,
+//!   scheduled jobs), configuration advice.
 //! - [`instance`]: managed PostgreSQL clusters (initdb, start, stop, replicas).
 //! - [`replication`]: replica lag, synchronous commits, failover, the replication report.
 //! - [`error`]: what kind of failure an error is ([`ErrorKind`]), for the API and the CLI alike.
@@ -36,6 +38,7 @@ pub mod failpoints;
 pub mod instance;
 pub mod migrate;
 pub mod monitor;
+pub mod ops;
 pub mod query;
 pub mod replication;
 pub mod schema;

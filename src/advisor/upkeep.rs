@@ -40,11 +40,22 @@ pub struct Analyzed {
     pub done: String,
 }
 
-/// `rebuild`: the statement run, the index's table and its size before and after.
+/// `rebuild`: the statement run, the index's table and its size before and after (for a
+/// whole table: the total of its indexes, and each index's).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Rebuilt {
     pub done: String,
     pub table: String,
+    pub bytes_before: i64,
+    pub bytes_after: i64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexSizes>,
+}
+
+/// One index of a rebuilt table, before and after.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct IndexSizes {
+    pub index: String,
     pub bytes_before: i64,
     pub bytes_after: i64,
 }
@@ -148,28 +159,39 @@ pub async fn rebuild(pools: &Pools, db: &tokio_postgres::Config, index: &str) ->
     let sql = format!("REINDEX INDEX CONCURRENTLY {};", before.name);
     run(db, &sql).await?;
     let after = index_entry(pools, &before.name).await?.map_or(0, |after| after.bytes);
-    Ok(Rebuilt { done: sql, table: before.table, bytes_before: before.bytes, bytes_after: after })
+    Ok(Rebuilt { done: sql, table: before.table, bytes_before: before.bytes, bytes_after: after, indexes: Vec::new() })
 }
 
 /// Every index of `table` (seed 000's rebuild by table): `REINDEX TABLE CONCURRENTLY`, which
 /// builds each anew beside the old one and swaps, so reads and writes go on meanwhile. The
-/// sizes are the table's indexes' total before and after.
+/// sizes are the table's indexes' total before and after, and each index's.
 pub async fn rebuild_table(pools: &Pools, db: &tokio_postgres::Config, table: &str) -> Result<Rebuilt, Error> {
     let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
     let qualified = stats.qualified();
-    let before = indexes_bytes(pools, &qualified).await?;
+    let before = index_sizes(pools, &qualified).await?;
     // A system catalog or a TOAST table cannot be reindexed concurrently; those are not
     // user tables, which is what `catalog::table` resolves.
     let sql = format!("REINDEX TABLE CONCURRENTLY {qualified};");
     run(db, &sql).await?;
-    let after = indexes_bytes(pools, &qualified).await?;
-    Ok(Rebuilt { done: sql, table: stats.name, bytes_before: before, bytes_after: after })
+    let after = index_sizes(pools, &qualified).await?;
+    let indexes: Vec<IndexSizes> = before
+        .iter()
+        .map(|(index, bytes)| IndexSizes {
+            index: index.clone(),
+            bytes_before: *bytes,
+            bytes_after: after.iter().find(|(i, _)| i == index).map_or(0, |(_, b)| *b),
+        })
+        .collect();
+    let total = |sizes: &[(String, i64)]| sizes.iter().map(|(_, b)| b).sum();
+    Ok(Rebuilt { done: sql, table: stats.name, bytes_before: total(&before), bytes_after: total(&after), indexes })
 }
 
-/// `pg_indexes_size` of a table (given as `regclass` text).
-async fn indexes_bytes(pools: &Pools, regclass: &str) -> Result<i64, Error> {
-    let rows = pools.primary().query("SELECT coalesce(pg_indexes_size(to_regclass($1)), 0)::int8 AS bytes", &[&regclass]).await?;
-    Ok(rows.first().map(|row| db::get(row, "bytes")).transpose()?.unwrap_or(0))
+/// Each index of a table (given as `regclass` text) with its size, by name.
+async fn index_sizes(pools: &Pools, regclass: &str) -> Result<Vec<(String, i64)>, Error> {
+    let sql = "SELECT i.indexrelid::regclass::text AS index, pg_relation_size(i.indexrelid)::int8 AS bytes \
+               FROM pg_index i WHERE i.indrelid = to_regclass($1) ORDER BY 1";
+    let rows = pools.primary().query(sql, &[&regclass]).await?;
+    Ok(rows.iter().map(|row| Ok((db::get(row, "index")?, db::get(row, "bytes")?))).collect::<Result<_, db::Error>>()?)
 }
 
 /// `CREATE [UNIQUE] INDEX CONCURRENTLY name ON table (columns)`. A failed build's invalid

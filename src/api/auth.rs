@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 
 use super::error::{ApiError, ErrorFacts};
-use super::{AppState, advisor, alerts, backup, health, keys, metrics, migrate, openapi, query, schema, stats, transaction};
+use super::{AppState, advisor, alerts, backup, health, keys, metrics, migrate, openapi, ops, query, schema, stats, transaction};
 use crate::security::{Access, Caller, Scope, audit};
 
 /// When a call becomes an audit row.
@@ -76,6 +76,8 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/metrics/history", READ, "metrics.history", Audited::Reads, || get(metrics::history)),
     route("POST", "/optimize", READ, "optimize", Audited::ByStatement, || post(advisor::optimize)),
     route("POST", "/indexes", READ, "indexes", Audited::ByStatement, || post(advisor::indexes)),
+    route("GET", "/advisor/config", READ, "advisor.config", Audited::Reads, || get(ops::config_advice)),
+    route("POST", "/advisor/config/apply", ADMIN, "advisor.config.apply", Audited::Always, || post(ops::config_apply)),
     route("POST", "/backup", ADMIN, "backup.create", Audited::Always, || post(backup::create)),
     route("GET", "/backups", READ, "backup.list", Audited::Reads, || get(backup::list)),
     route("POST", "/backups/prune", ADMIN, "backup.prune", Audited::Always, || post(backup::prune)),
@@ -94,7 +96,6 @@ pub static ROUTES: &[RouteSpec] = &[
     route("POST", "/keys/{id}/rotate", ADMIN, "keys.rotate", Audited::Always, || post(keys::rotate)),
     route("GET", "/audit", ADMIN, "audit.list", Audited::Reads, || get(keys::audit)),
     route("GET", "/openapi.json", READ, "openapi", Audited::Never, || get(openapi::spec)),
-    // Swagger UI's page and files: code, no data. The page asks for a key to read the document.
     route("GET", "/docs", Access::Open, "docs", Audited::Never, || get(openapi::docs_redirect)),
     route("GET", "/docs/", Access::Open, "docs", Audited::Never, || get(openapi::docs_index)),
     route("GET", "/docs/{file}", Access::Open, "docs", Audited::Never, || get(openapi::docs_file)),
@@ -106,15 +107,28 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/silences", READ, "silences.list", Audited::Reads, || get(alerts::silences)),
     route("POST", "/silences", ADMIN, "silences.create", Audited::Always, || post(alerts::create_silence)),
     route("DELETE", "/silences/{id}", ADMIN, "silences.expire", Audited::Always, || delete(alerts::expire_silence)),
+    // Other sessions' statements, literals and all.
+    route("GET", "/connections", ADMIN, "connections.list", Audited::Reads, || get(ops::connections)),
+    route("GET", "/connections/stats", READ, "connections.stats", Audited::Reads, || get(ops::connection_stats)),
+    route("POST", "/connections/close-idle", ADMIN, "connections.close_idle", Audited::Always, || post(ops::close_idle)),
+    route("POST", "/connections/{pid}/cancel", ADMIN, "connections.cancel", Audited::Always, || post(ops::cancel)),
+    route("POST", "/connections/{pid}/terminate", ADMIN, "connections.terminate", Audited::Always, || post(ops::terminate)),
+    route("GET", "/locks", ADMIN, "locks", Audited::Reads, || get(ops::locks)),
+    route("POST", "/maintenance/vacuum", ADMIN, "maintenance.vacuum", Audited::Always, || post(ops::vacuum)),
+    route("POST", "/maintenance/analyze", ADMIN, "maintenance.analyze", Audited::Always, || post(ops::analyze)),
+    route("GET", "/maintenance/progress", READ, "maintenance.progress", Audited::Reads, || get(ops::progress)),
+    route("GET", "/maintenance/report", READ, "maintenance.report", Audited::Reads, || get(ops::report)),
+    route("GET", "/maintenance/history", READ, "maintenance.history", Audited::Reads, || get(ops::history)),
     // Seed 004's paths, aliases of the routes above with the same handlers and scopes. Seed 004
     // routes with no dbagent equivalent yet answer 404 like any unknown path:
     // `GET /api/database/metrics/history`,
-    // `GET /api/database/connections/details`, `POST /api/database/connections/close-idle`,
     // `GET /api/database/performance/analyze`, `POST /api/database/performance/optimize`,
     // `GET /api/database/security/audit`, `GET /api/database/security/compliance`,
     // `PUT /api/database/security/settings`.
     route("GET", "/api/database/health", READ, "health", Audited::Reads, || get(health::full)),
     route("GET", "/api/database/connections/stats", READ, "health.connections", Audited::Reads, || get(health::connections)),
+    route("GET", "/api/database/connections/details", ADMIN, "connections.list", Audited::Reads, || get(ops::connections)),
+    route("POST", "/api/database/connections/close-idle", ADMIN, "connections.close_idle", Audited::Always, || post(ops::close_idle)),
     route("GET", "/api/database/backups", READ, "backup.list", Audited::Reads, || get(backup::list)),
     route("POST", "/api/database/backups", ADMIN, "backup.create", Audited::Always, || post(backup::create)),
     route("GET", "/api/database/backups/{id}", READ, "backup.get", Audited::Reads, || get(backup::get)),

@@ -40,13 +40,15 @@
 //! | `key_not_found` | `NotFound` | 404 | `/keys/{id}` names no key |
 //! | `alert_not_found`, `silence_not_found` | `NotFound` | 404 | `/alerts/{id}` or `/silences/{id}` names none |
 //! | `channel_not_found` | `NotFound` | 404 | `/alerts/test` names no channel of `alerts.channels` |
+//! | `session_not_found` | `NotFound` | 404 | `/connections/{pid}/...` names no session of the server |
 //! | `method_not_allowed` | (routing) | 405 | the route exists, the method does not |
 //! | `constraint_violation` | `Conflict` | 409 | SQLSTATE class 23 |
 //! | `conflict` | `Conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction`; a kept or pinned backup, an existing restore target, another job holding what this one needs |
 //! | `retries_exhausted` | `Conflict` | 409 | `/transaction` still conflicting after `max_retries` |
 //! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | `Conflict` | 409 | history and files disagree, or another runner holds the lock |
 //! | `clear_blocked` | `Conflict` | 409 | `/seed/generate` with `clear` on a table other tables reference |
-//! | `refused` | `Conflict` | 409 | `/indexes` would drop a constraint's index, or the name is taken |
+//! | `refused` | `Conflict` | 409 | `/indexes` would drop a constraint's index, or the name is taken; `VACUUM FULL` without `force` (it takes an ACCESS EXCLUSIVE lock) |
+//! | `session_protected` | `Conflict` | 409 | `/connections/{pid}/cancel` or `terminate` on dbagent's own, a superuser's or a non-client session without `force` (the message says which) |
 //! | `payload_too_large` | `TooLarge` | 413 | body over the limit |
 //! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | `Unprocessable` | 422 | the migration files or the target do not allow the request |
 //! | `migration_failed`, `seed_failed` | `Unprocessable` | 422 | a migration's (or seed's) SQL failed; rolled back; SQLSTATE given |
@@ -81,7 +83,7 @@ use serde::Serialize;
 use crate::db::{self, PgError};
 use crate::error::{Classify, ErrorKind, INTERNAL};
 use crate::query::{self, ClassifyError};
-use crate::{advisor, alerts, backup, migrate, monitor, schema, security, seeddata, txn};
+use crate::{advisor, alerts, backup, migrate, monitor, ops, schema, security, seeddata, txn};
 
 /// What an error answer was, for the audit row (a response extension).
 #[derive(Debug, Clone)]
@@ -359,6 +361,15 @@ impl From<alerts::Error> for ApiError {
     fn from(err: alerts::Error) -> Self {
         match err {
             alerts::Error::Db(err) => err.into(),
+            other => ApiError::classified(&other),
+        }
+    }
+}
+
+impl From<ops::Error> for ApiError {
+    fn from(err: ops::Error) -> Self {
+        match err {
+            ops::Error::Db(err) => err.into(),
             other => ApiError::classified(&other),
         }
     }

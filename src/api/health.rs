@@ -31,6 +31,9 @@ pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthRepo
         }
         report.alerts = Some(alerts);
     }
+    if state.config.maintenance.enable && !state.config.maintenance.jobs.is_empty() {
+        report.maintenance = Some(state.maintenance_jobs.snapshot());
+    }
     let status = if report.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report))
 }

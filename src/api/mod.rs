@@ -13,6 +13,7 @@ mod health;
 mod keys;
 mod metrics;
 mod migrate;
+mod ops;
 pub mod openapi;
 mod query;
 pub mod request_id;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub security: Arc<crate::security::Security>,
     pub monitor: Arc<crate::monitor::Monitor>,
     pub alerts: Arc<crate::alerts::Alerts>,
+    pub maintenance_jobs: Arc<crate::ops::jobs::JobsStatus>,
 }
 
 /// The API's routes ([`auth::ROUTES`], each behind its access check).

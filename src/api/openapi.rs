@@ -52,10 +52,16 @@ pub struct Doc {
     pub answer: Answer,
     /// The success status (200 unless the route creates something).
     pub status: u16,
+    /// The body may be left out (every field then takes its default).
+    pub body_optional: bool,
 }
 
 const fn doc(method: &'static str, path: &'static str, summary: &'static str, body: Option<SchemaFn>, query: Option<SchemaFn>, answer: Answer) -> Doc {
-    Doc { method, path, summary, body, query, answer, status: 200 }
+    Doc { method, path, summary, body, query, answer, status: 200, body_optional: false }
+}
+
+const fn optional_body(doc: Doc) -> Doc {
+    Doc { body_optional: true, ..doc }
 }
 
 const fn created(doc: Doc) -> Doc {
@@ -97,7 +103,7 @@ pub static DOCS: &[Doc] = &[
     doc("GET", "/backups/{id}", "One backup's manifest", None, None, J(of::<Succeeded<crate::backup::Manifest>>)),
     doc("DELETE", "/backups/{id}", "Delete a backup (the newest good one or a pinned one only with force)", None, Some(fields::<super::backup::DeleteQuery>), J(of::<super::backup::Deleted>)),
     doc("GET", "/backups/{id}/download", "A stored backup file as it is (compressed, maybe encrypted)", None, Some(fields::<super::backup::DownloadQuery>), Other(&["application/octet-stream"])),
-    doc("POST", "/backups/{id}/verify", "Check every checksum (level 1) or also restore into a scratch database (level 2)", Some(of::<super::backup::VerifyRequest>), None, J(of::<Succeeded<crate::backup::VerifyReport>>)),
+    optional_body(doc("POST", "/backups/{id}/verify", "Check every checksum (level 1) or also restore into a scratch database (level 2)", Some(of::<super::backup::VerifyRequest>), None, J(of::<Succeeded<crate::backup::VerifyReport>>))),
     doc("POST", "/restore", "Restore a backup into a new database, over one (swapped in when complete), or to a point in time", Some(of::<super::backup::RestoreBody>), None, J(of::<super::backup::Restored>)),
     doc("POST", "/migrate", "Apply or revert migrations (upgrade to head by default)", Some(of::<super::migrate::MigrateRequest>), None, J(of::<super::migrate::Migrated>)),
     doc("GET", "/migrations", "Migration status, history and auto-migrate state", None, None, J(of::<super::migrate::MigrationList>)),
@@ -115,6 +121,19 @@ pub static DOCS: &[Doc] = &[
     doc("GET", "/silences", "Silences, active by default", None, Some(fields::<super::alerts::SilenceFilter>), J(of::<super::alerts::SilenceList>)),
     created(doc("POST", "/silences", "Silence matching alerts until a time", Some(of::<crate::alerts::store::NewSilence>), None, J(of::<super::alerts::SilenceAnswer>))),
     doc("DELETE", "/silences/{id}", "End a silence now", None, None, J(of::<super::alerts::SilenceAnswer>)),
+    doc("GET", "/connections", "Every session of the server, with what it waits on and who blocks it", None, Some(fields::<crate::ops::sessions::ConnectionFilter>), J(of::<super::ops::Connections>)),
+    doc("GET", "/connections/stats", "Sessions by state against max_connections, dbagent's pools beside them", None, None, J(of::<crate::ops::sessions::ConnectionStats>)),
+    optional_body(doc("POST", "/connections/close-idle", "Terminate sessions idle longer than a limit (never dbagent's own without force)", Some(of::<crate::ops::signal::CloseIdle>), None, J(of::<super::ops::Signalled>))),
+    optional_body(doc("POST", "/connections/{pid}/cancel", "Cancel a session's running statement", Some(of::<super::ops::SignalRequest>), None, J(of::<super::ops::Signalled>))),
+    optional_body(doc("POST", "/connections/{pid}/terminate", "Terminate a session", Some(of::<super::ops::SignalRequest>), None, J(of::<super::ops::Signalled>))),
+    doc("GET", "/locks", "The blocking tree: who blocks whom, on what, for how long", None, None, J(of::<crate::ops::locks::LockReport>)),
+    optional_body(doc("POST", "/maintenance/vacuum", "VACUUM a table or the database (FULL only with force)", Some(of::<crate::ops::maintenance::VacuumRequest>), None, J(of::<Succeeded<crate::ops::maintenance::Maintained>>))),
+    optional_body(doc("POST", "/maintenance/analyze", "ANALYZE a table or the database", Some(of::<crate::ops::maintenance::AnalyzeRequest>), None, J(of::<Succeeded<crate::ops::maintenance::Maintained>>))),
+    doc("GET", "/maintenance/progress", "Running VACUUM, ANALYZE, CLUSTER and index builds with their progress", None, None, J(of::<super::ops::Running>)),
+    doc("GET", "/maintenance/report", "Dead tuples, bloat, stale statistics, wraparound, sequences, invalid indexes, each with its fix", None, None, J(of::<Succeeded<crate::ops::report::Report>>)),
+    doc("GET", "/maintenance/history", "Runs of the scheduled maintenance jobs", None, Some(fields::<super::ops::HistoryParams>), J(of::<super::ops::History>)),
+    doc("GET", "/advisor/config", "Server settings advice from the host and the workload, with ALTER SYSTEM statements", None, Some(fields::<crate::ops::settings::AdviceRequest>), J(of::<Succeeded<crate::ops::settings::ConfigAdvice>>)),
+    doc("POST", "/advisor/config/apply", "Apply chosen settings with ALTER SYSTEM and reload", Some(of::<crate::ops::settings::ApplyRequest>), None, J(of::<super::ops::AppliedSettings>)),
     doc("GET", "/openapi.json", "This document", None, None, Other(&["application/json"])),
     doc("GET", "/docs", "Swagger UI over this document (redirects to /docs/)", None, None, Other(&["text/html"])),
     doc("GET", "/docs/", "Swagger UI over this document", None, None, Other(&["text/html"])),
@@ -215,7 +234,7 @@ fn operation(spec: &RouteSpec, doc: &Doc, canonical: Option<&RouteSpec>, error: 
     if let Some(body) = doc.body {
         op.insert(
             "requestBody".into(),
-            json!({ "required": true, "content": { "application/json": { "schema": body(generator) } } }),
+            json!({ "required": !doc.body_optional, "content": { "application/json": { "schema": body(generator) } } }),
         );
     }
     let content = match &doc.answer {

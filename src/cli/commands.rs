@@ -72,6 +72,10 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Audit(cmd) => super::security::audit_cmd(&agent, cmd, cli.json).await,
                 Command::Stats(cmd) => super::stats::run(&agent, cmd, cli.json).await,
                 Command::Alerts(cmd) => super::alerts::run(&agent, cmd, cli.json).await,
+                Command::Connections(cmd) => super::ops::connections(&agent, cmd, cli.json).await,
+                Command::Locks => super::ops::locks(&agent, cli.json).await,
+                Command::Maintenance(cmd) => super::ops::maintenance(&agent, cmd, cli.json).await,
+                Command::Tune(args) => super::ops::tune(&agent, args, cli.json).await,
                 Command::Serve(_) | Command::Instance(_) | Command::Wal(_) | Command::Openapi => Ok(()),
             };
             agent.shutdown(!cli.keep_running).await;

@@ -18,6 +18,7 @@
 mod alerts;
 mod commands;
 mod database;
+mod ops;
 mod output;
 mod security;
 mod stats;
@@ -97,6 +98,16 @@ pub enum Command {
     /// Database statistics: database, tables, indexes, slow-queries, activity, system.
     #[command(subcommand)]
     Stats(stats::StatsCommand),
+    /// Sessions of the server: list, stats, cancel, kill, close-idle.
+    #[command(subcommand)]
+    Connections(ops::ConnectionsCommand),
+    /// The blocking tree: who waits for whom, head blockers first.
+    Locks,
+    /// VACUUM, ANALYZE, their progress, and the maintenance report.
+    #[command(subcommand)]
+    Maintenance(ops::MaintenanceCommand),
+    /// postgresql.conf and pool advice from the host and the workload; --set applies.
+    Tune(ops::TuneArgs),
     /// The WAL archive, as the managed server's archive_command and restore_command call it
     /// (`backup.pitr`); not meant to be run by hand.
     #[command(subcommand)]

@@ -94,7 +94,7 @@ pub async fn run(agent: &Agent, cmd: StatsCommand, as_json: bool) -> Result<(), 
 }
 
 /// `items` as a table of `keys` (long text cut to 80 characters), or whole as JSON.
-fn list<T: Serialize>(items: &[T], keys: &[&str], as_json: bool) -> Result<(), Failure> {
+pub(super) fn list<T: Serialize>(items: &[T], keys: &[&str], as_json: bool) -> Result<(), Failure> {
     let values: Vec<Value> = items.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
     if as_json {
         return output::rows(&values, keys, true);

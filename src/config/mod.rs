@@ -18,6 +18,7 @@ mod error;
 mod instance;
 mod load;
 mod logging;
+mod maintenance;
 mod migrations;
 mod monitoring;
 mod optimization;
@@ -37,6 +38,7 @@ pub use error::Error;
 pub use instance::Instance;
 pub use load::{Environment, load};
 pub use logging::{LogFormat, Logging};
+pub use maintenance::{Job, JobAction, Maintenance, Window};
 pub use migrations::Migrations;
 pub use monitoring::{Monitoring, Prometheus};
 pub use optimization::Optimization;
@@ -66,6 +68,7 @@ pub struct Config {
     pub monitoring: Monitoring,
     pub security: Security,
     pub alerts: Alerts,
+    pub maintenance: Maintenance,
     /// Where this configuration came from (not a key of the file).
     #[serde(skip)]
     pub provenance: Provenance,
@@ -112,6 +115,7 @@ impl Config {
         self.monitoring.validate()?;
         let series: Vec<&str> = crate::monitor::history::SERIES.iter().map(|s| s.name).collect();
         self.alerts.validate(&crate::alerts::rules::names(), &series)?;
+        self.maintenance.validate()?;
         if self.replication.replicas > 0 && self.postgresql.is_configured() {
             return invalid(
                 "replication.replicas",

@@ -45,6 +45,9 @@ pub enum Purpose {
     Generate,
     /// The alert engine's evaluations and leadership lock, and the alerts' tables.
     Alerts,
+    /// VACUUM and ANALYZE (on demand and scheduled), the maintenance jobs' leadership and
+    /// history, ALTER SYSTEM.
+    Maintenance,
 }
 
 impl Purpose {
@@ -68,6 +71,7 @@ impl Purpose {
             Purpose::Audit => "dbagent audit",
             Purpose::Generate => "dbagent seed generate",
             Purpose::Alerts => "dbagent alerts",
+            Purpose::Maintenance => "dbagent maintenance",
         }
     }
 }
@@ -107,6 +111,39 @@ pub async fn connect(config: &tokio_postgres::Config, purpose: Purpose) -> Resul
         }
     });
     Ok(client)
+}
+
+/// The server's notices on a dedicated session (`VACUUM VERBOSE`'s report), as
+/// `SEVERITY: message` lines in the order they came.
+pub type Notices = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`connect`], keeping the notices the server sends on the session.
+pub async fn connect_noting(config: &tokio_postgres::Config, purpose: Purpose) -> Result<(tokio_postgres::Client, Notices), tokio_postgres::Error> {
+    use futures_util::StreamExt;
+    let mut config = config.clone();
+    config.application_name(purpose.application_name());
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let notices = Notices::default();
+    let sink = notices.clone();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notice(notice)) => {
+                    sink.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{}: {}", notice.severity(), notice.message()));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::debug!(error = %err, "a dedicated connection ended with an error");
+                    break;
+                }
+            }
+        }
+    });
+    Ok((client, notices))
 }
 
 /// Longest a one-off statement (connect included) may take.

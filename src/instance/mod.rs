@@ -125,7 +125,7 @@ pub(crate) fn normalize(path: &std::path::Path) -> PathBuf {
 }
 
 /// A server that accepts connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Running {
     /// TCP port on 127.0.0.1.
     pub port: u16,

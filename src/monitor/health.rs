@@ -35,6 +35,9 @@ pub struct HealthReport {
     /// deliveries (a failing one marks the report `degraded`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<crate::alerts::AlertsReport>,
+    /// Scheduled maintenance jobs (`maintenance.jobs`): runs, skips, failures, last outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<Vec<crate::ops::jobs::JobStatus>>,
     /// Seed 001's shape: the database, each replica and the cache.
     pub components: Vec<super::components::Component>,
 }
@@ -159,6 +162,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         wal_archive: None,
         security: None,
         alerts: None,
+        maintenance: None,
         components,
     }
 }

@@ -15,6 +15,7 @@ mod metrics;
 mod migrate;
 mod multiplex;
 mod openapi;
+mod ops;
 mod pool;
 mod query;
 mod recovery;

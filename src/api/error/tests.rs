@@ -202,6 +202,24 @@ fn samples_monitor() -> Vec<crate::monitor::Error> {
     all
 }
 
+fn samples_ops() -> Vec<crate::ops::Error> {
+    use crate::ops::Error as E;
+    let mut all = vec![
+        E::Invalid("m".into()),
+        E::SessionNotFound { pid: 1 },
+        E::Protected { pid: 1, reason: "r".into() },
+        E::TableNotFound { table: "t".into() },
+        E::Refused("r".into()),
+    ];
+    all.extend(samples_db().into_iter().map(E::Db));
+    for e in &all {
+        match e {
+            E::Invalid(_) | E::SessionNotFound { .. } | E::Protected { .. } | E::TableNotFound { .. } | E::Refused(_) | E::Db(_) => {}
+        }
+    }
+    all
+}
+
 fn samples_autogen() -> Vec<migrate::autogen::Error> {
     use migrate::autogen::Error as A;
     let all = vec![
@@ -379,6 +397,9 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
     }
     for e in samples_alerts() {
         check(&format!("alerts {e:?}"), e.kind(), e.code(), e.into());
+    }
+    for e in samples_ops() {
+        check(&format!("ops {e:?}"), e.kind(), e.code(), e.into());
     }
 }
 

@@ -547,7 +547,7 @@ pub struct PoolStats {
     pub shared: SharingStats,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PoolsStats {
     pub primary: PoolStats,
     pub replicas: Vec<PoolStats>,
