@@ -255,7 +255,7 @@ async fn seed_001_and_004_health_shapes_and_aliases() {
     assert_eq!(status, StatusCode::OK, "{stats}");
     assert!(stats["primary"]["details"]["pool_size"].is_u64() && stats["primary"]["pool_stats"]["max"].is_u64(), "{stats}");
     // Not built yet: an unknown route is a 404 in the common error shape.
-    let (status, missing) = app.get("/api/database/connections/details").await;
+    let (status, missing) = app.get("/api/database/performance/analyze").await;
     assert_eq!((status, missing["success"].as_bool()), (StatusCode::NOT_FOUND, Some(false)), "{missing}");
     // Seed 004's alert list is `GET /alerts`.
     let (status, alerts) = app.get("/api/database/alerts").await;
