@@ -15,7 +15,7 @@ pub mod plan;
 pub mod rules;
 pub mod shape;
 mod suggest;
-mod upkeep;
+pub mod upkeep;
 
 pub use catalog::{IndexInfo, TableStats};
 pub use error::Error;

@@ -77,7 +77,11 @@ pub struct Dropped {
 const UNUSED_SQL: &str = include_str!("sql/unused.sql");
 const DUPLICATES_SQL: &str = include_str!("sql/duplicates.sql");
 const INVALID_SQL: &str = include_str!("sql/invalid.sql");
-const BLOAT_SQL: &str = include_str!("sql/bloat.sql");
+/// Bloated B-tree indexes: `$1` a table or NULL, `$2` the least waste reported, in percent.
+/// Also the maintenance jobs' `reindex_bloated` candidates (its `schema` and `name` columns).
+pub const BLOAT_SQL: &str = include_str!("sql/bloat.sql");
+/// The advisor's threshold for [`BLOAT_SQL`].
+const BLOAT_PCT: f64 = 30.0;
 const INDEX_SQL: &str = include_str!("sql/index.sql");
 
 /// The rows of one report query, for every user table or only `table`.
@@ -110,7 +114,9 @@ pub async fn invalid(pools: &Pools, table: Option<&str>) -> Result<Vec<IndexRepo
 /// columns' average widths (pg_stats) at the default 90 % fill, against the actual size. An
 /// estimate; reported when the waste is over 30 % and 1 MB.
 pub async fn bloat(pools: &Pools, table: Option<&str>) -> Result<Vec<IndexReport>, Error> {
-    report(pools, BLOAT_SQL, table).await
+    let table = table.map(sql::regclass);
+    let rows = pools.primary().query(BLOAT_SQL, &[&table, &BLOAT_PCT]).await?;
+    Ok(rows.iter().map(IndexReport::from_row).collect::<Result<_, _>>()?)
 }
 
 /// An index as the catalog knows it.

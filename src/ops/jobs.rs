@@ -260,7 +260,7 @@ async fn work(context: &Context, client: &Client, job: &Job, done: &mut Vec<Stri
         ),
         JobAction::Analyze => (names(client, include_str!("sql/analyze_candidates.sql"), &[&job.changed_ratio()]).await?, |t| format!("ANALYZE {t};")),
         JobAction::ReindexBloated => (
-            names(client, include_str!("sql/bloated_indexes.sql"), &[&job.bloat_pct()]).await?,
+            names(client, crate::advisor::upkeep::BLOAT_SQL, &[&None::<String>, &job.bloat_pct()]).await?,
             |i| format!("REINDEX INDEX CONCURRENTLY {i};"),
         ),
         JobAction::CloseIdleSessions => return close_idle(context, client, job, done).await,
