@@ -1,17 +1,15 @@
 //! `/alerts` (list, one, acknowledge, rules, test a channel) and `/silences`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Note;
-use super::body::JsonBody;
+use super::body::{JsonBody, OptionalJsonBody, Params, PathParam};
 use super::error::ApiError;
-use super::stats::Params;
 use crate::alerts::{self, Alert, RuleStatus, store};
 use crate::db::{self, Purpose};
 
@@ -51,7 +49,7 @@ pub struct AlertAnswer {
 }
 
 /// `GET /alerts/{id}`: the alert with its history.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<AlertAnswer>, ApiError> {
+pub async fn get(State(state): State<AppState>, PathParam(id): PathParam) -> Result<Json<AlertAnswer>, ApiError> {
     let client = client(&state).await?;
     Ok(Json(AlertAnswer { success: true, alert: store::get(&client, &id).await? }))
 }
@@ -68,14 +66,9 @@ pub async fn ack(
     State(state): State<AppState>,
     caller: Option<Extension<crate::security::Caller>>,
     note: Option<Extension<Note>>,
-    Path(id): Path<String>,
-    body: Bytes,
+    PathParam(id): PathParam,
+    OptionalJsonBody(req): OptionalJsonBody<AckRequest>,
 ) -> Result<Json<AlertAnswer>, ApiError> {
-    let req: AckRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        AckRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?
-    };
     let client = client(&state).await?;
     let alert = store::ack(&client, &id, &who(caller.as_ref()), req.comment.as_deref()).await?;
     if let Some(Extension(note)) = note {
@@ -168,7 +161,7 @@ pub async fn create_silence(
 }
 
 /// `DELETE /silences/{id}`: the silence ends now (kept, expired).
-pub async fn expire_silence(State(state): State<AppState>, note: Option<Extension<Note>>, Path(id): Path<String>) -> Result<Json<SilenceAnswer>, ApiError> {
+pub async fn expire_silence(State(state): State<AppState>, note: Option<Extension<Note>>, PathParam(id): PathParam) -> Result<Json<SilenceAnswer>, ApiError> {
     let client = client(&state).await?;
     let silence = store::expire_silence(&client, &id).await?;
     if let Some(Extension(note)) = note {

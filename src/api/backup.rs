@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::Response;
 use schemars::JsonSchema;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::answer::{Succeeded, ok};
-use super::body::JsonBody;
+use super::body::{JsonBody, OptionalJsonBody, Params, PathParam};
 use super::error::ApiError;
 use crate::backup::{self, BackupKind, Compression, CreateRequest, Format, RestoreRequest, VerifyLevel};
 
@@ -148,7 +148,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<BackupList>, Api
     Ok(Json(BackupList { success: true, backups: backup::list(&state.backup)? }))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Succeeded<backup::Manifest>>, ApiError> {
+pub async fn get(State(state): State<AppState>, PathParam(id): PathParam) -> Result<Json<Succeeded<backup::Manifest>>, ApiError> {
     Ok(ok(backup::get(&state.backup, &id)?))
 }
 
@@ -159,7 +159,7 @@ pub struct DownloadQuery {
 }
 
 /// The stored bytes as they are (compressed, encrypted), streamed from disk.
-pub async fn download(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DownloadQuery>) -> Result<Response, ApiError> {
+pub async fn download(State(state): State<AppState>, PathParam(id): PathParam, Params(q): Params<DownloadQuery>) -> Result<Response, ApiError> {
     let manifest = backup::get(&state.backup, &id)?;
     let entry = match (&q.file, manifest.files.as_slice()) {
         (None, [only]) => only,
@@ -188,7 +188,7 @@ pub struct DeleteQuery {
     pub force: bool,
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DeleteQuery>) -> Result<Json<Deleted>, ApiError> {
+pub async fn delete(State(state): State<AppState>, PathParam(id): PathParam, Params(q): Params<DeleteQuery>) -> Result<Json<Deleted>, ApiError> {
     let db = state.executor.pools.admin_config();
     let deleted = backup::delete(&db, &state.backup, &id, q.force).await?;
     Ok(Json(Deleted { success: true, deleted: deleted.id }))
@@ -203,8 +203,8 @@ pub struct VerifyRequest {
     pub level: Option<u8>,
 }
 
-pub async fn verify(State(state): State<AppState>, Path(id): Path<String>, body: Option<Json<VerifyRequest>>) -> Result<Json<Succeeded<backup::VerifyReport>>, ApiError> {
-    let level = match body.and_then(|b| b.0.level).unwrap_or(1) {
+pub async fn verify(State(state): State<AppState>, PathParam(id): PathParam, OptionalJsonBody(body): OptionalJsonBody<VerifyRequest>) -> Result<Json<Succeeded<backup::VerifyReport>>, ApiError> {
+    let level = match body.level.unwrap_or(1) {
         1 => VerifyLevel::Checksums,
         2 => VerifyLevel::TrialRestore,
         other => return Err(ApiError::invalid_request(format!("level {other}: use 1 (checksums) or 2 (trial restore)"))),

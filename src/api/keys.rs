@@ -1,12 +1,13 @@
 //! `/keys` (create, list, revoke, rotate) and `/audit` (admin scope).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::AppState;
+use super::body::{Params, PathParam};
 use super::answer::{Succeeded, ok};
 use super::auth::Note;
 use super::body::JsonBody;
@@ -55,7 +56,7 @@ pub struct Revoked {
     key: keys::KeyInfo,
 }
 
-pub async fn revoke(State(state): State<AppState>, note: Option<axum::Extension<Note>>, Path(id): Path<String>) -> Result<Json<Succeeded<Revoked>>, ApiError> {
+pub async fn revoke(State(state): State<AppState>, note: Option<axum::Extension<Note>>, PathParam(id): PathParam) -> Result<Json<Succeeded<Revoked>>, ApiError> {
     let mut client = client(&state).await?;
     let key = keys::revoke(&mut client, &id).await?;
     state.security.keys.reload(&client).await?;
@@ -65,7 +66,7 @@ pub async fn revoke(State(state): State<AppState>, note: Option<axum::Extension<
     Ok(ok(Revoked { key }))
 }
 
-pub async fn rotate(State(state): State<AppState>, note: Option<axum::Extension<Note>>, Path(id): Path<String>) -> Result<Json<Succeeded<keys::Created>>, ApiError> {
+pub async fn rotate(State(state): State<AppState>, note: Option<axum::Extension<Note>>, PathParam(id): PathParam) -> Result<Json<Succeeded<keys::Created>>, ApiError> {
     let mut client = client(&state).await?;
     let created = keys::rotate(&mut client, &id, state.security.settings.rotate_grace()).await?;
     state.security.keys.reload(&client).await?;
@@ -81,8 +82,7 @@ pub struct AuditRows {
 }
 
 /// `GET /audit?since=&until=&key=&action=&table=&outcome=&limit=`, newest first.
-pub async fn audit(State(state): State<AppState>, query: Result<Query<audit::Filter>, axum::extract::rejection::QueryRejection>) -> Result<Json<Succeeded<AuditRows>>, ApiError> {
-    let Query(filter) = query.map_err(|e| ApiError::invalid_request(e.body_text()))?;
+pub async fn audit(State(state): State<AppState>, Params(filter): Params<audit::Filter>) -> Result<Json<Succeeded<AuditRows>>, ApiError> {
     if state.security.audit.is_none() {
         return Err(ApiError::not_found("the audit log is off (security.audit)"));
     }

@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use axum::extract::Path;
+use super::body::PathParam;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use schemars::generate::SchemaSettings;
@@ -307,7 +307,7 @@ pub async fn docs_index() -> Response {
 }
 
 /// `GET /docs/{file}`: Swagger UI's files, and our start script.
-pub async fn docs_file(Path(file): Path<String>) -> Response {
+pub async fn docs_file(PathParam(file): PathParam) -> Response {
     if file == "swagger-initializer.js" {
         return ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], INITIALIZER).into_response();
     }

@@ -1,17 +1,15 @@
 //! Operations: `/connections`, `/locks`, signalling sessions, `/maintenance/*`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Extension;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::answer::{Succeeded, ok};
 use super::auth::Note;
 use super::error::ApiError;
-use super::stats::Params;
+use super::body::{OptionalJsonBody, Params, PathParam};
 use crate::ops::jobs::{self, Run};
 use crate::ops::locks::{self, LockReport};
 use crate::ops::maintenance::{self, AnalyzeRequest, Maintained, Progress, VacuumRequest};
@@ -19,15 +17,6 @@ use crate::ops::report::{self, Report};
 use crate::ops::settings::{self, AdviceRequest, Applied, ApplyRequest, ConfigAdvice};
 use crate::ops::sessions::{self, ConnectionFilter, ConnectionStats, Session};
 use crate::ops::signal::{self, CloseIdle, Signal, SignalReport};
-
-/// A body that may be left out (seed 004's `close-idle` is called with none): empty means
-/// every field's default.
-fn optional_body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(bytes).map_err(|err| ApiError::invalid_request(format!("the request body is not valid: {err}")))
-}
 
 fn pid(text: &str) -> Result<i32, ApiError> {
     text.parse().map_err(|_| ApiError::invalid_request(format!("{text:?} is not a process id")))
@@ -81,23 +70,21 @@ fn noted(note: Option<Extension<Note>>, report: SignalReport) -> Json<Signalled>
     Json(Signalled { success: true, report })
 }
 
-async fn send(state: AppState, note: Option<Extension<Note>>, pid_text: &str, body: &Bytes, signal: Signal) -> Result<Json<Signalled>, ApiError> {
+async fn send(state: AppState, note: Option<Extension<Note>>, pid_text: &str, request: SignalRequest, signal: Signal) -> Result<Json<Signalled>, ApiError> {
     let pid = pid(pid_text)?;
-    let request: SignalRequest = optional_body(body)?;
     let report = signal::signal(&state.executor.pools, pid, signal, request.force).await?;
     Ok(noted(note, report))
 }
 
-pub async fn cancel(State(state): State<AppState>, note: Option<Extension<Note>>, Path(pid): Path<String>, body: Bytes) -> Result<Json<Signalled>, ApiError> {
-    send(state, note, &pid, &body, Signal::Cancel).await
+pub async fn cancel(State(state): State<AppState>, note: Option<Extension<Note>>, PathParam(pid): PathParam, OptionalJsonBody(request): OptionalJsonBody<SignalRequest>) -> Result<Json<Signalled>, ApiError> {
+    send(state, note, &pid, request, Signal::Cancel).await
 }
 
-pub async fn terminate(State(state): State<AppState>, note: Option<Extension<Note>>, Path(pid): Path<String>, body: Bytes) -> Result<Json<Signalled>, ApiError> {
-    send(state, note, &pid, &body, Signal::Terminate).await
+pub async fn terminate(State(state): State<AppState>, note: Option<Extension<Note>>, PathParam(pid): PathParam, OptionalJsonBody(request): OptionalJsonBody<SignalRequest>) -> Result<Json<Signalled>, ApiError> {
+    send(state, note, &pid, request, Signal::Terminate).await
 }
 
-pub async fn close_idle(State(state): State<AppState>, note: Option<Extension<Note>>, body: Bytes) -> Result<Json<Signalled>, ApiError> {
-    let request: CloseIdle = optional_body(&body)?;
+pub async fn close_idle(State(state): State<AppState>, note: Option<Extension<Note>>, OptionalJsonBody(request): OptionalJsonBody<CloseIdle>) -> Result<Json<Signalled>, ApiError> {
     let report = signal::close_idle(&state.executor.pools, &request).await?;
     Ok(noted(note, report))
 }
@@ -112,8 +99,7 @@ fn note_statement(note: Option<Extension<Note>>, statement: &str) {
 }
 
 /// `POST /maintenance/vacuum`. Runs to the end even when the client hangs up.
-pub async fn vacuum(State(state): State<AppState>, note: Option<Extension<Note>>, body: Bytes) -> Result<Json<Succeeded<Maintained>>, ApiError> {
-    let request: VacuumRequest = optional_body(&body)?;
+pub async fn vacuum(State(state): State<AppState>, note: Option<Extension<Note>>, OptionalJsonBody(request): OptionalJsonBody<VacuumRequest>) -> Result<Json<Succeeded<Maintained>>, ApiError> {
     let pools = state.executor.pools.clone();
     let answer = tokio::spawn(async move { maintenance::vacuum(&pools, &request).await }).await.map_err(ApiError::internal)??;
     note_statement(note, &answer.done);
@@ -121,8 +107,7 @@ pub async fn vacuum(State(state): State<AppState>, note: Option<Extension<Note>>
 }
 
 /// `POST /maintenance/analyze`.
-pub async fn analyze(State(state): State<AppState>, note: Option<Extension<Note>>, body: Bytes) -> Result<Json<Succeeded<Maintained>>, ApiError> {
-    let request: AnalyzeRequest = optional_body(&body)?;
+pub async fn analyze(State(state): State<AppState>, note: Option<Extension<Note>>, OptionalJsonBody(request): OptionalJsonBody<AnalyzeRequest>) -> Result<Json<Succeeded<Maintained>>, ApiError> {
     let pools = state.executor.pools.clone();
     let answer = tokio::spawn(async move { maintenance::analyze(&pools, &request).await }).await.map_err(ApiError::internal)??;
     note_statement(note, &answer.done);

@@ -2,15 +2,14 @@
 //! (`GET /schema/dictionary`).
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use super::body::JsonBody;
+use super::body::{JsonBody, Params, PathParam};
 use crate::schema::{self, catalog, dictionary, erd};
 use crate::seeddata;
 
@@ -26,7 +25,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<TableList>, ApiE
     Ok(Json(TableList { success: true, count: tables.len(), tables }))
 }
 
-pub async fn describe(State(state): State<AppState>, Path(table): Path<String>) -> Result<Json<schema::TableDetail>, ApiError> {
+pub async fn describe(State(state): State<AppState>, PathParam(table): PathParam) -> Result<Json<schema::TableDetail>, ApiError> {
     Ok(Json(schema::describe(&state.executor.pools, &table).await?))
 }
 
@@ -59,17 +58,12 @@ fn schemas(list: Option<&str>) -> Vec<String> {
     list.map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|rejection| ApiError::invalid_request(rejection.body_text()))
-}
-
 fn text(content_type: &'static str, body: String) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// The ERD as Mermaid (`text/vnd.mermaid`) or Graphviz dot (`text/vnd.graphviz`).
-pub async fn erd(State(state): State<AppState>, q: Result<Query<ErdQuery>, QueryRejection>) -> Result<Response, ApiError> {
-    let q = query(q)?;
+pub async fn erd(State(state): State<AppState>, Params(q): Params<ErdQuery>) -> Result<Response, ApiError> {
     let filter = catalog::Filter { schemas: schemas(q.schema.as_deref()), table: q.table, neighbours: true };
     let tables = catalog::load(&state.executor.pools, &filter).await?;
     let body = erd::render(&tables, q.format, q.columns);
@@ -80,8 +74,7 @@ pub async fn erd(State(state): State<AppState>, q: Result<Query<ErdQuery>, Query
 }
 
 /// The data dictionary as Markdown, HTML or JSON.
-pub async fn dictionary(State(state): State<AppState>, q: Result<Query<DictionaryQuery>, QueryRejection>) -> Result<Response, ApiError> {
-    let q = query(q)?;
+pub async fn dictionary(State(state): State<AppState>, Params(q): Params<DictionaryQuery>) -> Result<Response, ApiError> {
     let filter = catalog::Filter { schemas: schemas(q.schema.as_deref()), table: q.table, neighbours: false };
     let tables = catalog::load(&state.executor.pools, &filter).await?;
     let body = dictionary::render(&tables, q.format);

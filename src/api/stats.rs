@@ -1,10 +1,8 @@
 //! `GET /stats/...`: database, tables, indexes, slow queries, activity, the host, replication.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Query, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
@@ -13,19 +11,7 @@ use crate::monitor::dbstats::{self, Activity, DatabaseStats, IndexStats, SlowQue
 use crate::monitor::system::{self, SystemStats};
 use crate::replication::ReplicationReport;
 
-/// Query-string parameters, refused in dbagent's error shape (400 `invalid_request`, naming
-/// the parameter) rather than axum's plain-text rejection.
-pub struct Params<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Query::<T>::try_from_uri(&parts.uri)
-            .map(|Query(t)| Params(t))
-            .map_err(|rejection| ApiError::invalid_request(format!("invalid query parameters: {}", rejection.body_text())))
-    }
-}
+pub use super::body::Params;
 
 /// `?limit=N` of the list endpoints.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

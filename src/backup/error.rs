@@ -31,10 +31,12 @@ pub enum Error {
         source: croner::errors::CronError,
     },
 
-    /// A restore named a path that is not inside the backup location.
+    /// A restore named a path that is not inside the backup location. The message names the
+    /// path as given, never where it leads nor where the location is (an API caller learns
+    /// nothing of the server's files).
     #[error(
-        "{} is not inside the backup location {}; only backups in the location can be restored",
-        .path.display(), .location.display()
+        "{} is not a backup in the backup location; name a backup by its id (`GET /backups`, `dbagent backup list`)",
+        .path.display()
     )]
     OutsideLocation { path: PathBuf, location: PathBuf },
 

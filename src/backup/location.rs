@@ -202,16 +202,20 @@ pub(crate) fn scan(root: &Path) -> Result<Vec<(PathBuf, Manifest)>, Error> {
 /// must resolve, symlinks followed, to a backup directly inside the location.
 pub(crate) fn resolve(root: &Path, given: &str) -> Result<(PathBuf, Manifest), Error> {
     let not_found = || Error::NotFound { id: given.to_owned() };
+    if given.trim().is_empty() || given.contains('\0') || given.len() > 1024 {
+        return Err(Error::invalid(format!(
+            "{:?} is not a backup id (ids look like 20260101T020000123Z-0a1b2c)",
+            given.chars().take(64).collect::<String>()
+        )));
+    }
     // An absolute path replaces `root` in the join; a relative one is taken inside it.
     let candidate = root.join(given);
-    let real = match std::fs::canonicalize(&candidate) {
-        Ok(real) => real,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        Err(err) => return Err(Error::io("resolve", &candidate)(err)),
-    };
+    // Whatever stops the path from resolving (missing, not a directory, a name too long),
+    // there is no backup there.
+    let Ok(real) = std::fs::canonicalize(&candidate) else { return Err(not_found()) };
     let Ok(inside) = real.strip_prefix(root) else {
         return Err(Error::OutsideLocation {
-            path: real,
+            path: PathBuf::from(given),
             location: root.to_path_buf(),
         });
     };

@@ -108,6 +108,10 @@ pub enum Error {
     /// another type): a bug in dbagent, not a database problem.
     #[error("unexpected answer to dbagent's own query: {reason}")]
     UnexpectedAnswer { reason: String },
+    /// The driver could not encode what dbagent sent (a parameter, a message): a value that
+    /// should have been refused earlier, so dbagent's bug, not the database being away.
+    #[error("the driver could not send a request: {reason}")]
+    Encode { reason: String },
 }
 
 impl Error {
@@ -125,6 +129,12 @@ impl Error {
         }
         if in_flight_write && err.is_closed() {
             return Error::OutcomeUnknown;
+        }
+        // tokio-postgres does not expose its error kinds; its messages for the client-side
+        // ones are fixed texts.
+        let text = err.to_string();
+        if ["error serializing parameter", "error encoding message to server"].iter().any(|p| text.starts_with(p)) {
+            return Error::Encode { reason: error_chain(&err) };
         }
         Error::Unavailable { reason: error_chain(&err) }
     }
@@ -145,7 +155,7 @@ impl Classify for Error {
             Error::OutcomeUnknown => ErrorKind::OutcomeUnknown,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Decode(_) => ErrorKind::DatabaseFailure,
-            Error::UnexpectedAnswer { .. } => ErrorKind::Internal,
+            Error::UnexpectedAnswer { .. } | Error::Encode { .. } => ErrorKind::Internal,
         }
     }
 
@@ -158,7 +168,7 @@ impl Classify for Error {
             Error::OutcomeUnknown => "outcome_unknown",
             Error::Timeout { .. } => "query_timeout",
             Error::Decode(_) => "database_error",
-            Error::UnexpectedAnswer { .. } => "internal_error",
+            Error::UnexpectedAnswer { .. } | Error::Encode { .. } => "internal_error",
         }
     }
 

@@ -251,6 +251,15 @@ fn refusal(node: &NodeEnum) -> Option<&'static str> {
             Some("cursors need a dedicated session")
         }
         NodeEnum::CopyStmt(c) if c.filename.is_empty() => Some("COPY FROM STDIN / TO STDOUT is not supported over the query API"),
+        // Not a session change, but a way out of the database: a shell command or a file on
+        // the database server, as its operating-system user. The API is not a shell.
+        NodeEnum::CopyStmt(c) if c.is_program => {
+            Some("COPY ... PROGRAM runs a shell command on the database server; dbagent does not run it over the API")
+        }
+        NodeEnum::CopyStmt(_) => Some(
+            "COPY to or from a file on the database server is not run over the API; \
+             read rows with SELECT, write them with INSERT, or load files with psql's \\copy",
+        ),
         _ => None,
     }
 }
@@ -357,6 +366,9 @@ mod tests {
         }
         assert!(matches!(classify("SELECT 1; SELECT 'a;b'"), Err(ClassifyError::Multiple { count: 2 })));
         assert!(matches!(classify("  ;  "), Err(ClassifyError::Empty)));
+        for copy in ["COPY t TO PROGRAM 'true'", "COPY t FROM PROGRAM 'cat /etc/passwd'", "COPY t TO '/tmp/x'", "COPY t FROM '/etc/passwd'"] {
+            assert!(classify(copy).unwrap().refused.is_some(), "{copy}");
+        }
         assert!(matches!(classify("-- nothing"), Err(ClassifyError::Empty)));
     }
 

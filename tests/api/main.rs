@@ -1,6 +1,7 @@
 //! One integration-test binary (one link step) against real PostgreSQL; see `helpers`.
 
 mod helpers;
+mod hostile;
 
 mod advisor;
 mod alerts;

@@ -55,11 +55,12 @@ fn samples_db() -> Vec<db::Error> {
         db::Error::NotPrimary,
         db::Error::Decode(decode),
         db::Error::UnexpectedAnswer { reason: "column x: not an int".into() },
+        db::Error::Encode { reason: "error encoding message to server".into() },
     ]);
     for e in &all {
         match e {
             db::Error::Server(_) | db::Error::PoolExhausted { .. } | db::Error::Unavailable { .. } | db::Error::OutcomeUnknown => {}
-            db::Error::Timeout { .. } | db::Error::NotPrimary | db::Error::Decode(_) | db::Error::UnexpectedAnswer { .. } => {}
+            db::Error::Timeout { .. } | db::Error::NotPrimary | db::Error::Decode(_) | db::Error::UnexpectedAnswer { .. } | db::Error::Encode { .. } => {}
         }
     }
     all
