@@ -42,11 +42,12 @@ for bin in /usr/lib/postgresql/*/bin/postgres; do
 done
 install "${need[@]}"
 
-# openapi-spec-validator (PyPI) checks /openapi.json in the tests; it lives in a virtual
-# environment of the project's own, under target/.
+# openapi-spec-validator checks /openapi.json in the tests and Schemathesis tests the API
+# from it (both from PyPI); they live in a virtual environment of the project's own, under
+# target/.
 venv=target/tools/venv
-if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
-  echo "installing: openapi-spec-validator (PyPI) into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==0.9.0"
+if [ ! -x "$venv/bin/openapi-spec-validator" ] || [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "installing: openapi-spec-validator and schemathesis (PyPI) into $venv" >&2
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==0.9.0" "schemathesis==4.32.5"
 fi

@@ -66,7 +66,7 @@ pub struct OptimizeReport {
     pub estimated_cost: f64,
     pub analyzed: bool,
     /// Why `analyze` was asked for but the statement was not run.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analyze_skipped: Option<String>,
     pub is_slow: bool,
     pub plan: plan::Node,

@@ -33,11 +33,11 @@ pub enum Severity {
 pub struct Suggestion {
     pub rule: &'static str,
     /// `0.1 Seq Scan on orders`: the node's path in the tree and its label.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     pub severity: Severity,
     pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
 }
 

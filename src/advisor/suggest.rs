@@ -45,9 +45,9 @@ pub struct IndexSuggestion {
     pub validated_with: &'static str,
     /// `high` with HypoPG, `low` from statistics alone.
     pub confidence: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_before: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_after: Option<f64>,
     /// Share of the cost saved (0.9 = 90 % cheaper), or the estimated share of rows skipped.
     pub improvement: f64,
@@ -70,7 +70,7 @@ pub struct Suggested {
     /// no workload to validate against.
     pub basis: &'static str,
     /// Why the catalog heuristic was used, and how to get validated suggestions.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 

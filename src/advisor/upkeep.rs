@@ -18,7 +18,7 @@ pub struct IndexReport {
     pub table: String,
     pub bytes: i64,
     pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
 }
 
@@ -48,7 +48,7 @@ pub struct Rebuilt {
     pub table: String,
     pub bytes_before: i64,
     pub bytes_after: i64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<IndexSizes>,
 }
 

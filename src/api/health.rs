@@ -54,10 +54,10 @@ pub struct Readiness {
     /// `ready` or `not_ready`.
     status: &'static str,
     /// While auto-migrate has not finished: where it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     migrations: Option<crate::migrate::AutoState>,
     /// Why the primary did not answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 

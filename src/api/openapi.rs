@@ -242,7 +242,9 @@ fn operation(spec: &RouteSpec, doc: &Doc, canonical: Option<&RouteSpec>, error: 
         Answer::Other(types) => {
             let binary = types.iter().any(|t| t.starts_with("application/octet-stream"));
             let schema = if binary { json!({ "type": "string", "contentMediaType": "application/octet-stream" }) } else { json!({ "type": "string" }) };
-            Value::Object(types.iter().map(|t| (t.to_string(), json!({ "schema": schema }))).collect())
+            // A JSON rendering among text ones (the data dictionary's) is a document, not a string.
+            let schema_of = |t: &str| if t == "application/json" { json!({ "type": "object" }) } else { schema.clone() };
+            Value::Object(types.iter().map(|t| (t.to_string(), json!({ "schema": schema_of(t) }))).collect())
         }
     };
     let mut responses = Map::new();

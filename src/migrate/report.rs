@@ -32,7 +32,7 @@ pub struct Applied {
     /// Time spent in the migration's own SQL; zero in a dry run.
     pub execution_time_ms: f64,
     /// Dry run only: the exact SQL of the file that would run.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
 }
 
@@ -50,7 +50,7 @@ pub struct Report {
     pub backup_id: Option<String>,
     /// Lint warnings for the migrations run (or, in a dry run, to be run): statements that
     /// take heavy locks or rewrite big tables.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<FileWarning>,
 }
 

@@ -41,7 +41,7 @@ pub struct DatabaseStats {
     pub stats_reset: Option<String>,
     pub in_recovery: bool,
     /// Free space under the managed instance's data directory.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<super::system::Disk>,
 }
 

@@ -19,24 +19,24 @@ pub struct HealthReport {
     pub connection_pool: PoolReport,
     pub statistics: StatsSnapshot,
     /// The result cache's counters and size, when it is enabled.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheStatsSnapshot>,
     /// Scheduled backups: runs, failures, last success and error.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<crate::backup::ScheduleStatsSnapshot>,
     /// WAL archiving for point-in-time recovery (`backup.pitr`), from `pg_stat_archiver`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_archive: Option<WalArchiveCheck>,
     /// Access control: whether keys are required (and a warning when they are off beyond
     /// loopback), refused calls, and the audit queue (`dropped` only with `on_overflow: drop`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<crate::security::SecurityReport>,
     /// Alerts: whether this agent evaluates them, how many fire, and each channel's
     /// deliveries (a failing one marks the report `degraded`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<crate::alerts::AlertsReport>,
     /// Scheduled maintenance jobs (`maintenance.jobs`): runs, skips, failures, last outcome.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<Vec<crate::ops::jobs::JobStatus>>,
     /// Seed 001's shape: the database, each replica and the cache.
     pub components: Vec<super::components::Component>,
@@ -55,7 +55,7 @@ pub struct WalArchiveCheck {
     pub failed_count: Option<i64>,
     pub last_failed_wal: Option<String>,
     pub last_failed_time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -103,9 +103,9 @@ impl WalArchiveCheck {
 pub struct DatabaseCheck {
     pub reachable: bool,
     pub location: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

@@ -18,7 +18,7 @@ pub struct SystemStats {
     pub cpu_busy_pct: Option<f64>,
     pub memory: Option<Memory>,
     /// The filesystem of the managed instance's data directory.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<Disk>,
     pub process: Option<Process>,
 }

@@ -34,7 +34,7 @@ pub struct LockNode {
     pub query: Option<String>,
     /// Every session it waits for (`pg_blocking_pids`).
     pub blocked_by: Vec<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<Waiting>,
     /// Sessions behind this one, directly or further down.
     pub blocking_total: usize,

@@ -60,12 +60,12 @@ pub struct Maintained {
     pub bytes_before: i64,
     pub bytes_after: i64,
     /// Dead rows the statistics counted, before and after (a table only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_tuples_before: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_tuples_after: Option<i64>,
     /// With `verbose`: the server's report, line by line.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub messages: Vec<String>,
 }
 

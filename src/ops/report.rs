@@ -50,7 +50,7 @@ pub struct Finding {
     pub object: String,
     pub message: String,
     /// The statement that fixes it, when one does.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix: Option<String>,
 }
 

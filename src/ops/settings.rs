@@ -149,13 +149,13 @@ pub struct Applied {
     pub value: String,
     /// Written with ALTER SYSTEM (and reloaded).
     pub applied: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement: Option<String>,
     /// `pg_settings` after the reload.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub now: Option<String>,
     pub pending_restart: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 

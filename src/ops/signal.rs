@@ -96,7 +96,7 @@ pub struct Signalled {
     pub user: Option<String>,
     pub application: Option<String>,
     pub state: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_seconds: Option<f64>,
 }
 

@@ -27,7 +27,7 @@ pub struct FailoverEvent {
     /// `refused`.
     pub outcome: &'static str,
     pub from: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// How long the primary had been unreachable when failover began.
     pub primary_down_ms: u64,

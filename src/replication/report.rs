@@ -18,13 +18,13 @@ pub struct ReplicationReport {
 pub struct PrimaryReport {
     pub location: String,
     pub reachable: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_lsn: Option<Lsn>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synchronous_standby_names: Option<String>,
     /// `pg_stat_replication`, as the primary reports it.
     pub standbys: Vec<StandbyReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 

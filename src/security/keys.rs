@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS dbagent.api_keys (
     id              text PRIMARY KEY,
     name            text NOT NULL,
     digest          bytea NOT NULL,
-    scopes          text[] NOT NULL,
+    scopes          text[] NOT NULL CHECK (cardinality(scopes) > 0 AND scopes <@ ARRAY['read', 'write', 'admin']),
     rate_per_second double precision,
     burst           integer,
     max_concurrent  integer,
@@ -297,7 +297,19 @@ async fn insert(
 /// Every key, newest first.
 pub async fn list(client: &Client) -> Result<Vec<KeyInfo>, Error> {
     let rows = client.query(&format!("SELECT {COLUMNS} FROM dbagent.api_keys ORDER BY created_at DESC, id"), &[]).await?;
-    rows.iter().map(|r| info(r).map(|(k, _)| k)).collect()
+    Ok(rows.iter().filter_map(|row| readable(info(row)).map(|(k, _)| k)).collect())
+}
+
+/// A row written behind dbagent's back that it cannot read (a made-up scope, say) is left
+/// out with a warning: it must not take every other key down with it.
+pub(super) fn readable(row: Result<(KeyInfo, Vec<u8>), Error>) -> Option<(KeyInfo, Vec<u8>)> {
+    match row {
+        Ok(row) => Some(row),
+        Err(err) => {
+            tracing::warn!(error = %err, "a row of dbagent.api_keys cannot be read; that key is ignored");
+            None
+        }
+    }
 }
 
 /// The one key `which` names: its id, its prefix, or its name when one active key has it.

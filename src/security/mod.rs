@@ -226,13 +226,13 @@ pub struct Counters {
 pub struct SecurityReport {
     pub api_keys_required: bool,
     /// Set when keys are off on an address beyond loopback (`allow_unauthenticated`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
     pub active_keys: usize,
     pub auth_failures: u64,
     pub forbidden: u64,
     pub rate_limited: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditReport>,
 }
 

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio_postgres::Client;
 
-use super::keys::{BOOTSTRAP_ID, CHANNEL, COLUMNS, PREFIX, digest, info, parse_net};
+use super::keys::{BOOTSTRAP_ID, CHANNEL, COLUMNS, PREFIX, digest, info, parse_net, readable};
 use super::{Error, Scope};
 use crate::config;
 use crate::db::{self, Pools, Purpose};
@@ -214,7 +214,7 @@ impl KeyRing {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         let mut keys = HashMap::with_capacity(rows.len());
         for row in &rows {
-            let (info, stored) = info(row)?;
+            let Some((info, stored)) = readable(info(row)) else { continue };
             let Ok(digest) = <[u8; 32]>::try_from(stored.as_slice()) else {
                 tracing::warn!(key = %info.id, "an API key's stored digest is not 32 bytes; the key is ignored");
                 continue;

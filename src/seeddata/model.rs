@@ -94,6 +94,11 @@ fn relation(row: &tokio_postgres::Row, asked: &str) -> Result<TableName, Error> 
     if relkind != "r" && relkind != "p" {
         return Err(Error::NotATable { name: asked.to_owned() });
     }
+    // dbagent's own tables (keys, audit, history) and the catalogs are never filled with
+    // made-up rows: a generated key row would break the key ring.
+    if ["dbagent", "pg_catalog", "information_schema"].contains(&name.schema.as_str()) {
+        return Err(Error::Invalid(format!("{asked:?} is in the {} schema, which seed data never fills", name.schema)));
+    }
     Ok(name)
 }
 

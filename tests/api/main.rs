@@ -22,6 +22,7 @@ mod query;
 mod recovery;
 mod replication;
 mod schema;
+mod schemathesis;
 mod security;
 mod seed_compat;
 mod seed_data;

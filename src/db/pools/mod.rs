@@ -508,25 +508,25 @@ pub struct PoolStats {
     /// Receiving reads (replicas: healthy and within `max_lag_seconds`).
     pub usable: bool,
     /// A replica that was promoted to primary and left this role.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retired: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<f64>,
     /// Primary: current WAL position. Replica: WAL received.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_lsn: Option<Lsn>,
     /// Replica: WAL replayed (what reads see).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed_lsn: Option<Lsn>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay_paused: bool,
     /// Replica: bytes of WAL between the primary's position and what it replayed (both as of
     /// the last check).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_bytes: Option<u64>,
     /// Replica: a streaming standby (`pg_is_in_recovery()`); false for a logical replica or a
     /// server promoted behind dbagent's back.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_recovery: Option<bool>,
     pub total: u32,
     pub idle: u32,
