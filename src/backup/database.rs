@@ -248,6 +248,24 @@ impl Admin {
         Ok(row.get(0))
     }
 
+    /// Whether `name` is a template database (`datistemplate`).
+    pub(crate) async fn is_template(&self, name: &str) -> Result<bool, Error> {
+        let row = self
+            .client
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)", &[&name])
+            .await
+            .map_err(Error::db("look the database up"))?;
+        Ok(row.get(0))
+    }
+
+    /// Renames `from` (which must have no sessions) to `to`.
+    pub(crate) async fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        self.client
+            .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", sql::ident(from), sql::ident(to)))
+            .await
+            .map_err(Error::db("rename a database"))
+    }
+
     /// Creates an empty database (from `template0`) with the backup's encoding and locale.
     pub(crate) async fn create(&self, name: &str, like: &Manifest) -> Result<(), Error> {
         let sql = format!(

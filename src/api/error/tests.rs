@@ -317,6 +317,9 @@ fn samples_backup() -> Vec<backup::Error> {
         E::Pinned { id: "i".into(), reason: "r".into() },
         E::TargetExists { database: "d".into() },
         E::Conflict { reason: "r".into() },
+        E::ConfirmationRequired { reason: "r".into() },
+        E::ForceRequired { reason: "r".into() },
+        E::ReplacedNotFound { id: "i".into() },
         E::KeyRequired { id: "i".into() },
         E::WrongKey { id: "i".into() },
         E::Decrypt { file: "f".into() },
@@ -336,6 +339,7 @@ fn samples_backup() -> Vec<backup::Error> {
         match e {
             E::InvalidRequest { .. } | E::InvalidKey { .. } | E::InvalidSchedule { .. } | E::OutsideLocation { .. } => {}
             E::NotFound { .. } | E::Pinned { .. } | E::TargetExists { .. } | E::Conflict { .. } => {}
+            E::ConfirmationRequired { .. } | E::ForceRequired { .. } | E::ReplacedNotFound { .. } => {}
             E::KeyRequired { .. } | E::WrongKey { .. } | E::Decrypt { .. } | E::VerificationFailed { .. } => {}
             E::RowCountMismatch { .. } | E::InvalidManifest { .. } | E::ToolsNotFound { .. } => {}
             E::ToolTooOld { .. } | E::ToolNotRunnable { .. } | E::ToolFailed { .. } | E::ToolTimedOut { .. } => {}
