@@ -184,6 +184,8 @@ pub async fn download(State(state): State<AppState>, Path(id): Path<String>, Que
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct DeleteQuery {
+    /// Delete a backup marked keep or pinned, or the newest good backup of its database
+    /// (409 `force_required` / `conflict` otherwise).
     #[serde(default)]
     pub force: bool,
 }
