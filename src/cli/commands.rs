@@ -303,8 +303,8 @@ async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, env: &Environment, as_j
             let report = service.up(&db, &up).await.map_err(fail)?;
             output::migration_report(&report, as_json)
         }
-        MigrateCommand::Down { target, dry_run } => {
-            let report = service.down(&db, &target, dry_run, &by).await.map_err(fail)?;
+        MigrateCommand::Down { target, dry_run, confirm } => {
+            let report = service.down(&db, &target, dry_run, confirm, &by).await.map_err(fail)?;
             output::migration_report(&report, as_json)
         }
         MigrateCommand::Status => {

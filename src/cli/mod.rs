@@ -355,6 +355,10 @@ pub enum MigrateCommand {
         target: String,
         #[arg(long)]
         dry_run: bool,
+        /// Run down files that lose data (DROP TABLE, DROP COLUMN, TRUNCATE, DELETE without
+        /// WHERE); without it such a revert is refused and nothing runs.
+        #[arg(long)]
+        confirm: bool,
     },
     /// Applied, pending, drifted and missing migrations.
     Status,

@@ -150,7 +150,7 @@ async fn seed_000_migrate_names_the_migration_file_it_ran() {
     let (status, body) = app.post("/migrate", &json!({"direction": "upgrade", "target": "head"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["migration_file"].as_str().unwrap().ends_with("1_create_users.up.sql"), "{body}");
-    let (status, body) = app.post("/migrate", &json!({"direction": "downgrade", "target": "-1"})).await;
+    let (status, body) = app.post("/migrate", &json!({"direction": "downgrade", "target": "-1", "confirm": true})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["migration_file"].as_str().unwrap().ends_with("1_create_users.down.sql"), "{body}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -253,6 +253,7 @@ fn samples_migrate() -> Vec<migrate::Error> {
         E::LockTimeout { waited_ms: 1 },
         E::AlreadyApplied { applied: 1 },
         E::SchemaTooNew { found: 2, known: 1 },
+        E::DataLossUnconfirmed { summary: "s".into() },
         E::Unavailable { source: driver() },
         E::History { action: "a", source: driver() },
         E::InvalidUpTarget { given: "x".into() },
@@ -275,6 +276,7 @@ fn samples_migrate() -> Vec<migrate::Error> {
             E::InvalidDownTarget { .. } | E::UnknownVersion { .. } | E::NotEnoughApplied { .. } => {}
             E::Irreversible { .. } | E::FileMissing { .. } | E::Drift { .. } | E::OutOfOrder { .. } => {}
             E::LockTimeout { .. } | E::AlreadyApplied { .. } | E::SchemaTooNew { .. } | E::Unavailable { .. } => {}
+            E::DataLossUnconfirmed { .. } => {}
             E::History { .. } | E::InvalidUpTarget { .. } | E::BackupFailed { .. } | E::Autogenerate { .. } => {}
             E::SeedFailed { .. } | E::MigrationFailed { .. } => {}
         }
