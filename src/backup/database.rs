@@ -293,7 +293,7 @@ impl Admin {
     }
 
     /// Puts `fresh` in the place of `target`: `target` is closed to new sessions, its sessions
-    /// are ended, it is renamed to `old`, and `fresh` takes its name. If the second rename
+    /// are ended, it is renamed to `old` (and opened again), and `fresh` takes its name. If the second rename
     /// fails the first is undone, so `target` always names a complete database.
     pub(crate) async fn swap(&self, target: &str, fresh: &str, old: &str) -> Result<(), Error> {
         let (t, f, o) = (sql::ident(target), sql::ident(fresh), sql::ident(old));
@@ -324,6 +324,9 @@ impl Admin {
             self.reopen(&t).await;
             return Err(Error::db("rename the restored database into place")(err));
         }
+        // The replaced database is kept (`replaced.rs`): open to sessions again, so it can be
+        // looked at and swapped back.
+        self.reopen(&o).await;
         Ok(())
     }
 
