@@ -225,11 +225,13 @@ async fn a_restore_over_dbagents_own_database_keeps_its_record_across_the_swaps_
     drop(client);
     let started = Instant::now();
     let second = spawn_app_on(TestDb::existing(&url(&name)), |_| {}).await;
-    wait_until("the expired replaced database to be dropped", Duration::from_secs(20), async || databases(&[&copy]).await.is_empty()).await;
-    eprintln!("destructive: expired replaced database dropped {:.2?} after the agent started", started.elapsed());
     let client = connect(&url(&name)).await;
-    let state: String = client.query_one("SELECT state FROM dbagent.replaced_databases WHERE id = $1", &[&copy]).await.unwrap().get(0);
-    assert_eq!(state, "dropped");
+    let state = async || -> String { client.query_one("SELECT state FROM dbagent.replaced_databases WHERE id = $1", &[&copy]).await.unwrap().get(0) };
+    wait_until("the expired replaced database to be dropped and marked so", Duration::from_secs(20), async || {
+        state().await == "dropped" && databases(&[&copy]).await.is_empty()
+    })
+    .await;
+    eprintln!("destructive: expired replaced database dropped {:.2?} after the agent started", started.elapsed());
     drop(second);
     drop_databases(server_url(), cleanup);
 }
