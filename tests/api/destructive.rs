@@ -175,6 +175,32 @@ async fn replacing_another_database_needs_its_name_keeps_the_replaced_one_and_un
         let (status, answer) = app.post(path, &json!({})).await;
         assert_eq!((status, code(&answer)), (StatusCode::NOT_FOUND, want), "{path}: {answer}");
     }
+    // The CLI: `backup list --replaced` lists them; `restore undo` of an unknown id exits 4;
+    // a refused `restore --drop-existing` without --confirm exits 1 and changes nothing.
+    let config = location.0.join("dbagent.yaml");
+    std::fs::write(&config, format!("backup:\n  location: {}\n  schedule: null\n", location.0.display())).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbagent"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--json")
+            .args(args)
+            .env("DATABASE_URL", &app.db.url)
+            .output()
+            .expect("run dbagent");
+        (out.status.code(), serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (exit, listed, err) = cli(&["backup", "list", "--replaced"]);
+    assert_eq!(exit, Some(0), "{err}");
+    let kept_ids: Vec<&str> = listed.as_array().unwrap().iter().filter(|r| r["state"] == "kept").map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(kept_ids, [cleanup[2].as_str()], "{listed}");
+    let (exit, _, err) = cli(&["restore", "undo", "nope"]);
+    assert_eq!(exit, Some(4), "{err}");
+    let listed_before = databases(&prefixes).await;
+    let (exit, _, err) = cli(&["restore", &app_backup, "--target-database", &other_name, "--drop-existing"]);
+    assert_eq!(exit, Some(1), "{err}");
+    assert!(err.contains(&format!("\"confirm\": \"{other_name}\"")), "{err}");
+    assert_eq!(databases(&prefixes).await, listed_before);
     eprintln!("destructive: restore over another database {restore_took:.2?}, undo (swap back) {undo_took:.2?}");
     admin.batch_execute(&format!("ALTER DATABASE {template} IS_TEMPLATE false")).await.unwrap();
     cleanup.push(template);
