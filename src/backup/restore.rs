@@ -173,27 +173,7 @@ async fn run(
             job.restore_new(&target, &Plan::SchemaThenData { tables: tables.unwrap_or_default() }).await?
         }
         RestoreMode::Replaced => {
-            // Read before the swap: swapping the configured database swaps this table too.
-            let carried = replaced::carried(db, &target).await?;
-            let old = replaced::free_name(&admin, &target, Utc::now()).await?;
-            let bytes = job.replace(&target, &derived_name(&target, &format!("_restoring_{stamp}")), &old).await?;
-            let by = req.by.as_deref().unwrap_or("unknown");
-            let mut record = replaced::record(settings, &old, &target, &backup.manifest.id, by);
-            if req.drop_replaced || settings.keep_replaced_hours == 0 {
-                report.replaced_dropped = job.drop_replaced(&old).await;
-                if report.replaced_dropped {
-                    record.state = replaced::ReplacedState::Dropped;
-                    record.ended_at = Some(Utc::now());
-                    record.exists = false;
-                }
-            } else {
-                report.replaced_expires_at = Some(record.expires_at);
-            }
-            if let Err(err) = replaced::write_after_swap(db, carried, &[record]).await {
-                tracing::warn!(database = %old, error = %crate::db::error_chain(&err), "could not record the replaced database; it is kept under this name");
-            }
-            tracing::info!(database = %target, replaced_as = %old, dropped = report.replaced_dropped, "restored copy swapped in");
-            report.replaced_as = Some(old);
+            let bytes = job.replace_keeping(settings, req, &target, &stamp, &mut report).await?;
             if target == source {
                 // The restored copy's catalog mirror is empty (dumps leave its data out).
                 if let Err(err) = catalog::rebuild_catalog(db, settings).await {
@@ -311,6 +291,34 @@ impl Job<'_> {
             Ok(bytes)
         };
         self.fill_new(fresh, restored_and_swapped).await
+    }
+
+    /// [`Job::replace`], keeping the replaced database: renamed `<target>_replaced_<time>` and
+    /// recorded (`replaced.rs`), or dropped at once with `drop_replaced` or
+    /// `keep_replaced_hours: 0`. Fills the report's `replaced_*` fields.
+    async fn replace_keeping(&self, settings: &Settings, req: &RestoreRequest, target: &str, stamp: &str, report: &mut RestoreReport) -> Result<u64, Error> {
+        // Read before the swap: swapping the configured database swaps this table too.
+        let carried = replaced::carried(self.db, target).await?;
+        let old = replaced::free_name(self.admin, target, Utc::now()).await?;
+        let bytes = self.replace(target, &derived_name(target, &format!("_restoring_{stamp}")), &old).await?;
+        let by = req.by.as_deref().unwrap_or("unknown");
+        let mut record = replaced::record(settings, &old, target, &report.backup_id, by);
+        if req.drop_replaced || settings.keep_replaced_hours == 0 {
+            report.replaced_dropped = self.drop_replaced(&old).await;
+            if report.replaced_dropped {
+                record.state = replaced::ReplacedState::Dropped;
+                record.ended_at = Some(Utc::now());
+                record.exists = false;
+            }
+        } else {
+            report.replaced_expires_at = Some(record.expires_at);
+        }
+        if let Err(err) = replaced::write_after_swap(self.db, carried, &[record]).await {
+            tracing::warn!(database = %old, error = %crate::db::error_chain(&err), "could not record the replaced database; it is kept under this name");
+        }
+        tracing::info!(database = %target, replaced_as = %old, dropped = report.replaced_dropped, "restored copy swapped in");
+        report.replaced_as = Some(old);
+        Ok(bytes)
     }
 
     /// Creates `name`, then runs `work` (which fills it); drops `name` again if `work` fails.
