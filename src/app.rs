@@ -189,6 +189,14 @@ impl Agent {
     /// With `backup.enable` and a schedule, runs scheduled backups (and retention) until
     /// `shutdown`; with several agents, one takes each tick (advisory lock).
     fn spawn_backup_schedule(&self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        // Databases replaced by restores whose `backup.keep_replaced_hours` are up: dropped
+        // once at start (and by the schedule's leader on each tick).
+        let db = self.executor.pools.admin_config();
+        tokio::spawn(async move {
+            if let Err(err) = backup::sweep_replaced(&db).await {
+                tracing::warn!(error = %crate::db::error_chain(&err), "could not drop the expired replaced databases");
+            }
+        });
         if !self.config.backup.enable || self.backup.schedule.is_none() {
             return;
         }

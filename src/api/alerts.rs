@@ -22,7 +22,7 @@ async fn client(state: &AppState) -> Result<tokio_postgres::Client, ApiError> {
 }
 
 /// Who did it: the key's name, or `api` without keys.
-fn who(caller: Option<&Extension<crate::security::Caller>>) -> String {
+pub(super) fn who(caller: Option<&Extension<crate::security::Caller>>) -> String {
     match caller.and_then(|Extension(c)| c.key_name().map(str::to_owned)) {
         Some(name) => format!("api key {name}"),
         None => "api".to_owned(),

@@ -87,6 +87,8 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/backups/{id}/download", ADMIN, "backup.download", Audited::Always, || get(backup::download)),
     route("POST", "/backups/{id}/verify", ADMIN, "backup.verify", Audited::Always, || post(backup::verify)),
     route("POST", "/restore", ADMIN, "restore", Audited::Always, || post(backup::restore)),
+    route("GET", "/restores", READ, "restore.list", Audited::Reads, || get(backup::restores)),
+    route("POST", "/restores/{id}/undo", ADMIN, "restore.undo", Audited::Always, || post(backup::undo)),
     route("POST", "/migrate", ADMIN, "migrate", Audited::Always, || post(migrate::migrate)),
     route("GET", "/migrations", READ, "migrate.list", Audited::Reads, || get(migrate::list)),
     route("POST", "/migrations/autogenerate", ADMIN, "migrate.autogenerate", Audited::Always, || post(migrate::autogenerate)),

@@ -184,6 +184,8 @@ pub async fn download(State(state): State<AppState>, PathParam(id): PathParam, P
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct DeleteQuery {
+    /// Delete a backup marked keep or pinned, or the newest good backup of its database
+    /// (409 `force_required` / `conflict` otherwise).
     #[serde(default)]
     pub force: bool,
 }
@@ -246,10 +248,31 @@ pub struct RestoreBody {
     /// backup (`backup_id`, or the newest complete before it) and the archived WAL.
     #[serde(default)]
     pub to_time: Option<chrono::DateTime<chrono::Utc>>,
-    /// Seed 004: `true` restores over the configured database (as `drop_existing`, swapped in
-    /// by rename once complete); `false` with a restore that would replace one is refused.
+    /// The name of the database being replaced (`"confirm": "other"`): required with
+    /// `drop_existing` when the target is not the database the backup was taken from (409
+    /// `confirmation_required` otherwise). Seed 004's `true` restores over the configured
+    /// database (as `drop_existing`, swapped in by rename once complete); `false` with a
+    /// restore that would replace one is refused. A name implies `drop_existing`.
     #[serde(default)]
-    pub confirm: Option<bool>,
+    pub confirm: Option<Confirm>,
+    /// Allow replacing `postgres`, a template database, or the database dbagent keeps its own
+    /// schema in (with a backup of another database): 409 `force_required` otherwise.
+    /// `template0` and `template1` are always refused.
+    #[serde(default)]
+    pub force: bool,
+    /// Drop the replaced database at once. By default it is kept (renamed
+    /// `<db>_replaced_<YYYYMMDDHHMMSS>`, listed by `GET /restores`, swapped back by
+    /// `POST /restores/{id}/undo`) for `backup.keep_replaced_hours`.
+    #[serde(default)]
+    pub drop_replaced: bool,
+}
+
+/// `confirm`: seed 004's `true`/`false`, or the name of the database being replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Confirm {
+    Yes(bool),
+    Name(String),
 }
 
 /// `GET /backups/status`: the WAL archive, the recoverable window and any gap.
@@ -259,6 +282,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Succeeded<back
 
 pub async fn restore(
     State(state): State<AppState>,
+    caller: Option<axum::Extension<crate::security::Caller>>,
     note: Option<axum::Extension<super::auth::Note>>,
     JsonBody(req): JsonBody<RestoreBody>,
 ) -> Result<Json<Restored>, ApiError> {
@@ -281,18 +305,23 @@ pub async fn restore(
     if req.backup_id.is_empty() {
         return Err(ApiError::invalid_request("give backup_id (or backup_file), or to_time"));
     }
+    let mut confirm_name = None;
     let drop_existing = match req.confirm {
         None => req.drop_existing,
-        Some(true) => true,
-        Some(false) if req.drop_existing => {
+        Some(Confirm::Yes(true)) => true,
+        Some(Confirm::Name(name)) => {
+            confirm_name = Some(name);
+            true
+        }
+        Some(Confirm::Yes(false)) if req.drop_existing => {
             return Err(ApiError::invalid_request("drop_existing replaces the database: it needs confirm: true"));
         }
-        Some(false) if req.target_database.is_none() => {
+        Some(Confirm::Yes(false)) if req.target_database.is_none() => {
             return Err(ApiError::invalid_request(
                 "confirm: false — nothing restored. confirm: true replaces the database; leave confirm out to restore into a new database beside it",
             ));
         }
-        Some(false) => false,
+        Some(Confirm::Yes(false)) => false,
     };
     let request = RestoreRequest {
         backup_id: req.backup_id,
@@ -300,6 +329,10 @@ pub async fn restore(
         drop_existing,
         tables: req.tables,
         jobs: req.jobs,
+        confirm: confirm_name,
+        force: req.force,
+        drop_replaced: req.drop_replaced,
+        by: Some(super::alerts::who(caller.as_ref())),
     };
     let (settings, db) = ((*state.backup).clone(), state.executor.pools.admin_config());
     let report = joined(tokio::spawn(async move { backup::restore(&db, &settings, &request, &|_| {}).await }).await)?;
@@ -311,13 +344,48 @@ pub async fn restore(
 /// restore replaces the database.
 pub async fn restore_confirmed(
     state: State<AppState>,
+    caller: Option<axum::Extension<crate::security::Caller>>,
     note: Option<axum::Extension<super::auth::Note>>,
     JsonBody(req): JsonBody<RestoreBody>,
 ) -> Result<Json<Restored>, ApiError> {
-    if req.confirm != Some(true) && req.to_time.is_none() && req.target_database.is_none() {
+    let confirmed = matches!(req.confirm, Some(Confirm::Yes(true) | Confirm::Name(_)));
+    if !confirmed && req.to_time.is_none() && req.target_database.is_none() {
         return Err(ApiError::invalid_request(
             "this restore replaces the database: send confirm: true (or POST /restore without confirm to restore into a new database)",
         ));
     }
-    restore(state, note, JsonBody(req)).await
+    restore(state, caller, note, JsonBody(req)).await
+}
+
+/// `GET /restores`: the databases restores replaced, newest first.
+#[derive(Serialize, JsonSchema)]
+pub struct ReplacedList {
+    success: bool,
+    /// Kept ones (`state: kept`, `exists: true`) can be swapped back until `expires_at`.
+    replaced: Vec<backup::Replaced>,
+    /// `backup.keep_replaced_hours`.
+    keep_replaced_hours: u32,
+}
+
+pub async fn restores(State(state): State<AppState>) -> Result<Json<ReplacedList>, ApiError> {
+    let db = state.executor.pools.admin_config();
+    let replaced = backup::list_replaced(&db).await?;
+    Ok(Json(ReplacedList { success: true, replaced, keep_replaced_hours: state.backup.keep_replaced_hours }))
+}
+
+/// `POST /restores/{id}/undo`: swaps the database kept as `id` back in; the database it
+/// replaced (the restored copy) is kept as replaced in turn.
+pub async fn undo(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<crate::security::Caller>>,
+    note: Option<axum::Extension<super::auth::Note>>,
+    Path(id): Path<String>,
+) -> Result<Json<Succeeded<backup::Undone>>, ApiError> {
+    if let Some(axum::Extension(note)) = &note {
+        note.with(|n| n.related = Some(format!("replaced database {id}")));
+    }
+    let by = super::alerts::who(caller.as_ref());
+    let (settings, db) = ((*state.backup).clone(), state.executor.pools.admin_config());
+    let undone = joined(tokio::spawn(async move { backup::undo(&db, &settings, &id, &by).await }).await)?;
+    Ok(ok(undone))
 }

@@ -37,6 +37,7 @@
 //! | `table_not_found` | `NotFound` | 404 | unknown table |
 //! | `index_not_found` | `NotFound` | 404 | `/indexes` names no such index |
 //! | `backup_not_found` | `NotFound` | 404 | no backup with that id |
+//! | `replaced_not_found` | `NotFound` | 404 | `/restores/{id}/undo` names no kept replaced database |
 //! | `key_not_found` | `NotFound` | 404 | `/keys/{id}` names no key |
 //! | `alert_not_found`, `silence_not_found` | `NotFound` | 404 | `/alerts/{id}` or `/silences/{id}` names none |
 //! | `channel_not_found` | `NotFound` | 404 | `/alerts/test` names no channel of `alerts.channels` |
@@ -44,6 +45,8 @@
 //! | `method_not_allowed` | (routing) | 405 | the route exists, the method does not |
 //! | `constraint_violation` | `Conflict` | 409 | SQLSTATE class 23 |
 //! | `conflict` | `Conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction`; a kept or pinned backup, an existing restore target, another job holding what this one needs |
+//! | `confirmation_required` | `Conflict` | 409 | a destructive call needs `confirm` naming what it destroys: a restore replacing a database other than the backup's own (`confirm: "<target>"`), `migrate down` past a migration whose down file drops data (the message names what to send) |
+//! | `force_required` | `Conflict` | 409 | a destructive call on something protected needs `force: true`: a restore over `postgres`, a template or the database dbagent keeps its schema in; deleting the newest good backup of a database |
 //! | `retries_exhausted` | `Conflict` | 409 | `/transaction` still conflicting after `max_retries` |
 //! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | `Conflict` | 409 | history and files disagree, or another runner holds the lock |
 //! | `clear_blocked` | `Conflict` | 409 | `/seed/generate` with `clear` on a table other tables reference |

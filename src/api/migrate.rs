@@ -41,6 +41,12 @@ pub struct MigrateRequest {
     pub dry_run: bool,
     #[serde(default)]
     pub allow_out_of_order: bool,
+    /// Downgrade: run down files that lose data (`DROP TABLE`, `DROP COLUMN`, `TRUNCATE`,
+    /// `DELETE` without `WHERE`); without it such a downgrade answers 409
+    /// `confirmation_required` naming them and runs nothing (`dry_run` lists them in
+    /// `warnings`).
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 pub async fn migrate(
@@ -73,7 +79,7 @@ pub async fn migrate(
                 let up = Up { target, dry_run: req.dry_run, allow_out_of_order: req.allow_out_of_order, by: by.clone() };
                 service.up(&db, &up).await
             }
-            Direction::Downgrade => service.down(&db, target.as_deref().unwrap_or("-1"), req.dry_run, &by).await,
+            Direction::Downgrade => service.down(&db, target.as_deref().unwrap_or("-1"), req.dry_run, req.confirm, &by).await,
         };
         // New functions, triggers or views (even from a run that failed half-way).
         executor.refresh_guard().await;

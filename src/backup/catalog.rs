@@ -11,6 +11,7 @@ use tokio_postgres::Config;
 
 use super::database::connect;
 use super::location::{self, remove_backup_dir};
+use super::create::BackupKind;
 use super::manifest::Manifest;
 use super::{Error, Settings};
 
@@ -82,8 +83,24 @@ pub fn get(settings: &Settings, id: &str) -> Result<Manifest, Error> {
     location::resolve(&root, id).map(|(_, manifest)| manifest)
 }
 
-/// Deletes a backup (its files, then its mirror row). A backup marked `keep` or pinned is
-/// refused unless `force`.
+/// Whether `m` is a way back for its database: a whole-database backup (full, or a base
+/// backup of the cluster) whose last verification, if any, passed.
+fn is_good(m: &Manifest) -> bool {
+    let whole = match m.kind {
+        BackupKind::Full => m.tables_filter.is_none(),
+        BackupKind::Base => true,
+        BackupKind::SchemaOnly | BackupKind::DataOnly => false,
+    };
+    whole && m.verification.as_ref().is_none_or(|v| v.ok)
+}
+
+/// The newest good backup (see [`is_good`]) of `database` in `newest_first`.
+pub(crate) fn newest_good<'a>(newest_first: &'a [Manifest], database: &str) -> Option<&'a Manifest> {
+    newest_first.iter().find(|m| m.database == database && is_good(m))
+}
+
+/// Deletes a backup (its files, then its mirror row). A backup marked `keep` or pinned, and
+/// the newest good backup of its database (the last way back), are refused unless `force`.
 pub async fn delete(db: &Config, settings: &Settings, id: &str, force: bool) -> Result<Manifest, Error> {
     if !location::is_id(id) {
         return Err(Error::NotFound { id: id.to_owned() });
@@ -94,6 +111,15 @@ pub async fn delete(db: &Config, settings: &Settings, id: &str, force: bool) -> 
         && !force
     {
         return Err(Error::Pinned { id: id.to_owned(), reason });
+    }
+    if !force && newest_good(&list(settings)?, &manifest.database).is_some_and(|m| m.id == manifest.id) {
+        return Err(Error::ForceRequired {
+            reason: format!(
+                "backup {id} is the newest good backup of database {}: without it there is no recent way back; \
+                 delete it with force (?force=true, `--force`) if you really mean to; nothing was deleted",
+                manifest.database
+            ),
+        });
     }
     remove_backup_dir(&dir);
     tracing::info!(backup_id = %id, forced = force, "backup deleted");
@@ -216,4 +242,43 @@ async fn ensure_table(client: &tokio_postgres::Client) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_good_backup_is_the_newest_whole_one_not_known_to_be_bad() {
+        let base: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "x", "name": null, "kind": "full", "format": "custom", "database": "app",
+            "encoding": "UTF8", "lc_collate": "C", "lc_ctype": "C", "server_version": "15", "server_version_num": 150000,
+            "pg_dump_version": "15", "pg_dump_major": 15, "created_at": "2026-01-01T00:00:00Z", "duration_ms": 1,
+            "raw_bytes": 1, "stored_bytes": 1, "compression": "none", "encryption": null, "files": [], "tables": [],
+            "tables_filter": null, "wal_lsn": null, "keep": false, "pinned_by": null, "scheduled_for": null,
+            "verification": null
+        }))
+        .unwrap();
+        let verified = |ok| super::super::Verification { at: base.created_at, level: 1, ok, error: None };
+        let with = |id: &str, db: &str, kind: BackupKind, ok: Option<bool>, filter: bool| {
+            let mut m = base.clone();
+            m.id = id.into();
+            m.database = db.into();
+            m.kind = kind;
+            m.tables_filter = filter.then(|| vec!["t".to_owned()]);
+            m.verification = ok.map(verified);
+            m
+        };
+        let list = vec![
+            with("6", "app", BackupKind::SchemaOnly, None, false),
+            with("5", "app", BackupKind::Full, None, true),
+            with("4", "app", BackupKind::Full, Some(false), false),
+            with("3", "other", BackupKind::Full, None, false),
+            with("2", "app", BackupKind::Full, None, false),
+            with("1", "app", BackupKind::Full, Some(true), false),
+        ];
+        assert_eq!(newest_good(&list, "app").map(|m| m.id.as_str()), Some("2"));
+        assert_eq!(newest_good(&list, "other").map(|m| m.id.as_str()), Some("3"));
+        assert_eq!(newest_good(&list, "none"), None);
+    }
 }

@@ -248,6 +248,24 @@ impl Admin {
         Ok(row.get(0))
     }
 
+    /// Whether `name` is a template database (`datistemplate`).
+    pub(crate) async fn is_template(&self, name: &str) -> Result<bool, Error> {
+        let row = self
+            .client
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)", &[&name])
+            .await
+            .map_err(Error::db("look the database up"))?;
+        Ok(row.get(0))
+    }
+
+    /// Renames `from` (which must have no sessions) to `to`.
+    pub(crate) async fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        self.client
+            .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", sql::ident(from), sql::ident(to)))
+            .await
+            .map_err(Error::db("rename a database"))
+    }
+
     /// Creates an empty database (from `template0`) with the backup's encoding and locale.
     pub(crate) async fn create(&self, name: &str, like: &Manifest) -> Result<(), Error> {
         let sql = format!(
@@ -275,7 +293,7 @@ impl Admin {
     }
 
     /// Puts `fresh` in the place of `target`: `target` is closed to new sessions, its sessions
-    /// are ended, it is renamed to `old`, and `fresh` takes its name. If the second rename
+    /// are ended, it is renamed to `old` (and opened again), and `fresh` takes its name. If the second rename
     /// fails the first is undone, so `target` always names a complete database.
     pub(crate) async fn swap(&self, target: &str, fresh: &str, old: &str) -> Result<(), Error> {
         let (t, f, o) = (sql::ident(target), sql::ident(fresh), sql::ident(old));
@@ -306,6 +324,9 @@ impl Admin {
             self.reopen(&t).await;
             return Err(Error::db("rename the restored database into place")(err));
         }
+        // The replaced database is kept (`replaced.rs`): open to sessions again, so it can be
+        // looked at and swapped back.
+        self.reopen(&o).await;
         Ok(())
     }
 

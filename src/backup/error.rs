@@ -55,6 +55,19 @@ pub enum Error {
     )]
     TargetExists { database: String },
 
+    /// A destructive call that needs the caller to name what it destroys (`confirm`).
+    #[error("{reason}")]
+    ConfirmationRequired { reason: String },
+
+    /// A destructive call on something protected (the `postgres` database, a template, the
+    /// database dbagent keeps its own schema in, the newest good backup) without `force`.
+    #[error("{reason}")]
+    ForceRequired { reason: String },
+
+    /// No database replaced by a restore has this id.
+    #[error("no replaced database {id:?} is kept (see GET /restores or `dbagent backup list --replaced`)")]
+    ReplacedNotFound { id: String },
+
     /// Another job holds what this one needs (a scratch database of the same name).
     #[error("{reason}")]
     Conflict { reason: String },
@@ -221,7 +234,8 @@ impl Classify for Error {
             | Error::InvalidKey { .. }
             | Error::InvalidSchedule { .. }
             | Error::OutsideLocation { .. } => ErrorKind::BadRequest,
-            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotFound { .. } | Error::ReplacedNotFound { .. } => ErrorKind::NotFound,
+            Error::ConfirmationRequired { .. } | Error::ForceRequired { .. } => ErrorKind::Conflict,
             Error::Pinned { .. } | Error::TargetExists { .. } | Error::Conflict { .. } => ErrorKind::Conflict,
             Error::KeyRequired { .. }
             | Error::WrongKey { .. }
@@ -245,6 +259,9 @@ impl Classify for Error {
             Error::InvalidRequest { .. } | Error::InvalidKey { .. } | Error::InvalidSchedule { .. } => "invalid_request",
             Error::OutsideLocation { .. } => "outside_backup_location",
             Error::NotFound { .. } => "backup_not_found",
+            Error::ReplacedNotFound { .. } => "replaced_not_found",
+            Error::ConfirmationRequired { .. } => "confirmation_required",
+            Error::ForceRequired { .. } => "force_required",
             Error::Pinned { .. } | Error::TargetExists { .. } | Error::Conflict { .. } => "conflict",
             Error::KeyRequired { .. } => "key_required",
             Error::InvalidManifest { .. } => "invalid_manifest",

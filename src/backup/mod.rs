@@ -53,6 +53,7 @@ mod location;
 mod manifest;
 mod pipeline;
 mod pitr;
+mod replaced;
 mod restore;
 mod retention;
 mod schedule;
@@ -76,6 +77,7 @@ pub use manifest::{
 };
 pub use pitr::{PitrReport, PitrRequest, recover_to};
 pub use window::{BaseWindow, Gap, PitrStatus, Window, status};
+pub use replaced::{Replaced, ReplacedState, Undone, list_replaced, sweep_replaced, undo};
 pub use restore::{RestoreMode, RestoreReport, RestoreRequest, restore};
 pub use retention::{Candidate, Decision, Policy, decide, prune};
 pub use schedule::{
@@ -112,6 +114,9 @@ pub struct Settings {
     /// Point-in-time recovery (config `backup.pitr`): the managed instance archives WAL into
     /// `<location>/wal`. Default none.
     pub pitr: Option<Pitr>,
+    /// Hours a database replaced by a restore is kept before it is dropped (config
+    /// `backup.keep_replaced_hours`); 0 drops it at once. Default 24.
+    pub keep_replaced_hours: u32,
 }
 
 /// How the managed server archives and restores WAL.
@@ -180,6 +185,7 @@ impl Settings {
         settings.bin_dir = config.instance.bin_dir.clone();
         settings.jobs = b.jobs;
         settings.pitr = Pitr::from_config(config)?;
+        settings.keep_replaced_hours = b.keep_replaced_hours;
         Ok(settings)
     }
 
@@ -197,6 +203,7 @@ impl Settings {
             jobs: 2,
             tool_timeout: Duration::from_secs(6 * 3600),
             pitr: None,
+            keep_replaced_hours: 24,
         }
     }
 
@@ -230,6 +237,7 @@ impl std::fmt::Debug for Settings {
             .field("bin_dir", &self.bin_dir)
             .field("jobs", &self.jobs)
             .field("tool_timeout", &self.tool_timeout)
+            .field("keep_replaced_hours", &self.keep_replaced_hours)
             .finish()
     }
 }

@@ -6,8 +6,11 @@
 //!   restored into; dropped again if the restore fails;
 //! - whole backup, `target` exists, `drop_existing` ([`RestoreMode::Replaced`]): a fresh
 //!   database is created and restored into; only when that succeeded are `target`'s sessions
-//!   ended and the two swapped by `ALTER DATABASE ... RENAME` (old → `<target>_old_<time>`,
-//!   then dropped). A failed restore drops the fresh database and leaves `target` untouched;
+//!   ended and the two swapped by `ALTER DATABASE ... RENAME` (old →
+//!   `<target>_replaced_<time>`, kept and recorded for `backup.keep_replaced_hours`, see
+//!   `replaced.rs`; dropped at once with `drop_replaced` or `keep_replaced_hours: 0`). A failed
+//!   restore drops the fresh database and leaves `target` untouched. Before anything is done,
+//!   [`guard`] refuses a replace the caller did not name (`confirm`) or force;
 //! - whole backup, `target` exists, no `drop_existing`: refused ([`Error::TargetExists`]);
 //! - `tables`, `target` missing ([`RestoreMode::TablesIntoNewDatabase`]): `target` is created
 //!   with the whole schema and the data of the listed tables only (partitions of a listed
@@ -34,7 +37,7 @@ use super::database::{self, Admin, Scratch, check_database_name, derived_name};
 use super::load::{Backup, Load, Plan};
 use super::location;
 use super::tools::{self, Tool};
-use super::{Error, Settings, catalog};
+use super::{Error, Settings, catalog, replaced};
 
 /// What to restore, and where (seed 000's `POST /restore` body maps onto it).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,6 +55,18 @@ pub struct RestoreRequest {
     pub tables: Option<Vec<String>>,
     /// `pg_restore -j` for directory-format backups; default `settings.jobs`.
     pub jobs: Option<u32>,
+    /// The name of the database being replaced: required to replace a database other than
+    /// the one the backup was taken from.
+    pub confirm: Option<String>,
+    /// Replace `postgres`, a template database, or the database dbagent keeps its own schema
+    /// in (with a backup of another database); `template0` and `template1` stay refused.
+    pub force: bool,
+    /// Drop the replaced database at once instead of keeping it for
+    /// `backup.keep_replaced_hours`.
+    pub drop_replaced: bool,
+    /// Who asked (the replaced database's record says so): `api key <name>`, `api`, `cli`.
+    #[serde(skip)]
+    pub by: Option<String>,
 }
 
 /// How a restore went.
@@ -64,10 +79,13 @@ pub struct RestoreReport {
     /// The tables restored (partitions of listed partitioned tables included), for a
     /// table-level restore.
     pub tables: Option<Vec<String>>,
-    /// With [`RestoreMode::Replaced`]: the name the replaced database was renamed to, and
-    /// whether dropping it succeeded (if not, it is still there under that name).
+    /// With [`RestoreMode::Replaced`]: the name the replaced database was renamed to (the id
+    /// `POST /restores/{id}/undo` swaps back), and whether it was dropped (only with
+    /// `drop_replaced` or `backup.keep_replaced_hours: 0`).
     pub replaced_as: Option<String>,
     pub replaced_dropped: bool,
+    /// When the kept replaced database is dropped.
+    pub replaced_expires_at: Option<chrono::DateTime<Utc>>,
     /// Plaintext bytes read from the backup.
     pub bytes: u64,
     pub duration_ms: u64,
@@ -126,6 +144,10 @@ async fn run(
     let exists = admin.exists(&target).await?;
     let data_only = backup.manifest.kind == BackupKind::DataOnly;
     let mode = choose_mode(exists, req.tables.is_some(), data_only, req.drop_existing, &target)?;
+    if mode == RestoreMode::Replaced {
+        let template = admin.is_template(&target).await?;
+        guard(&Replace { target: &target, backup_of: &backup.manifest.database, backup_id: &backup.manifest.id, own: &source, template }, req.confirm.as_deref(), req.force)?;
+    }
     let tables = req.tables.as_ref().map(|t| backup.expand(t));
     let job = Job {
         db,
@@ -140,6 +162,7 @@ async fn run(
         tables: tables.clone(),
         replaced_as: None,
         replaced_dropped: false,
+        replaced_expires_at: None,
         bytes: 0,
         duration_ms: 0,
     };
@@ -150,10 +173,7 @@ async fn run(
             job.restore_new(&target, &Plan::SchemaThenData { tables: tables.unwrap_or_default() }).await?
         }
         RestoreMode::Replaced => {
-            let old = derived_name(&target, &format!("_old_{stamp}"));
-            let bytes = job.replace(&target, &derived_name(&target, &format!("_restoring_{stamp}")), &old).await?;
-            report.replaced_dropped = job.drop_replaced(&old).await;
-            report.replaced_as = Some(old);
+            let bytes = job.replace_keeping(settings, req, &target, &stamp, &mut report).await?;
             if target == source {
                 // The restored copy's catalog mirror is empty (dumps leave its data out).
                 if let Err(err) = catalog::rebuild_catalog(db, settings).await {
@@ -166,6 +186,57 @@ async fn run(
     report.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(backup_id = %report.backup_id, database = %report.database, mode = ?report.mode, bytes = report.bytes, "restore complete");
     Ok(report)
+}
+
+/// A replace about to happen: what it would replace, with what.
+pub(crate) struct Replace<'a> {
+    pub target: &'a str,
+    /// The database the backup was taken from.
+    pub backup_of: &'a str,
+    pub backup_id: &'a str,
+    /// The database dbagent is configured for (where its `dbagent` schema is).
+    pub own: &'a str,
+    /// `target` is a template database.
+    pub template: bool,
+}
+
+/// Refuses a replace nobody asked for by name: `postgres`, a template database, and the
+/// database dbagent keeps its own schema in (with a backup of another database) need `force`;
+/// a database other than the one the backup was taken from needs `confirm` naming it.
+pub(crate) fn guard(r: &Replace<'_>, confirm: Option<&str>, force: bool) -> Result<(), Error> {
+    let Replace { target, backup_of, backup_id, own, template } = *r;
+    let protected = if target == "postgres" {
+        Some("the maintenance database postgres")
+    } else if template {
+        Some("a template database")
+    } else if target == own && target != backup_of {
+        Some("the database dbagent keeps its own schema (dbagent.*) in")
+    } else {
+        None
+    };
+    if let Some(what) = protected
+        && !force
+    {
+        return Err(Error::ForceRequired {
+            reason: format!(
+                "{target} is {what}: replacing it with backup {backup_id} (of {backup_of}) needs \"force\": true \
+                 (and \"confirm\": \"{target}\"); nothing was changed"
+            ),
+        });
+    }
+    if target != backup_of && confirm != Some(target) {
+        let given = match confirm {
+            Some(other) => format!(" (confirm names {other:?})"),
+            None => String::new(),
+        };
+        return Err(Error::ConfirmationRequired {
+            reason: format!(
+                "backup {backup_id} is of database {backup_of}, not {target}: replacing {target} with it needs \
+                 \"confirm\": \"{target}\"{given}; nothing was changed"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Where the data goes, from whether the target exists and what was asked.
@@ -220,6 +291,34 @@ impl Job<'_> {
             Ok(bytes)
         };
         self.fill_new(fresh, restored_and_swapped).await
+    }
+
+    /// [`Job::replace`], keeping the replaced database: renamed `<target>_replaced_<time>` and
+    /// recorded (`replaced.rs`), or dropped at once with `drop_replaced` or
+    /// `keep_replaced_hours: 0`. Fills the report's `replaced_*` fields.
+    async fn replace_keeping(&self, settings: &Settings, req: &RestoreRequest, target: &str, stamp: &str, report: &mut RestoreReport) -> Result<u64, Error> {
+        // Read before the swap: swapping the configured database swaps this table too.
+        let carried = replaced::carried(self.db, target).await?;
+        let old = replaced::free_name(self.admin, target, Utc::now()).await?;
+        let bytes = self.replace(target, &derived_name(target, &format!("_restoring_{stamp}")), &old).await?;
+        let by = req.by.as_deref().unwrap_or("unknown");
+        let mut record = replaced::record(settings, &old, target, &report.backup_id, by);
+        if req.drop_replaced || settings.keep_replaced_hours == 0 {
+            report.replaced_dropped = self.drop_replaced(&old).await;
+            if report.replaced_dropped {
+                record.state = replaced::ReplacedState::Dropped;
+                record.ended_at = Some(Utc::now());
+                record.exists = false;
+            }
+        } else {
+            report.replaced_expires_at = Some(record.expires_at);
+        }
+        if let Err(err) = replaced::write_after_swap(self.db, carried, &[record]).await {
+            tracing::warn!(database = %old, error = %crate::db::error_chain(&err), "could not record the replaced database; it is kept under this name");
+        }
+        tracing::info!(database = %target, replaced_as = %old, dropped = report.replaced_dropped, "restored copy swapped in");
+        report.replaced_as = Some(old);
+        Ok(bytes)
     }
 
     /// Creates `name`, then runs `work` (which fills it); drops `name` again if `work` fails.
@@ -278,6 +377,9 @@ fn validate(req: &RestoreRequest) -> Result<(), Error> {
             ));
         }
     }
+    if req.drop_replaced && !req.drop_existing {
+        return Err(Error::invalid("drop_replaced drops the database a restore replaces: it goes with drop_existing"));
+    }
     if let Some(jobs) = req.jobs
         && !(1..=64).contains(&jobs)
     {
@@ -303,6 +405,29 @@ mod tests {
         ];
         for req in bad {
             assert!(matches!(validate(&req), Err(Error::InvalidRequest { .. })), "{req:?}");
+        }
+    }
+
+    #[test]
+    fn a_replace_needs_confirm_for_another_database_and_force_for_a_protected_one() {
+        let replace = |target, backup_of, own, template| Replace { target, backup_of, backup_id: "b", own, template };
+        // (replace, confirm, force) → Ok, or the code of the refusal
+        let cases: &[(Replace<'_>, Option<&str>, bool, Option<&str>)] = &[
+            (replace("app", "app", "app", false), None, false, None),
+            (replace("app", "app", "meta", false), None, false, None),
+            (replace("other", "app", "meta", false), None, false, Some("confirmation_required")),
+            (replace("other", "app", "meta", false), Some("app"), false, Some("confirmation_required")),
+            (replace("other", "app", "meta", false), Some("other"), false, None),
+            (replace("postgres", "app", "app", false), Some("postgres"), false, Some("force_required")),
+            (replace("postgres", "app", "app", false), None, true, Some("confirmation_required")),
+            (replace("postgres", "app", "app", false), Some("postgres"), true, None),
+            (replace("tpl", "app", "app", true), Some("tpl"), false, Some("force_required")),
+            (replace("meta", "app", "meta", false), Some("meta"), false, Some("force_required")),
+            (replace("meta", "app", "meta", false), Some("meta"), true, None),
+        ];
+        for (r, confirm, force, expected) in cases {
+            let got = guard(r, *confirm, *force).err().map(|e| crate::error::Classify::code(&e));
+            assert_eq!(got, *expected, "{} (backup of {}, own {}) confirm {confirm:?} force {force}", r.target, r.backup_of, r.own);
         }
     }
 

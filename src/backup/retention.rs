@@ -161,6 +161,8 @@ pub async fn prune(db: &Config, settings: &Settings, dry_run: bool) -> Result<Ve
             Ok(_) => tracing::info!(backup_id = %decision.id, reason = %decision.reason, "pruned"),
             Err(Error::NotFound { .. }) => {}
             Err(Error::Pinned { .. }) => tracing::info!(backup_id = %decision.id, "pinned since the decision; kept"),
+            // The newest good backup of its database (several databases share a location).
+            Err(Error::ForceRequired { .. }) => tracing::info!(backup_id = %decision.id, "the newest good backup of its database; kept"),
             Err(err) => return Err(err),
         }
     }

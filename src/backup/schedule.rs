@@ -184,6 +184,9 @@ async fn run_tick(db: &Config, settings: &Settings, lock: &Client, tick: DateTim
         create_for(db, settings, &base, Some(tick), &|_| {}).await?;
     }
     let pruned = prune(db, settings, false).await?;
+    if let Err(err) = super::replaced::sweep_replaced(db).await {
+        tracing::warn!(error = %error_chain(&err), "could not drop the expired replaced databases");
+    }
     Ok(ScheduledRun::Ran { backup: Box::new(backup), pruned })
 }
 

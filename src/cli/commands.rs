@@ -89,7 +89,7 @@ fn offline(config: &Config, command: Command, as_json: bool) -> Result<(), Failu
     use crate::backup;
     let settings = backup::Settings::from_config(config).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
     match command {
-        Command::Backup(BackupCommand::List) => output::backups(&backup::list(&settings).map_err(failure)?, as_json),
+        Command::Backup(BackupCommand::List { replaced: false }) => output::backups(&backup::list(&settings).map_err(failure)?, as_json),
         Command::Alerts(super::alerts::AlertsCommand::ExportRules { output }) => super::alerts::export_rules(config, output.as_deref()),
         Command::Backup(BackupCommand::Status) => output::key_values(&serde_json::to_value(backup::status(&settings).map_err(failure)?)?, as_json),
         Command::Openapi => {
@@ -303,8 +303,8 @@ async fn migrate_cmd(agent: &Agent, cmd: MigrateCommand, env: &Environment, as_j
             let report = service.up(&db, &up).await.map_err(fail)?;
             output::migration_report(&report, as_json)
         }
-        MigrateCommand::Down { target, dry_run } => {
-            let report = service.down(&db, &target, dry_run, &by).await.map_err(fail)?;
+        MigrateCommand::Down { target, dry_run, confirm } => {
+            let report = service.down(&db, &target, dry_run, confirm, &by).await.map_err(fail)?;
             output::migration_report(&report, as_json)
         }
         MigrateCommand::Status => {
@@ -426,7 +426,11 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
             }
             json!({ "backup_id": manifest.id, "stored_bytes": manifest.stored_bytes, "raw_bytes": manifest.raw_bytes, "duration_ms": manifest.duration_ms })
         }
-        BackupCommand::List => return output::backups(&backup::list(settings).map_err(fail)?, as_json),
+        BackupCommand::List { replaced: false } => return output::backups(&backup::list(settings).map_err(fail)?, as_json),
+        BackupCommand::List { replaced: true } => {
+            let replaced = backup::list_replaced(&db).await.map_err(fail)?;
+            return output::replaced(&replaced, as_json);
+        }
         BackupCommand::Verify { id, level } => {
             let level = match level {
                 1 => backup::VerifyLevel::Checksums,
@@ -452,6 +456,11 @@ async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<
     use crate::backup;
     let show: &(dyn Fn(backup::Progress) + Send + Sync) = if as_json { &|_| {} } else { &progress };
     let usage = |message: String| Failure { code: exit::USAGE, error: anyhow::anyhow!(message) };
+    if let Some(super::RestoreCommand::Undo { id }) = args.action {
+        let db = agent.executor.pools.admin_config();
+        let undone = backup::undo(&db, &agent.backup, &id, "cli").await.map_err(failure)?;
+        return output::key_values(&serde_json::to_value(undone)?, as_json);
+    }
     let report = if let Some(text) = args.to_time {
         if args.target_database.is_some() || args.drop_existing || !args.tables.is_empty() || args.jobs.is_some() {
             return Err(usage("--to-time builds a new cluster; it takes no --target-database, --drop-existing, --table or --jobs".into()));
@@ -472,6 +481,10 @@ async fn restore_cmd(agent: &Agent, args: RestoreArgs, as_json: bool) -> Result<
             drop_existing: args.drop_existing,
             tables: (!args.tables.is_empty()).then_some(args.tables),
             jobs: args.jobs,
+            confirm: args.confirm,
+            force: args.force,
+            drop_replaced: args.drop_replaced,
+            by: Some("cli".into()),
         };
         serde_json::to_value(backup::restore(&db, &agent.backup, &request, show).await.map_err(failure)?)?
     };

@@ -153,8 +153,12 @@ pub enum BackupCommand {
         #[arg(long = "table")]
         tables: Vec<String>,
     },
-    /// The backups in the location, newest first.
-    List,
+    /// The backups in the location, newest first; --replaced: the databases restores
+    /// replaced (kept for backup.keep_replaced_hours, `dbagent restore undo ID` swaps one back).
+    List {
+        #[arg(long)]
+        replaced: bool,
+    },
     /// Check a backup: --level 1 checksums, 2 also a trial restore with row counts.
     Verify {
         id: String,
@@ -187,7 +191,10 @@ pub enum BackupCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct RestoreArgs {
+    #[command(subcommand)]
+    pub action: Option<RestoreCommand>,
     /// A backup id (or a path inside the backup location). With --to-time: the base backup
     /// to start from (default: the newest complete before that time).
     #[arg(required_unless_present = "to_time")]
@@ -203,14 +210,34 @@ pub struct RestoreArgs {
     /// Default: a new database `<db>_restored_<timestamp>`.
     #[arg(long)]
     pub target_database: Option<String>,
-    /// Replace the target: restored into a fresh database, swapped in only when complete.
+    /// Replace the target: restored into a fresh database, swapped in only when complete;
+    /// the replaced one is kept for backup.keep_replaced_hours (`dbagent restore undo ID`).
     #[arg(long)]
     pub drop_existing: bool,
+    /// The name of the database being replaced: needed with --drop-existing when it is not
+    /// the database the backup was taken from.
+    #[arg(long, value_name = "DATABASE")]
+    pub confirm: Option<String>,
+    /// Allow replacing postgres, a template database, or the database dbagent keeps its own
+    /// schema in (with a backup of another database).
+    #[arg(long)]
+    pub force: bool,
+    /// Drop the replaced database at once instead of keeping it.
+    #[arg(long)]
+    pub drop_replaced: bool,
     /// Only these tables (repeatable).
     #[arg(long = "table")]
     pub tables: Vec<String>,
     #[arg(long)]
     pub jobs: Option<u32>,
+}
+
+/// `dbagent restore undo ID`.
+#[derive(Debug, Subcommand)]
+pub enum RestoreCommand {
+    /// Swap a database a restore replaced back in (ID: its kept name, from `dbagent backup
+    /// list --replaced`); the restored copy is kept as replaced in turn.
+    Undo { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -328,6 +355,10 @@ pub enum MigrateCommand {
         target: String,
         #[arg(long)]
         dry_run: bool,
+        /// Run down files that lose data (DROP TABLE, DROP COLUMN, TRUNCATE, DELETE without
+        /// WHERE); without it such a revert is refused and nothing runs.
+        #[arg(long)]
+        confirm: bool,
     },
     /// Applied, pending, drifted and missing migrations.
     Status,

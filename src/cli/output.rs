@@ -397,6 +397,30 @@ pub fn backups(list: &[crate::backup::Manifest], as_json: bool) -> Result<(), Fa
     Ok(())
 }
 
+/// `backup list --replaced`: the databases restores replaced, and whether they can be swapped
+/// back.
+pub fn replaced(list: &[crate::backup::Replaced], as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no database was replaced by a restore");
+        return Ok(());
+    }
+    let header = ["id", "database", "backup", "replaced (UTC)", "by", "state", "expires (UTC)"];
+    let mut table = new_table(header.map(String::from).to_vec());
+    for r in list {
+        let state = match (r.state, r.exists) {
+            (crate::backup::ReplacedState::Kept, true) => "kept (dbagent restore undo ID)".to_string(),
+            (crate::backup::ReplacedState::Kept, false) => "gone".to_string(),
+            (state, _) => enum_name(&state),
+        };
+        table.add_row(vec![r.id.clone(), r.database.clone(), r.backup_id.clone(), when(&r.replaced_at), r.replaced_by.clone(), state, when(&r.expires_at)]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
 /// `backup prune`: what goes and what stays, and why.
 pub fn prune(decisions: &[crate::backup::Decision], dry_run: bool, as_json: bool) -> Result<(), Failure> {
     if as_json {

@@ -48,6 +48,11 @@ pub struct Backup {
     /// this (and is critical at twice it): `26h`, `2d`. Default 26 h (a daily schedule and
     /// two hours of slack).
     pub max_age: String,
+    /// A restore over an existing database keeps the replaced one (renamed
+    /// `<db>_replaced_<YYYYMMDDHHMMSS>`, listed by `GET /restores`, swapped back by
+    /// `POST /restores/{id}/undo`) for this many hours, then drops it; 0 drops it at once after
+    /// a successful swap. At most 8760 (a year). Default 24.
+    pub keep_replaced_hours: u32,
 }
 
 impl Default for Backup {
@@ -68,6 +73,7 @@ impl Default for Backup {
             archive_timeout: 60,
             agent_binary: None,
             max_age: "26h".into(),
+            keep_replaced_hours: 24,
         }
     }
 }
@@ -103,6 +109,9 @@ impl Backup {
         }
         if self.jobs == 0 {
             return invalid("backup.jobs", "must be at least 1");
+        }
+        if self.keep_replaced_hours > 8760 {
+            return invalid("backup.keep_replaced_hours", "must be between 0 (drop at once) and 8760 hours (a year)");
         }
         Ok(())
     }

@@ -40,6 +40,14 @@ pub enum Error {
     #[error("invalid migration name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
 
+    /// `down` would run down files that lose data (dropped tables or columns, every row
+    /// deleted) and `confirm` was not given; nothing ran.
+    #[error(
+        "reverting would lose data: {summary}; nothing was run. Check the plan with dry_run, take a \
+         backup, then send confirm: true (CLI: --confirm)"
+    )]
+    DataLossUnconfirmed { summary: String },
+
     /// A down target is neither `-N`, a version, nor `base`.
     #[error("invalid down target {input:?}: expected -N (steps back), a version, or `base`")]
     InvalidDownTarget { input: String },
@@ -205,7 +213,8 @@ impl Classify for Error {
             | Error::OutOfOrder { .. }
             | Error::LockTimeout { .. }
             | Error::AlreadyApplied { .. }
-            | Error::SchemaTooNew { .. } => ErrorKind::Conflict,
+            | Error::SchemaTooNew { .. }
+            | Error::DataLossUnconfirmed { .. } => ErrorKind::Conflict,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Io { .. } | Error::History { .. } | Error::BackupFailed { .. } => ErrorKind::Internal,
             Error::Autogenerate { source } => source.kind(),
@@ -226,6 +235,7 @@ impl Classify for Error {
             Error::LockTimeout { .. } => "migration_locked",
             Error::AlreadyApplied { .. } => "already_applied",
             Error::SchemaTooNew { .. } => "schema_too_new",
+            Error::DataLossUnconfirmed { .. } => "confirmation_required",
             Error::Unavailable { .. } => "database_unavailable",
             Error::Io { .. } | Error::History { .. } | Error::BackupFailed { .. } => INTERNAL,
             Error::Autogenerate { source } => source.code(),

@@ -113,6 +113,15 @@ pub async fn lint_with_sizes(client: &Client, sql: &str) -> Result<Vec<Warning>,
         .collect())
 }
 
+/// The rules whose statements lose data for good (dropped tables and columns, every row
+/// deleted): `migrate down` past one needs `confirm`.
+pub const DATA_LOSS_RULES: &[&str] = &["drop-table", "drop-column", "truncate", "delete-without-where"];
+
+/// The warnings of `sql` that lose data (see [`DATA_LOSS_RULES`]).
+pub fn data_loss(sql: &str) -> Vec<Warning> {
+    lint(sql, &default_volatile_functions()).into_iter().filter(|w| DATA_LOSS_RULES.contains(&w.rule)).collect()
+}
+
 /// Volatile functions commonly used as defaults, for linting without a database.
 pub fn default_volatile_functions() -> HashSet<String> {
     [

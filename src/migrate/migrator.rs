@@ -15,6 +15,26 @@ use super::{
     Status, plan,
 };
 
+/// The data-losing statements of the down files of `steps`.
+fn data_loss(steps: &[&Migration]) -> Vec<super::FileWarning> {
+    steps
+        .iter()
+        .filter_map(|m| m.down.as_ref().map(|d| (m.version, d)))
+        .flat_map(|(version, down)| {
+            super::lint::data_loss(&down.sql).into_iter().map(move |warning| super::FileWarning { version, file: down.path.clone(), warning })
+        })
+        .collect()
+}
+
+/// `migration 3 (drop-table users), ...`
+fn summary(losing: &[super::FileWarning]) -> String {
+    let shown: Vec<String> = losing
+        .iter()
+        .map(|w| format!("migration {} ({} {})", w.version, w.warning.rule, w.warning.table.as_deref().unwrap_or("?")))
+        .collect();
+    shown.join(", ")
+}
+
 /// How `up` runs.
 #[derive(Debug, Clone, Default)]
 pub struct UpOptions {
@@ -39,6 +59,9 @@ pub struct DownOptions {
     pub dry_run: bool,
     /// Recorded in the events.
     pub applied_by: String,
+    /// Run down files that lose data (see [`super::lint::DATA_LOSS_RULES`]); without it such
+    /// a plan is refused ([`Error::DataLossUnconfirmed`]) and a dry run lists them as warnings.
+    pub confirm: bool,
 }
 
 /// The migrations of one directory, loaded once, and how to run them.
@@ -101,7 +124,26 @@ impl Migrator {
             backup_id: None,
         };
         let plan = |applied: &[AppliedMigration]| plan::down(&self.migrations, applied, opts.target);
-        self.execute(db, Direction::Down, opts.dry_run, &ctx, plan).await
+        // What the plan would lose, read before taking the lock (the plan is made again under
+        // it; a down file that appeared in between is still only run confirmed or not at all).
+        let client = session::connect(db).await?;
+        let applied = history::read_applied(&client).await?;
+        drop(client);
+        let losing = data_loss(&plan(&applied)?);
+        if !opts.dry_run && !opts.confirm && !losing.is_empty() {
+            return Err(Error::DataLossUnconfirmed { summary: summary(&losing) });
+        }
+        let confirmed_plan = |applied: &[AppliedMigration]| {
+            let steps = plan(applied)?;
+            let now_losing = data_loss(&steps);
+            if !opts.dry_run && !opts.confirm && !now_losing.is_empty() {
+                return Err(Error::DataLossUnconfirmed { summary: summary(&now_losing) });
+            }
+            Ok(steps)
+        };
+        let mut report = self.execute(db, Direction::Down, opts.dry_run, &ctx, confirmed_plan).await?;
+        report.warnings = losing;
+        Ok(report)
     }
 
     /// Accepts the current files of drifted applied migrations (all, or only `version`):

@@ -132,9 +132,11 @@ impl Service {
         out
     }
 
-    pub async fn down(&self, db: &tokio_postgres::Config, target: &str, dry_run: bool, by: &str) -> Result<Report, Error> {
+    /// Reverts to `target`; down files that lose data run only with `confirm` (a dry run
+    /// lists them in `warnings`).
+    pub async fn down(&self, db: &tokio_postgres::Config, target: &str, dry_run: bool, confirm: bool, by: &str) -> Result<Report, Error> {
         let target: DownTarget = parse_down_target(target)?;
-        let options = DownOptions { target, dry_run, applied_by: by.to_owned() };
+        let options = DownOptions { target, dry_run, applied_by: by.to_owned(), confirm };
         self.migrator()?.down(db, &options).await
     }
 

@@ -9,6 +9,7 @@ mod autogen;
 mod backup;
 mod cache;
 mod cli_output;
+mod destructive;
 mod errors;
 mod erd;
 mod health;

@@ -150,7 +150,7 @@ async fn seed_000_migrate_names_the_migration_file_it_ran() {
     let (status, body) = app.post("/migrate", &json!({"direction": "upgrade", "target": "head"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["migration_file"].as_str().unwrap().ends_with("1_create_users.up.sql"), "{body}");
-    let (status, body) = app.post("/migrate", &json!({"direction": "downgrade", "target": "-1"})).await;
+    let (status, body) = app.post("/migrate", &json!({"direction": "downgrade", "target": "-1", "confirm": true})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["migration_file"].as_str().unwrap().ends_with("1_create_users.down.sql"), "{body}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -227,6 +227,8 @@ async fn seed_004_backup_routes_take_their_bodies_and_restore_needs_confirm() {
     assert_eq!(status, StatusCode::OK, "{restored}");
     assert_eq!(restored["mode"], "replaced", "{restored}");
     assert!(restored["backup_file"].as_str().unwrap().ends_with(&id), "{restored}");
+    // The replaced database is kept (renamed) for backup.keep_replaced_hours; not past this test.
+    crate::helpers::drop_databases(crate::helpers::server_url(), vec![restored["replaced_as"].as_str().unwrap().to_owned()]);
     let client = app.db.connect().await;
     let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
     assert_eq!(n, 100);

@@ -254,6 +254,7 @@ fn samples_migrate() -> Vec<migrate::Error> {
         E::LockTimeout { waited_ms: 1 },
         E::AlreadyApplied { applied: 1 },
         E::SchemaTooNew { found: 2, known: 1 },
+        E::DataLossUnconfirmed { summary: "s".into() },
         E::Unavailable { source: driver() },
         E::History { action: "a", source: driver() },
         E::InvalidUpTarget { given: "x".into() },
@@ -276,6 +277,7 @@ fn samples_migrate() -> Vec<migrate::Error> {
             E::InvalidDownTarget { .. } | E::UnknownVersion { .. } | E::NotEnoughApplied { .. } => {}
             E::Irreversible { .. } | E::FileMissing { .. } | E::Drift { .. } | E::OutOfOrder { .. } => {}
             E::LockTimeout { .. } | E::AlreadyApplied { .. } | E::SchemaTooNew { .. } | E::Unavailable { .. } => {}
+            E::DataLossUnconfirmed { .. } => {}
             E::History { .. } | E::InvalidUpTarget { .. } | E::BackupFailed { .. } | E::Autogenerate { .. } => {}
             E::SeedFailed { .. } | E::MigrationFailed { .. } => {}
         }
@@ -318,6 +320,9 @@ fn samples_backup() -> Vec<backup::Error> {
         E::Pinned { id: "i".into(), reason: "r".into() },
         E::TargetExists { database: "d".into() },
         E::Conflict { reason: "r".into() },
+        E::ConfirmationRequired { reason: "r".into() },
+        E::ForceRequired { reason: "r".into() },
+        E::ReplacedNotFound { id: "i".into() },
         E::KeyRequired { id: "i".into() },
         E::WrongKey { id: "i".into() },
         E::Decrypt { file: "f".into() },
@@ -337,6 +342,7 @@ fn samples_backup() -> Vec<backup::Error> {
         match e {
             E::InvalidRequest { .. } | E::InvalidKey { .. } | E::InvalidSchedule { .. } | E::OutsideLocation { .. } => {}
             E::NotFound { .. } | E::Pinned { .. } | E::TargetExists { .. } | E::Conflict { .. } => {}
+            E::ConfirmationRequired { .. } | E::ForceRequired { .. } | E::ReplacedNotFound { .. } => {}
             E::KeyRequired { .. } | E::WrongKey { .. } | E::Decrypt { .. } | E::VerificationFailed { .. } => {}
             E::RowCountMismatch { .. } | E::InvalidManifest { .. } | E::ToolsNotFound { .. } => {}
             E::ToolTooOld { .. } | E::ToolNotRunnable { .. } | E::ToolFailed { .. } | E::ToolTimedOut { .. } => {}

@@ -65,6 +65,8 @@ pub(super) enum Kind {
     AddKeyWithoutIndex { key: &'static str },
     DropColumn { column: String },
     DropTable,
+    Truncate,
+    DeleteAll,
     VacuumFull,
     Cluster,
     LockTable { mode: &'static str },
@@ -164,6 +166,20 @@ fn describe(kind: &Kind, table: &str) -> (&'static str, String) {
                 "Dropping table {table} loses its data for good, and application code still deployed may \
                  still use it. Deploy code that no longer uses it (and take a backup) first, then drop it \
                  in a later migration."
+            ),
+        ),
+        Kind::Truncate => (
+            "truncate",
+            format!(
+                "TRUNCATE {table} deletes every row for good (and takes an ACCESS EXCLUSIVE lock). Take a \
+                 backup first, or copy the rows aside if they may be needed again."
+            ),
+        ),
+        Kind::DeleteAll => (
+            "delete-without-where",
+            format!(
+                "DELETE without WHERE removes every row of {table}. Take a backup first, or say which rows \
+                 with a WHERE clause."
             ),
         ),
         Kind::VacuumFull => (

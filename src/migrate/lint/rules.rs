@@ -114,6 +114,24 @@ impl Linter<'_> {
                     }
                 }
             }
+            NodeEnum::TruncateStmt(truncate) => {
+                for rv in truncate.relations.iter().filter_map(|n| match &n.node {
+                    Some(NodeEnum::RangeVar(rv)) => Some(rv),
+                    _ => None,
+                }) {
+                    let table = TableRef::from_range_var(rv);
+                    if !self.is_new(&table) {
+                        self.find(Some(table), Kind::Truncate);
+                    }
+                }
+            }
+            NodeEnum::DeleteStmt(delete) if delete.where_clause.is_none() => {
+                if let Some(table) = delete.relation.as_ref().map(TableRef::from_range_var)
+                    && !self.is_new(&table)
+                {
+                    self.find(Some(table), Kind::DeleteAll);
+                }
+            }
             NodeEnum::VacuumStmt(vacuum) if vacuum.is_vacuumcmd && has_option(&vacuum.options, "full") => {
                 self.vacuum_full(&vacuum.rels);
             }

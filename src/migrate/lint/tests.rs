@@ -95,6 +95,9 @@ fn each_rule_fires_on_its_statement_and_not_on_the_safe_form() {
         // Data loss.
         ("ALTER TABLE users DROP COLUMN legacy", one(0, "drop-column", "users")),
         ("DROP TABLE audit_log", one(0, "drop-table", "audit_log")),
+        ("TRUNCATE audit_log", one(0, "truncate", "audit_log")),
+        ("DELETE FROM audit_log", one(0, "delete-without-where", "audit_log")),
+        ("DELETE FROM audit_log WHERE at < now() - interval '1 year'", vec![]),
         (
             "DROP TABLE IF EXISTS a, app.b",
             vec![

@@ -60,7 +60,10 @@ async fn backups_over_the_api_create_list_download_verify_restore_and_delete() {
         assert_eq!(status, want, "{path} {body}: {answer}");
     }
 
+    // The only backup is the newest good one: deleted only with force.
     let response = app.http.delete(format!("{}/backups/{id}", app.address)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let response = app.http.delete(format!("{}/backups/{id}?force=true", app.address)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let (status, _) = app.get(&format!("/backups/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

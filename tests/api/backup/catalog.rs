@@ -38,8 +38,9 @@ async fn kept_and_pinned_backups_are_deleted_only_when_forced() {
     let db = TestDb::create().await;
     let location = Location::new();
     let settings = location.settings();
-    let kept = backup::create(&db.config(), &settings, &CreateRequest { keep: true, ..Default::default() }, &quiet).await.unwrap();
+    // The kept one is the newest: the plain one is not the newest good backup (which needs force).
     let plain = backup::create(&db.config(), &settings, &CreateRequest::default(), &quiet).await.unwrap();
+    let kept = backup::create(&db.config(), &settings, &CreateRequest { keep: true, ..Default::default() }, &quiet).await.unwrap();
     backup::pin(&db.config(), &settings, &plain.id, Some("migration 20250101".into())).await.unwrap();
 
     let refused_kept = backup::delete(&db.config(), &settings, &kept.id, false).await.unwrap_err();

@@ -4,7 +4,7 @@
 use dbagent::{Classify, ErrorKind};
 use dbagent::backup::{self, Compression, CreateRequest, Error, Format, RestoreMode, RestoreRequest};
 
-use super::helpers::{Location, TestDb, digests, quiet};
+use super::helpers::{Location, TestDb, connect, digests, quiet};
 
 #[tokio::test]
 async fn a_failed_drop_existing_restore_leaves_the_original_untouched() {
@@ -32,7 +32,7 @@ async fn a_failed_drop_existing_restore_leaves_the_original_untouched() {
     let allowed: bool = db.connect().await.query_one("SELECT datallowconn FROM pg_database WHERE datname = current_database()", &[]).await.unwrap().get(0);
     assert!(allowed);
     assert!(db.databases_like(&format!("{}_restoring_", db.name)).await.is_empty());
-    assert!(db.databases_like(&format!("{}_old_", db.name)).await.is_empty());
+    assert!(db.databases_like(&format!("{}_replaced_", &db.name[..db.name.len().min(39)])).await.is_empty());
 }
 
 /// SIGKILLs the first `pg_restore` process whose command line mentions `database`; returns
@@ -99,7 +99,7 @@ async fn a_drop_existing_restore_whose_pg_restore_is_killed_midway_leaves_the_or
     let bulk: i64 = db.connect().await.query_one("SELECT count(*) FROM bulk", &[]).await.unwrap().get(0);
     assert_eq!(bulk, 400000);
     assert!(db.databases_like(&format!("{}_restoring_", db.name)).await.is_empty());
-    assert!(db.databases_like(&format!("{}_old_", db.name)).await.is_empty());
+    assert!(db.databases_like(&format!("{}_replaced_", &db.name[..db.name.len().min(39)])).await.is_empty());
 }
 
 #[tokio::test]
@@ -123,12 +123,17 @@ async fn a_drop_existing_restore_swaps_the_restored_copy_in() {
     // Assert
     assert_eq!(report.mode, RestoreMode::Replaced);
     assert_eq!(report.database, db.name);
-    assert!(report.replaced_dropped, "{report:?}");
+    // The replaced database is kept (renamed), not dropped.
+    let kept = report.replaced_as.clone().expect("the replaced database's name");
+    db.also_drop(&kept);
+    assert!(!report.replaced_dropped && report.replaced_expires_at.is_some(), "{report:?}");
     assert_eq!(digests(&db.config()).await, at_backup);
     let later: Option<String> = db.connect().await.query_one("SELECT to_regclass('later')::text", &[]).await.unwrap().get(0);
     assert_eq!(later, None, "the replaced database's later table is gone");
     assert!(open_session.is_closed() || open_session.simple_query("SELECT 1").await.is_err(), "old sessions were ended");
-    assert!(db.databases_like(&format!("{}_old_", db.name)).await.is_empty());
+    assert_eq!(db.databases_like(&format!("{}_replaced_", &db.name[..db.name.len().min(39)])).await, vec![kept.clone()]);
+    let kept_later: Option<String> = connect(&db.config_for(&kept)).await.query_one("SELECT to_regclass('later')::text", &[]).await.unwrap().get(0);
+    assert_eq!(kept_later.as_deref(), Some("later"), "the replaced database is kept whole under {kept}");
     let catalogued: i64 = db.connect().await.query_one("SELECT count(*) FROM dbagent.backups", &[]).await.unwrap().get(0);
     assert_eq!(catalogued, 1, "the catalog mirror was rebuilt in the restored database");
 }
@@ -247,5 +252,5 @@ async fn a_swap_that_fails_between_its_two_renames_puts_the_original_back() {
     let allowed: bool = db.connect().await.query_one("SELECT datallowconn FROM pg_database WHERE datname = current_database()", &[]).await.unwrap().get(0);
     assert!(allowed);
     assert!(db.databases_like(&format!("{}_restoring_", db.name)).await.is_empty());
-    assert!(db.databases_like(&format!("{}_old_", db.name)).await.is_empty());
+    assert!(db.databases_like(&format!("{}_replaced_", &db.name[..db.name.len().min(39)])).await.is_empty());
 }

@@ -98,10 +98,10 @@ async fn upgrade_and_downgrade_over_the_api_with_a_backup_first() {
     assert_eq!(listing["applied"].as_array().unwrap().len(), 3, "{listing}");
     assert_eq!(listing["applied"][0]["backup_id"], json!(backup), "{listing}");
 
-    let (status, body) = app.post("/migrate", &json!({"direction": "downgrade", "target": "-1"})).await;
+    let (status, body) = app.post("/migrate", &json!({"direction": "downgrade", "target": "-1", "confirm": true})).await;
     assert_eq!((status, body["version"].clone()), (StatusCode::OK, json!(2)), "{body}");
     assert_eq!(relations(&app).await, ["orders", "orders_user_idx", "users"]);
-    let (status, body) = app.post("/migrate", &json!({"direction": "downgrade", "target": "base"})).await;
+    let (status, body) = app.post("/migrate", &json!({"direction": "downgrade", "target": "base", "confirm": true})).await;
     assert_eq!((status, body["version"].clone()), (StatusCode::OK, json!(null)), "{body}");
     assert!(relations(&app).await.is_empty());
     let (_, listing) = app.get("/migrations").await;
@@ -209,7 +209,7 @@ async fn the_cli_migrates_seeds_queries_and_reports_failures_with_exit_codes() {
     assert_eq!(out["version"], 3, "{out}");
     let (code, out, _) = run(&["migrate", "status"]);
     assert_eq!((code, out["pending"].as_array().map(Vec::len)), (0, Some(0)), "{out}");
-    let (code, out, err) = run(&["migrate", "down", "-2"]);
+    let (code, out, err) = run(&["migrate", "down", "-2", "--confirm"]);
     assert_eq!((code, out["version"].clone()), (0, json!(1)), "{out} {err}");
 
     std::fs::create_dir_all(files.root.join("seeds/development")).unwrap();
@@ -256,7 +256,7 @@ async fn autogenerate_writes_a_migration_to_the_desired_schema_and_lint_warns_be
     let (status, again) = app.post("/migrations/autogenerate", &json!({"name": "nothing", "schema_sql": desired})).await;
     assert_eq!((status, again["changes"].as_u64(), again["files"].as_array().map(Vec::len)), (StatusCode::OK, Some(0), Some(0)), "{again}");
 
-    let (status, back) = app.post("/migrate", &json!({"direction": "downgrade"})).await;
+    let (status, back) = app.post("/migrate", &json!({"direction": "downgrade", "confirm": true})).await;
     assert_eq!(status, StatusCode::OK, "{back}");
     let columns = app.rows("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'items'", json!([])).await;
     assert_eq!(columns, vec![json!({"n": 2})]);

@@ -100,6 +100,7 @@ async fn a_dry_run_returns_the_exact_sql_and_writes_nothing() {
         target: DownTarget::Base,
         dry_run: true,
         applied_by: "test".into(),
+        confirm: true,
     };
     let down = migrator.down(&db.config, &opts).await.unwrap();
     let sql: Vec<_> = down.applied.iter().map(|a| (a.version, a.sql.as_deref())).collect();

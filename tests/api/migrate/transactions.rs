@@ -94,6 +94,7 @@ async fn create_index_concurrently_runs_up_and_down_with_the_no_transaction_mark
         target: DownTarget::Version(1),
         dry_run: false,
         applied_by: "test".into(),
+        confirm: true,
     };
     let reverted = tokio::time::timeout(Duration::from_secs(20), migrator.down(&db.config, &opts))
         .await

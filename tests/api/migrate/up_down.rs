@@ -61,6 +61,7 @@ async fn down_reverts_one_step_several_steps_to_a_version_or_to_base() {
             target,
             dry_run: false,
             applied_by: "test".into(),
+            confirm: true,
         };
         let report = migrator.down(&db.config, &opts).await.unwrap();
         (
@@ -86,6 +87,7 @@ async fn down_reverts_one_step_several_steps_to_a_version_or_to_base() {
         target: DownTarget::Steps(1),
         dry_run: false,
         applied_by: "test".into(),
+        confirm: true,
     };
     let err = migrator.down(&db.config, &opts).await.unwrap_err();
     assert!(
