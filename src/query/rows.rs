@@ -2,9 +2,17 @@
 //!
 //! Rows are written as bytes as they arrive (no intermediate value trees): this is the hot
 //! path of every read. Rows past `max_rows` are counted but not encoded.
+//!
+//! The JSON is bounded by `max_bytes` (`postgresql.max_response_bytes`): past it the statement
+//! fails with [`CollectError::TooLarge`] rather than being cut in the middle of a row. A value
+//! whose JSON cannot be shorter than its raw bytes (text, bytea, json) is measured before it is
+//! decoded, so a value over the limit is never copied; other values are checked after each one
+//! is written. The driver's copy of the row (tokio-postgres reads whole messages) is the one
+//! copy left: see RELIABILITY.md.
 
 use futures_util::TryStreamExt;
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Column, RowStream};
 
 use crate::db::types::{Raw, write_json, write_json_str};
@@ -31,8 +39,8 @@ pub struct ColumnInfo {
     pub type_name: String,
 }
 
-/// Reads the whole stream, encoding at most `max_rows` rows.
-pub async fn collect(stream: RowStream, columns: &[Column], max_rows: usize) -> Result<Rows, CollectError> {
+/// Reads the whole stream, encoding at most `max_rows` rows in at most `max_bytes` of JSON.
+pub async fn collect(stream: RowStream, columns: &[Column], max_rows: usize, max_bytes: usize) -> Result<Rows, CollectError> {
     let keys = object_keys(columns);
     let mut json = Vec::with_capacity(256);
     json.push(b'[');
@@ -51,7 +59,14 @@ pub async fn collect(stream: RowStream, columns: &[Column], max_rows: usize) -> 
         for (i, (key, column)) in keys.iter().zip(columns).enumerate() {
             json.extend_from_slice(key.as_bytes());
             let Raw(raw) = row.try_get::<_, Raw>(i).map_err(CollectError::Driver)?;
+            let least = raw.map_or(4, |raw| least_json_len(column.type_(), raw.len()));
+            if json.len().saturating_add(least) > max_bytes {
+                return Err(CollectError::TooLarge { limit: max_bytes });
+            }
             write_json(&mut json, column.type_(), raw).map_err(CollectError::Decode)?;
+            if json.len() > max_bytes {
+                return Err(CollectError::TooLarge { limit: max_bytes });
+            }
         }
         json.push(b'}');
         returned += 1;
@@ -71,6 +86,22 @@ pub async fn collect(stream: RowStream, columns: &[Column], max_rows: usize) -> 
 pub enum CollectError {
     Driver(tokio_postgres::Error),
     Decode(crate::db::types::DecodeError),
+    /// The rows' JSON would pass `max_bytes`.
+    TooLarge { limit: usize },
+}
+
+/// The fewest bytes of JSON a non-null value of type `ty` with `raw_len` bytes in PostgreSQL's
+/// binary form can take: text-like values are quoted (escaping only adds), bytea is hex,
+/// jsonb is a version byte and the text. 0 for the rest (numbers, arrays ...), whose JSON can
+/// be shorter than their binary form; those are checked once written.
+fn least_json_len(ty: &Type, raw_len: usize) -> usize {
+    match *ty {
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::XML | Type::UNKNOWN => raw_len + 2,
+        Type::JSON => raw_len,
+        Type::JSONB => raw_len.saturating_sub(1),
+        Type::BYTEA => 2 * raw_len + 4,
+        _ => 0,
+    }
 }
 
 /// `"name":` for every column (with a leading comma after the first), made unique: a second

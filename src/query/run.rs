@@ -22,6 +22,8 @@ pub struct Statement<'a> {
     pub sql: &'a str,
     pub params: &'a [Value],
     pub max_rows: usize,
+    /// Bytes of row JSON at most (`postgresql.max_response_bytes`).
+    pub max_bytes: usize,
     /// Keep the prepared statement on the connection for the next request.
     pub cache: bool,
     /// Autocommit mode: `Some(read_only)` sets the session default first; `None` inside an
@@ -105,9 +107,10 @@ async fn execute_once(
     let client = conn.client();
     let run = async {
         let stream = client.query_raw(&prepared, params.iter()).await.map_err(driver)?;
-        collect(stream, prepared.columns(), stmt.max_rows).await.map_err(|err| match err {
+        collect(stream, prepared.columns(), stmt.max_rows, stmt.max_bytes).await.map_err(|err| match err {
             CollectError::Driver(e) => driver(e),
             CollectError::Decode(e) => Error::Db(db::Error::Decode(e)),
+            CollectError::TooLarge { limit } => Error::ResponseTooLarge { limit },
         })
     };
     // Pipelined: everything goes out before the first answer comes back, so still one round
