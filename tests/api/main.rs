@@ -20,6 +20,7 @@ mod pool;
 mod query;
 mod recovery;
 mod replication;
+mod resources;
 mod schema;
 mod security;
 mod seed_compat;
