@@ -370,7 +370,7 @@ impl Serving {
     /// starts auto-migrate and the backup schedule, and serves `agent`'s API in the background.
     pub async fn start(agent: &Agent) -> anyhow::Result<Serving> {
         let server = &agent.config.server;
-        let listener = TcpListener::bind((server.bind.as_str(), server.port))
+        let listener = api::edge::bind(&server.bind, server.port)
             .await
             .with_context(|| format!("cannot listen on {}:{}", server.bind, server.port))?;
         let address = listener.local_addr()?;

@@ -32,6 +32,28 @@ pub struct EdgeLimits {
     pub max_connections: usize,
 }
 
+/// Connections the kernel keeps waiting for `accept` (it caps this at `net.core.somaxconn`):
+/// tokio's default, 1024, overflowed when thousands of clients connected at once, and each
+/// overflowed client waited a second for its SYN to be sent again.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `bind:port` with [`LISTEN_BACKLOG`].
+pub async fn bind(bind: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for address in tokio::net::lookup_host((bind, port)).await? {
+        let socket = match address {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "the address resolves to nothing")))
+}
+
 /// Serves `router` on `listener` until `stop` completes, then drains as described above.
 pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, stop: impl Future<Output = ()>) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -69,10 +91,17 @@ pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, st
             request.extensions_mut().insert(ConnectInfo(remote));
             request
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, first_byte_within) = (builder.clone(), graceful.watcher(), limits.header_read_timeout);
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            // hyper's header timer starts once it knows the protocol, which takes a first byte:
+            // a client that never sends one is dropped here after the same time.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(first_byte_within, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            if let Err(err) = watcher.watch(connection.into_owned()).await {
                 tracing::trace!(error = %err, %remote, "connection ended");
             }
             drop(permit);

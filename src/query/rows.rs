@@ -8,7 +8,8 @@
 //! whose JSON cannot be shorter than its raw bytes (text, bytea, json) is measured before it is
 //! decoded, so a value over the limit is never copied; other values are checked after each one
 //! is written. The driver's copy of the row (tokio-postgres reads whole messages) is the one
-//! copy left: see RELIABILITY.md.
+//! copy left; a connection whose read buffer grew for a big row is replaced after it
+//! (`run::BIG_ROW`), and the JSON moves into the HTTP answer without another copy.
 
 use futures_util::TryStreamExt;
 use serde::Serialize;
