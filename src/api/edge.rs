@@ -61,6 +61,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, st
     builder.http2().timer(TokioTimer::new());
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
+    let stopping = tokio_util::sync::CancellationToken::new();
     let mut stop = std::pin::pin!(stop);
     let mut warned = false;
     loop {
@@ -92,13 +93,17 @@ pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, st
             request
         });
         let (builder, watcher, first_byte_within) = (builder.clone(), graceful.watcher(), limits.header_read_timeout);
+        let stopping = stopping.clone();
         tokio::spawn(async move {
             // hyper's header timer starts once it knows the protocol, which takes a first byte:
-            // a client that never sends one is dropped here after the same time.
+            // a client that never sends one is dropped here after the same time (or at shutdown).
             let mut first = [0u8; 1];
-            match tokio::time::timeout(first_byte_within, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+            tokio::select! {
+                peeked = tokio::time::timeout(first_byte_within, stream.peek(&mut first)) => match peeked {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                },
+                () = stopping.cancelled() => return,
             }
             let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             if let Err(err) = watcher.watch(connection.into_owned()).await {
@@ -108,6 +113,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, st
         });
     }
     drop(listener);
+    stopping.cancel();
     graceful.shutdown().await;
     Ok(())
 }
