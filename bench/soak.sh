@@ -14,6 +14,7 @@
 #   CLIENTS=64       wrk connections (2 threads)
 #   POOL=32          dbagent's pool (min = max, so connections stay put)
 #   MAX_GROWTH_KB=5120  allowed RSS growth from the baseline to the last sample
+#   CACHE_TTL=20     caching.query_cache_ttl: entries expire (cache churn) within the warm-up
 #   SOAK_DB=dbagent_soak  database created and dropped
 #   DBAGENT_BIN      the binary (default: target/release/dbagent, else target/debug/dbagent)
 #   PGHOST/PGPORT/PGUSER  the PostgreSQL server (default 127.0.0.1 / 5432 / postgres, trust)
@@ -32,6 +33,9 @@ SAMPLE=${SAMPLE:-30}
 CLIENTS=${CLIENTS:-64}
 POOL=${POOL:-32}
 MAX_GROWTH_KB=${MAX_GROWTH_KB:-5120}
+# Entries expire after CACHE_TTL seconds, so the cache reaches its steady size (and churns)
+# within the warm-up; with the default 300 s its filling would read as growth.
+CACHE_TTL=${CACHE_TTL:-20}
 DB=${SOAK_DB:-dbagent_soak}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 [[ $DB =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "SOAK_DB must be a plain lower-case identifier" >&2; exit 1; }
@@ -81,6 +85,7 @@ SQL
     DBAGENT_POSTGRESQL__CONNECTION_POOL__MAX_SIZE="$POOL" \
     DBAGENT_POSTGRESQL__MAX_RESPONSE_BYTES=1048576 \
     DBAGENT_CACHING__ENABLE=true \
+    DBAGENT_CACHING__QUERY_CACHE_TTL="$CACHE_TTL" \
     DBAGENT_LOGGING__LEVEL=error \
     "$BIN" serve) >"$OUT/dbagent.stdout" 2>"$OUT/dbagent.stderr" &
 AGENT_PID=$!
