@@ -378,7 +378,7 @@ impl Serving {
     /// starts auto-migrate and the backup schedule, and serves `agent`'s API in the background.
     pub async fn start(agent: &Agent) -> anyhow::Result<Serving> {
         let server = &agent.config.server;
-        let listener = TcpListener::bind((server.bind.as_str(), server.port))
+        let listener = api::edge::bind(&server.bind, server.port)
             .await
             .with_context(|| format!("cannot listen on {}:{}", server.bind, server.port))?;
         let address = listener.local_addr()?;
@@ -395,13 +395,12 @@ impl Serving {
         spawn_alerts(agent, monitor_stopped);
         let (stop_http, http_stopped) = oneshot::channel::<()>();
         let router = api::router(agent.state());
-        let http = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = http_stopped.await;
-                })
-                .await
-        });
+        let limits = api::edge::EdgeLimits { header_read_timeout: server.header_read_timeout(), max_connections: server.max_connections };
+        let files = api::edge::raise_open_file_limit();
+        tracing::info!(open_files = files, max_connections = server.max_connections, "HTTP edge limits");
+        let http = tokio::spawn(api::edge::serve(listener, router, limits, async move {
+            let _ = http_stopped.await;
+        }));
         Ok(Serving { address, metrics_address, stop_http, stop_schedule, stop_monitor, http })
     }
 

@@ -69,6 +69,7 @@ pub async fn explain(exec: &Executor, sql: &str, params: &[Value], mode: Mode, t
         sql: &explain_sql,
         params,
         max_rows: 10,
+        max_bytes: exec.limits.max_response_bytes,
         cache: false,
         autocommit_read_only: None,
         may_write: false,

@@ -379,7 +379,7 @@ pub async fn undo(
     State(state): State<AppState>,
     caller: Option<axum::Extension<crate::security::Caller>>,
     note: Option<axum::Extension<super::auth::Note>>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<Succeeded<backup::Undone>>, ApiError> {
     if let Some(axum::Extension(note)) = &note {
         note.with(|n| n.related = Some(format!("replaced database {id}")));

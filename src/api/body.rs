@@ -198,12 +198,45 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
     }
 }
 
-/// A response body of JSON text already written.
-pub struct RawJson(pub Vec<u8>);
+/// A response body of JSON text in pieces, sent one after the other: big row sets go out as
+/// the buffers they were encoded into, never copied into one answer (see
+/// [`ObjectWriter::rows_owned`]). The length is known, so the answer has a `Content-Length`.
+pub struct JsonParts(pub Vec<Bytes>);
 
-impl IntoResponse for RawJson {
+impl IntoResponse for JsonParts {
     fn into_response(self) -> Response {
-        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.0).into_response()
+        let body = PartsBody { remaining: self.0.iter().map(|p| p.len() as u64).sum(), parts: self.0.into() };
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], axum::body::Body::new(body)).into_response()
+    }
+}
+
+/// [`JsonParts`] as an HTTP body of exact size.
+struct PartsBody {
+    parts: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for PartsBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let next = self.parts.pop_front();
+        if let Some(part) = &next {
+            self.remaining -= part.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|part| Ok(http_body::Frame::data(part))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -211,13 +244,40 @@ impl IntoResponse for RawJson {
 pub struct ObjectWriter {
     out: Vec<u8>,
     first: bool,
+    /// What was written before the last buffer moved in whole ([`ObjectWriter::raw_parts`]).
+    parts: Vec<Bytes>,
 }
 
 impl ObjectWriter {
     pub fn with_capacity(capacity: usize) -> Self {
         let mut out = Vec::with_capacity(capacity);
         out.push(b'{');
-        ObjectWriter { out, first: true }
+        ObjectWriter { out, first: true, parts: Vec::new() }
+    }
+
+    /// A field whose JSON text is `parts`, taken as they are (no copy).
+    pub fn raw_parts(&mut self, key: &str, parts: impl IntoIterator<Item = Bytes>) -> &mut Self {
+        self.key(key);
+        self.parts.push(Bytes::from(std::mem::take(&mut self.out)));
+        self.parts.extend(parts.into_iter().filter(|p| !p.is_empty()));
+        self
+    }
+
+    /// The result fields of one statement: rows, row_count, truncated, columns; the rows' JSON
+    /// moves into the answer instead of being copied.
+    pub fn rows_owned(&mut self, rows: &mut Rows) -> &mut Self {
+        let json = Bytes::from(std::mem::take(&mut rows.json));
+        self.raw_parts("rows", [json])
+            .value("row_count", &rows.row_count)
+            .value("truncated", &rows.truncated)
+            .value("columns", &rows.columns)
+    }
+
+    /// The object, closed, as pieces to send one after the other.
+    pub fn into_parts(mut self) -> Vec<Bytes> {
+        self.out.push(b'}');
+        self.parts.push(Bytes::from(self.out));
+        self.parts
     }
 
     fn key(&mut self, key: &str) {
@@ -227,13 +287,6 @@ impl ObjectWriter {
         self.first = false;
         write_json_str(&mut self.out, key);
         self.out.push(b':');
-    }
-
-    /// A field whose value is JSON text already.
-    pub fn raw(&mut self, key: &str, json: &[u8]) -> &mut Self {
-        self.key(key);
-        self.out.extend_from_slice(json);
-        self
     }
 
     /// A field with any serializable value.
@@ -248,19 +301,6 @@ impl ObjectWriter {
     pub fn millis(&mut self, key: &str, elapsed: std::time::Duration) -> &mut Self {
         let ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
         self.value(key, &ms)
-    }
-
-    /// The result fields of one statement: rows, row_count, truncated, columns.
-    pub fn rows(&mut self, rows: &Rows) -> &mut Self {
-        self.raw("rows", &rows.json)
-            .value("row_count", &rows.row_count)
-            .value("truncated", &rows.truncated)
-            .value("columns", &rows.columns)
-    }
-
-    pub fn finish(mut self) -> Vec<u8> {
-        self.out.push(b'}');
-        self.out
     }
 }
 

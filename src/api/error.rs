@@ -54,6 +54,7 @@
 //! | `session_protected` | `Conflict` | 409 | `/connections/{pid}/cancel` or `terminate` on dbagent's own, a superuser's or a non-client session without `force` (the message says which) |
 //! | `payload_too_large` | `TooLarge` | 413 | body over the limit |
 //! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | `Unprocessable` | 422 | the migration files or the target do not allow the request |
+//! | `response_too_large` | `Unprocessable` | 422 | the rows of a `/query` or `/transaction` answer would pass `postgresql.max_response_bytes` (the message names the limit and the fixes) |
 //! | `migration_failed`, `seed_failed` | `Unprocessable` | 422 | a migration's (or seed's) SQL failed; rolled back; SQLSTATE given |
 //! | `cannot_generate` | `Unprocessable` | 422 | `/seed/generate` cannot make the rows: a NOT NULL column of a type it has no generator for, a foreign-key cycle or self-reference with no nullable column, a unique key with too few possible values |
 //! | `check_unsatisfiable` | `Unprocessable` | 422 | generated rows break a CHECK constraint dbagent cannot read (named, with its definition); nothing was written |

@@ -8,6 +8,7 @@ mod answer;
 pub mod auth;
 mod backup;
 mod body;
+pub mod edge;
 pub mod error;
 mod health;
 mod keys;

@@ -6,7 +6,7 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 
-use super::body::{JsonBody, ObjectWriter, RawJson};
+use super::body::{JsonBody, JsonParts, ObjectWriter};
 use super::error::ApiError;
 use super::AppState;
 use super::auth::Note;
@@ -52,7 +52,7 @@ pub async fn handle(
     note: Option<Extension<Note>>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<QueryRequest>,
-) -> Result<RawJson, ApiError> {
+) -> Result<JsonParts, ApiError> {
     let session = session(&headers)?;
     if req.transaction {
         if let Some(Extension(note)) = &note {
@@ -73,11 +73,11 @@ pub async fn handle(
             note.with(|n| n.rows = Some(out.rows.row_count as i64));
         }
     }
-    let out = out?;
+    let mut out = out?;
     remember(&state, session.as_deref(), out.commit_lsn);
-    let mut w = ObjectWriter::with_capacity(out.rows.json.len() + 256);
+    let mut w = ObjectWriter::with_capacity(512);
     w.value("success", &true)
-        .rows(&out.rows)
+        .rows_owned(&mut out.rows)
         .millis("execution_time_ms", out.execution_time)
         .value("query_type", out.query_type)
         .value("from_cache", &out.from_cache)
@@ -88,7 +88,7 @@ pub async fn handle(
     if let Some(reason) = &out.cache_bypass {
         w.value("cache_bypass", reason);
     }
-    Ok(RawJson(w.finish()))
+    Ok(JsonParts(w.into_parts()))
 }
 
 /// The caller's session, from the `Dbagent-Session` header.
@@ -126,20 +126,20 @@ fn freshness(state: &AppState, req: &QueryRequest, session: Option<&str>) -> Res
 }
 
 /// `transaction: true`: the statement runs in an explicit transaction with the retry policy.
-async fn in_transaction(state: &AppState, caller: &Caller, note: Option<Extension<Note>>, req: QueryRequest, session: Option<&str>) -> Result<RawJson, ApiError> {
+async fn in_transaction(state: &AppState, caller: &Caller, note: Option<Extension<Note>>, req: QueryRequest, session: Option<&str>) -> Result<JsonParts, ApiError> {
     let mut request = TransactionRequest::single(req.sql, req.params);
     request.login = caller.login();
-    let out = txn::run(&state.executor, &state.config.transactions, &request).await?;
+    let mut out = txn::run(&state.executor, &state.config.transactions, &request).await?;
     if let (Some(Extension(note)), Some(first)) = (&note, out.results.first()) {
         note.with(|n| n.rows = Some(first.rows.row_count as i64));
     }
     remember(state, session, out.commit_lsn);
-    let Some(result) = out.results.first() else {
+    let Some(result) = out.results.first_mut() else {
         return Err(ApiError::invalid_request("the transaction has no statements"));
     };
-    let mut w = ObjectWriter::with_capacity(result.rows.json.len() + 256);
+    let mut w = ObjectWriter::with_capacity(512);
     w.value("success", &true)
-        .rows(&result.rows)
+        .rows_owned(&mut result.rows)
         .millis("execution_time_ms", out.execution_time)
         .value("query_type", result.query_type)
         .value("from_cache", &false)
@@ -148,5 +148,5 @@ async fn in_transaction(state: &AppState, caller: &Caller, note: Option<Extensio
     if let Some(lsn) = out.commit_lsn {
         w.value("commit_lsn", &lsn);
     }
-    Ok(RawJson(w.finish()))
+    Ok(JsonParts(w.into_parts()))
 }

@@ -4,7 +4,8 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 
-use super::body::{JsonBody, ObjectWriter, RawJson};
+use super::body::{JsonBody, JsonParts, ObjectWriter};
+use axum::body::Bytes;
 use super::error::ApiError;
 use super::AppState;
 use super::auth::Note;
@@ -44,7 +45,7 @@ pub async fn handle(
     note: Option<Extension<Note>>,
     headers: HeaderMap,
     JsonBody(mut req): JsonBody<TransactionRequest>,
-) -> Result<RawJson, ApiError> {
+) -> Result<JsonParts, ApiError> {
     if let Some(Extension(note)) = &note {
         note.with(|n| n.writes = !req.read_only);
         for q in &req.queries {
@@ -53,33 +54,32 @@ pub async fn handle(
     }
     req.login = caller.login();
     let session = super::query::session(&headers)?;
-    let out = txn::run(&state.executor, &state.config.transactions, &req).await?;
+    let mut out = txn::run(&state.executor, &state.config.transactions, &req).await?;
     if let Some(Extension(note)) = &note {
         note.with(|n| n.rows = Some(out.results.iter().map(|r| r.rows.row_count as i64).sum()));
     }
     super::query::remember(&state, session.as_deref(), out.commit_lsn);
-    let size: usize = out.results.iter().map(|r| r.rows.json.len() + 128).sum();
-    let mut results = Vec::with_capacity(size + 2);
-    results.push(b'[');
-    for (i, result) in out.results.iter().enumerate() {
+    // The rows' JSON moves into the answer as it is (no copy of a big result).
+    let mut results = vec![Bytes::from_static(b"[")];
+    for (i, result) in out.results.iter_mut().enumerate() {
         if i > 0 {
-            results.push(b',');
+            results.push(Bytes::from_static(b","));
         }
-        let mut item = ObjectWriter::with_capacity(result.rows.json.len() + 128);
-        item.value("query_type", result.query_type).rows(&result.rows);
-        results.extend_from_slice(&item.finish());
+        let mut item = ObjectWriter::with_capacity(256);
+        item.value("query_type", result.query_type).rows_owned(&mut result.rows);
+        results.extend(item.into_parts());
     }
-    results.push(b']');
-    let mut w = ObjectWriter::with_capacity(results.len() + 256);
+    results.push(Bytes::from_static(b"]"));
+    let mut w = ObjectWriter::with_capacity(512);
     w.value("success", &true)
         .value("queries_executed", &out.results.len())
         .value("retries", &out.retries)
         .value("isolation_level", &out.isolation_level)
         .value("read_only", &out.read_only)
         .millis("execution_time_ms", out.execution_time)
-        .raw("results", &results);
+        .raw_parts("results", results);
     if let Some(lsn) = out.commit_lsn {
         w.value("commit_lsn", &lsn);
     }
-    Ok(RawJson(w.finish()))
+    Ok(JsonParts(w.into_parts()))
 }

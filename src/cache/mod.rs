@@ -272,6 +272,7 @@ fn decode_rows(payload: &[u8]) -> Option<Rows> {
         row_count: meta.row_count,
         truncated: meta.truncated,
         columns: meta.columns,
+        largest_row: 0,
     })
 }
 
@@ -298,6 +299,7 @@ mod tests {
             row_count: 1,
             truncated: false,
             columns: vec![ColumnInfo { name: "a".into(), type_name: "int4".into() }],
+            largest_row: 0,
         };
         let back = decode_rows(&encode_rows(&rows)).unwrap();
         assert_eq!((back.json, back.row_count, back.columns[0].name.as_str()), (rows.json, 1, "a"));

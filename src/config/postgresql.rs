@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConnectionPool, Error, Secret, invalid};
 
+/// Default of `postgresql.max_response_bytes`: 64 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// Below this an ordinary answer (a few rows) would not fit.
+const MIN_RESPONSE_BYTES: usize = 1024;
+
 /// The database dbagent serves. With neither `url` nor `host` set, dbagent runs a managed
 /// instance (see [`Instance`](super::Instance)).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -25,6 +30,10 @@ pub struct Postgresql {
     pub query_timeout: f64,
     /// Rows `/query` returns before it answers `truncated: true`. Default 10000.
     pub max_rows: usize,
+    /// Bytes of row JSON one `/query` or `/transaction` answer may carry; past it the answer is
+    /// 422 `response_too_large` (no partial rows). Also bounds the memory one answer takes.
+    /// Default 67108864 (64 MiB); at least 1024.
+    pub max_response_bytes: usize,
     /// Read replicas; reads go to them round-robin while they are healthy.
     pub read_replicas: Vec<Replica>,
     /// Log every statement at INFO (`DB_ECHO_SQL`). Default false.
@@ -44,6 +53,7 @@ impl Default for Postgresql {
             connection_pool: ConnectionPool::default(),
             query_timeout: 30.0,
             max_rows: 10_000,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             read_replicas: Vec::new(),
             echo_sql: false,
         }
@@ -67,6 +77,9 @@ impl Postgresql {
         }
         if self.max_rows == 0 {
             return invalid("postgresql.max_rows", "must be at least 1");
+        }
+        if self.max_response_bytes < MIN_RESPONSE_BYTES {
+            return invalid("postgresql.max_response_bytes", format!("must be at least {MIN_RESPONSE_BYTES} bytes"));
         }
         for (i, replica) in self.read_replicas.iter().enumerate() {
             replica.validate(&format!("postgresql.read_replicas[{i}]"))?;

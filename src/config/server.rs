@@ -1,6 +1,10 @@
 //! `server:` — the HTTP listener.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+use super::{Error, invalid};
 
 /// The HTTP listener.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -10,10 +14,34 @@ pub struct Server {
     pub bind: String,
     /// Port. Default `8016`; `0` picks a free port.
     pub port: u16,
+    /// Seconds a client has to send a request's headers, counted from when the connection is
+    /// ready for a request, so an idle keep-alive connection is closed after it too (slow or
+    /// silent clients cannot hold connections). Default 10.
+    pub header_read_timeout: f64,
+    /// Connections served at once. Past it, new connections wait in the listen backlog until
+    /// one closes (they are not refused). Default 10000; the process's open-file limit is
+    /// raised to its hard limit at start so it can be reached.
+    pub max_connections: usize,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Server { bind: "127.0.0.1".into(), port: 8016 }
+        Server { bind: "127.0.0.1".into(), port: 8016, header_read_timeout: 10.0, max_connections: 10_000 }
+    }
+}
+
+impl Server {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_read_timeout)
+    }
+
+    pub(super) fn validate(&self) -> Result<(), Error> {
+        if !(self.header_read_timeout > 0.0 && self.header_read_timeout.is_finite() && self.header_read_timeout <= 3600.0) {
+            return invalid("server.header_read_timeout", "must be a number of seconds above 0 and at most 3600");
+        }
+        if self.max_connections == 0 {
+            return invalid("server.max_connections", "must be at least 1");
+        }
+        Ok(())
     }
 }

@@ -147,7 +147,8 @@ impl Conn {
         self.broken = true;
     }
 
-    /// Never reuse this connection: user code changed its session (see `query::guard`).
+    /// Never reuse this connection: user code changed its session (see `query::guard`), or it
+    /// read a row so big that its read buffer should not stay allocated (`query::run::BIG_ROW`).
     pub fn taint(&self) {
         self.tainted.store(true, Ordering::Relaxed);
     }

@@ -24,6 +24,13 @@ pub enum Error {
     /// A parameter cannot be converted to the type PostgreSQL inferred.
     #[error(transparent)]
     Param(#[from] ParamError),
+    /// The rows' JSON would pass `postgresql.max_response_bytes`. The statement itself ran to
+    /// its end (the connection drains the rest): an autocommit write took effect; inside a
+    /// transaction, the transaction is rolled back.
+    #[error(
+        "the answer would be larger than postgresql.max_response_bytes ({limit} bytes); select fewer or narrower columns (left(col, n), length(col)), add a LIMIT, or raise postgresql.max_response_bytes"
+    )]
+    ResponseTooLarge { limit: usize },
     /// The database failed or refused the statement.
     #[error(transparent)]
     Db(#[from] db::Error),
@@ -43,6 +50,7 @@ impl Classify for Error {
         match self {
             Error::Sql(_) | Error::NotAllowed { .. } | Error::ParamCount { .. } | Error::Param(_) => ErrorKind::BadRequest,
             Error::Forbidden { .. } => ErrorKind::PermissionDenied,
+            Error::ResponseTooLarge { .. } => ErrorKind::Unprocessable,
             Error::Db(err) => err.kind(),
         }
     }
@@ -54,6 +62,7 @@ impl Classify for Error {
             Error::NotAllowed { .. } => "statement_not_allowed",
             Error::Forbidden { .. } => "scope_forbids",
             Error::ParamCount { .. } | Error::Param(_) => "invalid_parameters",
+            Error::ResponseTooLarge { .. } => "response_too_large",
             Error::Db(err) => err.code(),
         }
     }

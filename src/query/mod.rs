@@ -115,6 +115,8 @@ pub struct QueryOutput {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_rows: usize,
+    /// `postgresql.max_response_bytes`: row JSON per answer.
+    pub max_response_bytes: usize,
     pub query_timeout: Duration,
     pub cache_statements: bool,
     pub slow_query_threshold: Option<Duration>,
@@ -131,6 +133,7 @@ impl Limits {
         let opt = &config.optimization;
         Limits {
             max_rows: config.postgresql.max_rows,
+            max_response_bytes: config.postgresql.max_response_bytes,
             query_timeout: config.postgresql.query_timeout(),
             cache_statements: opt.prepared_statements,
             slow_query_threshold: opt.slow_query_log.then(|| Duration::from_secs_f64(opt.slow_query_threshold_ms / 1000.0)),
@@ -394,6 +397,7 @@ impl Executor {
             sql,
             params,
             max_rows: self.limits.max_rows,
+            max_bytes: self.limits.max_response_bytes,
             cache: self.limits.cache_statements && caches_well(class.query_type),
             autocommit_read_only: read_only,
             may_write: read_only == Some(false),

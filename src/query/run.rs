@@ -17,11 +17,18 @@ const COMMIT_LSN_SQL: &str = "SELECT pg_current_wal_insert_lsn()::text";
 /// statement. Re-preparing fixes it, and nothing ran.
 const STALE_PLAN: &str = "0A000";
 
+/// A connection that read a row larger than this is replaced after the statement: the
+/// driver's read buffer grew to hold the row and never shrinks, so a pooled connection would
+/// keep that memory for its whole life (ten 100 MB values kept 880 MB resident).
+pub const BIG_ROW: usize = 1 << 20;
+
 /// One statement to run.
 pub struct Statement<'a> {
     pub sql: &'a str,
     pub params: &'a [Value],
     pub max_rows: usize,
+    /// Bytes of row JSON at most (`postgresql.max_response_bytes`).
+    pub max_bytes: usize,
     /// Keep the prepared statement on the connection for the next request.
     pub cache: bool,
     /// Autocommit mode: `Some(read_only)` sets the session default first; `None` inside an
@@ -105,9 +112,19 @@ async fn execute_once(
     let client = conn.client();
     let run = async {
         let stream = client.query_raw(&prepared, params.iter()).await.map_err(driver)?;
-        collect(stream, prepared.columns(), stmt.max_rows).await.map_err(|err| match err {
+        let collected = collect(stream, prepared.columns(), stmt.max_rows, stmt.max_bytes).await;
+        let largest_row = match &collected {
+            Ok(rows) => rows.largest_row,
+            Err(CollectError::TooLarge { largest_row, .. }) => *largest_row,
+            Err(_) => 0,
+        };
+        if largest_row > BIG_ROW {
+            conn.taint();
+        }
+        collected.map_err(|err| match err {
             CollectError::Driver(e) => driver(e),
             CollectError::Decode(e) => Error::Db(db::Error::Decode(e)),
+            CollectError::TooLarge { limit, .. } => Error::ResponseTooLarge { limit },
         })
     };
     // Pipelined: everything goes out before the first answer comes back, so still one round

@@ -205,13 +205,16 @@ async fn run_attempt(
     lease.begin_use();
     let begun = lease.client().simple_query(begin).await;
     begun.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
-    let mut results = Vec::with_capacity(request.queries.len());
+    let mut results: Vec<StatementOutput> = Vec::with_capacity(request.queries.len());
     for (index, (q, class)) in request.queries.iter().zip(classes).enumerate() {
         let query_type = class.query_type;
+        // One budget for the whole answer: what earlier statements returned counts.
+        let spent: usize = results.iter().map(|r| r.rows.json.len()).sum();
         let statement = run::Statement {
             sql: &q.sql,
             params: &q.params,
             max_rows: exec.limits.max_rows,
+            max_bytes: exec.limits.max_response_bytes.saturating_sub(spent),
             cache: exec.limits.cache_statements && query::caches_well(query_type),
             autocommit_read_only: None,
             // Before COMMIT nothing is durable: a lost connection means "not committed".

@@ -22,6 +22,7 @@ mod pool;
 mod query;
 mod recovery;
 mod replication;
+mod resources;
 mod schema;
 mod schemathesis;
 mod security;

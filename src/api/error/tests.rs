@@ -76,12 +76,13 @@ fn samples_query() -> Vec<query::Error> {
         query::Error::Forbidden { reason: "r".into() },
         query::Error::ParamCount { expected: 1, given: 2 },
         query::Error::Param(param),
+        query::Error::ResponseTooLarge { limit: 1024 },
     ];
     all.extend(samples_db().into_iter().map(query::Error::Db));
     for e in &all {
         match e {
             query::Error::Sql(_) | query::Error::NotAllowed { .. } | query::Error::Forbidden { .. } | query::Error::ParamCount { .. } => {}
-            query::Error::Param(_) | query::Error::Db(_) => {}
+            query::Error::Param(_) | query::Error::Db(_) | query::Error::ResponseTooLarge { .. } => {}
         }
     }
     all
