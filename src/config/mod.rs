@@ -105,6 +105,7 @@ impl Config {
     /// Checks what types cannot: ranges and relations between values. The first problem found
     /// is reported, with its key's path.
     pub fn validate(&self) -> Result<(), Error> {
+        self.server.validate()?;
         self.postgresql.validate()?;
         self.transactions.validate()?;
         self.caching.validate()?;
