@@ -72,3 +72,48 @@ async fn a_full_backup_disk_fails_the_backup_cleanly_and_the_next_one_succeeds_o
     eprintln!("faults: disk full: backup answered 503 insufficient_storage ({message:?}), nothing left behind; after space returned the next backup succeeded");
     drop(app);
 }
+
+#[tokio::test]
+async fn a_full_wal_archive_fails_the_push_cleanly_and_the_next_push_succeeds_once_there_is_space() {
+    let Some(disk) = Tmpfs::mount("8m") else { return };
+    let archive = disk.0.join("archive");
+    std::fs::create_dir_all(&archive).unwrap();
+    // 6 MB of filler: 2 MB free, less than a 4 MB segment of incompressible bytes needs.
+    let filler = disk.0.join("filler");
+    std::fs::write(&filler, vec![7u8; 6 * 1024 * 1024]).unwrap();
+    let segment = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("wal-{}", uuid::Uuid::new_v4().simple()));
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let bytes: Vec<u8> = (0..4 * 1024 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(&segment, bytes).unwrap();
+    let name = "000000010000000000000001";
+    let push = || {
+        Command::new(env!("CARGO_BIN_EXE_dbagent"))
+            .args(["wal", "push", "--archive"])
+            .arg(&archive)
+            .arg(&segment)
+            .arg(name)
+            .output()
+            .expect("run dbagent wal push")
+    };
+    let full = push();
+    let stderr = String::from_utf8_lossy(&full.stderr).into_owned();
+    assert!(!full.status.success(), "the push succeeded on a full disk");
+    assert!(stderr.contains("no space left"), "{stderr}");
+    assert_eq!(entries(&archive), Vec::<String>::new(), "a half file or sidecar was left");
+
+    std::fs::remove_file(&filler).unwrap();
+    let pushed = push();
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let mut archived = entries(&archive);
+    archived.sort();
+    assert_eq!(archived, [format!("{name}.json"), format!("{name}.zst")]);
+    let _ = std::fs::remove_file(&segment);
+    eprintln!("faults: WAL archive full: push failed ({}), nothing left behind; pushed once space returned", stderr.trim());
+}
