@@ -208,6 +208,9 @@ async fn killed_mid_restore_over_the_database_the_original_stays_and_the_scratch
     // The original is intact and in place; the next agent drops the scratch copy.
     let after: String = direct.query_one(fingerprint, &[]).await.unwrap().get(0);
     assert_eq!(after, before_restore, "the original database changed");
+    // The cleanup leaves scratch copies alone while any restore runs on the server (other
+    // tests' restores, when the suite runs in parallel).
+    wait_until("no restore running on the server", Duration::from_secs(60), async || sessions(&direct, "application_name = 'dbagent restore'").await == 0).await;
     let started = Instant::now();
     let _agent = Served::start(&dir.0, &db);
     wait_until("the next agent to drop the scratch copy", Duration::from_secs(10), async || {
