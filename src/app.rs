@@ -209,6 +209,16 @@ impl Agent {
         });
     }
 
+    /// Cleans what an agent killed mid-job left (incomplete backups, restores' scratch
+    /// databases), in the background.
+    fn spawn_crash_cleanup(&self) {
+        let settings = self.backup.clone();
+        let db = self.executor.pools.admin_config();
+        tokio::spawn(async move {
+            backup::clean_up_after_crashes(&db, &settings).await;
+        });
+    }
+
     /// With `migrations.auto_migrate`, applies pending migrations in the background;
     /// `/health/ready` answers 503 until they are done (and stays so if they fail). Several
     /// agents starting at once take turns on the migration lock.
@@ -371,6 +381,8 @@ pub struct Serving {
     /// Stops the history sampler and the metrics listener (when sent, or dropped).
     stop_monitor: tokio::sync::watch::Sender<()>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// How long [`Serving::until`] waits for the requests in flight (`server.shutdown_timeout`).
+    shutdown_timeout: Duration,
 }
 
 impl Serving {
@@ -384,6 +396,7 @@ impl Serving {
         let address = listener.local_addr()?;
         tracing::info!(%address, database = %agent.executor.pools.primary().location(), "dbagent is serving");
         agent.spawn_auto_migrate();
+        agent.spawn_crash_cleanup();
         let (stop_schedule, schedule_stopped) = oneshot::channel::<()>();
         agent.spawn_backup_schedule(async move {
             let _ = schedule_stopped.await;
@@ -401,7 +414,8 @@ impl Serving {
         let http = tokio::spawn(api::edge::serve(listener, router, limits, async move {
             let _ = http_stopped.await;
         }));
-        Ok(Serving { address, metrics_address, stop_http, stop_schedule, stop_monitor, http })
+        let shutdown_timeout = server.shutdown_timeout();
+        Ok(Serving { address, metrics_address, stop_http, stop_schedule, stop_monitor, http, shutdown_timeout })
     }
 
     /// Where `/metrics` has a listener of its own (`monitoring.prometheus.port`).
@@ -415,16 +429,23 @@ impl Serving {
     }
 
     /// Serves until `signal` completes (or the HTTP server fails), then stops taking
-    /// requests, lets the in-flight ones finish and stops the backup schedule. The agent is
-    /// stopped after by its owner ([`Agent::stop`]).
+    /// requests, lets the in-flight ones finish (for `server.shutdown_timeout` at most) and
+    /// stops the backup schedule. The agent is stopped after by its owner ([`Agent::stop`]).
     pub async fn until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Serving { stop_http, stop_schedule, stop_monitor, mut http, .. } = self;
+        let Serving { stop_http, stop_schedule, stop_monitor, mut http, shutdown_timeout, .. } = self;
         let served = tokio::select! {
             served = &mut http => served,
             () = signal => {
                 tracing::info!("shutting down");
                 let _ = stop_http.send(());
-                http.await
+                match tokio::time::timeout(shutdown_timeout, &mut http).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!(?shutdown_timeout, "requests still in flight at the shutdown timeout; stopping anyway");
+                        http.abort();
+                        Ok(Ok(()))
+                    }
+                }
             }
         };
         let _ = stop_schedule.send(());

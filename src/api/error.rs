@@ -71,6 +71,7 @@
 //! | `not_primary` | `Unavailable` | 503 | the primary answered as a standby |
 //! | `notification_failed` | `Unavailable` | 503 | `/alerts/test`: the channel's receiver did not take the notification (after the retries) |
 //! | `roles_unavailable` | `Unavailable` | 503 | the roles that enforce read and write keys' scopes are missing or too privileged |
+//! | `insufficient_storage` | `Unavailable` | 503 | the disk of the backup location or WAL archive is full: free space and retry |
 //! | `query_timeout` | `Timeout` | 504 | the statement ran past `query_timeout` and was cancelled on the server |
 //! | `rate_limited` | `RateLimited` | 429 | the key's rate or its requests in flight are over its limit (`Retry-After` given) |
 //!

@@ -292,6 +292,29 @@ impl Admin {
             .map_err(Error::db("drop a database"))
     }
 
+    /// Databases named like a restore's scratch copy (`<db>_restoring_<YYYYMMDDHHMMSS>`) that
+    /// no session is connected to, while no restore runs on the server (every restore keeps
+    /// its `dbagent restore` session open from before it creates its copy until after the
+    /// swap, so a live restore's copy is never taken for a dead one's).
+    pub(crate) async fn abandoned_restores(&self) -> Result<Vec<String>, Error> {
+        const SQL: &str = "SELECT d.datname::text AS name FROM pg_database d \
+            WHERE d.datname ~ '_restoring_[0-9]{14}$' \
+              AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname) \
+              AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+                              WHERE a.application_name = 'dbagent restore' AND a.pid <> pg_backend_pid()) \
+            ORDER BY 1";
+        let rows = self.client.query(SQL, &[]).await.map_err(Error::db("look for abandoned restores"))?;
+        Ok(rows.iter().map(|r| r.get::<_, String>("name")).collect())
+    }
+
+    /// Drops `name` unless a session is connected to it (no `FORCE`).
+    pub(crate) async fn drop_unused(&self, name: &str) -> Result<(), Error> {
+        self.client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", sql::ident(name)))
+            .await
+            .map_err(Error::db("drop a database"))
+    }
+
     /// Puts `fresh` in the place of `target`: `target` is closed to new sessions, its sessions
     /// are ended, it is renamed to `old` (and opened again), and `fresh` takes its name. If the second rename
     /// fails the first is undone, so `target` always names a complete database.

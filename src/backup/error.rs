@@ -142,6 +142,10 @@ pub enum Error {
     #[error("{tool} did not finish within {seconds} s and was killed")]
     ToolTimedOut { tool: &'static str, seconds: u64 },
 
+    /// The disk of the backup location (or WAL archive) is full.
+    #[error("no space left on the disk of the backup location: free space there (or point backup.location at a larger disk) and retry")]
+    NoSpace,
+
     /// A file or directory in the backup location could not be read or written.
     #[error("could not {action} {}", .path.display())]
     Io {
@@ -213,10 +217,13 @@ impl Error {
     /// Adapter for `map_err`: an I/O failure of `action` on `path`.
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
         let path = path.to_path_buf();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
+        move |source| match source.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::NoSpace,
+            _ => Error::Io {
+                action,
+                path,
+                source,
+            },
         }
     }
 
@@ -250,7 +257,7 @@ impl Classify for Error {
             | Error::ToolTimedOut { .. }
             | Error::Io { .. }
             | Error::Database { .. } => ErrorKind::Internal,
-            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Unavailable { .. } | Error::NoSpace => ErrorKind::Unavailable,
         }
     }
 
@@ -276,6 +283,7 @@ impl Classify for Error {
             | Error::Io { .. }
             | Error::Database { .. } => INTERNAL,
             Error::Unavailable { .. } => "database_unavailable",
+            Error::NoSpace => "insufficient_storage",
         }
     }
 }

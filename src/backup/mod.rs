@@ -48,6 +48,7 @@ mod database;
 mod error;
 mod export;
 mod key;
+mod leftovers;
 mod load;
 mod location;
 mod manifest;
@@ -72,6 +73,7 @@ pub use create::{BackupKind, CreateRequest, Format, Progress, create};
 pub use error::{Error, RowMismatch};
 pub use export::{Exported, export};
 pub use key::Key;
+pub use leftovers::clean_up_after_crashes;
 pub use manifest::{
     BaseInfo, CountMethod, EncryptionInfo, FileEntry, Kdf, Manifest, TableRows, Verification,
 };

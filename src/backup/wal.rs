@@ -144,7 +144,11 @@ pub fn push(archive: &Path, path: &Path, name: &str) -> Result<Pushed, Error> {
         Error::io("archive", path)(err)
     })?;
     let record = Archived { name: name.to_owned(), bytes, sha256, archived_at: Utc::now() };
-    write_atomically(&sidecar, &serde_json::to_vec(&record).expect("serializes"))?;
+    if let Err(err) = write_atomically(&sidecar, &serde_json::to_vec(&record).expect("serializes")) {
+        // No sidecar, no archived file (a full disk, say): the data goes too.
+        let _ = std::fs::remove_file(&stored);
+        return Err(err);
+    }
     Ok(Pushed::Stored)
 }
 

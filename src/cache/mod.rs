@@ -25,7 +25,7 @@ pub use analyze::{Analysis, analyze};
 pub use stats::{Bypass, CacheStats, CacheStatsSnapshot};
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,9 @@ pub struct Cache {
     max_entry_bytes: usize,
     /// Names of functions all of whose overloads are IMMUTABLE, and when they were loaded.
     immutable: RwLock<(HashSet<String>, Option<Instant>)>,
+    /// False from the moment the LISTEN connection is lost until it listens again: other
+    /// clients' writes go unreported, so nothing is served from the cache or stored in it.
+    listening: AtomicBool,
 }
 
 impl Cache {
@@ -86,6 +89,8 @@ impl Cache {
             stats,
             max_entry_bytes: caching.max_entry_bytes as usize,
             immutable: RwLock::new((HashSet::new(), None)),
+            // Entries stored before the first `Listening` are dropped by it.
+            listening: AtomicBool::new(true),
         })))
     }
 
@@ -100,6 +105,14 @@ impl Cache {
                     Notice::Listening => {
                         // Writes made while not listening went unreported.
                         cache.stats.listener_reconnects.fetch_add(1, Ordering::Relaxed);
+                        cache.invalidate_everything().await;
+                        cache.listening.store(true, Ordering::SeqCst);
+                    }
+                    Notice::Lost => {
+                        // Other clients' writes go unreported from now on: nothing cached so
+                        // far may be served, nor anything computed until the listener is back
+                        // (`Listening` drops that again).
+                        cache.listening.store(false, Ordering::SeqCst);
                         cache.invalidate_everything().await;
                     }
                     Notice::Payload(payload) => {
@@ -167,6 +180,10 @@ impl Cache {
 
     /// A valid entry for `plan`, if its data is at least as new as `min_lsn`.
     pub async fn get(&self, plan: &Plan, min_lsn: Option<Lsn>) -> Option<Rows> {
+        if !self.listening.load(Ordering::SeqCst) {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let found = self.store.get(&plan.key, &plan.tags).await.filter(|e| min_lsn.is_none_or(|m| Lsn(e.lsn) >= m));
         let rows = found.and_then(|entry| decode_rows(&entry.payload));
         let counter = if rows.is_some() { &self.stats.hits } else { &self.stats.misses };
@@ -181,7 +198,7 @@ impl Cache {
 
     /// Stores a result computed after `snapshot`, whose data is at least as new as `lsn`.
     pub async fn put(&self, plan: &Plan, snapshot: Snapshot, rows: &Rows, lsn: Lsn) {
-        if rows.json.len() > self.max_entry_bytes {
+        if rows.json.len() > self.max_entry_bytes || !self.listening.load(Ordering::SeqCst) {
             return;
         }
         let payload = encode_rows(rows);

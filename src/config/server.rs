@@ -22,11 +22,14 @@ pub struct Server {
     /// one closes (they are not refused). Default 10000; the process's open-file limit is
     /// raised to its hard limit at start so it can be reached.
     pub max_connections: usize,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for the requests in flight to finish before
+    /// it stops anyway. Default 30.
+    pub shutdown_timeout: f64,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Server { bind: "127.0.0.1".into(), port: 8016, header_read_timeout: 10.0, max_connections: 10_000 }
+        Server { bind: "127.0.0.1".into(), port: 8016, header_read_timeout: 10.0, max_connections: 10_000, shutdown_timeout: 30.0 }
     }
 }
 
@@ -42,6 +45,13 @@ impl Server {
         if self.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1");
         }
+        if !(self.shutdown_timeout.is_finite() && self.shutdown_timeout > 0.0 && self.shutdown_timeout <= 86_400.0) {
+            return invalid("server.shutdown_timeout", "must be more than 0 and at most 86400 seconds");
+        }
         Ok(())
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_timeout)
     }
 }

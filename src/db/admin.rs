@@ -105,12 +105,33 @@ pub async fn connect(config: &tokio_postgres::Config, purpose: Purpose) -> Resul
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     let (client, connection) = config.connect(NoTls).await?;
+    let major = server_major(connection.parameter("server_version"));
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::debug!(error = %err, "a dedicated connection ended with an error");
         }
     });
+    end_with_its_client(&client, major).await?;
     Ok(client)
+}
+
+/// The major version in a `server_version` parameter (`15.4`, `16beta1`, `9.6.1` → 9).
+fn server_major(version: Option<&str>) -> u32 {
+    version.map_or(0, |v| v.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0))
+}
+
+/// Milliseconds between the server's checks that a dedicated session's client is still there.
+const CLIENT_CHECK_MS: u32 = 1000;
+
+/// On PostgreSQL 14 and later, has the server check while a statement runs that this session's
+/// client is still connected (`client_connection_check_interval`): a dedicated session of an
+/// agent that died (SIGKILL, a crash) then ends within a second instead of running its
+/// statement to the end orphaned, still holding the migration lock or building an index.
+async fn end_with_its_client(client: &tokio_postgres::Client, major: u32) -> Result<(), tokio_postgres::Error> {
+    if major >= 14 {
+        client.batch_execute(&format!("SET client_connection_check_interval = {CLIENT_CHECK_MS}")).await?;
+    }
+    Ok(())
 }
 
 /// The server's notices on a dedicated session (`VACUUM VERBOSE`'s report), as
@@ -126,6 +147,7 @@ pub async fn connect_noting(config: &tokio_postgres::Config, purpose: Purpose) -
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     let (client, mut connection) = config.connect(NoTls).await?;
+    let major = server_major(connection.parameter("server_version"));
     let notices = Notices::default();
     let sink = notices.clone();
     tokio::spawn(async move {
@@ -143,6 +165,7 @@ pub async fn connect_noting(config: &tokio_postgres::Config, purpose: Purpose) -
             }
         }
     });
+    end_with_its_client(&client, major).await?;
     Ok((client, notices))
 }
 

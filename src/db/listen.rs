@@ -17,6 +17,9 @@ pub enum Notice {
     /// The connection was (re)established and LISTEN is active: notifications sent while it
     /// was down are lost, so whatever depends on them must assume the worst.
     Listening,
+    /// The connection that was listening ended: until the next `Listening`, notifications are
+    /// not received (a restart, a failover, a network fault).
+    Lost,
 }
 
 /// Listens on `channel` on the current primary (a session named by `purpose`), reconnecting (every second at most) whenever
@@ -27,10 +30,11 @@ pub fn listen(pools: Weak<Pools>, channel: &'static str, purpose: Purpose) -> mp
         loop {
             let Some(mut config) = pools.upgrade().map(|p| p.primary().current_config()) else { return };
             config.application_name(purpose.application_name());
-            if let Err(err) = session(&config, channel, &tx).await {
+            let mut listened = false;
+            if let Err(err) = session(&config, channel, &tx, &mut listened).await {
                 tracing::debug!(error = %err, "LISTEN connection ended");
             }
-            if tx.is_closed() {
+            if tx.is_closed() || (listened && tx.send(Notice::Lost).await.is_err()) {
                 return;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -39,7 +43,8 @@ pub fn listen(pools: Weak<Pools>, channel: &'static str, purpose: Purpose) -> mp
     rx
 }
 
-async fn session(config: &tokio_postgres::Config, channel: &str, tx: &mpsc::Sender<Notice>) -> Result<(), tokio_postgres::Error> {
+/// One LISTEN session; `listened` is set once `Listening` was sent.
+async fn session(config: &tokio_postgres::Config, channel: &str, tx: &mpsc::Sender<Notice>, listened: &mut bool) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -64,6 +69,7 @@ async fn session(config: &tokio_postgres::Config, channel: &str, tx: &mpsc::Send
         driver.abort();
         return Ok(());
     }
+    *listened = true;
     while let Some(payload) = messages.recv().await {
         if tx.send(Notice::Payload(payload)).await.is_err() {
             break;

@@ -33,6 +33,9 @@ use crate::monitor::Stats;
 /// the query itself (the server should always act first; this covers a hung network).
 const CLIENT_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a cancel request may take (connect, send, the server closing it).
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Reads that typically return more rows than this never share a connection. tokio-postgres
 /// hands each answer's rows to its request through a channel one batch deep, so a request that
 /// is slow to take its many rows holds up every answer behind it on the connection: measured
@@ -510,8 +513,12 @@ impl Executor {
 pub(crate) fn cancel_on_timeout(cancel: tokio_postgres::CancelToken) -> impl FnOnce() {
     move || {
         tokio::spawn(async move {
-            if let Err(err) = cancel.cancel_query(tokio_postgres::NoTls).await {
-                tracing::warn!(error = %err, "could not cancel a timed-out query");
+            // Bounded: on a blackholed network the cancel request's connection (or its wait
+            // for the server to close it) would otherwise hang this task forever.
+            match tokio::time::timeout(CANCEL_TIMEOUT, cancel.cancel_query(tokio_postgres::NoTls)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "could not cancel a timed-out query"),
+                Err(_) => tracing::warn!("could not cancel a timed-out query: no answer within {CANCEL_TIMEOUT:?}"),
             }
         });
     }

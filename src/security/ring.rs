@@ -288,7 +288,8 @@ pub fn spawn_refresh(pools: Weak<Pools>, ring: Arc<KeyRing>, db: tokio_postgres:
         loop {
             let reload = tokio::select! {
                 notice = notices.recv() => match notice {
-                    Some(_) => true,
+                    // Nothing to reload from while the connection is lost.
+                    Some(notice) => notice != db::listen::Notice::Lost,
                     None => return,
                 },
                 () = ring.reload_now.notified() => true,

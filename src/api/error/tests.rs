@@ -338,6 +338,7 @@ fn samples_backup() -> Vec<backup::Error> {
         E::Io { action: "write", path: path(), source: io() },
         E::Database { action: "a", source: driver() },
         E::Unavailable { source: driver() },
+        E::NoSpace,
     ];
     for e in &all {
         match e {
@@ -347,7 +348,7 @@ fn samples_backup() -> Vec<backup::Error> {
             E::KeyRequired { .. } | E::WrongKey { .. } | E::Decrypt { .. } | E::VerificationFailed { .. } => {}
             E::RowCountMismatch { .. } | E::InvalidManifest { .. } | E::ToolsNotFound { .. } => {}
             E::ToolTooOld { .. } | E::ToolNotRunnable { .. } | E::ToolFailed { .. } | E::ToolTimedOut { .. } => {}
-            E::Io { .. } | E::Database { .. } | E::Unavailable { .. } => {}
+            E::Io { .. } | E::Database { .. } | E::Unavailable { .. } | E::NoSpace => {}
         }
     }
     all
