@@ -60,11 +60,6 @@ impl Served {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
-    /// Descriptors the agent has open.
-    fn open_files(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map(|d| d.count()).unwrap_or(0)
-    }
-
     fn socket_address(&self) -> String {
         self.address.trim_start_matches("http://").to_string()
     }
@@ -266,11 +261,24 @@ async fn past_max_connections_a_new_client_waits_for_a_free_one() {
     let db = TestDb::create().await;
     let agent = Served::start(&db, &[("DBAGENT_SERVER__MAX_CONNECTIONS", "4"), ("DBAGENT_SERVER__HEADER_READ_TIMEOUT", "60")]);
     let target = agent.socket_address();
-    let before = agent.open_files();
-    let mut idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&target).unwrap()).collect();
-    // Accepted (a descriptor each in the agent), so each holds a permit; the kernel completes
-    // handshakes either way.
-    wait_until("the agent to accept the idle connections", Duration::from_secs(5), async || agent.open_files() >= before + 4).await;
+    // Each connection is served one request and then stays open, idle: it was accepted and
+    // holds a permit (the kernel completes handshakes whether or not the agent accepts).
+    let mut idle: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&target).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: dbagent\r\n\r\n").unwrap();
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !answer.ends_with(b"}") {
+                let n = stream.read(&mut buf).expect("an answer on the idle connection");
+                assert!(n > 0, "the agent closed a connection it should keep: {}", String::from_utf8_lossy(&answer));
+                answer.extend_from_slice(&buf[..n]);
+            }
+            assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+            stream
+        })
+        .collect();
     let http = reqwest::Client::new();
     let waiting = tokio::spawn({
         let url = format!("{}/health/live", agent.address);
