@@ -217,6 +217,57 @@ async fn reads_on_a_shared_connection_that_dies_are_run_again_on_a_connection_of
 }
 
 #[tokio::test]
+async fn reads_on_their_own_connections_whose_backends_die_are_run_again_and_a_write_is_not() {
+    let app = spawn_app_with(|c| {
+        c.postgresql.connection_pool.multiplex_connections = 0; // every read on a connection of its own
+        c.postgresql.connection_pool.max_size = 10;
+    })
+    .await;
+    app.setup("CREATE TABLE counter (n int); INSERT INTO counter VALUES (0)").await;
+    let read = "SELECT pg_backend_pid() AS pid, $1::int AS n, pg_sleep(0.5)::text AS slept";
+    let write = "UPDATE counter SET n = n + 1 WHERE pg_sleep(0.5) IS NOT NULL";
+    let (reads, write_answer) = {
+        let app = &app;
+        let reads = concurrently(app, read, (1..=8).map(|n| json!([n])));
+        let write = query(app, write, json!([]));
+        let kill = async {
+            let client = app.db.connect().await;
+            wait_until("eight reads and a write running", Duration::from_secs(10), async || {
+                let running: i64 = client
+                    .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.5)%' AND pid <> pg_backend_pid()", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                running == 9
+            })
+            .await;
+            let killed: i64 = client
+                .query_one(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE query LIKE '%pg_sleep(0.5)%' AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(killed, 9);
+        };
+        let (reads, write, ()) = tokio::join!(reads, write, kill);
+        (reads, write)
+    };
+    // Every read is answered, by a backend that was not killed under it.
+    let pids: BTreeSet<String> = reads.iter().map(|(_, body)| body["rows"][0]["pid"].to_string()).collect();
+    for (n, (status, body)) in (1..=8).zip(&reads) {
+        assert_eq!(*status, StatusCode::OK, "read {n}: {body}");
+        assert_eq!(body["rows"][0]["n"], json!(n));
+    }
+    assert_eq!(pids.len(), 8, "each read ran once more on a fresh connection of its own: {pids:?}");
+    // The write is not run again: its caller hears it failed, and it changed nothing.
+    assert!(write_answer.0.is_server_error(), "{:?}", write_answer);
+    assert_eq!(app.rows("SELECT n FROM counter", json!([])).await[0]["n"], json!(0));
+}
+
+#[tokio::test]
 async fn a_request_waiting_for_the_pool_gets_the_connection_an_idle_shared_read_holds() {
     let app = spawn_app_with(|c| {
         c.postgresql.connection_pool.max_size = 2;
