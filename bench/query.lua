@@ -16,6 +16,8 @@
 --           counts every status > 399 (status_gt399) and every socket error.
 -- USE_CACHE 1: send "use_cache": true (bench/cache.sh). Default 0.
 -- KEY       an API key, sent as "Authorization: Bearer KEY" (bench/run.sh with BENCH_KEY=1).
+-- TIMING    1: read each answer's Server-Timing header (dbagent with server.server_timing on)
+--           and print, per stage, its p50 and p99 in a TIMING line (bench/run.sh BENCH_TIMING=1).
 --
 -- done() prints one machine-readable line:
 --   WRK_RESULT requests=N duration_us=N rps=F p50_us=N p90_us=N p99_us=N max_us=N
@@ -45,9 +47,11 @@ local SQL = {
 function init(args)
    workload = args[1] or "A"
    ROWS = tonumber(args[2] or ROWS) or ROWS
-   if args[3] == "0" then
+   timing = args[6] == "1"
+   if args[3] == "0" and not timing then
       response = nil -- wrk then ignores headers and bodies (see wrk's SCRIPTING)
    end
+   check = args[3] ~= "0"
    if SQL[workload] == nil then
       error("unknown workload " .. tostring(workload) .. " (want A, B or C)")
    end
@@ -80,7 +84,29 @@ function request()
    return prefix .. #body .. "\r\n\r\n" .. body
 end
 
+-- Server-Timing stages: hist[stage][bucket] counts, 10 µs buckets up to 50 ms (the last one
+-- holds everything longer). A global, so that done() can read it with thread:get().
+hist = {}
+local BUCKET_US, BUCKETS = 10, 5000
+
+local function record_timing(value)
+   if value == nil then return end
+   for name, ms in value:gmatch("([%w_]+);dur=([%d.]+)") do
+      local h = hist[name]
+      if h == nil then
+         h = {}
+         hist[name] = h
+      end
+      local b = math.min(math.floor(tonumber(ms) * 1000 / BUCKET_US), BUCKETS)
+      h[b] = (h[b] or 0) + 1
+   end
+end
+
 function response(status, headers, body)
+   if timing then
+      record_timing(headers["server-timing"] or headers["Server-Timing"])
+      if not check then return end
+   end
    if status < 200 or status > 299 then
       non2xx = non2xx + 1
    elseif body == nil or body:sub(1, 15) ~= '{"success":true' then
@@ -102,4 +128,29 @@ function done(summary, latency, requests)
       summary.requests, summary.duration, summary.requests / secs,
       latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
       n2, bb, e.connect, e.read, e.write, e.timeout, e.status))
+   if not timing then return end
+   local merged, order = {}, {}
+   for _, t in ipairs(threads) do
+      for name, h in pairs(t:get("hist") or {}) do
+         if merged[name] == nil then
+            merged[name] = {}
+            table.insert(order, name)
+         end
+         for b, n in pairs(h) do merged[name][b] = (merged[name][b] or 0) + n end
+      end
+   end
+   table.sort(order)
+   for _, name in ipairs(order) do
+      local h, total = merged[name], 0
+      for _, n in pairs(h) do total = total + n end
+      local function pct(p)
+         local want, seen = math.ceil(total * p), 0
+         for b = 0, BUCKETS do
+            seen = seen + (h[b] or 0)
+            if seen >= want then return (b + 1) * BUCKET_US end
+         end
+         return BUCKETS * BUCKET_US
+      end
+      io.write(string.format("TIMING stage=%s n=%d p50_us=%d p99_us=%d p999_us=%d\n", name, total, pct(0.5), pct(0.99), pct(0.999)))
+   end
 end

@@ -4,6 +4,11 @@
 # per request. See BENCHMARKS.md for what is measured and how.
 #
 #   bash bench/run.sh
+#   bash bench/run.sh --compare REF    REF: a git commit (built with cargo build --release in a
+#                                      temporary worktree, target in target/bench-base so the next
+#                                      build is incremental) or a dbagent binary. Both dbagents and
+#                                      pgbench run each cell back to back, in an order that rotates
+#                                      from cell to cell, and a second table gives head/base ratios.
 #
 # Knobs (environment):
 #   BENCH_DURATION=10        seconds per measured cell (one workload x one client count)
@@ -21,12 +26,29 @@
 #   BENCH_OUT=<dir>          where raw logs go (default: a new /tmp/dbagent-bench.XXXXXX)
 #   BENCH_STRICT=0           1: exit 2 when a target is missed
 #   DBAGENT_BIN=<path>       use this binary instead of running `cargo build --release`
-#   BENCH_MONITORING=true    false: run dbagent with monitoring.enable off (no collector, no
-#                            history sampler), to compare the monitor's cost
-#   BENCH_KEY=0              1: API keys required; every request carries a stored admin key
-#                            (created through POST /keys with a bootstrap key), so the key check,
-#                            its rate bucket and its in-flight cap are on the measured path
-#   BENCH_AUDIT=true         false: security.audit off (writes are audited by default)
+#   BENCH_FEATURES="audit monitoring"
+#                            what the measured dbagent runs with, any of:
+#                              audit       security.audit on (writes are audited)
+#                              monitoring  monitoring.enable (collector, history sampler)
+#                              keys        API keys required; every request carries a stored
+#                                          admin key (created through POST /keys with a bootstrap
+#                                          key): the key check, its rate bucket and in-flight cap
+#                              tls         TLS to PostgreSQL (sslmode=require; the server must
+#                                          have ssl = on)
+#                            The old switches still work when BENCH_FEATURES is unset:
+#                            BENCH_MONITORING=false, BENCH_AUDIT=false, BENCH_KEY=1.
+#   BENCH_BASE_FEATURES      the same for the --compare side (default: BENCH_FEATURES), so one
+#                            binary against itself measures a feature's cost in one run:
+#                            BENCH_FEATURES="audit monitoring tls" BENCH_BASE_FEATURES="audit monitoring"
+#                            bash bench/run.sh --compare target/release/dbagent
+#   BENCH_TIMING=0           1: the measured dbagent answers Server-Timing (server.server_timing)
+#                            and the report gives each cell's server-side stages (read, classify,
+#                            acquire, db, json, total: p50 / p99 / p99.9) beside wrk's latency,
+#                            so a tail can be placed inside or outside dbagent's handler
+#   BENCH_AGENT_ENV=""       extra NAME=value words for the measured dbagent's environment (an
+#                            experiment: TOKIO_WORKER_THREADS=1, a DBAGENT_ setting ...);
+#                            BENCH_BASE_AGENT_ENV the same for the --compare side
+#   BENCH_PGBENCH=1          0: skip the pgbench ceiling cells (a compare run then has no p99 x)
 #   PGHOST/PGPORT/PGUSER     the PostgreSQL server (default 127.0.0.1 / 5432 / postgres, trust)
 #   PG_BINDIR                where pgbench and psql are (default /usr/lib/postgresql/15/bin
 #                            when it exists, else PATH)
@@ -36,6 +58,17 @@
 # missed target.
 
 set -euo pipefail
+
+COMPARE=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --compare) [[ $# -ge 2 ]] || { echo "--compare needs a git commit or a dbagent binary" >&2; exit 1; }
+            COMPARE=$2; shift 2 ;;
+        --compare=*) COMPARE=${1#--compare=}; shift ;;
+        -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 1 ;;
+    esac
+done
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
@@ -52,6 +85,19 @@ RT_SECONDS=${BENCH_RT_SECONDS:-8}
 MEM_SECONDS=${BENCH_MEM_SECONDS:-2}
 CHECK_BODY=${BENCH_CHECK_BODY:-0}
 STRICT=${BENCH_STRICT:-0}
+RUN_PGBENCH=${BENCH_PGBENCH:-1}
+TIMING=${BENCH_TIMING:-0}
+if [[ -z ${BENCH_FEATURES+set} ]]; then
+    BENCH_FEATURES=""
+    [[ ${BENCH_AUDIT:-true} == true ]] && BENCH_FEATURES+="audit "
+    [[ ${BENCH_MONITORING:-true} == true ]] && BENCH_FEATURES+="monitoring "
+    [[ ${BENCH_KEY:-0} == 1 ]] && BENCH_FEATURES+="keys "
+fi
+FEATURES=$(echo $BENCH_FEATURES)
+BASE_FEATURES=$(echo ${BENCH_BASE_FEATURES-$BENCH_FEATURES})
+for f in $FEATURES $BASE_FEATURES; do
+    [[ $f =~ ^(audit|monitoring|keys|tls)$ ]] || { echo "unknown feature in BENCH_FEATURES / BENCH_BASE_FEATURES: $f" >&2; exit 1; }
+done
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 if [[ -z ${PG_BINDIR:-} && -x /usr/lib/postgresql/15/bin/pgbench ]]; then
     PG_BINDIR=/usr/lib/postgresql/15/bin
@@ -117,7 +163,10 @@ cleanup() {
         wait "$CHILD_PID" 2>/dev/null || true
     fi
     stop_dbagent
-    rm -f "$OUT/dbagent" "$OUT/.times"
+    rm -f "$OUT/dbagent" "$OUT/dbagent-base" "$OUT/.times"
+    if [[ -n ${BASE_TREE:-} ]]; then
+        git -C "$REPO" worktree remove --force "$BASE_TREE" >/dev/null 2>&1 || true
+    fi
     if [[ $DB_CREATED == 1 && $KEEP_DB != 1 ]]; then
         "$PSQL" -XAtq -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 ||
             log "could not drop database $DB"
@@ -246,6 +295,34 @@ BIN=$OUT/dbagent
 GIT_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)
 
+# The --compare side: a binary as given, or a commit built in a worktree of its own.
+BASE_BIN=""
+BASE_LABEL=""
+BASE_TREE=""
+if [[ -n $COMPARE ]]; then
+    if [[ -f $COMPARE && -x $COMPARE ]]; then
+        cp "$COMPARE" "$OUT/dbagent-base"
+        BASE_LABEL=$COMPARE
+    else
+        BASE_REV=$(git -C "$REPO" rev-parse --verify --quiet "$COMPARE^{commit}") ||
+            die "--compare $COMPARE: neither an executable file nor a git commit"
+        BASE_TREE=$OUT/base-src
+        log "building $COMPARE ($BASE_REV) for the comparison (target: $REPO/target/bench-base)"
+        git -C "$REPO" worktree add --detach "$BASE_TREE" "$BASE_REV" >"$OUT/base-build.log" 2>&1 ||
+            die "git worktree add failed (log: $OUT/base-build.log)"
+        if ! (cd "$BASE_TREE" && CARGO_TARGET_DIR="$REPO/target/bench-base" cargo build --release --bin dbagent) >>"$OUT/base-build.log" 2>&1; then
+            tail -30 "$OUT/base-build.log" >&2
+            die "building $COMPARE failed (log: $OUT/base-build.log)"
+        fi
+        cp "$REPO/target/bench-base/release/dbagent" "$OUT/dbagent-base"
+        git -C "$REPO" worktree remove --force "$BASE_TREE" >/dev/null 2>&1 || true
+        BASE_TREE=""
+        BASE_LABEL="$(git -C "$REPO" rev-parse --short "$BASE_REV") ($COMPARE)"
+    fi
+    BASE_BIN=$OUT/dbagent-base
+    log "comparing against $BASE_LABEL, features: head [$FEATURES], base [$BASE_FEATURES]"
+fi
+
 log "creating database $DB and running pgbench -i -s $SCALE"
 psql_admin -c 'SET client_min_messages = warning' -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
 psql_admin -c "CREATE DATABASE $DB" >/dev/null
@@ -264,6 +341,7 @@ settle() {
     psql_bench -c 'VACUUM ANALYZE pgbench_accounts' -c 'CHECKPOINT' >/dev/null
 }
 
+# AG_*: keyed "w,c" for the measured dbagent, "base,w,c" for the --compare side.
 declare -A PG_TPS PG_P50 PG_P99 PG_CLI AG_RPS AG_P50 AG_P99 AG_CPU AG_UTIL AG_WRK AG_SRV PG_LOAD AG_LOAD
 
 # ---------------------------------------------------------------------------------------------
@@ -305,22 +383,31 @@ pgbench_cell() { # workload clients
 
 PORT=""
 TOKEN=""
-KEY_ENV=()
-if [[ ${BENCH_KEY:-0} == 1 ]]; then
-    BOOTSTRAP=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    KEY_ENV=(DBAGENT_SECURITY__API_KEYS_REQUIRED=true DBAGENT_ADMIN_KEY="$BOOTSTRAP")
-fi
-start_dbagent() {
-    log "starting dbagent (pool $POOL, max overflow 0)"
+BOOTSTRAP=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+has() { [[ " $1 " == *" $2 "* ]]; } # features feature
+start_dbagent() { # [binary features]: the measured dbagent by default
+    local bin=${1:-$BIN} features=${2-$FEATURES} extra=()
+    local feature_env=() url="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB"
+    has "$features" audit && feature_env+=(DBAGENT_SECURITY__AUDIT__ENABLED=true) || feature_env+=(DBAGENT_SECURITY__AUDIT__ENABLED=false)
+    has "$features" monitoring && feature_env+=(DBAGENT_MONITORING__ENABLE=true) || feature_env+=(DBAGENT_MONITORING__ENABLE=false)
+    has "$features" keys && feature_env+=(DBAGENT_SECURITY__API_KEYS_REQUIRED=true DBAGENT_ADMIN_KEY="$BOOTSTRAP")
+    has "$features" tls && url+="?sslmode=require"
+    if [[ $bin == "$BIN" ]]; then
+        [[ $TIMING == 1 ]] && feature_env+=(DBAGENT_SERVER__SERVER_TIMING=true)
+        read -r -a extra <<<"${BENCH_AGENT_ENV:-}"
+    else
+        read -r -a extra <<<"${BENCH_BASE_AGENT_ENV:-}"
+    fi
+    feature_env+=(${extra[@]+"${extra[@]}"})
+    TOKEN=""
+    log "starting $([[ $bin == "$BIN" ]] && echo dbagent || echo "the base dbagent") (pool $POOL, max overflow 0; $features)"
     # A clean environment and an empty working directory: no stray dbagent.yaml, CONFIG_PATH,
     # RUST_LOG or DBAGENT_* setting can change what is measured.
     (cd "$OUT" && exec env -i PATH="$PATH" HOME="${HOME:-/root}" \
-        DATABASE_URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB" \
+        DATABASE_URL="$url" \
         DBAGENT_SERVER__PORT=0 DB_POOL_SIZE="$POOL" DB_MAX_OVERFLOW=0 \
-        DBAGENT_LOGGING__LEVEL=warn DBAGENT_MONITORING__ENABLE="${BENCH_MONITORING:-true}" \
-        DBAGENT_SECURITY__AUDIT__ENABLED="${BENCH_AUDIT:-true}" \
-        ${KEY_ENV[@]+"${KEY_ENV[@]}"} \
-        "$BIN" serve) >"$OUT/dbagent.stdout" 2>"$OUT/dbagent.stderr" &
+        DBAGENT_LOGGING__LEVEL=warn "${feature_env[@]}" \
+        "$bin" serve) >"$OUT/dbagent.stdout" 2>"$OUT/dbagent.stderr" &
     AGENT_PID=$!
     for _ in $(seq 1 300); do
         PORT=$(sed -n 's|.*dbagent listening on http://[^:]*:\([0-9]*\).*|\1|p' "$OUT/dbagent.stderr" | head -1)
@@ -338,7 +425,7 @@ start_dbagent() {
         sleep 0.1
     done
     [[ $code == 200 ]] || die "GET /health/ready answered $code"
-    if [[ ${BENCH_KEY:-0} == 1 ]]; then
+    if has "$features" keys; then
         # A stored key, so the measured path is a real key's: found by id, digest compared.
         TOKEN=$(curl -s -H "Authorization: Bearer $BOOTSTRAP" "http://127.0.0.1:$PORT/keys" \
             -d '{"name": "bench", "scopes": ["admin"], "rate": "1000000/s", "max_concurrent": 100000}' |
@@ -356,13 +443,13 @@ start_dbagent() {
 }
 
 # one wrk run; sets WRK_FILE. Errors (non-2xx, bad bodies, socket errors) are reported.
-wrk_run() { # label workload clients seconds check(0|1)
-    local label=$1 w=$2 c=$3 secs=$4 check=$5
+wrk_run() { # label workload clients seconds check(0|1) [timing(0|1)]
+    local label=$1 w=$2 c=$3 secs=$4 check=$5 timing=${6:-0}
     local t=$(($3 < 2 ? $3 : 2))
     WRK_FILE="$OUT/wrk-$label.out"
     local rc=0
     run_child "$WRK_FILE" wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH_DIR/query.lua" \
-        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" 0 "$TOKEN" || rc=$?
+        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" 0 "$TOKEN" "$timing" || rc=$?
     [[ $rc == 0 ]] || error "wrk $label exited $rc (see $WRK_FILE)"
     if ! grep -q '^WRK_RESULT ' "$WRK_FILE"; then
         error "wrk $label printed no result (see $WRK_FILE)"
@@ -379,32 +466,36 @@ wrk_run() { # label workload clients seconds check(0|1)
     agent_alive || die "dbagent died during $label (see $OUT/dbagent.stderr)"
 }
 
-dbagent_cell() { # workload clients
-    local w=$1 c=$2
+dbagent_cell() { # workload clients [key prefix: "base," for the --compare side]
+    local w=$1 c=$2 kp=${3:-}
+    local k=$kp$w,$c label=${kp//,/-}$w-$c
     if [[ $WARMUP != 0 ]]; then
-        wrk_run "$w-$c-warmup" "$w" "$c" "$WARMUP" 1
+        wrk_run "$label-warmup" "$w" "$c" "$WARMUP" 1
     fi
-    AG_LOAD[$w,$c]=$(loadavg | cut -d' ' -f1)
+    AG_LOAD[$k]=$(loadavg | cut -d' ' -f1)
     local before after cpu0 server0 server1
     children_cpu
     cpu0=$CHILD_CPU
     server0=$(server_ticks)
     before=$(cpu_ticks "$AGENT_PID")
-    wrk_run "$w-$c" "$w" "$c" "$DURATION" "$CHECK_BODY"
+    wrk_run "$label" "$w" "$c" "$DURATION" "$CHECK_BODY" "$([[ -z $kp ]] && echo "$TIMING" || echo 0)"
     after=$(cpu_ticks "$AGENT_PID")
     server1=$(server_ticks)
     children_cpu
     local req dur
     req=$(kv "$WRK_FILE" requests)
     dur=$(kv "$WRK_FILE" duration_us)
-    AG_RPS[$w,$c]=$(kv "$WRK_FILE" rps)
-    AG_P50[$w,$c]=$(kv "$WRK_FILE" p50_us)
-    AG_P99[$w,$c]=$(kv "$WRK_FILE" p99_us)
-    AG_CPU[$w,$c]=$(calc "($after - $before) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
-    AG_UTIL[$w,$c]=$(calc "($after - $before) / $CLK_TCK / ($dur / 1000000)")
-    AG_WRK[$w,$c]=$(calc "($CHILD_CPU - $cpu0) * 1000000 / ($req > 0 ? $req : 1)")
-    AG_SRV[$w,$c]=$(calc "($server1 - $server0) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
-    log "dbagent  $w c=$c: $(printf '%.0f' "${AG_RPS[$w,$c]}") req/s, p50 ${AG_P50[$w,$c]} µs, p99 ${AG_P99[$w,$c]} µs, CPU $(printf '%.1f' "${AG_CPU[$w,$c]}") µs/req ($(printf '%.2f' "${AG_UTIL[$w,$c]}") cores), server CPU $(printf '%.1f' "${AG_SRV[$w,$c]}") µs/req, wrk CPU $(printf '%.1f' "${AG_WRK[$w,$c]}") µs/req"
+    AG_RPS[$k]=$(kv "$WRK_FILE" rps)
+    AG_P50[$k]=$(kv "$WRK_FILE" p50_us)
+    AG_P99[$k]=$(kv "$WRK_FILE" p99_us)
+    AG_CPU[$k]=$(calc "($after - $before) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
+    AG_UTIL[$k]=$(calc "($after - $before) / $CLK_TCK / ($dur / 1000000)")
+    AG_WRK[$k]=$(calc "($CHILD_CPU - $cpu0) * 1000000 / ($req > 0 ? $req : 1)")
+    AG_SRV[$k]=$(calc "($server1 - $server0) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
+    if [[ $TIMING == 1 && -z $kp ]]; then
+        grep '^TIMING ' "$WRK_FILE" | sed "s/^TIMING /$w $c /" >>"$OUT/timing.txt" || error "no Server-Timing in $label"
+    fi
+    log "${kp:+base }dbagent  $w c=$c: $(printf '%.0f' "${AG_RPS[$k]}") req/s, p50 ${AG_P50[$k]} µs, p99 ${AG_P99[$k]} µs, CPU $(printf '%.1f' "${AG_CPU[$k]}") µs/req ($(printf '%.2f' "${AG_UTIL[$k]}") cores), server CPU $(printf '%.1f' "${AG_SRV[$k]}") µs/req, wrk CPU $(printf '%.1f' "${AG_WRK[$k]}") µs/req"
 }
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -417,15 +508,30 @@ CLK_TCK=$(getconf CLK_TCK)
 
 log "cells: pgbench -M prepared and dbagent (wrk POST /query), ${DURATION}s each (+${WARMUP}s warm-up)"
 settle
+SIDES="dbagent"
+[[ $RUN_PGBENCH == 1 ]] && SIDES="pgbench $SIDES"
+[[ -n $BASE_BIN ]] && SIDES="$SIDES base"
+rotate() { # n words... → the words rotated left by n
+    local n=$1
+    shift
+    local words=("$@") i
+    for ((i = 0; i < ${#words[@]}; i++)); do
+        printf '%s ' "${words[$(((i + n) % ${#words[@]}))]}"
+    done
+}
 LAST_C=$(echo "$CLIENTS" | awk '{ print $NF }')
 CELL_PEAK=0
 cell_index=0
 for w in $WORKLOADS; do
     for c in $CLIENTS; do
-        for side in $( ((cell_index % 2 == 0)) && echo "pgbench dbagent" || echo "dbagent pgbench"); do
+        for side in $(rotate "$cell_index" $SIDES); do
             [[ $w == C ]] && psql_bench -c CHECKPOINT >/dev/null
             if [[ $side == pgbench ]]; then
                 pgbench_cell "$w" "$c"
+            elif [[ $side == base ]]; then
+                start_dbagent "$BASE_BIN" "$BASE_FEATURES"
+                dbagent_cell "$w" "$c" base,
+                stop_dbagent
             else
                 start_dbagent
                 dbagent_cell "$w" "$c"
@@ -455,6 +561,17 @@ RSS_PEAK=$(status_kb "$AGENT_PID" VmHWM)
 RSS_AFTER=$(status_kb "$AGENT_PID" VmRSS)
 log "dbagent RSS idle ${RSS_IDLE} kB, peak (VmHWM) ${RSS_PEAK} kB, now ${RSS_AFTER} kB; peak of the per-cell instances after their $LAST_C-client cells ${CELL_PEAK} kB"
 stop_dbagent
+if [[ -n $BASE_BIN ]]; then
+    start_dbagent "$BASE_BIN" "$BASE_FEATURES"
+    sleep 1
+    BASE_RSS_IDLE=$(status_kb "$AGENT_PID" VmRSS)
+    for w in $WORKLOADS; do
+        for c in $CLIENTS; do wrk_run "mem-base-$w-$c" "$w" "$c" "$MEM_SECONDS" 1; done
+    done
+    BASE_RSS_PEAK=$(status_kb "$AGENT_PID" VmHWM)
+    log "base dbagent RSS idle ${BASE_RSS_IDLE} kB, peak (VmHWM) ${BASE_RSS_PEAK} kB"
+    stop_dbagent
+fi
 
 # ---------------------------------------------------------------------------------------------
 # round trips per request
@@ -535,6 +652,17 @@ fi
 LOAD_END=$(loadavg)
 NPROC_END=$(nproc)
 
+# Cells not run (BENCH_PGBENCH=0) report zeros.
+for w in $WORKLOADS; do
+    for c in $CLIENTS; do
+        for a in PG_TPS PG_P50 PG_P99 PG_CLI PG_LOAD; do
+            declare -n cell=$a
+            [[ -n ${cell[$w,$c]:-} ]] || cell[$w,$c]=0
+            unset -n cell
+        done
+    done
+done
+
 # ---------------------------------------------------------------------------------------------
 # report
 
@@ -545,7 +673,7 @@ ms() { calc "$1 / 1000" | awk '{ printf "%.3f", $1 }'; }
 
 report() {
     echo
-    echo "dbagent benchmark — $STARTED_AT — dbagent $GIT_REV$([[ $GIT_DIRTY != 0 ]] && echo " (+$GIT_DIRTY uncommitted changes in src/)") — $BIN_ORIG"
+    echo "dbagent benchmark — $STARTED_AT — features [$FEATURES] — dbagent $GIT_REV$([[ $GIT_DIRTY != 0 ]] && echo " (+$GIT_DIRTY uncommitted changes in src/)") — $BIN_ORIG"
     echo "PostgreSQL $PG_VERSION (max_connections $PG_MAXCONN), pgbench scale $SCALE, ${DURATION}s per cell (+${WARMUP}s warm-up), pool $POOL"
     echo
     printf '%-2s %3s | %9s %8s %8s | %9s %8s %8s | %5s %-9s | %6s %-4s | %6s | %s\n' \
@@ -604,6 +732,39 @@ report() {
     if [[ -n $RT_COMMITS ]]; then
         echo "  round trips per request (xact_commit slope over $RT_REQ 1-client point reads): $(printf '%.3f' "$RT_COMMITS") (target 1.0) $(verdict "$RT_COMMITS < 1.02")"
         echo "    index scans per request $(printf '%.3f' "$RT_IDX"); fixed cost per dbagent start $(printf '%.0f' "$RT_FIXED") commits (pool of $POOL); rollbacks $RT_ROLLBACKS; pg_stat_statements loaded: $([[ $HAVE_PGSS == 1 ]] && echo yes || echo no)"
+    fi
+    if [[ -n $BASE_BIN ]]; then
+        echo
+        echo "compared with $BASE_LABEL (features: head [$FEATURES], base [$BASE_FEATURES]); each cell's sides ran back to back"
+        printf '%-2s %3s | %9s %9s %7s | %8s %8s %7s | %8s %8s %7s | %7s %7s %7s\n' \
+            wl cl "head/s" "base/s" "ratio" "p50 head" "p50 base" ratio "p99 head" "p99 base" ratio "cpu h" "cpu b" ratio
+        printf -- '-%.0s' $(seq 1 124); echo
+        for w in $WORKLOADS; do
+            for c in $CLIENTS; do
+                local b=base,$w,$c
+                printf '%-2s %3s | %9.0f %9.0f %6.1f%% | %8s %8s %6.1f%% | %8s %8s %6.1f%% | %7.1f %7.1f %6.1f%%\n' "$w" "$c" \
+                    "${AG_RPS[$w,$c]}" "${AG_RPS[$b]}" "$(calc "${AG_RPS[$b]} > 0 ? 100 * ${AG_RPS[$w,$c]} / ${AG_RPS[$b]} : 0")" \
+                    "$(ms "${AG_P50[$w,$c]}")" "$(ms "${AG_P50[$b]}")" "$(calc "${AG_P50[$b]} > 0 ? 100 * ${AG_P50[$w,$c]} / ${AG_P50[$b]} : 0")" \
+                    "$(ms "${AG_P99[$w,$c]}")" "$(ms "${AG_P99[$b]}")" "$(calc "${AG_P99[$b]} > 0 ? 100 * ${AG_P99[$w,$c]} / ${AG_P99[$b]} : 0")" \
+                    "${AG_CPU[$w,$c]}" "${AG_CPU[$b]}" "$(calc "${AG_CPU[$b]} > 0 ? 100 * ${AG_CPU[$w,$c]} / ${AG_CPU[$b]} : 0")"
+            done
+        done
+        echo "(ratio = head / base: above 100 % is more requests per second, or a longer latency, or more CPU per request)"
+        echo "  RSS idle: head $(calc "$RSS_IDLE / 1024" | awk '{ printf "%.1f", $1 }') MB, base $(calc "$BASE_RSS_IDLE / 1024" | awk '{ printf "%.1f", $1 }') MB; peak: head $(calc "$RSS_PEAK / 1024" | awk '{ printf "%.1f", $1 }') MB, base $(calc "$BASE_RSS_PEAK / 1024" | awk '{ printf "%.1f", $1 }') MB"
+    fi
+    if [[ $TIMING == 1 && -s $OUT/timing.txt ]]; then
+        echo
+        echo "server-side stages (Server-Timing; µs, 10 µs buckets) against wrk's latency of the same requests"
+        printf '%-2s %3s %-9s %9s %8s %8s %8s\n' wl cl stage n p50 p99 p99.9
+        local line
+        while read -r w c stage n p50 p99 p999; do
+            printf '%-2s %3s %-9s %9s %8s %8s %8s\n' "$w" "$c" "${stage#stage=}" "${n#n=}" "${p50#p50_us=}" "${p99#p99_us=}" "${p999#p999_us=}"
+        done <"$OUT/timing.txt"
+        for w in $WORKLOADS; do
+            for c in $CLIENTS; do
+                printf '%-2s %3s %-9s %9s %8s %8s\n' "$w" "$c" "wrk" "" "${AG_P50[$w,$c]}" "${AG_P99[$w,$c]}"
+            done
+        done
     fi
     echo
     echo "machine: nproc $NPROC_START at start, $NPROC_END at end; load average $LOAD_START at start, $LOAD_END at end"

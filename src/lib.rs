@@ -14,6 +14,7 @@
 //! - [`seeddata`]: generated rows for tables (`seed generate`), parents first, through COPY.
 //! - [`migrate`]: versioned schema migrations (files, history, lock, up/down, repair).
 //! - [`monitor`]: counters and the slow-query log.
+//! - [`timing`]: a request's stages (`Server-Timing`, when `server.server_timing` is on).
 //! - [`ops`]: operations: sessions and locks, maintenance (vacuum, analyze, the health report,
 //!   scheduled jobs), configuration advice.
 //! - [`instance`]: managed PostgreSQL clusters (initdb, start, stop, replicas).
@@ -44,6 +45,7 @@ pub mod replication;
 pub mod schema;
 pub mod security;
 pub mod seeddata;
+pub mod timing;
 pub mod txn;
 
 pub use error::{Classify, ErrorKind};

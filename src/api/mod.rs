@@ -20,6 +20,7 @@ mod query;
 pub mod request_id;
 mod schema;
 mod stats;
+pub mod timing;
 mod transaction;
 
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(axum::middleware::from_fn(request_id::scope))
+        .layer(axum::middleware::from_fn_with_state(state.config.server.server_timing, timing::layer))
         .with_state(state)
 }
 

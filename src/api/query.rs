@@ -53,6 +53,7 @@ pub async fn handle(
     headers: HeaderMap,
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> Result<JsonParts, ApiError> {
+    crate::timing::mark("read");
     let session = session(&headers)?;
     if req.transaction {
         if let Some(Extension(note)) = &note {
@@ -88,7 +89,9 @@ pub async fn handle(
     if let Some(reason) = &out.cache_bypass {
         w.value("cache_bypass", reason);
     }
-    Ok(JsonParts(w.into_parts()))
+    let parts = w.into_parts();
+    crate::timing::mark("json");
+    Ok(JsonParts(parts))
 }
 
 /// The caller's session, from the `Dbagent-Session` header.

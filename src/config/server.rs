@@ -25,11 +25,15 @@ pub struct Server {
     /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for the requests in flight to finish before
     /// it stops anyway. Default 30.
     pub shutdown_timeout: f64,
+    /// Every answer carries a `Server-Timing` header: where the request's time went, by stage
+    /// (`read`, `classify`, `acquire`, `db`, `json`, `total`), for finding a stall. Default
+    /// false.
+    pub server_timing: bool,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Server { bind: "127.0.0.1".into(), port: 8016, header_read_timeout: 10.0, max_connections: 10_000, shutdown_timeout: 30.0 }
+        Server { bind: "127.0.0.1".into(), port: 8016, header_read_timeout: 10.0, max_connections: 10_000, shutdown_timeout: 30.0, server_timing: false }
     }
 }
 

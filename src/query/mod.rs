@@ -28,6 +28,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::{self, Lease, Lsn, Pools, Setup, Shared, Target};
 use crate::monitor::Stats;
+use crate::timing;
 
 /// Extra time the client waits beyond the server-side `statement_timeout` before it cancels
 /// the query itself (the server should always act first; this covers a hung network).
@@ -244,6 +245,7 @@ impl Executor {
 
     async fn query_inner(&self, sql: &str, params: &[Value], freshness: Freshness) -> Result<QueryOutput, Error> {
         let class = self.classifier.classify(sql)?;
+        timing::mark("classify");
         if let Some(reason) = &class.refused {
             return Err(Error::NotAllowed { reason: reason.clone() });
         }
@@ -261,7 +263,10 @@ impl Executor {
             && class.runs_within(self.limits.multiplex_max, MULTIPLEX_MAX_ROWS)
             && let Some((shared, setup)) = self.pools.share_read(freshness.min_lsn, freshness.primary_only, freshness.login).await?
         {
-            match self.run_shared(shared, setup, sql, params, &class).await {
+            timing::mark("acquire");
+            let shared = self.run_shared(shared, setup, sql, params, &class).await;
+            timing::mark("db");
+            match shared {
                 Err(Error::Db(db::Error::Server(pg))) if pg.is(READ_ONLY_VIOLATION) => {
                     tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
                     class.demote_to_write();
@@ -277,7 +282,9 @@ impl Executor {
         let read = class.is_read_only();
         let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
         let lease = self.pools.acquire_as(target, freshness.min_lsn, freshness.login).await?;
+        timing::mark("acquire");
         let mut result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code, freshness.login).await;
+        timing::mark("db");
         // A read whose connection died under it (its backend terminated, the server restarted)
         // is safe to run again, once, on a fresh connection, as the shared path does: the caller
         // should not see a 503 for a statement that changed nothing. The broken connection was
@@ -289,7 +296,9 @@ impl Executor {
         {
             tracing::debug!(sql, reason, "connection lost under a read; running it once more on a fresh connection");
             let lease = self.pools.acquire_as(target, freshness.min_lsn, freshness.login).await?;
+            timing::mark("acquire");
             result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code, freshness.login).await;
+            timing::mark("db");
         }
         if let (Ok(_), Some(cache)) = (&result, &self.cache)
             && !class.is_read_only()

@@ -108,3 +108,48 @@ async fn a_changed_table_does_not_break_its_cached_statement() {
     app.setup("ALTER TABLE t ADD COLUMN b text DEFAULT 'x'").await;
     assert_eq!(app.rows("SELECT * FROM t", json!([])).await[0], json!({"a": 1, "b": "x"}));
 }
+
+/// `name -> ms` of a `Server-Timing` header.
+fn server_timing(response: &reqwest::Response) -> Vec<(String, f64)> {
+    let Some(value) = response.headers().get("server-timing") else { return Vec::new() };
+    value
+        .to_str()
+        .unwrap()
+        .split(", ")
+        .map(|stage| {
+            let (name, dur) = stage.split_once(";dur=").unwrap_or_else(|| panic!("not name;dur=ms: {stage}"));
+            (name.to_string(), dur.parse().unwrap_or_else(|_| panic!("not a number: {stage}")))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn with_server_timing_on_every_answer_says_where_its_time_went() {
+    let app = spawn_app_with(|c| c.server.server_timing = true).await;
+    app.setup("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)").await;
+    let send = |sql: &'static str| app.http.post(format!("{}/query", app.address)).json(&json!({"sql": sql, "params": []})).send();
+    // A statement that takes 200 ms on the server: the time is in `db`, not elsewhere.
+    let response = send("SELECT pg_sleep(0.2)::text AS slept").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let stages = server_timing(&response);
+    let names: Vec<&str> = stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["read", "classify", "acquire", "db", "json", "total"], "{stages:?}");
+    let ms = |name: &str| stages.iter().find(|(n, _)| n == name).unwrap().1;
+    assert!(ms("db") >= 200.0 && ms("db") < 2000.0, "{stages:?}");
+    let parts: f64 = stages.iter().filter(|(n, _)| n != "total").map(|(_, ms)| ms).sum();
+    assert!(parts <= ms("total") + 0.01 && ms("total") - parts < 50.0, "the stages add up to the total: {stages:?}");
+    // Errors and other routes carry the total.
+    let response = send("SELECT * FROM missing").await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(server_timing(&response).iter().any(|(n, _)| n == "total"));
+    let response = app.http.get(format!("{}/health", app.address)).send().await.unwrap();
+    assert!(server_timing(&response).iter().any(|(n, _)| n == "total"));
+}
+
+#[tokio::test]
+async fn without_server_timing_no_answer_carries_the_header() {
+    let app = spawn_app().await;
+    let response = app.http.post(format!("{}/query", app.address)).json(&json!({"sql": "SELECT 1 AS one"})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("server-timing").is_none());
+}
