@@ -16,8 +16,9 @@
 --           counts every status > 399 (status_gt399) and every socket error.
 -- USE_CACHE 1: send "use_cache": true (bench/cache.sh). Default 0.
 -- KEY       an API key, sent as "Authorization: Bearer KEY" (bench/run.sh with BENCH_KEY=1).
--- TIMING    1: read each answer's Server-Timing header (dbagent with server.server_timing on)
---           and print, per stage, its p50 and p99 in a TIMING line (bench/run.sh BENCH_TIMING=1).
+-- TIMING    a file prefix: write each answer's Server-Timing header (dbagent with
+--           server.server_timing on), a line per answer, to PREFIX.<thread> (bench/run.sh
+--           BENCH_TIMING=1 turns them into per-stage percentiles). Empty or 0: off.
 --
 -- done() prints one machine-readable line:
 --   WRK_RESULT requests=N duration_us=N rps=F p50_us=N p90_us=N p99_us=N max_us=N
@@ -26,6 +27,11 @@
 local ROWS = 1000000 -- pgbench_accounts rows (100000 * scale); second script argument
 
 local threads = {}
+
+-- Server-Timing values, one line per answer, to this thread's file (TIMING_FILE.<id>); the
+-- script computes the percentiles. (wrk's thread:get() cannot hand a nested table to done().)
+local timing_out
+local timing_lines = 0
 
 -- setup/done run in one environment, the threads in their own: give each thread an id.
 function setup(thread)
@@ -47,8 +53,10 @@ local SQL = {
 function init(args)
    workload = args[1] or "A"
    ROWS = tonumber(args[2] or ROWS) or ROWS
-   timing = args[6] == "1"
-   if args[3] == "0" and not timing then
+   if args[6] ~= nil and args[6] ~= "" and args[6] ~= "0" then
+      timing_out = assert(io.open(args[6] .. "." .. tostring(id or 1), "w"))
+   end
+   if args[3] == "0" and not timing_out then
       response = nil -- wrk then ignores headers and bodies (see wrk's SCRIPTING)
    end
    check = args[3] ~= "0"
@@ -84,27 +92,11 @@ function request()
    return prefix .. #body .. "\r\n\r\n" .. body
 end
 
--- Server-Timing stages: hist[stage][bucket] counts, 10 µs buckets up to 50 ms (the last one
--- holds everything longer). A global, so that done() can read it with thread:get().
-hist = {}
-local BUCKET_US, BUCKETS = 10, 5000
-
-local function record_timing(value)
-   if value == nil then return end
-   for name, ms in value:gmatch("([%w_]+);dur=([%d.]+)") do
-      local h = hist[name]
-      if h == nil then
-         h = {}
-         hist[name] = h
-      end
-      local b = math.min(math.floor(tonumber(ms) * 1000 / BUCKET_US), BUCKETS)
-      h[b] = (h[b] or 0) + 1
-   end
-end
-
 function response(status, headers, body)
-   if timing then
-      record_timing(headers["server-timing"] or headers["Server-Timing"])
+   if timing_out then
+      timing_out:write(headers["server-timing"] or headers["Server-Timing"] or "none", "\n")
+      timing_lines = timing_lines + 1
+      if timing_lines % 256 == 0 then timing_out:flush() end -- wrk may not close it at the end
       if not check then return end
    end
    if status < 200 or status > 299 then
@@ -128,29 +120,4 @@ function done(summary, latency, requests)
       summary.requests, summary.duration, summary.requests / secs,
       latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
       n2, bb, e.connect, e.read, e.write, e.timeout, e.status))
-   if not timing then return end
-   local merged, order = {}, {}
-   for _, t in ipairs(threads) do
-      for name, h in pairs(t:get("hist") or {}) do
-         if merged[name] == nil then
-            merged[name] = {}
-            table.insert(order, name)
-         end
-         for b, n in pairs(h) do merged[name][b] = (merged[name][b] or 0) + n end
-      end
-   end
-   table.sort(order)
-   for _, name in ipairs(order) do
-      local h, total = merged[name], 0
-      for _, n in pairs(h) do total = total + n end
-      local function pct(p)
-         local want, seen = math.ceil(total * p), 0
-         for b = 0, BUCKETS do
-            seen = seen + (h[b] or 0)
-            if seen >= want then return (b + 1) * BUCKET_US end
-         end
-         return BUCKETS * BUCKET_US
-      end
-      io.write(string.format("TIMING stage=%s n=%d p50_us=%d p99_us=%d p999_us=%d\n", name, total, pct(0.5), pct(0.99), pct(0.999)))
-   end
 end

@@ -163,7 +163,7 @@ cleanup() {
         wait "$CHILD_PID" 2>/dev/null || true
     fi
     stop_dbagent
-    rm -f "$OUT/dbagent" "$OUT/dbagent-base" "$OUT/.times"
+    rm -f "$OUT/dbagent" "$OUT/base/dbagent" "$OUT/.times"
     if [[ -n ${BASE_TREE:-} ]]; then
         git -C "$REPO" worktree remove --force "$BASE_TREE" >/dev/null 2>&1 || true
     fi
@@ -300,8 +300,9 @@ BASE_BIN=""
 BASE_LABEL=""
 BASE_TREE=""
 if [[ -n $COMPARE ]]; then
+    mkdir -p "$OUT/base" # the binary keeps its name: the script checks /proc/PID/comm
     if [[ -f $COMPARE && -x $COMPARE ]]; then
-        cp "$COMPARE" "$OUT/dbagent-base"
+        cp "$COMPARE" "$OUT/base/dbagent"
         BASE_LABEL=$COMPARE
     else
         BASE_REV=$(git -C "$REPO" rev-parse --verify --quiet "$COMPARE^{commit}") ||
@@ -314,12 +315,12 @@ if [[ -n $COMPARE ]]; then
             tail -30 "$OUT/base-build.log" >&2
             die "building $COMPARE failed (log: $OUT/base-build.log)"
         fi
-        cp "$REPO/target/bench-base/release/dbagent" "$OUT/dbagent-base"
+        cp "$REPO/target/bench-base/release/dbagent" "$OUT/base/dbagent"
         git -C "$REPO" worktree remove --force "$BASE_TREE" >/dev/null 2>&1 || true
         BASE_TREE=""
         BASE_LABEL="$(git -C "$REPO" rev-parse --short "$BASE_REV") ($COMPARE)"
     fi
-    BASE_BIN=$OUT/dbagent-base
+    BASE_BIN=$OUT/base/dbagent
     log "comparing against $BASE_LABEL, features: head [$FEATURES], base [$BASE_FEATURES]"
 fi
 
@@ -449,7 +450,7 @@ wrk_run() { # label workload clients seconds check(0|1) [timing(0|1)]
     WRK_FILE="$OUT/wrk-$label.out"
     local rc=0
     run_child "$WRK_FILE" wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s -s "$BENCH_DIR/query.lua" \
-        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" 0 "$TOKEN" "$timing" || rc=$?
+        "http://127.0.0.1:$PORT" -- "$w" "$ROWS" "$check" 0 "$TOKEN" "$([[ $timing == 1 ]] && echo "$OUT/timing-$label" || echo 0)" || rc=$?
     [[ $rc == 0 ]] || error "wrk $label exited $rc (see $WRK_FILE)"
     if ! grep -q '^WRK_RESULT ' "$WRK_FILE"; then
         error "wrk $label printed no result (see $WRK_FILE)"
@@ -464,6 +465,21 @@ wrk_run() { # label workload clients seconds check(0|1) [timing(0|1)]
     [[ -z $bad ]] || error "wrk $label:$bad (see $WRK_FILE; dbagent log $OUT/dbagent.stderr)"
     [[ $(kv "$WRK_FILE" requests) -gt 0 ]] || error "wrk $label completed no request"
     agent_alive || die "dbagent died during $label (see $OUT/dbagent.stderr)"
+}
+
+# Per stage of Server-Timing lines ("read;dur=0.012, ..., total;dur=0.3"): "stage n p50 p99
+# p99.9" in µs.
+timing_percentiles() { # files...
+    cat "$@" 2>/dev/null | awk -F', ' '{ for (i = 1; i <= NF; i++) { split($i, kv, ";dur="); if (kv[2] != "") print kv[1], int(kv[2] * 1000) } }' |
+        sort -k1,1 -k2,2n | awk '
+        function flush(   i) {
+            if (n == 0) return
+            printf "%s %d %d %d %d\n", name, n, v[idx(0.50)], v[idx(0.99)], v[idx(0.999)]
+        }
+        function idx(p,   i) { i = int(n * p); if (i < n * p) i++; if (i < 1) i = 1; return i }
+        $1 != name { flush(); name = $1; n = 0 }
+        { v[++n] = $2 }
+        END { flush() }'
 }
 
 dbagent_cell() { # workload clients [key prefix: "base," for the --compare side]
@@ -493,7 +509,8 @@ dbagent_cell() { # workload clients [key prefix: "base," for the --compare side]
     AG_WRK[$k]=$(calc "($CHILD_CPU - $cpu0) * 1000000 / ($req > 0 ? $req : 1)")
     AG_SRV[$k]=$(calc "($server1 - $server0) * 1000000 / $CLK_TCK / ($req > 0 ? $req : 1)")
     if [[ $TIMING == 1 && -z $kp ]]; then
-        grep '^TIMING ' "$WRK_FILE" | sed "s/^TIMING /$w $c /" >>"$OUT/timing.txt" || error "no Server-Timing in $label"
+        timing_percentiles "$OUT/timing-$label".* | sed "s/^/$w $c /" >>"$OUT/timing.txt"
+        grep -q "^$w $c total " "$OUT/timing.txt" || error "no Server-Timing in $label"
     fi
     log "${kp:+base }dbagent  $w c=$c: $(printf '%.0f' "${AG_RPS[$k]}") req/s, p50 ${AG_P50[$k]} µs, p99 ${AG_P99[$k]} µs, CPU $(printf '%.1f' "${AG_CPU[$k]}") µs/req ($(printf '%.2f' "${AG_UTIL[$k]}") cores), server CPU $(printf '%.1f' "${AG_SRV[$k]}") µs/req, wrk CPU $(printf '%.1f' "${AG_WRK[$k]}") µs/req"
 }
@@ -754,11 +771,11 @@ report() {
     fi
     if [[ $TIMING == 1 && -s $OUT/timing.txt ]]; then
         echo
-        echo "server-side stages (Server-Timing; µs, 10 µs buckets) against wrk's latency of the same requests"
+        echo "server-side stages (Server-Timing, µs) against wrk's latency of the same requests"
         printf '%-2s %3s %-9s %9s %8s %8s %8s\n' wl cl stage n p50 p99 p99.9
         local line
         while read -r w c stage n p50 p99 p999; do
-            printf '%-2s %3s %-9s %9s %8s %8s %8s\n' "$w" "$c" "${stage#stage=}" "${n#n=}" "${p50#p50_us=}" "${p99#p99_us=}" "${p999#p999_us=}"
+            printf '%-2s %3s %-9s %9s %8s %8s %8s\n' "$w" "$c" "$stage" "$n" "$p50" "$p99" "$p999"
         done <"$OUT/timing.txt"
         for w in $WORKLOADS; do
             for c in $CLIENTS; do
