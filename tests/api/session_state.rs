@@ -107,7 +107,9 @@ async fn what_user_defined_functions_do_to_the_session_never_reaches_a_later_req
         "CREATE FUNCTION evil_role() RETURNS text LANGUAGE sql AS $$ SELECT set_config('role', 'pg_read_server_files', false) $$;
          CREATE FUNCTION evil_settings() RETURNS int LANGUAGE plpgsql AS $$ BEGIN
            PERFORM set_config('search_path', 'evil2', false);
-           PERFORM set_config('statement_timeout', '1', false);
+           -- Not 1 ms: the transaction's next statement runs under it, and on a loaded machine
+           -- even SELECT 1 can take that long (it did: 504). Any value unlike the default shows a leak.
+           PERFORM set_config('statement_timeout', '123456', false);
            PERFORM set_config('work_mem', '64kB', false);
            PERFORM set_config('application_name', 'hijacked', false);
            PERFORM set_config('app.tenant', 'someone else', false);
