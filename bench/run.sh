@@ -215,6 +215,9 @@ kv() { # file key
 }
 
 calc() { awk "BEGIN { printf \"%.6f\", ($*) }"; }
+# a / b, or 0 when b is 0. (Not `calc "b > 0 ? a / b : 0"`: gawk folds a constant division by
+# zero when it parses, even in a branch that is never taken.)
+quotient() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", (b > 0 ? a / b : 0) }'; }
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -567,27 +570,30 @@ done
 # memory: one dbagent serves every workload at every client count in turn (BENCH_MEM_SECONDS
 # each): RSS when idle (pool open, before any request) and its high-water mark afterwards.
 
-log "memory: one dbagent through all cells, ${MEM_SECONDS}s each"
-start_dbagent
-sleep 1
-RSS_IDLE=$(status_kb "$AGENT_PID" VmRSS)
-for w in $WORKLOADS; do
-    for c in $CLIENTS; do wrk_run "mem-$w-$c" "$w" "$c" "$MEM_SECONDS" 1; done
-done
-RSS_PEAK=$(status_kb "$AGENT_PID" VmHWM)
-RSS_AFTER=$(status_kb "$AGENT_PID" VmRSS)
-log "dbagent RSS idle ${RSS_IDLE} kB, peak (VmHWM) ${RSS_PEAK} kB, now ${RSS_AFTER} kB; peak of the per-cell instances after their $LAST_C-client cells ${CELL_PEAK} kB"
-stop_dbagent
-if [[ -n $BASE_BIN ]]; then
-    start_dbagent "$BASE_BIN" "$BASE_FEATURES"
+# One dbagent ([binary features], the measured one by default) through every cell; sets
+# MEM_IDLE, MEM_PEAK and MEM_AFTER (kB). LABEL names its wrk logs.
+memory_run() { # label [binary features]
+    local label=$1
+    shift
+    start_dbagent "$@"
     sleep 1
-    BASE_RSS_IDLE=$(status_kb "$AGENT_PID" VmRSS)
+    MEM_IDLE=$(status_kb "$AGENT_PID" VmRSS)
     for w in $WORKLOADS; do
-        for c in $CLIENTS; do wrk_run "mem-base-$w-$c" "$w" "$c" "$MEM_SECONDS" 1; done
+        for c in $CLIENTS; do wrk_run "mem-$label$w-$c" "$w" "$c" "$MEM_SECONDS" 1; done
     done
-    BASE_RSS_PEAK=$(status_kb "$AGENT_PID" VmHWM)
-    log "base dbagent RSS idle ${BASE_RSS_IDLE} kB, peak (VmHWM) ${BASE_RSS_PEAK} kB"
+    MEM_PEAK=$(status_kb "$AGENT_PID" VmHWM)
+    MEM_AFTER=$(status_kb "$AGENT_PID" VmRSS)
     stop_dbagent
+}
+
+log "memory: one dbagent through all cells, ${MEM_SECONDS}s each"
+memory_run ""
+RSS_IDLE=$MEM_IDLE RSS_PEAK=$MEM_PEAK RSS_AFTER=$MEM_AFTER
+log "dbagent RSS idle ${RSS_IDLE} kB, peak (VmHWM) ${RSS_PEAK} kB, now ${RSS_AFTER} kB; peak of the per-cell instances after their $LAST_C-client cells ${CELL_PEAK} kB"
+if [[ -n $BASE_BIN ]]; then
+    memory_run base- "$BASE_BIN" "$BASE_FEATURES"
+    BASE_RSS_IDLE=$MEM_IDLE BASE_RSS_PEAK=$MEM_PEAK
+    log "base dbagent RSS idle ${BASE_RSS_IDLE} kB, peak (VmHWM) ${BASE_RSS_PEAK} kB"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -702,8 +708,8 @@ report() {
         [[ $w == B ]] && need=0.50
         for c in $CLIENTS; do
             local ratio p99x tgt p99v
-            ratio=$(calc "${PG_TPS[$w,$c]} > 0 ? ${AG_RPS[$w,$c]} / ${PG_TPS[$w,$c]} : 0")
-            p99x=$(calc "${PG_P99[$w,$c]} > 0 ? ${AG_P99[$w,$c]} / ${PG_P99[$w,$c]} : 0")
+            ratio=$(quotient "${AG_RPS[$w,$c]}" "${PG_TPS[$w,$c]}")
+            p99x=$(quotient "${AG_P99[$w,$c]}" "${PG_P99[$w,$c]}")
             if [[ $c -ge 16 ]]; then
                 tgt=">=$(awk "BEGIN { printf \"%.0f\", $need * 100 }")% $(verdict "$ratio >= $need")"
             else
@@ -760,10 +766,10 @@ report() {
             for c in $CLIENTS; do
                 local b=base,$w,$c
                 printf '%-2s %3s | %9.0f %9.0f %6.1f%% | %8s %8s %6.1f%% | %8s %8s %6.1f%% | %7.1f %7.1f %6.1f%%\n' "$w" "$c" \
-                    "${AG_RPS[$w,$c]}" "${AG_RPS[$b]}" "$(calc "${AG_RPS[$b]} > 0 ? 100 * ${AG_RPS[$w,$c]} / ${AG_RPS[$b]} : 0")" \
-                    "$(ms "${AG_P50[$w,$c]}")" "$(ms "${AG_P50[$b]}")" "$(calc "${AG_P50[$b]} > 0 ? 100 * ${AG_P50[$w,$c]} / ${AG_P50[$b]} : 0")" \
-                    "$(ms "${AG_P99[$w,$c]}")" "$(ms "${AG_P99[$b]}")" "$(calc "${AG_P99[$b]} > 0 ? 100 * ${AG_P99[$w,$c]} / ${AG_P99[$b]} : 0")" \
-                    "${AG_CPU[$w,$c]}" "${AG_CPU[$b]}" "$(calc "${AG_CPU[$b]} > 0 ? 100 * ${AG_CPU[$w,$c]} / ${AG_CPU[$b]} : 0")"
+                    "${AG_RPS[$w,$c]}" "${AG_RPS[$b]}" "$(calc "100 * $(quotient "${AG_RPS[$w,$c]}" "${AG_RPS[$b]}")")" \
+                    "$(ms "${AG_P50[$w,$c]}")" "$(ms "${AG_P50[$b]}")" "$(calc "100 * $(quotient "${AG_P50[$w,$c]}" "${AG_P50[$b]}")")" \
+                    "$(ms "${AG_P99[$w,$c]}")" "$(ms "${AG_P99[$b]}")" "$(calc "100 * $(quotient "${AG_P99[$w,$c]}" "${AG_P99[$b]}")")" \
+                    "${AG_CPU[$w,$c]}" "${AG_CPU[$b]}" "$(calc "100 * $(quotient "${AG_CPU[$w,$c]}" "${AG_CPU[$b]}")")"
             done
         done
         echo "(ratio = head / base: above 100 % is more requests per second, or a longer latency, or more CPU per request)"

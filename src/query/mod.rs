@@ -281,25 +281,25 @@ impl Executor {
         }
         let read = class.is_read_only();
         let target = if read && !freshness.primary_only { Target::Read } else { Target::Write };
-        let lease = self.pools.acquire_as(target, freshness.min_lsn, freshness.login).await?;
-        timing::mark("acquire");
-        let mut result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code, freshness.login).await;
-        timing::mark("db");
         // A read whose connection died under it (its backend terminated, the server restarted)
         // is safe to run again, once, on a fresh connection, as the shared path does: the caller
         // should not see a 503 for a statement that changed nothing. The broken connection was
         // already dropped (its lease never ended its use), so the pool checks or opens another.
-        if let Err(Error::Db(db::Error::Unavailable { reason })) = &result
-            && read
-            && !user_code
-            && class.is_read_only()
-        {
-            tracing::debug!(sql, reason, "connection lost under a read; running it once more on a fresh connection");
+        // (`class` is read again: a "read" the server caught writing has been demoted.)
+        let mut may_retry = read && !user_code;
+        let result = loop {
             let lease = self.pools.acquire_as(target, freshness.min_lsn, freshness.login).await?;
             timing::mark("acquire");
-            result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code, freshness.login).await;
+            let result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code, freshness.login).await;
             timing::mark("db");
-        }
+            match &result {
+                Err(Error::Db(db::Error::Unavailable { reason })) if may_retry && class.is_read_only() => {
+                    tracing::debug!(sql, reason, "connection lost under a read; running it once more on a fresh connection");
+                    may_retry = false;
+                }
+                _ => break result,
+            }
+        };
         if let (Ok(_), Some(cache)) = (&result, &self.cache)
             && !class.is_read_only()
         {
