@@ -94,44 +94,6 @@ pub async fn explain(exec: &Executor, sql: &str, params: &[Value], mode: Mode, t
     plan::parse(&plan_json).map_err(Error::Plan).map(|explained| (explained, skipped))
 }
 
-/// The planner's total cost of `sql` on `client` (a dedicated connection; used with
-/// hypothetical indexes). A statement with `$n` placeholders and no values is planned
-/// generically (PREPARE + `plan_cache_mode = force_generic_plan`), as Dexter does on PG < 16.
-pub async fn cost(client: &tokio_postgres::Client, sql: &str, params: &[Value]) -> Result<(f64, Vec<String>), Error> {
-    let placeholders = count_placeholders(sql);
-    let text = if placeholders > 0 && params.is_empty() {
-        client
-            .batch_execute(&format!(
-                "DEALLOCATE ALL; PREPARE dbagent_advice AS {sql}; SET plan_cache_mode = force_generic_plan"
-            ))
-            .await
-            .map_err(|e| Error::Query(query::Error::Db(db::Error::from_driver(e, false))))?;
-        let nulls = vec!["NULL"; placeholders].join(", ");
-        let out = explain_text(client, &format!("EXPLAIN (FORMAT JSON) EXECUTE dbagent_advice({nulls})"), &[]).await;
-        let _ = client.batch_execute("DEALLOCATE dbagent_advice; RESET plan_cache_mode").await;
-        out?
-    } else {
-        let literal: Vec<String> = params.iter().map(literal_param).collect();
-        let inlined = inline_params(sql, &literal);
-        explain_text(client, &format!("EXPLAIN (FORMAT JSON) {inlined}"), &[]).await?
-    };
-    let explained = plan::parse(&text).map_err(Error::Plan)?;
-    let indexes = explained.root.walk().into_iter().filter_map(|(_, n)| n.index.clone()).collect();
-    Ok((explained.root.total_cost, indexes))
-}
-
-async fn explain_text(client: &tokio_postgres::Client, sql: &str, _params: &[Value]) -> Result<Value, Error> {
-    let messages = client.simple_query(sql).await.map_err(|e| Error::Query(query::Error::Db(db::Error::from_driver(e, false))))?;
-    let text = messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .ok_or_else(|| Error::Plan("EXPLAIN returned nothing".into()))?;
-    serde_json::from_str(&text).map_err(|e| Error::Plan(e.to_string()))
-}
-
 /// Highest `$n` in `sql` (from the parser's tokens, not a regex).
 pub fn count_placeholders(sql: &str) -> usize {
     let Ok(scan) = pg_query::scan(sql) else { return 0 };
@@ -143,41 +105,13 @@ pub fn count_placeholders(sql: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// A JSON parameter as an SQL literal (for planning only; the values are never executed).
-fn literal_param(v: &Value) -> String {
-    match v {
-        Value::Null => "NULL".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => crate::db::sql::literal(&n.to_string()),
-        Value::String(s) => crate::db::sql::literal(s),
-        other => crate::db::sql::literal(&other.to_string()),
-    }
-}
-
-/// Replaces `$n` tokens by `literals[n-1]`, walking the scanner's tokens from the end.
-fn inline_params(sql: &str, literals: &[String]) -> String {
-    let Ok(scan) = pg_query::scan(sql) else { return sql.to_owned() };
-    let mut out = sql.to_owned();
-    for token in scan.tokens.iter().rev() {
-        let (start, end) = (token.start as usize, token.end as usize);
-        let Some(n) = sql.get(start..end).and_then(|t| t.strip_prefix('$')).and_then(|n| n.parse::<usize>().ok()) else { continue };
-        if let Some(lit) = literals.get(n.wrapping_sub(1)) {
-            out.replace_range(start..end, lit);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_counted_and_inlined_by_token() {
+    fn placeholders_are_counted_by_token() {
         assert_eq!(count_placeholders("SELECT * FROM t WHERE a = $1 AND b = $2 AND c = '$3'"), 2);
         assert_eq!(count_placeholders("SELECT 1"), 0);
-        let sql = inline_params("SELECT * FROM t WHERE a = $1 AND b = $2 AND c = '$1'", &["'x'".into(), "'4'".into()]);
-        assert_eq!(sql, "SELECT * FROM t WHERE a = 'x' AND b = '4' AND c = '$1'");
-        assert_eq!(literal_param(&serde_json::json!("it's")), "'it''s'");
     }
 }

@@ -125,6 +125,8 @@ fn suggestion(f: &ColumnFacts, index_type: &'static str, reason: String, improve
         // A B-tree entry is the key plus ~16 bytes of tuple header and pointer; BRIN is tiny.
         estimated_bytes: if index_type == "brin" { 64 * 1024 } else { (f.rows * 24.0 * 1.1) as i64 },
         queries: Vec::new(),
+        serves: Vec::new(),
+        write_cost: 0.0,
         column: f.column.clone(),
         index_type,
         reason,

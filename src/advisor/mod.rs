@@ -5,7 +5,8 @@
 //!
 //! Code map: `plan.rs` (the typed tree), `explain.rs` (running EXPLAIN safely), `catalog.rs`
 //! (table and index statistics), `shape.rs` (what the SQL filters, joins and sorts on),
-//! `rules.rs` (the rules), `suggest.rs` (index suggestions), `upkeep.rs` (reports and actions).
+//! `rules.rs` (the rules), `suggest.rs` (index suggestions), `workload/` (a set of indexes
+//! chosen for a whole workload with HypoPG, and building it), `upkeep.rs` (reports and actions).
 
 mod catalog;
 mod error;
@@ -16,6 +17,7 @@ pub mod rules;
 pub mod shape;
 mod suggest;
 pub mod upkeep;
+pub mod workload;
 
 pub use catalog::{IndexInfo, TableStats};
 pub use error::Error;
@@ -87,7 +89,7 @@ pub async fn optimize(exec: &Executor, db: &tokio_postgres::Config, req: &Optimi
     let read = exec.classifier.classify(&req.sql).map(|c| c.query_type == "select").unwrap_or(false);
     let index_suggestions = if req.suggest_indexes && read {
         let query = WorkloadQuery { sql: req.sql.clone(), params: req.params.clone() };
-        match suggest::suggest(&exec.pools, db, None, &[query], true).await {
+        match suggest::suggest(&exec.pools, db, &[query]).await {
             Ok(found) => found,
             Err(err) => {
                 tracing::warn!(error = %err, "index suggestions failed");
@@ -148,6 +150,9 @@ pub enum IndexesRequest {
         /// Validate with HypoPG when it can be loaded. Default true.
         #[serde(default = "yes")]
         use_hypopg: bool,
+        /// Storage budget for the whole set of new indexes, bytes. Default 1 GiB.
+        #[serde(default)]
+        max_index_bytes: Option<i64>,
     },
     /// `ANALYZE table`.
     Analyze { table: String },
@@ -198,6 +203,9 @@ pub enum IndexesRequest {
     /// Runs a suggested `CREATE INDEX CONCURRENTLY` statement (`sql`) and measures `query`
     /// before and after.
     Apply { sql: String, query: WorkloadQuery },
+    /// Builds a set of suggested indexes (`statements`: `CREATE INDEX CONCURRENTLY` each), one
+    /// after the other; a build that fails or leaves an invalid index has it dropped.
+    ApplySet { statements: Vec<String> },
 }
 
 /// What a `/indexes` action answers, one shape per kind of action.
@@ -213,6 +221,7 @@ pub enum IndexesAnswer {
     Created(Created),
     Dropped(Dropped),
     Applied(Applied),
+    AppliedSet(workload::apply::AppliedSet),
 }
 
 /// `apply`: the index built and the query's plan before and after.
@@ -252,7 +261,14 @@ pub async fn indexes(exec: &Executor, db: &tokio_postgres::Config, req: &Indexes
     let pools = &exec.pools;
     let reports = |found: Vec<IndexReport>| A::Reports { indexes: found };
     Ok(match req {
-        R::Suggest { table, queries, use_hypopg } => A::Suggestions(suggest::suggest_or_guess(pools, db, table.as_deref(), queries, *use_hypopg).await?),
+        R::Suggest { table, queries, use_hypopg, max_index_bytes } => {
+            let budget = match max_index_bytes {
+                Some(bytes) if *bytes <= 0 => return Err(Error::Invalid("max_index_bytes: give a positive number of bytes".into())),
+                Some(bytes) => *bytes,
+                None => workload::DEFAULT_MAX_INDEX_BYTES,
+            };
+            A::Suggestions(suggest::suggest_or_guess(pools, db, table.as_deref(), queries, *use_hypopg, budget).await?)
+        }
         R::Unused { table } => reports(upkeep::unused(pools, table.as_deref()).await?),
         R::Duplicates { table } => reports(upkeep::duplicates(pools, table.as_deref()).await?),
         R::Invalid { table } => reports(upkeep::invalid(pools, table.as_deref()).await?),
@@ -264,6 +280,7 @@ pub async fn indexes(exec: &Executor, db: &tokio_postgres::Config, req: &Indexes
         R::Create { table, columns, name, unique } => A::Created(upkeep::create(pools, db, table, columns, name.as_deref(), *unique).await?),
         R::Drop { index, table } => A::Dropped(upkeep::drop(pools, db, index, table.as_deref()).await?),
         R::Apply { sql, query } => A::Applied(apply(exec, db, sql, query).await?),
+        R::ApplySet { statements } => A::AppliedSet(workload::apply::apply(pools, db, statements).await?),
     })
 }
 

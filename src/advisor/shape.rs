@@ -17,6 +17,8 @@ pub enum Use {
     Join,
     /// `ORDER BY col`.
     Sort,
+    /// `GROUP BY col`.
+    Group,
 }
 
 /// A column reference resolved to its table (when the query says which, or has one table).
@@ -138,6 +140,7 @@ impl Reader {
                     match key.as_str() {
                         "where_clause" | "quals" | "having_clause" => self.walk_condition(child, out),
                         "sort_clause" => self.walk_sort(child, out),
+                        "group_clause" => self.walk_group(child, out),
                         "target_list" => self.walk_targets(child, out),
                         _ => {}
                     }
@@ -168,6 +171,14 @@ impl Reader {
         }
     }
 
+    fn walk_group(&self, list: &Value, out: &mut Shape) {
+        for item in list.as_array().into_iter().flatten() {
+            if let Some((table, column)) = self.column(item) {
+                out.columns.push(ColumnUse { table, column, used: Use::Group });
+            }
+        }
+    }
+
     fn walk_condition(&self, v: &Value, out: &mut Shape) {
         let Some((kind, body)) = node(v) else { return };
         match kind {
@@ -188,9 +199,10 @@ impl Reader {
         let (left, right) = (expr.get("lexpr"), expr.get("rexpr"));
         let left_col = left.and_then(|l| self.column(l));
         let right_col = right.and_then(|r| self.column(r));
-        // AEXPR_OP = 1, AEXPR_IN = 7, AEXPR_LIKE = 8, AEXPR_ILIKE = 9, AEXPR_BETWEEN = 11.
+        // AEXPR_OP = 1, AEXPR_OP_ANY = 2, AEXPR_IN = 7, AEXPR_LIKE = 8, AEXPR_ILIKE = 9,
+        // AEXPR_BETWEEN = 11.
         let used = match (kind, op.as_str()) {
-            (1, "=") | (7, _) => Use::Equality,
+            (1 | 2, "=") | (7, _) => Use::Equality,
             (1, "<" | ">" | "<=" | ">=") | (11, _) | (8, _) => Use::Range,
             _ => return,
         };
@@ -297,6 +309,10 @@ mod tests {
 
     #[test]
     fn an_unqualified_column_of_a_single_table_query_is_resolved() {
+        let grouped = shape("SELECT region, count(*) FROM orders GROUP BY region");
+        assert_eq!(cols(&grouped), [("orders".into(), "region".into(), Use::Group)]);
+        let any = shape("SELECT id FROM orders WHERE region = ANY($1)");
+        assert_eq!(cols(&any), [("orders".into(), "region".into(), Use::Equality)]);
         let s = shape("SELECT id, name FROM public.items WHERE category = $1 ORDER BY price");
         assert!(!s.select_star);
         assert_eq!(

@@ -146,6 +146,12 @@ async fn index_named(pools: &Pools, index: &str) -> Result<IndexEntry, Error> {
     index_entry(pools, &sql::regclass(index)).await?.ok_or_else(|| Error::IndexNotFound { index: index.to_owned() })
 }
 
+/// Runs one statement outside any transaction (what `CONCURRENTLY` needs), on a connection of
+/// its own without the API's statement timeout.
+pub(super) async fn run_concurrently(db: &tokio_postgres::Config, sql: &str) -> Result<(), Error> {
+    run(db, sql).await
+}
+
 async fn run(db: &tokio_postgres::Config, sql: &str) -> Result<(), Error> {
     let client = db::admin::connect(db, db::Purpose::Indexes).await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
     client.batch_execute(sql).await.map_err(|e| Error::from(db::Error::from_driver(e, false)))

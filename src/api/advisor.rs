@@ -57,6 +57,7 @@ pub async fn indexes(
         R::Create { .. } => ("create", true),
         R::Drop { .. } => ("drop", true),
         R::Apply { .. } => ("apply", true),
+        R::ApplySet { .. } => ("apply_set", true),
     };
     if let Some(Extension(note)) = &note {
         note.with(|n| {

@@ -381,8 +381,8 @@ fn indexes_request(cmd: IndexesCommand) -> crate::advisor::IndexesRequest {
     use crate::advisor::{IndexesRequest as R, WorkloadQuery};
     let query = |sql: String| WorkloadQuery { sql, params: Vec::new() };
     match cmd {
-        IndexesCommand::Suggest { table, queries, no_hypopg } => {
-            R::Suggest { table, queries: queries.into_iter().map(query).collect(), use_hypopg: !no_hypopg }
+        IndexesCommand::Suggest { table, queries, no_hypopg, max_index_bytes } => {
+            R::Suggest { table, queries: queries.into_iter().map(query).collect(), use_hypopg: !no_hypopg, max_index_bytes }
         }
         IndexesCommand::Analyze { table } => R::Analyze { table },
         IndexesCommand::Unused { table } => R::Unused { table },
@@ -393,6 +393,7 @@ fn indexes_request(cmd: IndexesCommand) -> crate::advisor::IndexesRequest {
         IndexesCommand::Create { table, columns, name, unique } => R::Create { table, columns, name, unique },
         IndexesCommand::Drop { index, table } => R::Drop { index, table },
         IndexesCommand::Apply { sql, query: measured } => R::Apply { sql, query: query(measured) },
+        IndexesCommand::ApplySet { statements } => R::ApplySet { statements },
     }
 }
 

@@ -268,6 +268,9 @@ pub enum IndexesCommand {
         /// Estimate from statistics instead of HypoPG.
         #[arg(long)]
         no_hypopg: bool,
+        /// Storage budget for the whole set of new indexes, in bytes (default 1 GiB).
+        #[arg(long)]
+        max_index_bytes: Option<i64>,
     },
     /// ANALYZE a table.
     Analyze {
@@ -332,6 +335,13 @@ pub enum IndexesCommand {
         /// The query to measure.
         #[arg(long)]
         query: String,
+    },
+    /// Build a set of suggested indexes, each CREATE INDEX CONCURRENTLY; a failed or invalid
+    /// build is dropped.
+    ApplySet {
+        /// One suggested statement (repeatable).
+        #[arg(long = "sql", required = true)]
+        statements: Vec<String>,
     },
 }
 

@@ -509,26 +509,29 @@ pub fn indexes(answer: &crate::advisor::IndexesAnswer, as_json: bool) -> Result<
         return print_json(answer);
     }
     match answer {
-        A::Suggestions(found) if found.suggestions.is_empty() => println!("(none){}", found.note.as_deref().map(|n| format!("\n{n}")).unwrap_or_default()),
+        A::Suggestions(found) if found.suggestions.is_empty() => {
+            println!("(none){}", found.note.as_deref().map(|n| format!("\n{n}")).unwrap_or_default());
+            suggestion_summary(found);
+        }
         A::Suggestions(found) => {
             if let Some(note) = &found.note {
                 println!("{note}");
             }
-            let suggestions = &found.suggestions;
-            let header = ["table", "columns", "improvement", "validated with", "confidence", "estimated size", "sql"];
+            let header = ["table", "columns", "improvement", "serves", "validated with", "estimated size", "sql"];
             let mut table = new_table(header.map(String::from).to_vec());
-            for s in suggestions {
+            for s in &found.suggestions {
                 table.add_row(vec![
                     s.table.clone(),
                     s.columns.join(", "),
                     format!("{:.0} %", s.improvement * 100.0),
-                    s.validated_with.to_owned(),
-                    s.confidence.to_owned(),
+                    s.queries.len().to_string(),
+                    format!("{} ({})", s.validated_with, s.confidence),
                     human_bytes(s.estimated_bytes),
                     s.sql.clone(),
                 ]);
             }
             println!("{table}");
+            suggestion_summary(found);
         }
         A::Reports { indexes } if indexes.is_empty() => println!("(none)"),
         A::Reports { indexes } => {
@@ -555,8 +558,35 @@ pub fn indexes(answer: &crate::advisor::IndexesAnswer, as_json: bool) -> Result<
                 println!("speedup: {speedup:.1}x");
             }
         }
+        A::AppliedSet(set) => {
+            let mut table = new_table(["outcome", "index", "size", "sql", "error"].map(String::from).to_vec());
+            for a in &set.applied {
+                let outcome = if a.outcome == crate::advisor::workload::apply::Outcome::Built { "built" } else { "failed" };
+                let size = a.bytes.map(human_bytes).unwrap_or_default();
+                table.add_row(vec![outcome.into(), a.index.clone().unwrap_or_default(), size, a.sql.clone(), a.error.clone().unwrap_or_default()]);
+            }
+            println!("{table}");
+            println!("{} built ({}), {} failed", set.built, human_bytes(set.total_bytes), set.failed);
+        }
     }
     Ok(())
+}
+
+/// The workload's totals and the statements left out, under the suggestions.
+fn suggestion_summary(found: &crate::advisor::Suggested) {
+    if let (Some(before), Some(after), Some(gain)) = (found.total_cost_before, found.total_cost_after, found.gain_percent) {
+        let unit = found.cost_unit.unwrap_or_default();
+        println!(
+            "workload: {} statements, cost {before:.1} -> {after:.1} {unit} ({gain:.0} % gain); new indexes {} of {}; analysis {} ms",
+            found.statements.unwrap_or_default(),
+            human_bytes(found.index_bytes.unwrap_or_default()),
+            human_bytes(found.max_index_bytes.unwrap_or_default()),
+            found.analysis_ms.unwrap_or_default()
+        );
+    }
+    for s in &found.skipped {
+        println!("skipped: {} — {}", s.sql, s.reason);
+    }
 }
 
 /// `dbagent optimize`: timings, the plan as an indented tree, then the suggestions.

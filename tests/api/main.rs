@@ -4,6 +4,7 @@ mod helpers;
 mod hostile;
 
 mod advisor;
+mod advisor_workload;
 mod alerts;
 mod autogen;
 mod backup;
