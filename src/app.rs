@@ -53,6 +53,8 @@ pub struct Agent {
     supervising: tokio::task::JoinHandle<()>,
     /// Re-reads which functions, triggers and views run user code (`query::guard`).
     guarding: tokio::task::JoinHandle<()>,
+    /// Re-reads the catalog for masking (`security.masking`, when it has rules).
+    masking: Option<tokio::task::JoinHandle<()>>,
     /// The metrics collector (`monitoring.enable`); stopped with the agent.
     collecting: Option<(tokio::task::JoinHandle<()>, oneshot::Sender<()>)>,
 }
@@ -111,7 +113,10 @@ impl Agent {
         let stats = Arc::new(Stats::default());
         let mut executor = Executor::new(pools, stats, Limits::from_config(&config));
         executor.cache = cache;
+        executor.masking = crate::security::masking::Masking::new(&config.security.masking, &executor.pools).map(Arc::new);
         let executor = Arc::new(executor);
+        executor.refresh_masking().await;
+        let masking = executor.masking.as_ref().map(|m| crate::security::masking::spawn_refresh(Arc::downgrade(m), m.refresh_every()));
         // Known before the first request; a server down now is read on the next tick.
         executor.refresh_guard().await;
         let guarding = spawn_guard_refresh(Arc::downgrade(&executor));
@@ -121,6 +126,9 @@ impl Agent {
             Err(err) => {
                 supervising.abort();
                 guarding.abort();
+                if let Some(masking) = &masking {
+                    masking.abort();
+                }
                 if let Some(managed) = replication.managed() {
                     managed.stop().await;
                 }
@@ -147,6 +155,7 @@ impl Agent {
             alerts,
             supervising,
             guarding,
+            masking,
             collecting,
         })
     }
@@ -265,7 +274,7 @@ impl Agent {
     /// [`Agent::stop`], leaving the managed servers running when `stop_instance` is false
     /// (`dbagent ... --keep-running`).
     pub async fn shutdown(self, stop_instance: bool) {
-        let Agent { executor, replication, supervising, guarding, security, collecting, .. } = self;
+        let Agent { executor, replication, supervising, guarding, masking, security, collecting, .. } = self;
         if let Some((task, stop)) = collecting {
             let _ = stop.send(());
             let _ = task.await;
@@ -278,6 +287,9 @@ impl Agent {
         let _ = supervising.await;
         guarding.abort();
         let _ = guarding.await;
+        if let Some(masking) = masking {
+            masking.abort();
+        }
         let managed = replication.managed();
         drop(replication);
         match Arc::try_unwrap(executor) {

@@ -66,6 +66,7 @@ pub async fn explain(exec: &Executor, sql: &str, params: &[Value], mode: Mode, t
     let begin = format!("BEGIN; SET LOCAL statement_timeout = {}", timeout.as_millis().max(1));
     lease.client().simple_query(&begin).await.map_err(|e| db::Error::from_driver(e, false))?;
     let statement = run::Statement {
+        mask: None,
         sql: &explain_sql,
         params,
         max_rows: 10,

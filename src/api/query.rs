@@ -63,6 +63,7 @@ pub async fn handle(
     }
     let mut freshness = freshness(&state, &req, session.as_deref())?;
     freshness.login = caller.login();
+    freshness.masked = caller.masked(&state.config.security.masking);
     let out = match req.use_cache {
         true => state.executor.query_cached(&req.sql, &req.params, freshness, &caller.cache_identity()).await,
         false => state.executor.query(&req.sql, &req.params, freshness).await,
@@ -114,8 +115,8 @@ pub(super) fn remember(state: &AppState, session: Option<&str>, lsn: Option<Lsn>
 
 fn freshness(state: &AppState, req: &QueryRequest, session: Option<&str>) -> Result<Freshness, ApiError> {
     Ok(match req.consistency {
-        Consistency::Eventual => Freshness { min_lsn: req.min_lsn, primary_only: false, login: Default::default() },
-        Consistency::Strong => Freshness { min_lsn: req.min_lsn, primary_only: true, login: Default::default() },
+        Consistency::Eventual => Freshness { min_lsn: req.min_lsn, primary_only: false, ..Default::default() },
+        Consistency::Strong => Freshness { min_lsn: req.min_lsn, primary_only: true, ..Default::default() },
         Consistency::ReadYourWrites => {
             let session = session.ok_or_else(|| {
                 ApiError::invalid_request(format!(
@@ -123,7 +124,7 @@ fn freshness(state: &AppState, req: &QueryRequest, session: Option<&str>) -> Res
                 ))
             })?;
             let floor = state.executor.caller_commits.floor(session);
-            Freshness { min_lsn: req.min_lsn.max(floor), primary_only: false, login: Default::default() }
+            Freshness { min_lsn: req.min_lsn.max(floor), primary_only: false, ..Default::default() }
         }
     })
 }
@@ -132,6 +133,7 @@ fn freshness(state: &AppState, req: &QueryRequest, session: Option<&str>) -> Res
 async fn in_transaction(state: &AppState, caller: &Caller, note: Option<Extension<Note>>, req: QueryRequest, session: Option<&str>) -> Result<JsonParts, ApiError> {
     let mut request = TransactionRequest::single(req.sql, req.params);
     request.login = caller.login();
+    request.masked = caller.masked(&state.config.security.masking);
     let mut out = txn::run(&state.executor, &state.config.transactions, &request).await?;
     if let (Some(Extension(note)), Some(first)) = (&note, out.results.first()) {
         note.with(|n| n.rows = Some(first.rows.row_count as i64));

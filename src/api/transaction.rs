@@ -53,6 +53,7 @@ pub async fn handle(
         }
     }
     req.login = caller.login();
+    req.masked = caller.masked(&state.config.security.masking);
     let session = super::query::session(&headers)?;
     let mut out = txn::run(&state.executor, &state.config.transactions, &req).await?;
     if let Some(Extension(note)) = &note {

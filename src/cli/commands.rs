@@ -126,14 +126,22 @@ fn parse_params(raw: &[String]) -> Vec<Value> {
     raw.iter().map(|p| serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.clone()))).collect()
 }
 
+/// Whether the command line's results are masked: it has no key, so as a caller without one
+/// (`security.masking.mask_unauthenticated`).
+fn cli_masked(agent: &Agent) -> bool {
+    crate::security::Caller::anonymous(std::net::Ipv4Addr::LOCALHOST.into()).masked(&agent.config.security.masking)
+}
+
 async fn query(agent: &Agent, args: QueryArgs, as_json: bool) -> Result<(), Failure> {
     let params = parse_params(&args.params);
     if args.transaction {
-        let request = TransactionRequest::single(args.sql, params);
+        let mut request = TransactionRequest::single(args.sql, params);
+        request.masked = cli_masked(agent);
         let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(failure)?;
         return output::transaction(&out, as_json);
     }
-    let out = agent.executor.query(&args.sql, &params, Default::default()).await.map_err(failure)?;
+    let freshness = crate::query::Freshness { masked: cli_masked(agent), ..Default::default() };
+    let out = agent.executor.query(&args.sql, &params, freshness).await.map_err(failure)?;
     output::query(&out, as_json)
 }
 
@@ -143,6 +151,7 @@ async fn transaction(agent: &Agent, args: TransactionArgs, as_json: bool) -> Res
         request.isolation_level = args.isolation;
     }
     request.read_only |= args.read_only;
+    request.masked = cli_masked(agent);
     let out = txn::run(&agent.executor, &agent.config.transactions, &request).await.map_err(failure)?;
     output::transaction(&out, as_json)
 }
@@ -160,7 +169,7 @@ fn read_transaction_file(path: &Path) -> Result<TransactionRequest, Failure> {
         .filter(|s| !s.is_empty())
         .map(|sql| StatementRequest { sql: sql.to_string(), params: Vec::new() })
         .collect();
-    Ok(TransactionRequest { queries, isolation_level: None, read_only: false, deferrable: false, max_retries: None, login: crate::db::Login::Service })
+    Ok(TransactionRequest { queries, isolation_level: None, read_only: false, deferrable: false, max_retries: None, login: crate::db::Login::Service, masked: false })
 }
 
 async fn health(agent: &Agent, as_json: bool) -> Result<(), Failure> {

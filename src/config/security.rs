@@ -45,6 +45,8 @@ pub struct Security {
     pub audit_reads: bool,
     /// The audit log; `audit: false` turns it off.
     pub audit: Audit,
+    /// Column masking for callers without the `unmask` scope (README, "Masking").
+    pub masking: super::Masking,
 }
 
 impl Default for Security {
@@ -65,6 +67,7 @@ impl Default for Security {
             rotate_grace: "24h".into(),
             audit_reads: false,
             audit: Audit::default(),
+            masking: super::Masking::default(),
         }
     }
 }
@@ -218,6 +221,7 @@ impl Security {
         if self.default_burst == Some(0) || self.max_concurrent == Some(0) {
             return invalid("security.default_burst", "default_burst and max_concurrent must be at least 1");
         }
+        self.masking.validate()?;
         if self.role_pool_size == 0 {
             return invalid("security.role_pool_size", "must be at least 1");
         }

@@ -34,6 +34,8 @@ pub struct Classification {
     pub effects: super::effects::Effects,
     /// Transaction control (BEGIN, COMMIT, SAVEPOINT ...): kind, for `/transaction` checks.
     pub transaction_control: Option<TransactionControl>,
+    /// The relations and columns it names, for masking results with no origin.
+    pub references: crate::security::masking::References,
     fingerprint: OnceLock<String>,
     /// Recent run time in µs, exponentially weighted; 0 until it has run once.
     typical_us: AtomicU32,
@@ -157,6 +159,7 @@ pub fn classify(sql: &str) -> Result<Classification, ClassifyError> {
         refused: refusal(node).map(str::to_owned).or_else(|| effects.refused.clone()),
         effects,
         transaction_control: transaction_control(node),
+        references: crate::security::masking::References::of(tree.as_ref()),
         fingerprint: OnceLock::new(),
         typical_us: AtomicU32::new(0),
         typical_rows: AtomicU32::new(0),

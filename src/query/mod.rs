@@ -28,6 +28,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::{self, Lease, Lsn, Pools, Setup, Shared, Target};
 use crate::monitor::Stats;
+use crate::security::{self, masking::Masking};
 use crate::timing;
 
 /// Extra time the client waits beyond the server-side `statement_timeout` before it cancels
@@ -89,6 +90,8 @@ pub struct Freshness {
     pub primary_only: bool,
     /// Whom the statement runs as: a caller's scope, enforced by PostgreSQL (see `security`).
     pub login: db::Login,
+    /// The caller's results are masked (`security::masking`; no effect without rules).
+    pub masked: bool,
 }
 
 /// `params: null` means no parameters (shared by `/transaction`'s statements).
@@ -160,6 +163,8 @@ pub struct Executor {
     pub cache: Option<Arc<Cache>>,
     /// What in the catalog runs user code (session checks after statements that may run it).
     pub guard: guard::Guard,
+    /// Column masking, when rules are configured.
+    pub masking: Option<Arc<Masking>>,
 }
 
 impl Executor {
@@ -172,6 +177,7 @@ impl Executor {
             caller_commits: CallerCommits::default(),
             cache: None,
             guard: guard::Guard::default(),
+            masking: None,
         }
     }
 
@@ -200,14 +206,20 @@ impl Executor {
             });
         };
         let class = self.classifier.classify(sql)?;
+        // Masked and unmasked results never share an entry, nor results masked under rules
+        // resolved differently.
+        let identity = match (&self.masking, freshness.masked) {
+            (Some(masking), true) => format!("{identity}|{}", masking.profile()),
+            _ => identity.to_owned(),
+        };
         let plan = match freshness.primary_only {
             true => Err("consistency \"strong\" reads from the primary".to_string()),
-            false => cache.plan(&class, identity, sql, params).await,
+            false => cache.plan(&class, &identity, sql, params).await,
         };
         let plan = match plan {
             Ok(plan) => plan,
             Err(reason) => {
-                tracing::debug!(sql, reason, "not cached");
+                tracing::debug!(reason, "not cached");
                 let mut out = self.query(sql, params, freshness).await?;
                 out.cache_bypass = Some(reason);
                 return Ok(out);
@@ -264,17 +276,17 @@ impl Executor {
             && let Some((shared, setup)) = self.pools.share_read(freshness.min_lsn, freshness.primary_only, freshness.login).await?
         {
             timing::mark("acquire");
-            let shared = self.run_shared(shared, setup, sql, params, &class).await;
+            let shared = self.run_shared(shared, setup, sql, params, &class, freshness.masked).await;
             timing::mark("db");
             match shared {
                 Err(Error::Db(db::Error::Server(pg))) if pg.is(READ_ONLY_VIOLATION) => {
-                    tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
+                    tracing::debug!("statement classified as a read writes; re-running it on the primary");
                     class.demote_to_write();
                 }
                 // The shared connection was lost: a read is safe to run again, on a connection
                 // of its own (which the pool checks or opens afresh).
                 Err(Error::Db(db::Error::Unavailable { reason })) => {
-                    tracing::debug!(sql, reason, "shared connection lost; running the read on a connection of its own");
+                    tracing::debug!(reason, "shared connection lost; running the read on a connection of its own");
                 }
                 other => return other,
             }
@@ -290,11 +302,11 @@ impl Executor {
         let result = loop {
             let lease = self.pools.acquire_as(target, freshness.min_lsn, freshness.login).await?;
             timing::mark("acquire");
-            let result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code, freshness.login).await;
+            let result = self.run_autocommit_routed(lease, sql, params, &class, read, user_code, freshness).await;
             timing::mark("db");
             match &result {
                 Err(Error::Db(db::Error::Unavailable { reason })) if may_retry && class.is_read_only() => {
-                    tracing::debug!(sql, reason, "connection lost under a read; running it once more on a fresh connection");
+                    tracing::debug!(reason, "connection lost under a read; running it once more on a fresh connection");
                     may_retry = false;
                 }
                 _ => break result,
@@ -307,6 +319,7 @@ impl Executor {
         }
         if result.is_ok() && guard::changes_catalog(class.query_type) {
             self.refresh_guard().await; // a new function, trigger or view is known at once
+            self.refresh_masking().await; // and a new comment or view to masking
         }
         result
     }
@@ -329,6 +342,15 @@ impl Executor {
         }
     }
 
+    /// Resolves the masking rules again (see [`Masking::refresh`]), when there are any.
+    pub async fn refresh_masking(&self) {
+        if let Some(masking) = &self.masking
+            && let Err(err) = masking.refresh().await
+        {
+            tracing::warn!(error = %db::error_chain(&err), "could not read the catalog for masking; unknown columns are redacted");
+        }
+    }
+
     /// Runs on `lease`; a read the server refuses as a write is re-run on the primary.
     async fn run_autocommit_routed(
         &self,
@@ -338,18 +360,19 @@ impl Executor {
         class: &Classification,
         read: bool,
         user_code: bool,
-        login: db::Login,
+        freshness: Freshness,
     ) -> Result<QueryOutput, Error> {
-        match self.run_autocommit(&mut lease, sql, params, class, read, user_code).await {
+        let (login, masked) = (freshness.login, freshness.masked);
+        match self.run_autocommit(&mut lease, sql, params, class, read, user_code, masked).await {
             Err(Error::Db(db::Error::Server(pg))) if read && pg.is(READ_ONLY_VIOLATION) => {
-                tracing::debug!(sql, "statement classified as a read writes; re-running it on the primary");
+                tracing::debug!("statement classified as a read writes; re-running it on the primary");
                 class.demote_to_write();
                 drop(lease);
                 if login == db::Login::Read {
                     return Err(Error::Forbidden { reason: "this API key may only read, and the statement writes".into() });
                 }
                 let mut lease = self.pools.acquire_as(Target::Write, None, login).await?;
-                self.run_autocommit(&mut lease, sql, params, class, false, user_code).await
+                self.run_autocommit(&mut lease, sql, params, class, false, user_code, masked).await
             }
             Err(Error::Db(db::Error::Server(pg))) if !read && pg.is(READ_ONLY_VIOLATION) => {
                 // A write refused on the "primary": it is a standby now. Evict, never reuse.
@@ -368,9 +391,10 @@ impl Executor {
         sql: &str,
         params: &[Value],
         class: &Classification,
+        masked: bool,
     ) -> Result<QueryOutput, Error> {
         // Shared connections are read-only already: no mode switch.
-        let statement = self.autocommit_statement(sql, params, class, None, false);
+        let statement = self.autocommit_statement(sql, params, class, None, false, masked);
         let (served_by, data_lsn) = self.served_by(shared.replica);
         let started = Instant::now();
         // A client-side timeout cannot cancel one statement of a shared session: the
@@ -411,12 +435,13 @@ impl Executor {
     /// One autocommit statement under this executor's limits; `read_only`: the session mode it
     /// needs (`None`: the connection is known to be in read-only mode already).
     fn autocommit_statement<'a>(
-        &self,
+        &'a self,
         sql: &'a str,
         params: &'a [Value],
-        class: &Classification,
+        class: &'a Classification,
         read_only: Option<bool>,
         check_session: bool,
+        masked: bool,
     ) -> run::Statement<'a> {
         run::Statement {
             sql,
@@ -427,6 +452,15 @@ impl Executor {
             autocommit_read_only: read_only,
             may_write: read_only == Some(false),
             check_session,
+            mask: self.mask(masked, class),
+        }
+    }
+
+    /// What a statement's results are masked by, for a caller who is `masked`.
+    pub(crate) fn mask<'a>(&'a self, masked: bool, class: &'a Classification) -> Option<(&'a Masking, &'a security::masking::References)> {
+        match (masked, &self.masking) {
+            (true, Some(masking)) => Some((masking, &class.references)),
+            _ => None,
         }
     }
 
@@ -446,8 +480,9 @@ impl Executor {
         class: &Classification,
         read_only: bool,
         check_session: bool,
+        masked: bool,
     ) -> Result<QueryOutput, Error> {
-        let statement = self.autocommit_statement(sql, params, class, Some(read_only), check_session);
+        let statement = self.autocommit_statement(sql, params, class, Some(read_only), check_session, masked);
         let (served_by, data_lsn) = self.served_by(lease.replica);
         lease.begin_use();
         let cancel = cancel_on_timeout(lease.client().cancel_token());

@@ -17,6 +17,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Column, RowStream};
 
 use crate::db::types::{Raw, write_json, write_json_str};
+use crate::security::masking::MaskPlan;
 
 /// Encoded result of one statement.
 #[derive(Debug, Clone)]
@@ -43,10 +44,17 @@ pub struct ColumnInfo {
     pub type_name: String,
 }
 
-/// Reads the whole stream, encoding at most `max_rows` rows in at most `max_bytes` of JSON.
-/// Past `max_bytes` the rest of the stream is still read (not encoded), so the statement ends
-/// as it would have (an autocommit write commits) and the connection stays in step.
-pub async fn collect(stream: RowStream, columns: &[Column], max_rows: usize, max_bytes: usize) -> Result<Rows, CollectError> {
+/// Reads the whole stream, encoding at most `max_rows` rows in at most `max_bytes` of JSON,
+/// the columns of `mask` masked. Past `max_bytes` the rest of the stream is still read (not
+/// encoded), so the statement ends as it would have (an autocommit write commits) and the
+/// connection stays in step.
+pub async fn collect(
+    stream: RowStream,
+    columns: &[Column],
+    max_rows: usize,
+    max_bytes: usize,
+    mask: Option<&MaskPlan>,
+) -> Result<Rows, CollectError> {
     let keys = object_keys(columns);
     let mut json = Vec::with_capacity(256);
     json.push(b'[');
@@ -58,7 +66,7 @@ pub async fn collect(stream: RowStream, columns: &[Column], max_rows: usize, max
         if too_large || returned == max_rows {
             continue;
         }
-        if !write_row(&mut json, &row, &keys, columns, returned > 0, max_bytes)? {
+        if !write_row(&mut json, &row, &keys, columns, returned > 0, max_bytes, mask)? {
             too_large = true;
             json = Vec::new();
             continue;
@@ -88,6 +96,7 @@ fn write_row(
     columns: &[Column],
     comma: bool,
     max_bytes: usize,
+    mask: Option<&MaskPlan>,
 ) -> Result<bool, CollectError> {
     if comma {
         json.push(b',');
@@ -96,6 +105,13 @@ fn write_row(
     for (i, (key, column)) in keys.iter().zip(columns).enumerate() {
         json.extend_from_slice(key.as_bytes());
         let Raw(raw) = row.try_get::<_, Raw>(i).map_err(CollectError::Driver)?;
+        if let Some((plan, strategy)) = mask.and_then(|plan| Some((plan, plan.column(i)?))) {
+            plan.write(json, strategy, column.type_(), raw).map_err(CollectError::Decode)?;
+            if json.len() > max_bytes {
+                return Ok(false);
+            }
+            continue;
+        }
         let least = raw.map_or(4, |raw| least_json_len(column.type_(), raw.len()));
         if json.len().saturating_add(least) > max_bytes {
             return Ok(false);

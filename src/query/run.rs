@@ -7,6 +7,7 @@ use super::{Error, guard};
 use super::rows::{CollectError, Rows, collect};
 use crate::db::types::{TextParam, encode_param};
 use crate::db::{self, Conn, Lsn};
+use crate::security::masking::{Masking, References};
 
 /// Pipelined after a write: a WAL position at or past its commit record (the insert position
 /// is never behind the end of what this session committed), so a replica that has replayed
@@ -39,6 +40,8 @@ pub struct Statement<'a> {
     /// It may run user code (see `super::guard`): check the session after it, in the same
     /// round trip, and taint the connection if the session changed. Autocommit only.
     pub check_session: bool,
+    /// The caller's results are masked: by this masking, the statement naming these.
+    pub mask: Option<(&'a Masking, &'a References)>,
 }
 
 /// Runs `stmt` on `conn`. Retries once, on the same connection, when a cached plan went stale
@@ -107,12 +110,18 @@ async fn execute_once(
         false => None,
     };
     let params = encode_params(stmt.params, prepared.params())?;
+    // Before anything is sent: a catalog read for a relation masking does not know yet must
+    // not sit between the SET and the statement.
+    let mask = match stmt.mask {
+        Some((masking, refs)) => masking.plan(prepared.columns(), refs).await,
+        None => None,
+    };
     // Decided only now that nothing can fail before the SET is sent: the flag must match.
     let switch = read_only.and_then(|ro| conn.switch_read_only(ro));
     let client = conn.client();
     let run = async {
         let stream = client.query_raw(&prepared, params.iter()).await.map_err(driver)?;
-        let collected = collect(stream, prepared.columns(), stmt.max_rows, stmt.max_bytes).await;
+        let collected = collect(stream, prepared.columns(), stmt.max_rows, stmt.max_bytes, mask.as_ref()).await;
         let largest_row = match &collected {
             Ok(rows) => rows.largest_row,
             Err(CollectError::TooLarge { largest_row, .. }) => *largest_row,

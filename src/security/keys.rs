@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS dbagent.api_keys (
     id              text PRIMARY KEY,
     name            text NOT NULL,
     digest          bytea NOT NULL,
-    scopes          text[] NOT NULL CHECK (cardinality(scopes) > 0 AND scopes <@ ARRAY['read', 'write', 'admin']),
+    scopes          text[] NOT NULL CHECK (cardinality(scopes) > 0 AND scopes <@ ARRAY['read', 'write', 'admin', 'unmask']),
     rate_per_second double precision,
     burst           integer,
     max_concurrent  integer,
@@ -57,10 +57,31 @@ REVOKE ALL ON dbagent.api_keys FROM PUBLIC;
 
 pub(super) const COLUMNS: &str = "id, name, digest, scopes, rate_per_second, burst, max_concurrent, allow_from, created_at, expires_at, last_used_at, revoked_at, replaced_by";
 
+/// A table made before the `unmask` scope: its CHECK (named by PostgreSQL's default) refuses
+/// it. Widened once, `NOT VALID` under a short lock timeout (a wider check cannot fail on the
+/// rows there), so an agent never waits long behind a busy table; it tries again next start.
+const WIDEN_SCOPES: &str = "
+SET LOCAL lock_timeout = '2s';
+ALTER TABLE dbagent.api_keys DROP CONSTRAINT api_keys_scopes_check,
+    ADD CONSTRAINT api_keys_scopes_check CHECK (cardinality(scopes) > 0 AND scopes <@ ARRAY['read', 'write', 'admin', 'unmask']) NOT VALID;
+";
+
+/// Whether the table's scope CHECK predates `unmask`.
+const SCOPES_NARROW: &str = "SELECT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'dbagent.api_keys'::regclass
+    AND conname = 'api_keys_scopes_check' AND pg_get_constraintdef(oid) NOT LIKE '%unmask%')";
+
 /// Makes sure `dbagent.api_keys` exists. When it does, nothing is locked: the script (its
-/// `ALTER TABLE` takes an exclusive lock) runs only for a table that is missing.
+/// `ALTER TABLE` takes an exclusive lock) runs only for a table that is missing, and the
+/// constraint is widened only on a table made before `unmask`.
 pub async fn ensure_table(client: &Client) -> Result<(), Error> {
     if client.query_one("SELECT to_regclass('dbagent.api_keys') IS NOT NULL", &[]).await?.get::<_, bool>(0) {
+        if client.query_one(SCOPES_NARROW, &[]).await?.get::<_, bool>(0) {
+            let widened = client.batch_execute(&format!("BEGIN; {WIDEN_SCOPES} COMMIT;")).await;
+            if let Err(err) = widened {
+                let _ = client.batch_execute("ROLLBACK").await;
+                tracing::warn!(error = %err, "could not let dbagent.api_keys accept the unmask scope yet; keys with it cannot be created until it does");
+            }
+        }
         return Ok(());
     }
     // Two agents starting at once may race on CREATE ... IF NOT EXISTS; the loser retries.
@@ -128,8 +149,8 @@ impl NewKey {
         if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
             return Err(Error::Invalid("a key's name must be 1 to 100 printable characters".into()));
         }
-        if self.scopes.is_empty() {
-            return Err(Error::Invalid("a key needs at least one scope (read, write or admin)".into()));
+        if !self.scopes.iter().any(|s| *s != Scope::Unmask) {
+            return Err(Error::Invalid("a key needs at least one scope of read, write or admin (unmask goes beside one)".into()));
         }
         let expires = match &self.expires {
             None => None,

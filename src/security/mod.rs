@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod masking;
 pub mod ring;
 pub mod roles;
 
@@ -28,7 +29,9 @@ use crate::query::Classification;
 pub use keys::{KeyInfo, NewKey, Rate};
 pub use ring::{KeyEntry, KeyRing};
 
-/// What a key may do; each scope includes the ones before it.
+/// What a key may do; each of `read`, `write` and `admin` includes the ones before it.
+/// `unmask` is not a level but a grant beside one: the key sees masked columns as they are
+/// (`masking`). A key needs a level; `admin` does not imply `unmask`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
@@ -39,6 +42,8 @@ pub enum Scope {
     Write,
     /// Everything: DDL, migrations, backups and restores, index changes, keys, the audit log.
     Admin,
+    /// Results unmasked (`security.masking`); given beside a level, never alone.
+    Unmask,
 }
 
 impl Scope {
@@ -47,16 +52,18 @@ impl Scope {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Admin => "admin",
+            Scope::Unmask => "unmask",
         }
     }
 
-    /// `read`, `write` or `admin`.
+    /// `read`, `write`, `admin` or `unmask`.
     pub fn parse(text: &str) -> Result<Scope, Error> {
         match text.trim() {
             "read" => Ok(Scope::Read),
             "write" => Ok(Scope::Write),
             "admin" => Ok(Scope::Admin),
-            other => Err(Error::Invalid(format!("{other:?} is not a scope (read, write or admin)"))),
+            "unmask" => Ok(Scope::Unmask),
+            other => Err(Error::Invalid(format!("{other:?} is not a scope (read, write, admin or unmask)"))),
         }
     }
 }
@@ -94,7 +101,8 @@ impl Caller {
         match (&self.key, self.scope()) {
             (None, _) | (_, Scope::Admin) => Login::Service,
             (_, Scope::Write) => Login::Write,
-            (_, Scope::Read) => Login::Read,
+            // `scope()` is a level, never `Unmask` (see `KeyEntry::scope`); were it, the least.
+            (_, Scope::Read | Scope::Unmask) => Login::Read,
         }
     }
 
@@ -104,6 +112,17 @@ impl Caller {
 
     pub fn key_name(&self) -> Option<&str> {
         self.key.as_ref().map(|k| k.name.as_str())
+    }
+
+    /// Whether this caller's results are masked (`security.masking`): a key without the
+    /// `unmask` scope; no key at all, or the bootstrap key, only with `mask_unauthenticated`.
+    pub fn masked(&self, settings: &config::Masking) -> bool {
+        settings.enabled()
+            && match &self.key {
+                Some(key) if key.id == keys::BOOTSTRAP_ID => settings.mask_unauthenticated,
+                Some(key) => !key.unmask,
+                None => settings.mask_unauthenticated,
+            }
     }
 
     /// What separates this caller's cached results from others'.

@@ -29,6 +29,8 @@ pub struct KeyEntry {
     pub name: String,
     /// The widest of its scopes.
     pub scope: Scope,
+    /// The key has the `unmask` scope: its results are never masked.
+    pub unmask: bool,
     digest: [u8; 32],
     expires_at: Option<DateTime<Utc>>,
     revoked: bool,
@@ -44,6 +46,7 @@ impl KeyEntry {
             id: id.into(),
             name: id.into(),
             scope,
+            unmask: false,
             digest: [0; 32],
             expires_at: None,
             revoked: false,
@@ -129,6 +132,8 @@ impl KeyRing {
                 id: BOOTSTRAP_ID.into(),
                 name: "bootstrap (DBAGENT_ADMIN_KEY)".into(),
                 scope: Scope::Admin,
+                // Decided by `masking.mask_unauthenticated` (`Caller::masked`).
+                unmask: false,
                 digest: digest(key.expose()),
                 expires_at: None,
                 revoked: false,
@@ -234,7 +239,8 @@ impl KeyRing {
             states.insert(info.id.clone(), state.clone());
             let allow_from = info.allow_from.iter().filter_map(|t| parse_net(t).ok()).collect();
             let entry = KeyEntry {
-                scope: info.scopes.iter().copied().max().unwrap_or(Scope::Read),
+                scope: info.scopes.iter().copied().filter(|s| *s != Scope::Unmask).max().unwrap_or(Scope::Read),
+                unmask: info.scopes.contains(&Scope::Unmask),
                 id: info.id.clone(),
                 name: info.name,
                 digest,

@@ -55,6 +55,9 @@ pub struct TransactionRequest {
     /// Whom the statements run as (the caller's key; not part of the request body).
     #[serde(skip)]
     pub login: db::Login,
+    /// The caller's results are masked (`security::masking`; not part of the request body).
+    #[serde(skip)]
+    pub masked: bool,
 }
 
 impl TransactionRequest {
@@ -68,6 +71,7 @@ impl TransactionRequest {
             deferrable: false,
             max_retries: None,
             login: db::Login::Service,
+            masked: false,
         }
     }
 }
@@ -220,6 +224,7 @@ async fn run_attempt(
             // Before COMMIT nothing is durable: a lost connection means "not committed".
             may_write: false,
             check_session: false,
+            mask: exec.mask(request.masked, class),
         };
         let cancel = query::cancel_on_timeout(lease.client().cancel_token());
         let conn: &mut db::Conn = lease;

@@ -16,6 +16,7 @@ mod erd;
 mod faults;
 mod health;
 mod metrics;
+mod masking;
 mod migrate;
 mod multiplex;
 mod openapi;
