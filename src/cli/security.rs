@@ -16,7 +16,8 @@ pub enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// read, write, admin (comma-separated; each includes the ones before it).
+        /// read, write, admin (comma-separated; each includes the ones before it), and unmask
+        /// beside one of them: results are not masked (`security.masking`).
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// Lifetime, e.g. 90d, 12h (default: none).
