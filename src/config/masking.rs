@@ -43,7 +43,8 @@ pub struct MaskRule {
     /// README, "Masking").
     #[serde(default)]
     pub heuristics: bool,
-    /// `redact`, `partial`, `hash` or `null`. Required but for `tag` rules (default `redact`).
+    /// `redact`, `partial`, `hash` or `"null"` (quoted: YAML reads a bare null as none). Required
+    /// but for `tag` rules (default `redact`).
     #[serde(default)]
     pub strategy: Option<Strategy>,
 }

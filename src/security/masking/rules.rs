@@ -171,7 +171,7 @@ mod tests {
             rule("{match: public.customer.email, strategy: hash}"),
             rule("{heuristics: true, strategy: partial}"),
             rule("{tag: true}"),
-            rule("{security_label: anon, strategy: null}"),
+            rule("{security_label: anon, strategy: \"null\"}"),
         ];
         assert_eq!(strategy_for(&rules, &column("public", "customer", "email")), Some(Strategy::Hash));
         assert_eq!(strategy_for(&rules, &column("public", "staff", "email")), Some(Strategy::Partial));
