@@ -2,6 +2,8 @@
 //!
 //! One module per capability; `ARCHITECTURE.md` has the code map and the invariants.
 //!
+//! - [`access`]: the server's roles and their privileges (`/roles`, `/grants`).
+//! - [`compliance`]: the security compliance report (CIS-style checks over SQL and config).
 //! - [`advisor`]: EXPLAIN analysis with rules, index suggestions (HypoPG), index upkeep.
 //! - [`config`]: the typed, validated configuration (file, environment, defaults).
 //! - [`db`]: connections and pools (primary and read replicas), value conversion.
@@ -24,6 +26,7 @@
 //! - [`cli`]: the command line.
 //! - [`app`]: wiring the pieces together for `serve` and the CLI.
 
+pub mod access;
 pub mod advisor;
 pub mod alerts;
 pub mod api;
@@ -31,6 +34,7 @@ pub mod app;
 pub mod backup;
 pub mod cache;
 pub mod cli;
+pub mod compliance;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -15,10 +15,10 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 
 use super::error::{ApiError, ErrorFacts};
-use super::{AppState, advisor, alerts, backup, health, keys, metrics, migrate, openapi, ops, query, schema, stats, transaction};
+use super::{AppState, access, advisor, alerts, compliance, backup, health, keys, metrics, migrate, openapi, ops, query, schema, stats, transaction};
 use crate::security::{Access, Caller, Scope, audit};
 
 /// When a call becomes an audit row.
@@ -97,6 +97,14 @@ pub static ROUTES: &[RouteSpec] = &[
     route("DELETE", "/keys/{id}", ADMIN, "keys.revoke", Audited::Always, || delete(keys::revoke)),
     route("POST", "/keys/{id}/rotate", ADMIN, "keys.rotate", Audited::Always, || post(keys::rotate)),
     route("GET", "/audit", ADMIN, "audit.list", Audited::Reads, || get(keys::audit)),
+    route("GET", "/roles", ADMIN, "roles.list", Audited::Reads, || get(access::list)),
+    route("POST", "/roles", ADMIN, "roles.create", Audited::Always, || post(access::create)),
+    route("PATCH", "/roles/{name}", ADMIN, "roles.alter", Audited::Always, || patch(access::alter)),
+    route("DELETE", "/roles/{name}", ADMIN, "roles.drop", Audited::Always, || delete(access::drop)),
+    route("POST", "/grants", ADMIN, "grants.grant", Audited::Always, || post(access::grant)),
+    route("DELETE", "/grants", ADMIN, "grants.revoke", Audited::Always, || delete(access::revoke)),
+    // Who can log in and how, the server's settings, the agent's own: for admins.
+    route("GET", "/security/compliance", ADMIN, "security.compliance", Audited::Reads, || get(compliance::report)),
     route("GET", "/openapi.json", READ, "openapi", Audited::Never, || get(openapi::spec)),
     route("GET", "/docs", Access::Open, "docs", Audited::Never, || get(openapi::docs_redirect)),
     route("GET", "/docs/", Access::Open, "docs", Audited::Never, || get(openapi::docs_index)),
@@ -125,7 +133,7 @@ pub static ROUTES: &[RouteSpec] = &[
     // routes with no dbagent equivalent yet answer 404 like any unknown path:
     // `GET /api/database/metrics/history`,
     // `GET /api/database/performance/analyze`, `POST /api/database/performance/optimize`,
-    // `GET /api/database/security/audit`, `GET /api/database/security/compliance`,
+    // `GET /api/database/security/audit`,
     // `PUT /api/database/security/settings`.
     route("GET", "/api/database/health", READ, "health", Audited::Reads, || get(health::full)),
     route("GET", "/api/database/connections/stats", READ, "health.connections", Audited::Reads, || get(health::connections)),
@@ -137,6 +145,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/api/database/backups/{id}/download", ADMIN, "backup.download", Audited::Always, || get(backup::download)),
     route("POST", "/api/database/backups/{id}/validate", ADMIN, "backup.verify", Audited::Always, || post(backup::verify)),
     route("GET", "/api/database/alerts", READ, "alerts.list", Audited::Reads, || get(alerts::list)),
+    route("GET", "/api/database/security/compliance", ADMIN, "security.compliance", Audited::Reads, || get(compliance::report)),
     // `confirm: true` required: it replaces the database.
     route("POST", "/api/database/restore", ADMIN, "restore", Audited::Always, || post(backup::restore_confirmed)),
 ];
@@ -434,7 +443,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for spec in ROUTES {
             assert!(seen.insert((spec.method, spec.path)), "{} {} twice", spec.method, spec.path);
-            assert!(["GET", "POST", "DELETE"].contains(&spec.method));
+            assert!(["GET", "POST", "PATCH", "DELETE"].contains(&spec.method));
         }
     }
 

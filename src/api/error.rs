@@ -42,11 +42,16 @@
 //! | `alert_not_found`, `silence_not_found` | `NotFound` | 404 | `/alerts/{id}` or `/silences/{id}` names none |
 //! | `channel_not_found` | `NotFound` | 404 | `/alerts/test` names no channel of `alerts.channels` |
 //! | `session_not_found` | `NotFound` | 404 | `/connections/{pid}/...` names no session of the server |
+//! | `role_not_found` | `NotFound` | 404 | `/roles/{name}`, a grant's `role`, `in_roles` or `reassign_to` names no role |
+//! | `object_not_found` | `NotFound` | 404 | a grant names no such schema, table or sequence (named in the message) |
 //! | `method_not_allowed` | (routing) | 405 | the route exists, the method does not |
 //! | `constraint_violation` | `Conflict` | 409 | SQLSTATE class 23 |
 //! | `conflict` | `Conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction`; a kept or pinned backup, an existing restore target, another job holding what this one needs |
 //! | `confirmation_required` | `Conflict` | 409 | a destructive call needs `confirm` naming what it destroys: a restore replacing a database other than the backup's own (`confirm: "<target>"`), `migrate down` past a migration whose down file drops data (the message names what to send) |
 //! | `force_required` | `Conflict` | 409 | a destructive call on something protected needs `force: true`: a restore over `postgres`, a template or the database dbagent keeps its schema in; deleting the newest good backup of a database |
+//! | `role_exists` | `Conflict` | 409 | `POST /roles` or a rename to a name a role already has |
+//! | `role_protected` | `Conflict` | 409 | altering or dropping dbagent's own login, a key role (`security.read_role` / `write_role`), the bootstrap superuser or a `pg_*` role |
+//! | `role_in_use` | `Conflict` | 409 | `DELETE /roles/{name}` while the role owns objects or holds privileges (listed; other databases named) without `reassign_to` or `drop_owned` |
 //! | `retries_exhausted` | `Conflict` | 409 | `/transaction` still conflicting after `max_retries` |
 //! | `migration_drift`, `migration_out_of_order`, `migration_locked`, `already_applied`, `schema_too_new` | `Conflict` | 409 | history and files disagree, or another runner holds the lock |
 //! | `clear_blocked` | `Conflict` | 409 | `/seed/generate` with `clear` on a table other tables reference |
@@ -88,7 +93,7 @@ use serde::Serialize;
 use crate::db::{self, PgError};
 use crate::error::{Classify, ErrorKind, INTERNAL};
 use crate::query::{self, ClassifyError};
-use crate::{advisor, alerts, backup, migrate, monitor, ops, schema, security, seeddata, txn};
+use crate::{access, advisor, alerts, compliance, backup, migrate, monitor, ops, schema, security, seeddata, txn};
 
 /// What an error answer was, for the audit row (a response extension).
 #[derive(Debug, Clone)]
@@ -367,6 +372,23 @@ impl From<alerts::Error> for ApiError {
         match err {
             alerts::Error::Db(err) => err.into(),
             other => ApiError::classified(&other),
+        }
+    }
+}
+
+impl From<access::Error> for ApiError {
+    fn from(err: access::Error) -> Self {
+        match err {
+            access::Error::Db(err) => err.into(),
+            other => ApiError::classified(&other),
+        }
+    }
+}
+
+impl From<compliance::Error> for ApiError {
+    fn from(err: compliance::Error) -> Self {
+        match err {
+            compliance::Error::Db(err) => err.into(),
         }
     }
 }

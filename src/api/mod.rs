@@ -2,11 +2,13 @@
 //! become responses in [`error`] alone. This is the only module that knows HTTP; every request
 //! carries an id ([`request_id`]) that its server errors are answered and logged with.
 
+mod access;
 mod advisor;
 mod alerts;
 mod answer;
 pub mod auth;
 mod backup;
+mod compliance;
 mod body;
 pub mod edge;
 pub mod error;

@@ -40,6 +40,8 @@ pub enum Answer {
     Json(SchemaFn),
     /// Not JSON: these content types, as text or bytes.
     Other(&'static [&'static str]),
+    /// JSON of this type, or (asked for by a `format` parameter) these text types.
+    JsonOrText(SchemaFn, &'static [&'static str]),
 }
 
 /// One route's documentation: which types are its body, query string and answer.
@@ -115,6 +117,13 @@ pub static DOCS: &[Doc] = &[
     doc("DELETE", "/keys/{id}", "Revoke an API key", None, None, J(of::<Succeeded<super::keys::Revoked>>)),
     doc("POST", "/keys/{id}/rotate", "A new secret; the old one keeps working for security.rotate_grace", None, None, J(of::<Succeeded<crate::security::keys::Created>>)),
     doc("GET", "/audit", "The audit log, newest first, filtered", None, Some(fields::<crate::security::audit::Filter>), J(of::<Succeeded<super::keys::AuditRows>>)),
+    doc("GET", "/roles", "Roles with their attributes, memberships and privileges in this database", None, Some(fields::<crate::access::list::RoleFilter>), J(of::<Succeeded<crate::access::list::RoleList>>)),
+    created(doc("POST", "/roles", "Create a role (password sent as a SCRAM verifier; never SUPERUSER, REPLICATION or BYPASSRLS)", Some(of::<crate::access::roles::NewRole>), None, J(of::<Succeeded<super::access::RoleAnswer>>))),
+    doc("PATCH", "/roles/{name}", "Change a role's password, expiry, login, connection limit, CREATEDB/CREATEROLE or name", Some(of::<crate::access::roles::RoleChange>), None, J(of::<Succeeded<super::access::RoleAnswer>>)),
+    doc("DELETE", "/roles/{name}", "Drop a role (refused while it owns objects or holds privileges, unless reassign_to or drop_owned)", None, Some(fields::<crate::access::roles::DropOptions>), J(of::<Succeeded<crate::access::roles::Dropped>>)),
+    doc("POST", "/grants", "GRANT privileges on a schema, table, sequence or all of a schema's (with default privileges)", Some(of::<crate::access::grants::GrantRequest>), None, J(of::<Succeeded<crate::access::grants::Granted>>)),
+    doc("DELETE", "/grants", "REVOKE privileges (the same body as POST /grants)", Some(of::<crate::access::grants::GrantRequest>), None, J(of::<Succeeded<crate::access::grants::Granted>>)),
+    doc("GET", "/security/compliance", "The compliance report: CIS-style checks with evidence and fixes, summarised per framework (JSON or Markdown)", None, Some(fields::<super::compliance::ComplianceQuery>), Answer::JsonOrText(of::<Succeeded<crate::compliance::Report>>, &["text/markdown"])),
     doc("GET", "/alerts", "Active and recent alerts, filtered", None, Some(fields::<crate::alerts::store::Filter>), J(of::<super::alerts::AlertList>)),
     doc("GET", "/alerts/rules", "Every rule with its thresholds, current value and state", None, None, J(of::<super::alerts::RulesAnswer>)),
     doc("POST", "/alerts/test", "Send a test notification through a channel", Some(of::<super::alerts::TestRequest>), None, J(of::<super::alerts::TestAnswer>)),
@@ -241,6 +250,14 @@ fn operation(spec: &RouteSpec, doc: &Doc, canonical: Option<&RouteSpec>, error: 
     }
     let content = match &doc.answer {
         Answer::Json(schema) => json!({ "application/json": { "schema": schema(generator) } }),
+        Answer::JsonOrText(schema, types) => {
+            let mut content = Map::new();
+            content.insert("application/json".into(), json!({ "schema": schema(generator) }));
+            for t in *types {
+                content.insert(t.to_string(), json!({ "schema": { "type": "string" } }));
+            }
+            Value::Object(content)
+        }
         Answer::Other(types) => {
             let binary = types.iter().any(|t| t.starts_with("application/octet-stream"));
             let schema = if binary { json!({ "type": "string", "contentMediaType": "application/octet-stream" }) } else { json!({ "type": "string" }) };

@@ -48,6 +48,8 @@ pub enum Purpose {
     /// VACUUM and ANALYZE (on demand and scheduled), the maintenance jobs' leadership and
     /// history, ALTER SYSTEM.
     Maintenance,
+    /// Roles and grants (`/roles`, `/grants`) and the compliance report's catalog reads.
+    Access,
 }
 
 impl Purpose {
@@ -72,6 +74,7 @@ impl Purpose {
             Purpose::Generate => "dbagent seed generate",
             Purpose::Alerts => "dbagent alerts",
             Purpose::Maintenance => "dbagent maintenance",
+            Purpose::Access => "dbagent access",
         }
     }
 }

@@ -222,6 +222,36 @@ fn samples_ops() -> Vec<crate::ops::Error> {
     all
 }
 
+fn samples_access() -> Vec<crate::access::Error> {
+    use crate::access::Error as E;
+    let mut all = vec![
+        E::Invalid("m".into()),
+        E::RoleNotFound { name: "r".into() },
+        E::ObjectNotFound { kind: "table", name: "t".into() },
+        E::RoleExists { name: "r".into() },
+        E::Protected { name: "r".into(), reason: "r" },
+        E::InUse { name: "r".into(), objects: vec!["table t (owner)".into()], other_databases: Some("d".into()) },
+    ];
+    all.extend(samples_db().into_iter().map(E::Db));
+    for e in &all {
+        match e {
+            E::Invalid(_) | E::RoleNotFound { .. } | E::ObjectNotFound { .. } | E::RoleExists { .. } | E::Protected { .. } | E::InUse { .. } | E::Db(_) => {}
+        }
+    }
+    all
+}
+
+fn samples_compliance() -> Vec<crate::compliance::Error> {
+    use crate::compliance::Error as E;
+    let all: Vec<E> = samples_db().into_iter().map(E::Db).collect();
+    for e in &all {
+        match e {
+            E::Db(_) => {}
+        }
+    }
+    all
+}
+
 fn samples_autogen() -> Vec<migrate::autogen::Error> {
     use migrate::autogen::Error as A;
     let all = vec![
@@ -409,6 +439,12 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
     }
     for e in samples_ops() {
         check(&format!("ops {e:?}"), e.kind(), e.code(), e.into());
+    }
+    for e in samples_access() {
+        check(&format!("access {e:?}"), e.kind(), e.code(), e.into());
+    }
+    for e in samples_compliance() {
+        check(&format!("compliance {e:?}"), e.kind(), e.code(), e.into());
     }
 }
 
