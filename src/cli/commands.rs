@@ -70,6 +70,8 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
                 Command::Indexes(args) => indexes_cmd(&agent, args, cli.json).await,
                 Command::Keys(cmd) => super::security::keys_cmd(&agent, cmd, cli.json).await,
                 Command::Audit(cmd) => super::security::audit_cmd(&agent, cmd, cli.json).await,
+                Command::Roles(cmd) => super::access::roles_cmd(&agent, cmd, cli.json).await,
+                Command::Security(cmd) => super::access::security_cmd(&agent, cmd, cli.json).await,
                 Command::Stats(cmd) => super::stats::run(&agent, cmd, cli.json).await,
                 Command::Alerts(cmd) => super::alerts::run(&agent, cmd, cli.json).await,
                 Command::Connections(cmd) => super::ops::connections(&agent, cmd, cli.json).await,

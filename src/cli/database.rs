@@ -36,6 +36,7 @@ pub fn need(command: &Command) -> Need {
         Command::Health | Command::Schema(_) => Need::Existing,
         Command::Migrate(MigrateCommand::Status | MigrateCommand::History { .. } | MigrateCommand::Current) => Need::Existing,
         Command::Keys(super::security::KeysCommand::List) | Command::Audit(_) => Need::Existing,
+        Command::Roles(super::access::RolesCommand::List { .. }) | Command::Security(_) => Need::Existing,
         // Sessions and locks of a server that is not running are none at all.
         Command::Connections(_) | Command::Locks => Need::Existing,
         Command::Maintenance(super::ops::MaintenanceCommand::Progress | super::ops::MaintenanceCommand::Report | super::ops::MaintenanceCommand::History { .. }) => Need::Existing,

@@ -15,6 +15,7 @@
 //! `Unavailable`, `Timeout`, `OutcomeUnknown`, `DatabaseFailure` and `Internal` are 3; every
 //! other kind is 1.
 
+mod access;
 mod alerts;
 mod commands;
 mod database;
@@ -89,6 +90,12 @@ pub enum Command {
     /// The audit log: list, export.
     #[command(subcommand)]
     Audit(security::AuditCommand),
+    /// The server's roles: list, create, alter, drop, grant, revoke.
+    #[command(subcommand)]
+    Roles(access::RolesCommand),
+    /// The compliance report: check.
+    #[command(subcommand)]
+    Security(access::SecurityCommand),
     /// Print the API's OpenAPI 3.1 document (what `GET /openapi.json` answers), for client
     /// generators; needs no database.
     Openapi,
