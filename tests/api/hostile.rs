@@ -49,6 +49,11 @@ const MAY_ACCEPT: &[(&str, &str, &str, &[&str])] = &[
     ("POST", "/api/database/connections/close-idle", "idle_for", &["huge"]),
     // The same scope named many times is that scope.
     ("POST", "/keys", "scopes", &["long"]),
+    // A role name is any text PostgreSQL keeps whole (quoted by dbagent): path-like text is a
+    // name like any other. The corpus drops the roles it made after the route (below).
+    ("POST", "/roles", "name", &["traversal", "absolute", "encoded traversal"]),
+    // A password of 8 characters or more is a password, whatever it looks like.
+    ("POST", "/roles", "password", &["traversal", "absolute", "encoded traversal"]),
 ];
 
 /// What a server must never show a client.
@@ -129,6 +134,9 @@ async fn hostile_input_on_every_route_is_refused_cleanly_and_changes_nothing() {
         let mut accepted_here = false;
         for probe in probes {
             accepted_here |= corpus.run(probe).await;
+        }
+        if method == "POST" && template == "/roles" {
+            corpus.drop_new_roles(&before).await;
         }
         let after = corpus.snapshot().await;
         if before != after && !accepted_here {
@@ -531,6 +539,17 @@ impl Corpus {
             self.accepted.push(label);
         }
         true
+    }
+
+    /// Drops the roles `POST /roles` legally made from hostile names, so later routes meet the
+    /// cluster as it was.
+    async fn drop_new_roles(&self, before: &BTreeMap<String, String>) {
+        let client = self.app.db.connect().await;
+        let known: Vec<&str> = before.get("roles").map(|r| r.split(',').collect()).unwrap_or_default();
+        let now: Vec<String> = client.query("SELECT rolname::text FROM pg_roles", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        for role in now.iter().filter(|r| !known.contains(&r.as_str())) {
+            client.batch_execute(&format!("DROP ROLE {}", dbagent::db::sql::ident(role))).await.unwrap();
+        }
     }
 
     /// What a refused request must leave as it was.
