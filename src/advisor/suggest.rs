@@ -72,6 +72,10 @@ pub struct Suggested {
     /// Statements left out, each with the reason (the others are advised).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
+    /// Indexes that would have saved enough but were left out of the set (their write cost
+    /// outweighs what they save, or the budget is spent), the most useful first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declined: Vec<super::workload::DeclinedIndex>,
     /// Statements analysed (HypoPG).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statements: Option<usize>,

@@ -216,7 +216,7 @@ async fn upkeep_finds_duplicate_unused_invalid_and_bloated_indexes_and_never_dro
 async fn suggestions_come_from_pg_stat_statements_validated_with_hypopg_or_estimated_without() {
     // pg_stat_statements needs shared_preload_libraries: a managed instance configures it.
     let app = spawn_managed_app(|_| {}).await;
-    app.setup(
+    app.setup_then_reset_statistics(
         "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
          CREATE TABLE items (id int PRIMARY KEY, category int NOT NULL, price int NOT NULL);
          INSERT INTO items SELECT i, i % 5000, i % 977 FROM generate_series(1, 100000) i; ANALYZE items;",

@@ -10,7 +10,7 @@ use crate::helpers::{TestApp, spawn_app, spawn_managed_app};
 /// `orders` (200k rows: region 50 values, status 5, total 0..99 999 as bigint, a year of
 /// created_at) and `customers` (20k, email).
 async fn shop(app: &TestApp) {
-    app.setup(
+    app.setup_counted(
         "CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL);
          INSERT INTO customers SELECT i, 'C' || i || '@Example.com' FROM generate_series(1, 20000) i;
          CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, region int NOT NULL, status text NOT NULL,
@@ -37,6 +37,7 @@ async fn workload_mode_advises_normalised_statements_of_every_parameter_form_and
     let app = spawn_managed_app(|_| {}).await;
     app.setup("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; CREATE TABLE gone (id int)").await;
     shop(&app).await;
+    app.setup_then_reset_statistics("").await;
     let statements = [
         // A typed literal (recorded as `interval $1`) and a cast constant (`$1::interval`).
         "SELECT id FROM orders WHERE created_at > now() - interval '1 day'",
@@ -150,4 +151,32 @@ async fn applying_a_set_builds_each_index_and_drops_what_a_failed_build_leaves()
     assert_eq!(indexes, vec![json!({"name": "orders_pkey", "valid": true}), json!({"name": "orders_region_total_idx", "valid": true})]);
     let (status, refused) = app.post("/indexes", &json!({"action": "apply_set", "statements": ["DROP TABLE orders"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+}
+
+#[tokio::test]
+async fn an_index_whose_write_cost_outweighs_what_it_saves_is_declined_with_both_figures() {
+    let app = spawn_managed_app(|_| {}).await;
+    app.setup_then_reset_statistics(
+        "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+         CREATE TABLE logbook (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, kind int NOT NULL, at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE quiet (id int PRIMARY KEY, kind int NOT NULL);
+         INSERT INTO quiet SELECT i, i % 1000 FROM generate_series(1, 200000) i;
+         ANALYZE quiet;",
+    )
+    .await;
+    // logbook takes 300,000 rows and is read rarely; quiet is read as rarely but never written.
+    app.setup_counted("INSERT INTO logbook (kind) SELECT i % 1000 FROM generate_series(1, 300000) i; ANALYZE logbook").await;
+    let client = app.db.connect().await;
+    for _ in 0..3 {
+        client.batch_execute("SELECT id FROM logbook WHERE kind = 7").await.unwrap();
+        client.batch_execute("SELECT id FROM quiet WHERE kind = 7").await.unwrap();
+    }
+    let (status, answer) = app.post("/indexes", &json!({"action": "suggest"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(suggestions(&answer), [("quiet".to_owned(), vec!["kind".to_owned()])], "{answer:#}");
+    let declined = answer["declined"].as_array().unwrap_or_else(|| panic!("{answer:#}"));
+    let kind = declined.iter().find(|d| d["table"] == "logbook" && d["columns"] == json!(["kind"])).unwrap_or_else(|| panic!("{answer:#}"));
+    assert_eq!(kind["reason"], "write_cost", "{kind}");
+    assert!(kind["write_cost"].as_f64().unwrap() > kind["saves"].as_f64().unwrap() && kind["saves"].as_f64().unwrap() > 0.0, "{kind}");
+    app.stop().await;
 }

@@ -341,4 +341,21 @@ impl TestApp {
     pub async fn setup(&self, sql: &str) {
         self.db.connect().await.batch_execute(sql).await.unwrap_or_else(|e| panic!("setup failed: {}", dbagent::db::error_chain(&e)));
     }
+
+    /// [`setup`](Self::setup), its tables' counters (`pg_stat_user_tables`) flushed before
+    /// it returns: a session keeps them to itself for up to a second otherwise.
+    pub async fn setup_counted(&self, sql: &str) {
+        let client = self.db.connect().await;
+        for sql in [sql, "SELECT pg_stat_force_next_flush()", "SELECT 1"] {
+            client.batch_execute(sql).await.unwrap_or_else(|e| panic!("setup failed: {}", dbagent::db::error_chain(&e)));
+        }
+    }
+
+    /// `sql`, then what pg_stat_statements and this database's counters recorded forgotten, as
+    /// a DBA does before recording a workload (the bulk load is not part of it).
+    pub async fn setup_then_reset_statistics(&self, sql: &str) {
+        self.setup_counted(sql).await;
+        self.setup("SELECT pg_stat_statements_reset()").await;
+        self.setup("SELECT pg_stat_reset()").await;
+    }
 }

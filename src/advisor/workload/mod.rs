@@ -33,6 +33,12 @@ pub const DEFAULT_MAX_INDEX_BYTES: i64 = 1 << 30;
 const WRITE_MS_PER_ROW: f64 = 0.005;
 /// Rows written to the table since statistics were reset (`$1` its oid).
 const WRITES_SQL: &str = "SELECT coalesce(n_tup_ins + n_tup_upd - n_tup_hot_upd + n_tup_del, 0)::float8 AS writes FROM pg_stat_user_tables WHERE relid = $1::int8::oid";
+/// How long pg_stat_statements has counted, and how long the tables' counters have (since
+/// this database's statistics were reset, else since the server started: counters kept over
+/// a restart make that window too short, so writes weigh more, never less), in seconds.
+const WINDOWS_SQL: &str = "SELECT extract(epoch FROM now() - i.stats_reset)::float8 AS statements, \
+     extract(epoch FROM now() - coalesce(d.stats_reset, pg_postmaster_start_time()))::float8 AS tables \
+     FROM pg_stat_statements_info i, pg_stat_database d WHERE d.datname = current_database()";
 
 /// One statement a recommended index serves.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -45,6 +51,24 @@ pub struct Served {
     pub cost_before: f64,
     pub cost_after: f64,
 }
+
+/// An index the search found worth having but left out.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct DeclinedIndex {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub sql: String,
+    /// `write_cost` (it would cost the table's writes more than it saves the reads) or
+    /// `budget` (it does not fit in what is left of `max_index_bytes`).
+    pub reason: &'static str,
+    /// What it would save the workload, beside the chosen set (`cost_unit`).
+    pub saves: f64,
+    /// What it would cost the table's writes over the same period (`cost_unit`).
+    pub write_cost: f64,
+}
+
+/// Declined indexes listed at most.
+const DECLINED_SHOWN: usize = 10;
 
 /// Advice for `statements` with HypoPG; `None` when HypoPG cannot be loaded.
 pub async fn advise(pools: &Pools, config: &tokio_postgres::Config, statements: Vec<Statement>, recorded: bool, budget: i64) -> Result<Option<Suggested>, Error> {
@@ -88,9 +112,13 @@ async fn run(pools: &Pools, p: &mut planner::Planner, all: Vec<Statement>, recor
         let shapes: Vec<&super::shape::Shape> = statements.iter().map(|s| &s.shape).filter(|s| s.tables.iter().any(|t| same_table(t, name))).collect();
         cands.extend(candidates::generate(name, stats, &distinct, &shapes));
     }
+    // Reads weigh what they cost over pg_stat_statements' window; writes are counted over the
+    // tables' window, which may be longer (a bulk load long before the statements were reset):
+    // only the share of writes in the statements' window is charged, at the same rate.
+    let share = if recorded { window_share(pools).await } else { 0.0 };
     let mut write_cost = Vec::new();
     for c in &cands {
-        write_cost.push(if recorded { writes(pools, &tables[&c.table]).await? * WRITE_MS_PER_ROW } else { 0.0 });
+        write_cost.push(if recorded { writes(pools, &tables[&c.table]).await? * share * WRITE_MS_PER_ROW } else { 0.0 });
     }
     let hypothetical: Vec<String> = cands.iter().map(|c| c.hypothetical(&tables[&c.table])).collect();
     let input = search::Input {
@@ -117,6 +145,22 @@ async fn run(pools: &Pools, p: &mut planner::Planner, all: Vec<Statement>, recor
         suggestions.push(suggestion(&cands[c], &tables[&cands[c].table], bytes, write_cost[c], serves));
     }
     suggestions.sort_by(|a, b| b.improvement.total_cmp(&a.improvement));
+    let declined = outcome
+        .declined
+        .iter()
+        .take(DECLINED_SHOWN)
+        .map(|&(c, saves, why)| DeclinedIndex {
+            table: tables[&cands[c].table].name.clone(),
+            columns: cands[c].keys.clone(),
+            sql: cands[c].create_sql(&tables[&cands[c].table]),
+            reason: match why {
+                search::Declined::WriteCost => "write_cost",
+                search::Declined::Budget => "budget",
+            },
+            saves,
+            write_cost: write_cost[c],
+        })
+        .collect();
     let total = |costs: &[f64]| -> f64 { weights.iter().zip(costs).map(|(w, c)| w * c).sum() };
     let (before, after) = (total(&base), total(&outcome.after));
     let note = outcome.capped.then(|| format!("the search stopped after {} plans; the set is the best found so far", search::MAX_EXPLAINS));
@@ -126,6 +170,7 @@ async fn run(pools: &Pools, p: &mut planner::Planner, all: Vec<Statement>, recor
         basis: "workload",
         note,
         skipped,
+        declined,
         statements: Some(statements.len()),
         total_cost_before: Some(before),
         total_cost_after: Some(after),
@@ -148,6 +193,17 @@ async fn tables(pools: &Pools, statements: &[Statement]) -> Result<BTreeMap<Stri
         }
     }
     Ok(out)
+}
+
+/// The share of the tables' counting window that pg_stat_statements' covers (1 when either is
+/// unknown: pg_stat_statements before 1.9 has no reset time).
+async fn window_share(pools: &Pools) -> f64 {
+    let Ok(rows) = pools.primary().query(WINDOWS_SQL, &[]).await else { return 1.0 };
+    let get = |name| rows.first().and_then(|r| db::get::<Option<f64>>(r, name).ok().flatten());
+    match (get("statements"), get("tables")) {
+        (Some(statements), Some(tables)) if tables > 0.0 => (statements / tables).clamp(0.0, 1.0),
+        _ => 1.0,
+    }
 }
 
 async fn writes(pools: &Pools, stats: &TableStats) -> Result<f64, Error> {

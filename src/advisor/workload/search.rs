@@ -46,6 +46,16 @@ pub struct Outcome {
     pub uses: Vec<Vec<usize>>,
     /// The plan budget ran out before the search finished.
     pub capped: bool,
+    /// Candidates that would have saved enough but were left out, with what they would have
+    /// saved: their write cost outweighs it, or they do not fit in what is left of the budget.
+    pub declined: Vec<(usize, f64, Declined)>,
+}
+
+/// Why a useful candidate is not in the set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declined {
+    WriteCost,
+    Budget,
 }
 
 /// Whether statement `st` reads candidate `c`'s table.
@@ -81,10 +91,12 @@ pub async fn search(p: &mut Planner, input: &Input<'_>) -> Result<Outcome, Error
     let mut open: Vec<usize> = (0..input.candidates.len()).collect();
     let mut capped = false;
     let mut first = true;
+    let mut declined = Vec::new();
     loop {
         let used: i64 = live.iter().map(|(_, h)| h.bytes).sum();
         let mut best: Option<(usize, f64)> = None;
         let mut useless = Vec::new();
+        declined.clear();
         for &c in &open {
             if p.explains + touches[c].len() > MAX_EXPLAINS {
                 capped = true;
@@ -103,8 +115,11 @@ pub async fn search(p: &mut Planner, input: &Input<'_>) -> Result<Outcome, Error
             }
             let net = gain - input.write_cost[c];
             let score = net / hypo.bytes.max(1) as f64;
-            if used + hypo.bytes <= input.budget && net >= bar && net > 0.0 && best.is_none_or(|(_, s)| score > s) {
+            let fits = used + hypo.bytes <= input.budget;
+            if fits && net >= bar && net > 0.0 && best.is_none_or(|(_, s)| score > s) {
                 best = Some((c, score));
+            } else if gain >= bar {
+                declined.push((c, gain, if fits { Declined::WriteCost } else { Declined::Budget }));
             }
         }
         first = false;
@@ -151,5 +166,8 @@ pub async fn search(p: &mut Planner, input: &Input<'_>) -> Result<Outcome, Error
     for (_, hypo) in &live {
         p.drop_hypo(hypo).await?;
     }
-    Ok(Outcome { chosen: live.iter().map(|(c, h)| (*c, h.bytes)).collect(), after: current, uses, capped })
+    // What the last round found worth having but could not take, the most useful first (a
+    // candidate the chosen set made redundant is not among them: its gain fell with it).
+    declined.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(Outcome { chosen: live.iter().map(|(c, h)| (*c, h.bytes)).collect(), after: current, uses, capped, declined })
 }
