@@ -2,9 +2,9 @@
 # Index advice against Postgres MCP Pro (not run in CI).
 #
 # Builds a synthetic shop (customers 100k, orders 600k, products 10k, order_items 600k) on a
-# throw-away PostgreSQL cluster with pg_stat_statements preloaded, records a workload of 12
-# query shapes (typed-literal and cast intervals, IN lists, ANY, LIMIT, joins, GROUP BY, a
-# function predicate), and asks each advisor for indexes — in workload mode (from
+# throw-away PostgreSQL cluster with pg_stat_statements preloaded, records a workload of 20
+# query shapes (typed-literal and cast intervals, IN lists, ANY, BETWEEN, LIMIT, joins,
+# GROUP BY, function predicates), and asks each advisor for indexes — in workload mode (from
 # pg_stat_statements) and with the queries given. Each advisor's indexes are built on its own
 # copy of the database (CREATE DATABASE ... TEMPLATE), and the workload is timed on each.
 #
@@ -53,7 +53,7 @@ INSERT INTO order_items SELECT 1 + i % 600000, 1 + (i * 31) % 10000, 1 + i % 5 F
 VACUUM ANALYZE;
 SQL
 
-# The workload: 12 shapes, each with several literal values (pg_stat_statements normalises them).
+# The workload: 20 shapes, each with several literal values (pg_stat_statements normalises them).
 workload() {
   for k in 1 2 3; do
     echo "SELECT id, total FROM orders WHERE created_at > now() - interval '$k hours';"
@@ -68,11 +68,19 @@ workload() {
     echo "SELECT id, price FROM products WHERE category = $k ORDER BY price LIMIT 20;"
     echo "SELECT oi.product_id, oi.qty FROM order_items oi JOIN orders o ON o.id = oi.order_id WHERE o.customer_id = $((k * 37));"
     echo "SELECT status, count(*) FROM orders WHERE created_at > now() - interval '$((k * 30)) minutes' GROUP BY status;"
+    echo "SELECT id, email FROM customers WHERE region = $k AND created_at > now() - interval '$((k * 5)) days';"
+    echo "SELECT id FROM orders WHERE status IN ('s$k', 's$((k + 1))') AND region = $((k + 10));"
+    echo "SELECT count(*) FROM order_items WHERE order_id BETWEEN $((k * 1000)) AND $((k * 1000 + 50));"
+    echo "SELECT p.name, oi.qty FROM products p JOIN order_items oi ON oi.product_id = p.id WHERE oi.order_id = $((k * 997));"
+    echo "SELECT id, email FROM customers ORDER BY created_at DESC LIMIT $((k * 5));"
+    echo "SELECT max(total) FROM orders WHERE customer_id = $((k * 43));"
+    echo "SELECT id, name FROM products WHERE price BETWEEN $k.00 AND $k.50;"
+    echo "SELECT date_trunc('hour', created_at), count(*) FROM orders WHERE region = $((k + 20)) AND created_at > now() - interval '$k days' GROUP BY 1;"
   done
 }
 workload > "$DIR/workload.sql"
 # One query of each shape, for the explicit-queries mode.
-workload | head -12 > "$DIR/queries.sql"
+workload | head -20 > "$DIR/queries.sql"
 psql_ shop -c "SELECT pg_stat_statements_reset()" >/dev/null
 for _ in 1 2 3; do psql_ shop -f "$DIR/workload.sql" >/dev/null; done
 

@@ -46,6 +46,13 @@ pub struct Plan {
     tags: Vec<Tag>,
 }
 
+impl Plan {
+    /// The same tables under another caller identity.
+    pub fn rekeyed(&self, identity: &str, sql: &str, params: &[Value]) -> Plan {
+        Plan { key: key(identity, sql, params), tags: self.tags.clone() }
+    }
+}
+
 /// How often the list of immutable functions may be reloaded when an unknown name shows up.
 const FUNCTIONS_RELOAD: Duration = Duration::from_secs(30);
 
@@ -290,6 +297,7 @@ fn decode_rows(payload: &[u8]) -> Option<Rows> {
         truncated: meta.truncated,
         columns: meta.columns,
         largest_row: 0,
+        mask_generation: None,
     })
 }
 
@@ -317,6 +325,7 @@ mod tests {
             truncated: false,
             columns: vec![ColumnInfo { name: "a".into(), type_name: "int4".into() }],
             largest_row: 0,
+            mask_generation: None,
         };
         let back = decode_rows(&encode_rows(&rows)).unwrap();
         assert_eq!((back.json, back.row_count, back.columns[0].name.as_str()), (rows.json, 1, "a"));

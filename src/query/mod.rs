@@ -208,9 +208,10 @@ impl Executor {
         let class = self.classifier.classify(sql)?;
         // Masked and unmasked results never share an entry, nor results masked under rules
         // resolved differently.
+        let caller = identity;
         let identity = match (&self.masking, freshness.masked) {
-            (Some(masking), true) => format!("{identity}|{}", masking.profile()),
-            _ => identity.to_owned(),
+            (Some(masking), true) => format!("{caller}|{}", masking.profile()),
+            _ => caller.to_owned(),
         };
         let plan = match freshness.primary_only {
             true => Err("consistency \"strong\" reads from the primary".to_string()),
@@ -245,6 +246,12 @@ impl Executor {
         self.stats.record_cache(false);
         let snapshot = cache.snapshot(&plan).await;
         let out = self.query(sql, params, freshness).await?;
+        // A masked result is stored under the generation it was masked with, which a catalog
+        // read for a relation masking did not know yet may have moved on while it ran.
+        let plan = match (freshness.masked, out.rows.mask_generation) {
+            (true, Some(generation)) => plan.rekeyed(&format!("{caller}|{}", Masking::profile_of(generation)), sql, params),
+            _ => plan,
+        };
         // Stored only if it really ran READ ONLY (not re-run as a write) and is not truncated.
         if let Some(snapshot) = snapshot
             && class.is_read_only()

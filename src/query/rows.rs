@@ -34,6 +34,9 @@ pub struct Rows {
     /// Bytes of the largest row as PostgreSQL sent it (what the driver's read buffer grew to
     /// hold; see `run::BIG_ROW`).
     pub largest_row: usize,
+    /// For a masked caller: the masking resolution's generation this result was masked under
+    /// (what a cached copy is keyed by).
+    pub mask_generation: Option<u64>,
 }
 
 /// A result column as the API reports it.
@@ -85,6 +88,7 @@ pub async fn collect(
         truncated: seen > returned as u64,
         columns: columns.iter().map(|c| ColumnInfo { name: c.name().to_string(), type_name: c.type_().name().to_string() }).collect(),
         largest_row,
+        mask_generation: None,
     })
 }
 

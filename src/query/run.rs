@@ -112,9 +112,12 @@ async fn execute_once(
     let params = encode_params(stmt.params, prepared.params())?;
     // Before anything is sent: a catalog read for a relation masking does not know yet must
     // not sit between the SET and the statement.
-    let mask = match stmt.mask {
-        Some((masking, refs)) => masking.plan(prepared.columns(), refs).await,
-        None => None,
+    let (mask, mask_generation) = match stmt.mask {
+        Some((masking, refs)) => {
+            let (plan, generation) = masking.plan(prepared.columns(), refs).await;
+            (plan, Some(generation))
+        }
+        None => (None, None),
     };
     // Decided only now that nothing can fail before the SET is sent: the flag must match.
     let switch = read_only.and_then(|ro| conn.switch_read_only(ro));
@@ -157,7 +160,9 @@ async fn execute_once(
     };
     let (set_result, rows, lsn, ()) = tokio::join!(set, run, lsn, check);
     set_result.map_err(|e| Error::Db(db::Error::from_driver(e, false)))?;
-    Ok((rows?, lsn))
+    let mut rows = rows?;
+    rows.mask_generation = mask_generation;
+    Ok((rows, lsn))
 }
 
 /// The session check, prepared once per connection.

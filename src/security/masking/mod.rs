@@ -15,7 +15,8 @@
 //!   column by the column it is traced to, or whole when it cannot be traced.
 //! * A result column from a relation, or a column number, the resolution does not know (made
 //!   since) makes the resolution be read again at once; if it is still unknown, the column
-//!   is redacted. Failing to read the catalog never unmasks.
+//!   is redacted (and its relation remembered, so a temporary table or a catalog does not
+//!   cost a read on every statement). Failing to read the catalog never unmasks.
 //! * A column with no origin (an expression, a whole row, an aggregate) is redacted when the
 //!   statement names a relation with masked columns and refers to a masked column's name or
 //!   to whole rows (see [`statement::References::may_read_masked`]).
@@ -40,10 +41,12 @@ pub use statement::References;
 use crate::config::{self, MaskStrategy as Strategy};
 use crate::db::{self, Pools, Purpose};
 
-/// An unknown origin reads the catalog again at most this often (a burst of new relations
-/// waits for one read, and a statement over something the catalog read cannot see does not
-/// read it on every run).
-const REREAD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// Relations remembered as unknown to the catalog read (temporary tables, the catalogs) before
+/// the memory is cleared; the periodic refresh clears it too.
+const UNRESOLVED_AT_MOST: usize = 10_000;
+/// A relation the catalog read did not know is looked for again after this long (one made in a
+/// transaction that had not committed when it was read).
+const UNRESOLVED_RETRY: Duration = Duration::from_secs(1);
 
 /// The masking of one agent: the rules and their resolution against the catalog.
 pub struct Masking {
@@ -56,6 +59,10 @@ pub struct Masking {
     generation: AtomicU64,
     /// One catalog read at a time; when the last one ended.
     reading: tokio::sync::Mutex<Option<Instant>>,
+    /// Relations a read made after they were first seen still did not know (a temporary
+    /// table, a catalog), and when: their columns are redacted without reading the catalog
+    /// again on every statement, at most once per [`UNRESOLVED_RETRY`].
+    unresolved: std::sync::Mutex<std::collections::HashMap<u32, Instant>>,
 }
 
 impl Masking {
@@ -69,6 +76,7 @@ impl Masking {
             resolved: RwLock::default(),
             generation: AtomicU64::new(0),
             reading: tokio::sync::Mutex::new(None),
+            unresolved: std::sync::Mutex::default(),
         })
     }
 
@@ -80,9 +88,15 @@ impl Masking {
         Duration::from_secs(self.settings.refresh_seconds)
     }
 
-    /// What masked callers' cached results are keyed by besides the statement.
+    /// What masked callers' cached results are keyed by besides the statement: the current
+    /// generation's profile.
     pub fn profile(&self) -> String {
-        format!("masked:{}", self.generation.load(Ordering::Relaxed))
+        Self::profile_of(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// The profile of results masked under generation `generation`.
+    pub fn profile_of(generation: u64) -> String {
+        format!("masked:{generation}")
     }
 
     fn current(&self) -> Arc<Resolved> {
@@ -92,6 +106,7 @@ impl Masking {
     /// Reads the catalog and resolves the rules again.
     pub async fn refresh(&self) -> Result<(), db::Error> {
         let mut last = self.reading.lock().await;
+        self.unresolved.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.read(&mut last).await
     }
 
@@ -109,11 +124,11 @@ impl Masking {
         Ok(())
     }
 
-    /// Reads the catalog again unless a read ended within [`REREAD_AT_MOST_EVERY`] (or one
-    /// that was going on when this was asked for ends meanwhile).
+    /// Reads the catalog again unless a read that was going on when this was asked for ends
+    /// meanwhile (a burst of statements over new relations waits for one read).
     async fn reread(&self, asked: Instant) {
         let mut last = self.reading.lock().await;
-        if last.is_some_and(|at| at > asked || at.elapsed() < REREAD_AT_MOST_EVERY) {
+        if last.is_some_and(|at| at > asked) {
             return;
         }
         if let Err(err) = self.read(&mut last).await {
@@ -121,13 +136,33 @@ impl Masking {
         }
     }
 
-    /// The masking of a result with `columns`, from a statement that refers to `refs`; `None`
-    /// when no column is masked.
-    pub async fn plan(&self, columns: &[Column], refs: &References) -> Option<MaskPlan> {
+    /// The masking of a result with `columns`, from a statement that refers to `refs` (`None`
+    /// when no column is masked), and the generation of the resolution it was made with.
+    pub async fn plan(&self, columns: &[Column], refs: &References) -> (Option<MaskPlan>, u64) {
+        // The generation is read before the resolution it names: a read that ends in between
+        // makes it older than the resolution (a cached copy keyed by it is never asked for
+        // again), never newer.
+        let mut generation = self.generation.load(Ordering::SeqCst);
         let mut resolved = self.current();
-        if columns.iter().any(|c| unknown(&resolved, c)) {
+        let unknown_relations = |resolved: &Resolved| -> Vec<u32> {
+            columns.iter().filter(|c| unknown(resolved, c)).filter_map(|c| origin(c).map(|(oid, _)| oid)).collect()
+        };
+        let new = unknown_relations(&resolved);
+        let seen_before = {
+            let unresolved = self.unresolved.lock().unwrap_or_else(|p| p.into_inner());
+            new.iter().all(|oid| unresolved.get(oid).is_some_and(|at| at.elapsed() < UNRESOLVED_RETRY))
+        };
+        if !seen_before {
             self.reread(Instant::now()).await;
+            generation = self.generation.load(Ordering::SeqCst);
             resolved = self.current();
+            let still = unknown_relations(&resolved);
+            let mut unresolved = self.unresolved.lock().unwrap_or_else(|p| p.into_inner());
+            if unresolved.len() + still.len() > UNRESOLVED_AT_MOST {
+                unresolved.clear();
+            }
+            let now = Instant::now();
+            unresolved.extend(still.into_iter().map(|oid| (oid, now)));
         }
         let mut no_origin = None;
         let strategies: Vec<Option<Strategy>> = columns
@@ -145,7 +180,7 @@ impl Masking {
                 }),
             })
             .collect();
-        strategies.iter().any(Option::is_some).then(|| MaskPlan { strategies, key: self.key.clone() })
+        (strategies.iter().any(Option::is_some).then(|| MaskPlan { strategies, key: self.key.clone() }), generation)
     }
 }
 
