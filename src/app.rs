@@ -346,6 +346,11 @@ fn spawn_collector(monitor: &Monitor, pools: &Arc<Pools>) -> Option<(tokio::task
 fn point_at_managed(config: &mut Config, managed: &Managed) {
     let db = &managed.database;
     config.postgresql.url = Some(Secret::new(managed.primary.running.url(db)));
+    // Trust the instance's generated CA (instance.ssl), so verify-full works as it is.
+    let ca = crate::instance::certs::ca_file(&managed.primary.running.data_dir);
+    if config.postgresql.sslrootcert.is_none() && ca.is_file() {
+        config.postgresql.sslrootcert = Some(ca.display().to_string());
+    }
     let ours = managed.replicas.iter().map(|r| config::Replica {
         url: Some(Secret::new(r.cluster.running.url(db))),
         max_lag_seconds: Some(config.replication.max_lag_seconds),

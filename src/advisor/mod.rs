@@ -80,7 +80,7 @@ pub struct OptimizeReport {
 }
 
 /// Explains `req.sql` and runs the rules (and, for a read, the index suggestions).
-pub async fn optimize(exec: &Executor, db: &tokio_postgres::Config, req: &OptimizeRequest, slow: Duration) -> Result<OptimizeReport, Error> {
+pub async fn optimize(exec: &Executor, db: &crate::db::PgConfig, req: &OptimizeRequest, slow: Duration) -> Result<OptimizeReport, Error> {
     let mode = explain::Mode { analyze: req.analyze, allow_side_effects: req.allow_side_effects, login: req.login };
     let (explained, analyze_skipped) = explain::explain(exec, &req.sql, &req.params, mode, exec.limits.query_timeout).await?;
     let shape = shape::shape(&req.sql);
@@ -255,7 +255,7 @@ impl Measured {
 }
 
 /// Runs one `/indexes` action.
-pub async fn indexes(exec: &Executor, db: &tokio_postgres::Config, req: &IndexesRequest) -> Result<IndexesAnswer, Error> {
+pub async fn indexes(exec: &Executor, db: &crate::db::PgConfig, req: &IndexesRequest) -> Result<IndexesAnswer, Error> {
     use IndexesAnswer as A;
     use IndexesRequest as R;
     let pools = &exec.pools;
@@ -285,7 +285,7 @@ pub async fn indexes(exec: &Executor, db: &tokio_postgres::Config, req: &Indexes
 }
 
 /// Creates a suggested index and measures the query before and after (EXPLAIN ANALYZE).
-async fn apply(exec: &Executor, db: &tokio_postgres::Config, sql: &str, query: &WorkloadQuery) -> Result<Applied, Error> {
+async fn apply(exec: &Executor, db: &crate::db::PgConfig, sql: &str, query: &WorkloadQuery) -> Result<Applied, Error> {
     let timeout = exec.limits.query_timeout;
     let mode = explain::Mode { analyze: true, allow_side_effects: false, login: crate::db::Login::Service };
     let (before, _) = explain::explain(exec, &query.sql, &query.params, mode, timeout).await?;

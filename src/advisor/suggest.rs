@@ -105,7 +105,7 @@ pub struct Suggested {
 /// (clearly labelled: see [`super::heuristic`]), never a refusal for want of a workload.
 pub async fn suggest_or_guess(
     pools: &Pools,
-    db: &tokio_postgres::Config,
+    db: &crate::db::PgConfig,
     table: Option<&str>,
     queries: &[WorkloadQuery],
     use_hypopg: bool,
@@ -151,7 +151,7 @@ fn reads(st: &Statement, table: Option<&str>) -> bool {
 
 /// Suggestions for the given queries (`POST /optimize`): the set HypoPG chooses, or
 /// statistics' estimates without it.
-pub async fn suggest(pools: &Pools, db: &tokio_postgres::Config, queries: &[WorkloadQuery]) -> Result<Vec<IndexSuggestion>, Error> {
+pub async fn suggest(pools: &Pools, db: &crate::db::PgConfig, queries: &[WorkloadQuery]) -> Result<Vec<IndexSuggestion>, Error> {
     let statements = workload::intake::given(queries);
     if let Some(found) = workload::advise(pools, db, statements.clone(), false, workload::DEFAULT_MAX_INDEX_BYTES).await? {
         return Ok(found.suggestions);

@@ -148,17 +148,17 @@ async fn index_named(pools: &Pools, index: &str) -> Result<IndexEntry, Error> {
 
 /// Runs one statement outside any transaction (what `CONCURRENTLY` needs), on a connection of
 /// its own without the API's statement timeout.
-pub(super) async fn run_concurrently(db: &tokio_postgres::Config, sql: &str) -> Result<(), Error> {
+pub(super) async fn run_concurrently(db: &crate::db::PgConfig, sql: &str) -> Result<(), Error> {
     run(db, sql).await
 }
 
-async fn run(db: &tokio_postgres::Config, sql: &str) -> Result<(), Error> {
+async fn run(db: &crate::db::PgConfig, sql: &str) -> Result<(), Error> {
     let client = db::admin::connect(db, db::Purpose::Indexes).await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
     client.batch_execute(sql).await.map_err(|e| Error::from(db::Error::from_driver(e, false)))
 }
 
 /// `ANALYZE table`.
-pub async fn analyze(pools: &Pools, db: &tokio_postgres::Config, table: &str) -> Result<Analyzed, Error> {
+pub async fn analyze(pools: &Pools, db: &crate::db::PgConfig, table: &str) -> Result<Analyzed, Error> {
     let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
     let sql = format!("ANALYZE {};", stats.qualified());
     run(db, &sql).await?;
@@ -166,7 +166,7 @@ pub async fn analyze(pools: &Pools, db: &tokio_postgres::Config, table: &str) ->
 }
 
 /// `REINDEX INDEX CONCURRENTLY`, with the size before and after.
-pub async fn rebuild(pools: &Pools, db: &tokio_postgres::Config, index: &str) -> Result<Rebuilt, Error> {
+pub async fn rebuild(pools: &Pools, db: &crate::db::PgConfig, index: &str) -> Result<Rebuilt, Error> {
     let before = index_named(pools, index).await?;
     let sql = format!("REINDEX INDEX CONCURRENTLY {};", before.name);
     run(db, &sql).await?;
@@ -177,7 +177,7 @@ pub async fn rebuild(pools: &Pools, db: &tokio_postgres::Config, index: &str) ->
 /// Every index of `table` (seed 000's rebuild by table): `REINDEX TABLE CONCURRENTLY`, which
 /// builds each anew beside the old one and swaps, so reads and writes go on meanwhile. The
 /// sizes are the table's indexes' total before and after, and each index's.
-pub async fn rebuild_table(pools: &Pools, db: &tokio_postgres::Config, table: &str) -> Result<Rebuilt, Error> {
+pub async fn rebuild_table(pools: &Pools, db: &crate::db::PgConfig, table: &str) -> Result<Rebuilt, Error> {
     let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
     let qualified = stats.qualified();
     let before = index_sizes(pools, &qualified).await?;
@@ -208,7 +208,7 @@ async fn index_sizes(pools: &Pools, regclass: &str) -> Result<Vec<(String, i64)>
 
 /// `CREATE [UNIQUE] INDEX CONCURRENTLY name ON table (columns)`. A failed build's invalid
 /// leftover is dropped; an index of that name already there is never touched.
-pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, columns: &[String], name: Option<&str>, unique: bool) -> Result<Created, Error> {
+pub async fn create(pools: &Pools, db: &crate::db::PgConfig, table: &str, columns: &[String], name: Option<&str>, unique: bool) -> Result<Created, Error> {
     let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
     if columns.is_empty() {
         return Err(Error::Invalid("columns: give at least one column".into()));
@@ -241,7 +241,7 @@ pub async fn create(pools: &Pools, db: &tokio_postgres::Config, table: &str, col
 
 /// `DROP INDEX CONCURRENTLY`, refused for an index that backs a constraint or is not on
 /// `table` (when given).
-pub async fn drop(pools: &Pools, db: &tokio_postgres::Config, index: &str, table: Option<&str>) -> Result<Dropped, Error> {
+pub async fn drop(pools: &Pools, db: &crate::db::PgConfig, index: &str, table: Option<&str>) -> Result<Dropped, Error> {
     let IndexEntry { name, table: on, constraint, .. } = index_named(pools, index).await?;
     if let Some(table) = table {
         let stats = super::catalog::table(pools, table).await?.ok_or_else(|| Error::TableNotFound { table: table.to_owned() })?;
@@ -258,7 +258,7 @@ pub async fn drop(pools: &Pools, db: &tokio_postgres::Config, index: &str, table
 }
 
 /// Runs a suggested `CREATE INDEX CONCURRENTLY` statement (nothing else is accepted).
-pub async fn create_from_sql(db: &tokio_postgres::Config, sql: &str) -> Result<(), Error> {
+pub async fn create_from_sql(db: &crate::db::PgConfig, sql: &str) -> Result<(), Error> {
     let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).map_err(|e| Error::Invalid(format!("not SQL: {e}")))?;
     let ok = parsed.protobuf.stmts.len() == 1
         && matches!(parsed.protobuf.stmts[0].stmt.as_ref().and_then(|s| s.node.as_ref()), Some(pg_query::NodeEnum::IndexStmt(i)) if i.concurrent);

@@ -176,7 +176,7 @@ impl Sources {
     }
 
     /// The slow checks: the newest backup in the location, and migrations drifted or missing.
-    pub async fn slow(&self, db: &tokio_postgres::Config) -> Slow {
+    pub async fn slow(&self, db: &crate::db::PgConfig) -> Slow {
         let last_backup = match &self.backups {
             Some((settings, _)) => crate::backup::list(settings)
                 .ok()

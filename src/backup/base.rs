@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 
 use super::create::{BackupKind, CreateRequest, Format, Progress, seal_output, stored_name};
 use super::database;
@@ -34,7 +34,7 @@ pub(crate) struct NewBase<'a> {
 
 /// Takes a base backup of the cluster `db` points at.
 pub(crate) async fn take(
-    db: &Config,
+    db: &PgConfig,
     settings: &Settings,
     new: NewBase<'_>,
     progress: &(dyn Fn(Progress) + Send + Sync),

@@ -7,7 +7,7 @@
 //! All agents writing one database's mirror are expected to share one backup location.
 
 use serde::Serialize;
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 
 use super::database::connect;
 use super::location::{self, remove_backup_dir};
@@ -101,7 +101,7 @@ pub(crate) fn newest_good<'a>(newest_first: &'a [Manifest], database: &str) -> O
 
 /// Deletes a backup (its files, then its mirror row). A backup marked `keep` or pinned, and
 /// the newest good backup of its database (the last way back), are refused unless `force`.
-pub async fn delete(db: &Config, settings: &Settings, id: &str, force: bool) -> Result<Manifest, Error> {
+pub async fn delete(db: &PgConfig, settings: &Settings, id: &str, force: bool) -> Result<Manifest, Error> {
     if !location::is_id(id) {
         return Err(Error::NotFound { id: id.to_owned() });
     }
@@ -129,7 +129,7 @@ pub async fn delete(db: &Config, settings: &Settings, id: &str, force: bool) -> 
 
 /// Pins a backup (`Some(by)`: retention never deletes it until it is unpinned) or unpins it
 /// (`None`), e.g. for the duration of a migration.
-pub async fn pin(db: &Config, settings: &Settings, id: &str, pinned_by: Option<String>) -> Result<Manifest, Error> {
+pub async fn pin(db: &PgConfig, settings: &Settings, id: &str, pinned_by: Option<String>) -> Result<Manifest, Error> {
     if !location::is_id(id) {
         return Err(Error::NotFound { id: id.to_owned() });
     }
@@ -152,7 +152,7 @@ pub struct RebuildReport {
 
 /// Rewrites `dbagent.backups` from the manifests in the location, in one transaction: every
 /// manifest gets its row, rows without a manifest go.
-pub async fn rebuild_catalog(db: &Config, settings: &Settings) -> Result<RebuildReport, Error> {
+pub async fn rebuild_catalog(db: &PgConfig, settings: &Settings) -> Result<RebuildReport, Error> {
     let manifests = list(settings)?;
     let mut client = connect(db, crate::db::Purpose::Backup).await?;
     ensure_table(&client).await?;
@@ -194,7 +194,7 @@ pub(crate) async fn has_scheduled(client: &tokio_postgres::Client, tick: &str) -
 }
 
 /// Writes (or refreshes) `manifest`'s mirror row; failures are logged, not returned.
-pub(crate) async fn mirror(db: &Config, manifest: &Manifest) {
+pub(crate) async fn mirror(db: &PgConfig, manifest: &Manifest) {
     let json = serde_json::to_string(manifest).expect("a manifest always serializes");
     let written = async {
         let client = connect(db, crate::db::Purpose::Backup).await?;
@@ -207,7 +207,7 @@ pub(crate) async fn mirror(db: &Config, manifest: &Manifest) {
 }
 
 /// Removes `id`'s mirror row; failures are logged, not returned.
-pub(crate) async fn unmirror(db: &Config, id: &str) {
+pub(crate) async fn unmirror(db: &PgConfig, id: &str) {
     let removed = async {
         let client = connect(db, crate::db::Purpose::Backup).await?;
         client

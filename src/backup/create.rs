@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 use tracing::Instrument;
 
 use super::database::Snapshot;
@@ -84,7 +84,7 @@ pub struct Progress {
 /// Takes a backup of the database `db` points at, as `settings` and `req` say, and returns its
 /// manifest. `progress` is called from the job's own task; it must be quick.
 pub async fn create(
-    db: &Config,
+    db: &PgConfig,
     settings: &Settings,
     req: &CreateRequest,
     progress: &(dyn Fn(Progress) + Send + Sync),
@@ -94,7 +94,7 @@ pub async fn create(
 
 /// [`create`], recording the cron tick the backup was taken for.
 pub(crate) async fn create_for(
-    db: &Config,
+    db: &PgConfig,
     settings: &Settings,
     req: &CreateRequest,
     scheduled_for: Option<DateTime<Utc>>,
@@ -112,7 +112,7 @@ pub(crate) async fn create_for(
 }
 
 async fn take(
-    db: &Config,
+    db: &PgConfig,
     settings: &Settings,
     req: &CreateRequest,
     scheduled_for: Option<DateTime<Utc>>,

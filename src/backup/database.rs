@@ -3,14 +3,15 @@
 //! restores, dropped on every path, and the rename swap that replaces a database only after
 //! its replacement is complete.
 //!
-//! Connections are opened from the caller's `tokio_postgres::Config`, never from a pool: a
+//! Connections are opened from the caller's `crate::db::PgConfig`, never from a pool: a
 //! long job must not starve the pool, and a session left in an odd state dies with the job.
 //! (On integration, [`connect`] becomes `crate::db::admin::connect`.)
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
+use crate::db::PgConfig;
 
 use super::Error;
 use crate::db::{Purpose, sql};
@@ -22,19 +23,19 @@ const EXACT_COUNT_LIMIT: f64 = 1_000_000.0;
 const SWAP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a session of the job's own; its driver task ends when the client is dropped.
-pub(crate) async fn connect(db: &Config, purpose: Purpose) -> Result<Client, Error> {
+pub(crate) async fn connect(db: &PgConfig, purpose: Purpose) -> Result<Client, Error> {
     crate::db::admin::connect(db, purpose).await.map_err(|source| Error::Unavailable { source })
 }
 
 /// `db` pointed at another database of the same server.
-pub(crate) fn for_database(db: &Config, name: &str) -> Config {
+pub(crate) fn for_database(db: &PgConfig, name: &str) -> PgConfig {
     let mut config = db.clone();
     config.dbname(name);
     config
 }
 
 /// The database `db` names (libpq's default: the user name).
-pub(crate) fn database_name(db: &Config) -> String {
+pub(crate) fn database_name(db: &PgConfig) -> String {
     db.get_dbname()
         .or(db.get_user())
         .unwrap_or("postgres")
@@ -88,7 +89,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) async fn open(db: &Config) -> Result<Snapshot, Error> {
+    pub(crate) async fn open(db: &PgConfig) -> Result<Snapshot, Error> {
         let client = connect(db, Purpose::Backup).await?;
         client
             .batch_execute(
@@ -199,7 +200,7 @@ async fn exact_count(client: &Client, table: &str) -> Result<i64, Error> {
 
 /// Exact row counts of `tables` in the database `db` points at; a table that is missing is
 /// left out of the answer.
-pub(crate) async fn count_tables(db: &Config, tables: &[String]) -> Result<HashMap<String, i64>, Error> {
+pub(crate) async fn count_tables(db: &PgConfig, tables: &[String]) -> Result<HashMap<String, i64>, Error> {
     let client = connect(db, Purpose::Verify).await?;
     let mut counts = HashMap::new();
     for table in tables {
@@ -218,13 +219,13 @@ pub(crate) async fn count_tables(db: &Config, tables: &[String]) -> Result<HashM
 /// databases (which cannot be done from inside them).
 pub(crate) struct Admin {
     client: Client,
-    db: Config,
+    db: PgConfig,
 }
 
 impl Admin {
     /// Connects to `postgres`, or `template1` when `postgres` is one of the databases the job
     /// touches.
-    pub(crate) async fn connect(db: &Config, touched: &[&str]) -> Result<Admin, Error> {
+    pub(crate) async fn connect(db: &PgConfig, touched: &[&str]) -> Result<Admin, Error> {
         let maintenance = if touched.contains(&"postgres") { "template1" } else { "postgres" };
         let config = for_database(db, maintenance);
         let client = connect(&config, Purpose::Restore).await?;
@@ -235,7 +236,7 @@ impl Admin {
         server_version_num(&self.client).await
     }
 
-    pub(crate) fn config_for(&self, name: &str) -> Config {
+    pub(crate) fn config_for(&self, name: &str) -> PgConfig {
         for_database(&self.db, name)
     }
 
@@ -390,12 +391,12 @@ impl Admin {
 /// or, when the job fails or is cancelled first, by a task spawned from `Drop`.
 pub(crate) struct Scratch {
     pub name: String,
-    db: Config,
+    db: PgConfig,
     armed: bool,
 }
 
 impl Scratch {
-    pub(crate) fn new(db: &Config, name: &str) -> Scratch {
+    pub(crate) fn new(db: &PgConfig, name: &str) -> Scratch {
         Scratch { name: name.to_owned(), db: db.clone(), armed: true }
     }
 

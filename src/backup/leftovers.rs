@@ -2,13 +2,13 @@
 //! directories without a manifest (and work directories) whose creator is gone, and the
 //! scratch databases of restores that never swapped theirs in (`<db>_restoring_<stamp>`).
 
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 
 use super::database::Admin;
 use super::{Error, Settings, catalog};
 
 /// Removes both; best effort, each failure logged. Returns the scratch databases dropped.
-pub async fn clean_up_after_crashes(db: &Config, settings: &Settings) -> Vec<String> {
+pub async fn clean_up_after_crashes(db: &PgConfig, settings: &Settings) -> Vec<String> {
     // Listing removes the incomplete backups nobody holds the lock of.
     if let Err(err) = catalog::list(settings) {
         tracing::warn!(error = %err, "could not look for incomplete backups");
@@ -25,7 +25,7 @@ pub async fn clean_up_after_crashes(db: &Config, settings: &Settings) -> Vec<Str
 /// Drops every `<db>_restoring_<YYYYMMDDHHMMSS>` database that no session is connected to: a
 /// restore in progress has its `pg_restore` connected to it, and `DROP DATABASE` without
 /// `FORCE` refuses a database in use, so only a dead restore's copy goes.
-async fn drop_abandoned_restores(db: &Config) -> Result<Vec<String>, Error> {
+async fn drop_abandoned_restores(db: &PgConfig) -> Result<Vec<String>, Error> {
     let admin = Admin::connect(db, &[]).await?;
     let mut dropped = Vec::new();
     for name in admin.abandoned_restores().await? {

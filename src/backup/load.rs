@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 
 use super::create::{Format, Progress};
 use super::database::Admin;
@@ -170,7 +170,7 @@ impl Load<'_> {
     }
 
     /// Runs `plan` against the database `target`; returns the plaintext bytes read.
-    pub(crate) async fn run(&self, target: &Config, plan: &Plan) -> Result<u64, Error> {
+    pub(crate) async fn run(&self, target: &PgConfig, plan: &Plan) -> Result<u64, Error> {
         let dbname = target.get_dbname().unwrap_or_default().to_owned();
         let target = Target::new(target, &dbname);
         match self.backup.manifest.format {

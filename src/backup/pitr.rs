@@ -284,6 +284,7 @@ async fn wait_for_promotion(running: &instance::Running) -> Result<(Option<u32>,
     let mut config = tokio_postgres::Config::new();
     config.host("127.0.0.1").port(running.port).user(&running.superuser).dbname("postgres");
     config.connect_timeout(Duration::from_secs(5));
+    let config = crate::db::PgConfig::new(config, crate::instance::certs::client_tls(&running.data_dir));
     let deadline = Instant::now() + REPLAY_TIMEOUT;
     let mut last_commit = None;
     loop {

@@ -19,7 +19,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_postgres::{Client, Config, Row};
+use tokio_postgres::{Client, Row};
+use crate::db::PgConfig;
 
 use super::database::{Admin, connect, database_name, derived_name};
 use super::{Error, Settings};
@@ -190,7 +191,7 @@ async fn write(client: &Client, records: &[Replaced]) -> Result<(), Error> {
 }
 
 /// Every database a restore replaced, newest first (kept, swapped back and dropped).
-pub async fn list_replaced(db: &Config) -> Result<Vec<Replaced>, Error> {
+pub async fn list_replaced(db: &PgConfig) -> Result<Vec<Replaced>, Error> {
     let client = connect(db, Purpose::Restore).await?;
     read_all(&client).await
 }
@@ -212,7 +213,7 @@ pub(crate) async fn free_name(admin: &Admin, target: &str, at: DateTime<Utc>) ->
 /// The records to carry across a swap of `target`: when `target` is the database holding
 /// them (the one `db` names), the swap replaces the table with the restored copy's; the rows
 /// read here are written back after it.
-pub(crate) async fn carried(db: &Config, target: &str) -> Result<Vec<Replaced>, Error> {
+pub(crate) async fn carried(db: &PgConfig, target: &str) -> Result<Vec<Replaced>, Error> {
     if database_name(db) != target {
         return Ok(Vec::new());
     }
@@ -238,7 +239,7 @@ pub(crate) fn record(settings: &Settings, replaced_as: &str, target: &str, backu
 
 /// Writes `carried` (see [`carried`]) and `new` after a swap. A failure is returned; the
 /// replaced database is still there under its name either way.
-pub(crate) async fn write_after_swap(db: &Config, carried: Vec<Replaced>, new: &[Replaced]) -> Result<(), Error> {
+pub(crate) async fn write_after_swap(db: &PgConfig, carried: Vec<Replaced>, new: &[Replaced]) -> Result<(), Error> {
     let client = connect(db, Purpose::Restore).await?;
     let mut all = carried;
     for r in new {
@@ -251,7 +252,7 @@ pub(crate) async fn write_after_swap(db: &Config, carried: Vec<Replaced>, new: &
 /// Swaps the database kept as `id` back in for the database it was replaced by; that one is
 /// kept as replaced in turn (its own record, `backup.keep_replaced_hours`). When the database
 /// no longer exists under its name, the kept one is only renamed back.
-pub async fn undo(db: &Config, settings: &Settings, id: &str, by: &str) -> Result<Undone, Error> {
+pub async fn undo(db: &PgConfig, settings: &Settings, id: &str, by: &str) -> Result<Undone, Error> {
     if super::database::check_database_name(id).is_err() {
         return Err(Error::ReplacedNotFound { id: id.to_owned() });
     }
@@ -293,7 +294,7 @@ pub async fn undo(db: &Config, settings: &Settings, id: &str, by: &str) -> Resul
 }
 
 /// Drops `record`'s database now and marks it dropped.
-pub(crate) async fn drop_now(db: &Config, admin: &Admin, record: &mut Replaced) -> Result<(), Error> {
+pub(crate) async fn drop_now(db: &PgConfig, admin: &Admin, record: &mut Replaced) -> Result<(), Error> {
     admin.drop(&record.id).await?;
     record.state = ReplacedState::Dropped;
     record.ended_at = Some(Utc::now());
@@ -304,7 +305,7 @@ pub(crate) async fn drop_now(db: &Config, admin: &Admin, record: &mut Replaced) 
 
 /// Drops the replaced databases whose time is up (and marks them dropped); returns their ids.
 /// Run when the agent starts serving and by the backup schedule's leader.
-pub async fn sweep_replaced(db: &Config) -> Result<Vec<String>, Error> {
+pub async fn sweep_replaced(db: &PgConfig) -> Result<Vec<String>, Error> {
     let client = connect(db, Purpose::Restore).await?;
     if !table_exists(&client).await? {
         return Ok(Vec::new());

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 use tracing::Instrument;
 
 use super::create::{BackupKind, Progress};
@@ -103,7 +103,7 @@ pub enum RestoreMode {
 
 /// Restores a backup as `req` says (see the module documentation for where the data goes).
 pub async fn restore(
-    db: &Config,
+    db: &PgConfig,
     settings: &Settings,
     req: &RestoreRequest,
     progress: &(dyn Fn(Progress) + Send + Sync),
@@ -114,7 +114,7 @@ pub async fn restore(
 }
 
 async fn run(
-    db: &Config,
+    db: &PgConfig,
     settings: &Settings,
     req: &RestoreRequest,
     progress: &(dyn Fn(Progress) + Send + Sync),
@@ -265,7 +265,7 @@ pub(crate) fn choose_mode(
 
 /// One restore's database side.
 struct Job<'a> {
-    db: &'a Config,
+    db: &'a PgConfig,
     admin: &'a Admin,
     load: Load<'a>,
     limit: Duration,

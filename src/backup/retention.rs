@@ -16,7 +16,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 
 use super::catalog;
 use super::manifest::Manifest;
@@ -140,7 +140,7 @@ fn verdict(
 /// Applies the configured retention to the location: decides, then (unless `dry_run`)
 /// deletes what should go and updates the catalog mirror. Returns every decision, newest
 /// first; with `dry_run` nothing is touched.
-pub async fn prune(db: &Config, settings: &Settings, dry_run: bool) -> Result<Vec<Decision>, Error> {
+pub async fn prune(db: &PgConfig, settings: &Settings, dry_run: bool) -> Result<Vec<Decision>, Error> {
     let backups = catalog::list(settings)?;
     // Dumps and base backups restore different things (a database; a whole cluster to a
     // point in time): each family keeps its own newest backups.

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use serde::Serialize;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
+use crate::db::PgConfig;
 
 use super::create::{CreateRequest, create_for};
 use super::database::connect;
@@ -138,7 +139,7 @@ impl ScheduleStats {
 /// Runs the backup of the current cron tick if this agent wins the lock and nobody took it
 /// yet, then retention. Counted in `stats`; a failure is also logged here (the loop that
 /// calls this only goes on).
-pub async fn run_scheduled(db: &Config, settings: &Settings, stats: &ScheduleStats) -> Result<ScheduledRun, Error> {
+pub async fn run_scheduled(db: &PgConfig, settings: &Settings, stats: &ScheduleStats) -> Result<ScheduledRun, Error> {
     let outcome = lead(db, settings).await;
     stats.record(&outcome);
     match &outcome {
@@ -153,7 +154,7 @@ pub async fn run_scheduled(db: &Config, settings: &Settings, stats: &ScheduleSta
     outcome
 }
 
-async fn lead(db: &Config, settings: &Settings) -> Result<ScheduledRun, Error> {
+async fn lead(db: &PgConfig, settings: &Settings) -> Result<ScheduledRun, Error> {
     let cron = settings
         .schedule
         .as_deref()
@@ -167,7 +168,7 @@ async fn lead(db: &Config, settings: &Settings) -> Result<ScheduledRun, Error> {
     outcome
 }
 
-async fn run_tick(db: &Config, settings: &Settings, lock: &Client, tick: DateTime<Utc>) -> Result<ScheduledRun, Error> {
+async fn run_tick(db: &PgConfig, settings: &Settings, lock: &Client, tick: DateTime<Utc>) -> Result<ScheduledRun, Error> {
     if let Some(existing) = catalog::list(settings)?.into_iter().find(|m| m.scheduled_for == Some(tick)) {
         return Ok(ScheduledRun::AlreadyTaken { id: existing.id });
     }
@@ -193,7 +194,7 @@ async fn run_tick(db: &Config, settings: &Settings, lock: &Client, tick: DateTim
 /// Sleeps until each cron tick and runs it, until `shutdown` completes. Failures are counted
 /// and logged, never fatal; only an invalid schedule ends the loop with an error.
 pub async fn run_schedule(
-    db: &Config,
+    db: &PgConfig,
     settings: &Settings,
     stats: &ScheduleStats,
     shutdown: impl Future<Output = ()>,
@@ -221,7 +222,7 @@ struct ScheduleLock {
 }
 
 impl ScheduleLock {
-    async fn try_acquire(db: &Config) -> Result<Option<ScheduleLock>, Error> {
+    async fn try_acquire(db: &PgConfig) -> Result<Option<ScheduleLock>, Error> {
         let client = connect(db, crate::db::Purpose::Schedule).await?;
         let taken: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])

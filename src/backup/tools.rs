@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::process::{ChildStdin, ChildStdout};
-use tokio_postgres::Config;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 
 use super::Error;
 use crate::instance::{self, ServerUser, process};
@@ -150,15 +149,18 @@ fn launch_error(err: instance::Error, tool: &'static str) -> Error {
     }
 }
 
-/// Where a tool connects: one libpq conninfo string, plus the password for `PGPASSWORD`.
+/// Where a tool connects: one libpq conninfo string, plus the password for `PGPASSWORD` and
+/// the TLS settings for `PGSSLMODE` and the others (files named in the environment, not on the
+/// command line).
 pub(crate) struct Target {
     conninfo: String,
     password: Option<String>,
+    tls: Vec<(&'static str, String)>,
 }
 
 impl Target {
     /// The server `db` points at, database `dbname`.
-    pub(crate) fn new(db: &Config, dbname: &str) -> Target {
+    pub(crate) fn new(db: &crate::db::PgConfig, dbname: &str) -> Target {
         let mut parts: Vec<(&str, String)> = Vec::new();
         let hosts: Vec<String> = db
             .get_hosts()
@@ -183,12 +185,6 @@ impl Target {
             parts.push(("user", user.to_owned()));
         }
         parts.push(("dbname", dbname.to_owned()));
-        let sslmode = match db.get_ssl_mode() {
-            SslMode::Disable => "disable",
-            SslMode::Require => "require",
-            _ => "prefer",
-        };
-        parts.push(("sslmode", sslmode.to_owned()));
         if let Some(timeout) = db.get_connect_timeout() {
             parts.push(("connect_timeout", timeout.as_secs().max(1).to_string()));
         }
@@ -199,7 +195,7 @@ impl Target {
             .collect::<Vec<_>>()
             .join(" ");
         let password = db.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
-        Target { conninfo, password }
+        Target { conninfo, password, tls: db.tls().libpq_env() }
     }
 }
 
@@ -222,6 +218,7 @@ pub(crate) fn spawn(tools: &Tools, tool: Tool, args: &[OsString], target: &Targe
     // Messages in English whatever the locale: some are read (pg_basebackup's WAL positions,
     // pg_dump's "no matching tables").
     cmd.env("LC_MESSAGES", "C").env_remove("LANGUAGE");
+    cmd.envs(target.tls.iter().map(|(k, v)| (k, v)));
     if let Some(password) = &target.password {
         cmd.env("PGPASSWORD", password);
     }
@@ -317,8 +314,9 @@ mod tests {
 
     #[test]
     fn conninfo_quotes_every_value() {
-        let mut db = Config::new();
+        let mut db = tokio_postgres::Config::new();
         db.host("db.example").port(5433).user("o'brien").password("s3cret");
+        let db = crate::db::PgConfig::new(db, crate::db::tls::Tls::disabled());
         let target = Target::new(&db, "shop db");
         assert!(target.conninfo.contains("host='db.example'"), "{}", target.conninfo);
         assert!(target.conninfo.contains("user='o\\'brien'"), "{}", target.conninfo);

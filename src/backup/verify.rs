@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 
 use super::create::{BackupKind, Progress};
 use super::database::{self, Admin, Scratch};
@@ -76,7 +76,7 @@ pub struct TableCheck {
 
 /// Verifies backup `id` at `level`.
 pub async fn verify(
-    db: &Config,
+    db: &PgConfig,
     settings: &Settings,
     id: &str,
     level: VerifyLevel,
@@ -129,7 +129,7 @@ async fn checksums(
 
 /// Level 2: restore into `dbagent_verify_<id>`, count, compare, drop.
 async fn trial_restore(
-    db: &Config,
+    db: &PgConfig,
     backup: &Backup,
     settings: &Settings,
     root: &std::path::Path,
@@ -173,7 +173,7 @@ async fn trial_restore(
 }
 
 /// Counts every table of the manifest in the restored database; exact counts must match.
-async fn compare(manifest: &Manifest, restored: &Config) -> Result<Vec<TableCheck>, Error> {
+async fn compare(manifest: &Manifest, restored: &PgConfig) -> Result<Vec<TableCheck>, Error> {
     let names: Vec<String> = manifest.tables.iter().map(|t| t.table.clone()).collect();
     let found = database::count_tables(restored, &names).await?;
     let mut checks = Vec::new();
@@ -197,7 +197,7 @@ async fn compare(manifest: &Manifest, restored: &Config) -> Result<Vec<TableChec
 
 /// Writes the outcome into the manifest and its mirror, when it says something about the
 /// backup (see the module doc). Re-reads the manifest first so a concurrent `pin` is kept.
-async fn record(db: &Config, backup: &Backup, level: VerifyLevel, outcome: &Result<VerifyReport, Error>) {
+async fn record(db: &PgConfig, backup: &Backup, level: VerifyLevel, outcome: &Result<VerifyReport, Error>) {
     let error = match outcome {
         Ok(_) => None,
         Err(err) if err.is_backup_damaged() => Some(err.to_string()),

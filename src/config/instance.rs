@@ -16,10 +16,14 @@ pub struct Instance {
     pub bin_dir: Option<PathBuf>,
     /// Database dbagent serves on the instance. Default `postgres`.
     pub database: String,
+    /// Serve TLS (`ssl = on`) with a CA and a server certificate generated into the data
+    /// directory (`dbagent-ca.crt` is the CA clients trust); dbagent's own connections trust
+    /// that CA. Default false.
+    pub ssl: bool,
 }
 
 impl Default for Instance {
     fn default() -> Self {
-        Instance { data_dir: PathBuf::from("./.dbagent/pgdata"), port: None, bin_dir: None, database: "postgres".into() }
+        Instance { data_dir: PathBuf::from("./.dbagent/pgdata"), port: None, bin_dir: None, database: "postgres".into(), ssl: false }
     }
 }

@@ -1,5 +1,6 @@
 //! `postgresql:` — the database dbagent serves, and its read replicas.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,8 +24,21 @@ pub struct Postgresql {
     pub database: Option<String>,
     pub user: Option<String>,
     pub password: Option<Secret>,
-    /// `disable` or `prefer` (TLS to PostgreSQL is not built yet; `prefer` connects in clear).
-    pub sslmode: SslMode,
+    /// TLS to PostgreSQL, with libpq's meanings: `disable`, `prefer` (TLS when the server offers
+    /// it, certificate not checked), `require` (TLS or fail), `verify-ca` (and the certificate
+    /// is signed by `sslrootcert`), `verify-full` (and it names the host). Default: the URL's
+    /// `sslmode`, else `prefer`.
+    pub sslmode: Option<SslMode>,
+    /// PEM file of the CA certificates that sign the server's, or `system` for the system's
+    /// store. Default: the URL's, else `~/.postgresql/root.crt` when it exists. When one is
+    /// found, `prefer` and `require` check the chain too (as libpq does).
+    pub sslrootcert: Option<String>,
+    /// PEM file of a client certificate (with `sslkey`). Default: the URL's, else
+    /// `~/.postgresql/postgresql.crt` when it exists.
+    pub sslcert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key. Default: the URL's, else
+    /// `~/.postgresql/postgresql.key`.
+    pub sslkey: Option<PathBuf>,
     pub connection_pool: ConnectionPool,
     /// Seconds a statement may run; the server cancels it (`statement_timeout`). Default 30.
     pub query_timeout: f64,
@@ -49,7 +63,10 @@ impl Default for Postgresql {
             database: None,
             user: None,
             password: None,
-            sslmode: SslMode::Prefer,
+            sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
             connection_pool: ConnectionPool::default(),
             query_timeout: 30.0,
             max_rows: 10_000,
@@ -75,6 +92,9 @@ impl Postgresql {
         if !(self.query_timeout > 0.0 && self.query_timeout.is_finite()) {
             return invalid("postgresql.query_timeout", "must be a positive number of seconds");
         }
+        if self.sslcert.is_some() != self.sslkey.is_some() {
+            return invalid("postgresql.sslkey", "sslcert and sslkey go together: set both or neither");
+        }
         if self.max_rows == 0 {
             return invalid("postgresql.max_rows", "must be at least 1");
         }
@@ -88,11 +108,35 @@ impl Postgresql {
     }
 }
 
+/// libpq's `sslmode` values (`allow` is not offered: it would try clear text first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     Disable,
     Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    /// libpq's name for it (`verify-full`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// From libpq's name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<SslMode> {
+        [SslMode::Disable, SslMode::Prefer, SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull]
+            .into_iter()
+            .find(|m| m.as_str() == name)
+    }
 }
 
 /// One read replica: a URL or host/port/..., which inherit the primary's unset fields.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 use super::{Error, Pools};
 
@@ -83,7 +83,7 @@ impl Pools {
     /// Settings for a dedicated session on the current primary: without the API's
     /// `statement_timeout` and idle-transaction limit (a migration or an index build takes what
     /// it takes; their own limits come from their settings) and read-write.
-    pub fn admin_config(&self) -> tokio_postgres::Config {
+    pub fn admin_config(&self) -> crate::db::PgConfig {
         let mut config = self.primary().current_config();
         let options = format!(
             "{} -c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c default_transaction_read_only=off",
@@ -101,13 +101,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opens a connection outside the pools for work that needs its own session (the migration
 /// lock, a migration run), named by `purpose`; its driver task ends when the returned client is
 /// dropped.
-pub async fn connect(config: &tokio_postgres::Config, purpose: Purpose) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+pub async fn connect(config: &crate::db::PgConfig, purpose: Purpose) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut config = config.clone();
     config.application_name(purpose.application_name());
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect().await?;
     let major = server_major(connection.parameter("server_version"));
     tokio::spawn(async move {
         if let Err(err) = connection.await {
@@ -142,14 +142,14 @@ async fn end_with_its_client(client: &tokio_postgres::Client, major: u32) -> Res
 pub type Notices = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// [`connect`], keeping the notices the server sends on the session.
-pub async fn connect_noting(config: &tokio_postgres::Config, purpose: Purpose) -> Result<(tokio_postgres::Client, Notices), tokio_postgres::Error> {
+pub async fn connect_noting(config: &crate::db::PgConfig, purpose: Purpose) -> Result<(tokio_postgres::Client, Notices), tokio_postgres::Error> {
     use futures_util::StreamExt;
     let mut config = config.clone();
     config.application_name(purpose.application_name());
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect().await?;
     let major = server_major(connection.parameter("server_version"));
     let notices = Notices::default();
     let sink = notices.clone();
@@ -177,11 +177,11 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs each of `statements` in turn (simple protocol, autocommit) on a fresh connection to
 /// `config`, named by `purpose`, and returns the rows of the last one, as text.
-pub async fn execute(config: &tokio_postgres::Config, purpose: Purpose, statements: &[&str]) -> Result<Vec<Vec<Option<String>>>, Error> {
+pub async fn execute(config: &crate::db::PgConfig, purpose: Purpose, statements: &[&str]) -> Result<Vec<Vec<Option<String>>>, Error> {
     let mut config = config.clone();
     config.application_name(purpose.application_name());
     let work = async {
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| Error::Unavailable { reason: super::error_chain(&e) })?;
+        let (client, connection) = config.connect().await.map_err(|e| Error::Unavailable { reason: super::error_chain(&e) })?;
         let driver = tokio::spawn(connection);
         let mut rows = Vec::new();
         for sql in statements {

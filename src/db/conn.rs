@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 use tokio_util::task::TaskTracker;
 
 /// Idle time after which a checkout pings the connection before handing it out.
@@ -52,6 +52,19 @@ pub struct Credentials {
     pub password: Option<String>,
 }
 
+/// Cancels a running statement through PostgreSQL's cancel protocol, on a connection of its
+/// own made with the same TLS as the one it cancels.
+pub struct Canceller {
+    token: tokio_postgres::CancelToken,
+    tls: super::tls::Tls,
+}
+
+impl Canceller {
+    pub async fn cancel(self) -> Result<(), tokio_postgres::Error> {
+        self.token.cancel_query(self.tls.connector()).await
+    }
+}
+
 /// Why a connection could not be opened or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -79,11 +92,18 @@ pub struct Conn {
     role: Role,
     /// The [`Upstream`] generation it was opened for; an older one is never handed out again.
     generation: u64,
+    /// For cancel requests, which open a connection of their own.
+    tls: super::tls::Tls,
 }
 
 impl Conn {
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// What cancels the statement running on this connection, through the same TLS.
+    pub fn canceller(&self) -> Canceller {
+        Canceller { token: self.client.cancel_token(), tls: self.tls.clone() }
     }
 
     pub fn role(&self) -> Role {
@@ -167,7 +187,7 @@ impl Conn {
 /// The server a pool connects to. Failover re-points it: the generation goes up and every
 /// connection opened for an older generation is discarded instead of being handed out.
 pub struct Upstream {
-    current: RwLock<(tokio_postgres::Config, String)>,
+    current: RwLock<(super::PgConfig, String)>,
     generation: AtomicU64,
     /// Options dbagent adds to every connection (timeouts, read-only default).
     options: String,
@@ -180,7 +200,7 @@ impl Upstream {
     }
 
     /// From now on, connect to `config`; connections to the previous server are dropped.
-    pub fn repoint(&self, mut config: tokio_postgres::Config) {
+    pub fn repoint(&self, mut config: super::PgConfig) {
         let location = super::conninfo::describe(&config);
         Manager::apply_options(&mut config, &self.options);
         if let Ok(mut current) = self.current.write() {
@@ -193,11 +213,11 @@ impl Upstream {
     }
 
     /// The current server's connection settings (dbagent's session options included).
-    pub fn current_config(&self) -> tokio_postgres::Config {
+    pub fn current_config(&self) -> super::PgConfig {
         self.config().0
     }
 
-    fn config(&self) -> (tokio_postgres::Config, u64) {
+    fn config(&self) -> (super::PgConfig, u64) {
         let generation = self.generation.load(Ordering::SeqCst);
         let config = self.current.read().map(|c| c.0.clone()).unwrap_or_else(|p| p.into_inner().0.clone());
         (config, generation)
@@ -226,7 +246,7 @@ pub struct Manager {
 impl Manager {
     /// `statement_timeout` is enforced by the server on every statement of every connection.
     pub fn new(
-        mut config: tokio_postgres::Config,
+        mut config: super::PgConfig,
         role: Role,
         statement_timeout: Duration,
         pre_ping: bool,
@@ -250,7 +270,7 @@ impl Manager {
         Manager { upstream, credentials: Some((user, password)), role, pre_ping, tasks }
     }
 
-    fn apply_options(config: &mut tokio_postgres::Config, ours: &str) {
+    fn apply_options(config: &mut super::PgConfig, ours: &str) {
         let options = match config.get_options() {
             Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
             _ => ours.to_owned(),
@@ -281,7 +301,7 @@ impl bb8::ManageConnection for Manager {
                 None => config.password(Vec::<u8>::new()),
             };
         }
-        let (client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = config.connect().await?;
         // PostgreSQL 14+ reports this at startup: the role check costs no round trip.
         let standby = connection.parameter("in_hot_standby") == Some("on");
         let login_role = connection.parameter("session_authorization").unwrap_or_default().to_owned();
@@ -303,6 +323,7 @@ impl bb8::ManageConnection for Manager {
             login_role,
             role: self.role,
             generation,
+            tls: config.tls().clone(),
         })
     }
 

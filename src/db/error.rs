@@ -185,7 +185,8 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
+        // A TLS failure is told in libpq's words, not the TLS library's.
+        let cause_text = super::tls::describe_error(cause).unwrap_or_else(|| cause.to_string());
         if !text.contains(&cause_text) {
             text.push_str(": ");
             text.push_str(&cause_text);

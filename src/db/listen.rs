@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::{Pools, Purpose};
 
@@ -44,8 +44,8 @@ pub fn listen(pools: Weak<Pools>, channel: &'static str, purpose: Purpose) -> mp
 }
 
 /// One LISTEN session; `listened` is set once `Listening` was sent.
-async fn session(config: &tokio_postgres::Config, channel: &str, tx: &mpsc::Sender<Notice>, listened: &mut bool) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+async fn session(config: &crate::db::PgConfig, channel: &str, tx: &mpsc::Sender<Notice>, listened: &mut bool) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect().await?;
     let (messages_tx, mut messages) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -28,6 +28,8 @@ pub(crate) struct Cluster {
     pub port: Option<u16>,
     /// WAL archiving (`Settings::archive`).
     pub archive: Option<super::Archive>,
+    /// TLS with generated certificates (`Settings::ssl`).
+    pub ssl: bool,
 }
 
 impl Cluster {
@@ -53,6 +55,7 @@ impl Cluster {
             superuser: settings.superuser.clone(),
             port: settings.port,
             archive: settings.archive.clone(),
+            ssl: settings.ssl,
         })
     }
 
@@ -194,7 +197,10 @@ impl Cluster {
         if let Some(archive) = &self.archive {
             conf::prepare_archive(archive, &self.user)?;
         }
-        conf::write(&self.layout, port, self.archive.as_ref(), &self.user)
+        if self.ssl {
+            super::certs::ensure(&self.layout.data_dir, &self.user)?;
+        }
+        conf::write(&self.layout, port, self.archive.as_ref(), self.ssl, &self.user)
     }
 
     /// Reuses a live postmaster of this data directory (another dbagent's, or one left by a

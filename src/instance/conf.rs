@@ -21,9 +21,13 @@ const REPLICATION_HBA: &str =
     "host    replication     all             127.0.0.1/32            trust";
 
 /// Writes `dbagent.conf` for `layout`, with `port` when it is known.
-pub(crate) fn write(layout: &Layout, port: Option<u16>, archive: Option<&Archive>, user: &ServerUser) -> Result<(), Error> {
+pub(crate) fn write(layout: &Layout, port: Option<u16>, archive: Option<&Archive>, ssl: bool, user: &ServerUser) -> Result<(), Error> {
     let path = layout.data_dir.join(CONF_FILE);
-    fs::write(&path, render(layout, port, archive)?).map_err(Error::io("write", &path))?;
+    let mut text = render(layout, port, archive)?;
+    if ssl {
+        text.push_str(&super::certs::conf_lines());
+    }
+    fs::write(&path, text).map_err(Error::io("write", &path))?;
     // The server reads its configuration as its own user; a root-owned file would also break
     // pg_basebackup, which copies every file of the data directory.
     user.give(&path)

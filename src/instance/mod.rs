@@ -22,6 +22,7 @@
 //! lives in `D`, so a stale pid file (or one whose pid was reused) never blocks a start and
 //! never makes us adopt a stranger.
 
+pub mod certs;
 mod binaries;
 mod cluster;
 mod conf;
@@ -69,6 +70,8 @@ pub struct Settings {
     /// Continuous WAL archiving (`archive_mode = on`) for point-in-time recovery. Default
     /// none (`archive_mode = off`).
     pub archive: Option<Archive>,
+    /// Serve TLS with generated certificates ([`certs`]). Default false.
+    pub ssl: bool,
 }
 
 /// Continuous WAL archiving of a managed cluster.
@@ -93,6 +96,7 @@ impl Settings {
         let mut settings = Settings::new(normalize(&data_dir));
         settings.port = config.port;
         settings.bin_dir = config.bin_dir.clone();
+        settings.ssl = config.ssl;
         Ok(settings)
     }
 
@@ -104,6 +108,7 @@ impl Settings {
             bin_dir: None,
             superuser: "postgres".to_owned(),
             archive: None,
+            ssl: false,
         }
     }
 }

@@ -93,6 +93,9 @@ async fn basebackup(cluster: &Cluster, primary: &Running) -> Result<(), Error> {
     cmd.arg("-D").arg(cluster.data_dir());
     // -w: never prompt for a password (there is no terminal to answer it).
     cmd.args(["-R", "-X", "stream", "-c", "fast", "-w"]);
+    // The primary's TLS, its generated CA trusted (libpq reads these; -R keeps them in
+    // primary_conninfo for the replica's WAL receiver).
+    cmd.envs(super::certs::client_tls(&primary.data_dir).libpq_env());
     let output = process::run(cmd, BASEBACKUP_TIMEOUT).await?;
     if !output.status.success() {
         return Err(Error::BasebackupFailed {

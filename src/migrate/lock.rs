@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
+use crate::db::PgConfig;
 
 use super::{Error, session};
 
@@ -26,7 +27,7 @@ pub(crate) struct MigrationLock {
 
 impl MigrationLock {
     /// Takes the lock, polling until `timeout` has passed.
-    pub(crate) async fn acquire(db: &Config, timeout: Duration) -> Result<MigrationLock, Error> {
+    pub(crate) async fn acquire(db: &PgConfig, timeout: Duration) -> Result<MigrationLock, Error> {
         let client = session::connect(db).await?;
         let started = Instant::now();
         loop {

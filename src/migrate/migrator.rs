@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
+use crate::db::PgConfig;
 use tracing::Instrument;
 
 use super::history::{self, EventKind, NewApplied, NewEvent};
@@ -88,7 +89,7 @@ impl Migrator {
     }
 
     /// Compares the files with the database's history. Writes nothing and takes no lock.
-    pub async fn status(&self, db: &Config) -> Result<Status, Error> {
+    pub async fn status(&self, db: &PgConfig) -> Result<Status, Error> {
         let client = session::connect(db).await?;
         let applied = history::read_applied(&client).await?;
         let pending = plan::pending(&self.migrations, &applied);
@@ -103,7 +104,7 @@ impl Migrator {
     }
 
     /// Applies pending migrations in order, each in its own transaction (see [`UpOptions`]).
-    pub async fn up(&self, db: &Config, opts: &UpOptions) -> Result<Report, Error> {
+    pub async fn up(&self, db: &PgConfig, opts: &UpOptions) -> Result<Report, Error> {
         let ctx = Context {
             settings: &self.settings,
             by: &opts.applied_by,
@@ -117,7 +118,7 @@ impl Migrator {
     }
 
     /// Reverts applied migrations, newest first, each in its own transaction.
-    pub async fn down(&self, db: &Config, opts: &DownOptions) -> Result<Report, Error> {
+    pub async fn down(&self, db: &PgConfig, opts: &DownOptions) -> Result<Report, Error> {
         let ctx = Context {
             settings: &self.settings,
             by: &opts.applied_by,
@@ -149,20 +150,20 @@ impl Migrator {
     /// Accepts the current files of drifted applied migrations (all, or only `version`):
     /// their recorded checksums are updated and a `repair` event is written for each.
     /// Returns the versions repaired.
-    pub async fn repair(&self, db: &Config, version: Option<i64>, by: &str) -> Result<Vec<i64>, Error> {
+    pub async fn repair(&self, db: &PgConfig, version: Option<i64>, by: &str) -> Result<Vec<i64>, Error> {
         self.locked(db, async |client| self.repair_locked(client, version, by).await)
             .await
     }
 
     /// Records every file up to `version` as applied, without running it, on a database whose
     /// schema already matches them. Refuses when anything is already applied.
-    pub async fn baseline(&self, db: &Config, version: i64, by: &str) -> Result<(), Error> {
+    pub async fn baseline(&self, db: &PgConfig, version: i64, by: &str) -> Result<(), Error> {
         self.locked(db, async |client| self.baseline_locked(client, version, by).await)
             .await
     }
 
     /// The newest `limit` events, newest first. Writes nothing.
-    pub async fn history(db: &Config, limit: u32) -> Result<Vec<Event>, Error> {
+    pub async fn history(db: &PgConfig, limit: u32) -> Result<Vec<Event>, Error> {
         let client = session::connect(db).await?;
         history::read_events(&client, limit).await
     }
@@ -170,7 +171,7 @@ impl Migrator {
     /// Plans against the applied list and runs the plan, or only shows it in a dry run.
     async fn execute<'a>(
         &'a self,
-        db: &Config,
+        db: &PgConfig,
         direction: Direction,
         dry_run: bool,
         ctx: &Context<'_>,
@@ -201,7 +202,7 @@ impl Migrator {
     /// lock whatever `work` returns.
     async fn locked<T>(
         &self,
-        db: &Config,
+        db: &PgConfig,
         work: impl AsyncFnOnce(&mut Client) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut session = Session::open(db, &self.settings).await?;

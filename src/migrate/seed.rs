@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::{Error, PgError};
 
 /// Runs every `.sql` file of `dir/env` in one transaction; returns the files, in order.
-pub async fn run(db: &tokio_postgres::Config, dir: &Path, env: &str) -> Result<Vec<PathBuf>, Error> {
+pub async fn run(db: &crate::db::PgConfig, dir: &Path, env: &str) -> Result<Vec<PathBuf>, Error> {
     if env.is_empty() || env.contains(['/', '\\']) || env.starts_with('.') {
         return Err(Error::InvalidName { name: env.to_owned(), reason: "an environment name is one plain directory name" });
     }

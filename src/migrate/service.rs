@@ -78,7 +78,7 @@ impl Service {
 
     /// Applies pending migrations up to `up.target`, after a backup when configured (and when
     /// something is pending and this is not a dry run).
-    pub async fn up(&self, db: &tokio_postgres::Config, up: &Up) -> Result<Report, Error> {
+    pub async fn up(&self, db: &crate::db::PgConfig, up: &Up) -> Result<Report, Error> {
         let migrator = self.migrator()?;
         let target = match up.target {
             UpTarget::Head => None,
@@ -112,7 +112,7 @@ impl Service {
 
     /// Lint warnings for the pending migrations up to `target`, with table sizes. Lint is
     /// advice: when it cannot run, the migration still can.
-    async fn lint(&self, db: &tokio_postgres::Config, migrator: &Migrator, pending: &[i64], target: Option<i64>) -> Vec<FileWarning> {
+    async fn lint(&self, db: &crate::db::PgConfig, migrator: &Migrator, pending: &[i64], target: Option<i64>) -> Vec<FileWarning> {
         let Ok(client) = crate::db::admin::connect(db, crate::db::Purpose::Lint).await else { return Vec::new() };
         let mut out = Vec::new();
         let wanted = migrator
@@ -134,23 +134,23 @@ impl Service {
 
     /// Reverts to `target`; down files that lose data run only with `confirm` (a dry run
     /// lists them in `warnings`).
-    pub async fn down(&self, db: &tokio_postgres::Config, target: &str, dry_run: bool, confirm: bool, by: &str) -> Result<Report, Error> {
+    pub async fn down(&self, db: &crate::db::PgConfig, target: &str, dry_run: bool, confirm: bool, by: &str) -> Result<Report, Error> {
         let target: DownTarget = parse_down_target(target)?;
         let options = DownOptions { target, dry_run, applied_by: by.to_owned(), confirm };
         self.migrator()?.down(db, &options).await
     }
 
-    pub async fn status(&self, db: &tokio_postgres::Config) -> Result<Status, Error> {
+    pub async fn status(&self, db: &crate::db::PgConfig) -> Result<Status, Error> {
         self.migrator()?.status(db).await
     }
 
-    pub async fn history(&self, db: &tokio_postgres::Config, limit: u32) -> Result<Vec<Event>, Error> {
+    pub async fn history(&self, db: &crate::db::PgConfig, limit: u32) -> Result<Vec<Event>, Error> {
         Migrator::history(db, limit).await
     }
 
     /// A full backup through the backup capability, pinned by the migration run (retention
     /// keeps it until it is unpinned); returns its id.
-    async fn backup(&self, db: &tokio_postgres::Config) -> Result<String, Error> {
+    async fn backup(&self, db: &crate::db::PgConfig) -> Result<String, Error> {
         let settings = self.backup.as_ref().map_err(|e| Error::BackupFailed { source: e.clone().into() })?;
         let request = crate::backup::CreateRequest {
             name: Some("before migrate".into()),
@@ -169,7 +169,7 @@ impl Service {
     /// down files of a new migration `name`; writes nothing when there is no difference.
     pub async fn autogenerate(
         &self,
-        db: &tokio_postgres::Config,
+        db: &crate::db::PgConfig,
         name: &str,
         desired_sql: &str,
         schemas: &[String],
@@ -190,7 +190,7 @@ impl Service {
     }
 
     /// Runs `seeds/<env>/*.sql` (name order) in one transaction; returns the files run.
-    pub async fn seed(&self, db: &tokio_postgres::Config, env: &str) -> Result<Vec<PathBuf>, Error> {
+    pub async fn seed(&self, db: &crate::db::PgConfig, env: &str) -> Result<Vec<PathBuf>, Error> {
         super::seed::run(db, &self.config.seeds_directory, env).await
     }
 }

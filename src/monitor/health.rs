@@ -107,6 +107,38 @@ pub struct DatabaseCheck {
     pub latency_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether dbagent's connections to the primary are encrypted (`pg_stat_ssl` of its own
+    /// session), when the primary answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsCheck>,
+}
+
+/// TLS of dbagent's connections to the primary.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TlsCheck {
+    /// The connection the check ran on is encrypted.
+    pub encrypted: bool,
+    /// The configured `sslmode` (libpq's name).
+    pub sslmode: &'static str,
+    /// `TLSv1.3`, say; absent in clear text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+}
+
+/// Reads `pg_stat_ssl` for the session the query runs on (a pooled connection of the primary).
+async fn tls(pools: &Pools) -> Option<TlsCheck> {
+    let sql = "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let rows = tokio::time::timeout(Duration::from_secs(3), pools.primary().rows(sql)).await.ok()?.ok()?;
+    let row = rows.into_iter().next()?;
+    let text = |i: usize| row.get(i).cloned().flatten();
+    Some(TlsCheck {
+        encrypted: text(0).as_deref() == Some("t"),
+        sslmode: pools.primary().current_config().tls().mode().as_str(),
+        version: text(1),
+        cipher: text(2),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -129,6 +161,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
     let t0 = Instant::now();
     let ping = pools.primary().ping().await;
     let latency = t0.elapsed();
+    let tls = if ping.is_ok() { tls(pools).await } else { None };
     let all = pools.stats();
     let reachable = ping.is_ok();
     let replicas_ok = all.replicas.iter().all(|r| r.usable);
@@ -149,6 +182,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
             location: pools.primary().location(),
             latency_ms,
             error: ping.err().map(|e| e.to_string()),
+            tls,
         },
         connection_pool: PoolReport {
             healthy: reachable,

@@ -134,7 +134,7 @@ pub fn in_window(window: Option<(u32, u32)>, at: DateTime<Utc>) -> bool {
 pub struct Context {
     pub pools: Arc<Pools>,
     /// A dedicated session's settings (`Pools::admin_config`).
-    pub admin: tokio_postgres::Config,
+    pub admin: crate::db::PgConfig,
     pub settings: Maintenance,
     /// This agent's id in the history (`monitor::agent_id`).
     pub agent: String,

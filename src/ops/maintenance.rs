@@ -179,7 +179,7 @@ async fn run(pools: &Pools, statement: String, table: Option<Relation>) -> Resul
 }
 
 /// Runs one maintenance statement on a session of its own and returns the server's notices.
-pub async fn execute(admin: &tokio_postgres::Config, statement: &str) -> Result<Vec<String>, Error> {
+pub async fn execute(admin: &crate::db::PgConfig, statement: &str) -> Result<Vec<String>, Error> {
     let (client, notices) = db::admin::connect_noting(admin, db::Purpose::Maintenance)
         .await
         .map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;

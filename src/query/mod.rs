@@ -492,7 +492,7 @@ impl Executor {
         let statement = self.autocommit_statement(sql, params, class, Some(read_only), check_session, masked);
         let (served_by, data_lsn) = self.served_by(lease.replica);
         lease.begin_use();
-        let cancel = cancel_on_timeout(lease.client().cancel_token());
+        let cancel = cancel_on_timeout(lease.canceller());
         let conn = lease_conn(lease);
         let started = Instant::now();
         let result = if read_only || !self.limits.report_commit_lsn {
@@ -574,12 +574,12 @@ impl Executor {
 
 /// What a timed-out statement on a connection of its own does: cancel it through PostgreSQL's
 /// cancel protocol (in the background; the connection is discarded anyway).
-pub(crate) fn cancel_on_timeout(cancel: tokio_postgres::CancelToken) -> impl FnOnce() {
+pub(crate) fn cancel_on_timeout(cancel: db::Canceller) -> impl FnOnce() {
     move || {
         tokio::spawn(async move {
             // Bounded: on a blackholed network the cancel request's connection (or its wait
             // for the server to close it) would otherwise hang this task forever.
-            match tokio::time::timeout(CANCEL_TIMEOUT, cancel.cancel_query(tokio_postgres::NoTls)).await {
+            match tokio::time::timeout(CANCEL_TIMEOUT, cancel.cancel()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::warn!(error = %err, "could not cancel a timed-out query"),
                 Err(_) => tracing::warn!("could not cancel a timed-out query: no answer within {CANCEL_TIMEOUT:?}"),

@@ -83,10 +83,10 @@ impl Managed {
     }
 
     /// Connection settings for `cluster`'s server.
-    pub fn config_of(&self, cluster: &Cluster) -> tokio_postgres::Config {
+    pub fn config_of(&self, cluster: &Cluster) -> crate::db::PgConfig {
         let mut config = tokio_postgres::Config::new();
         config.host("127.0.0.1").port(cluster.running.port).user(&cluster.running.superuser).dbname(&self.database);
-        config
+        db::PgConfig::new(config, instance::certs::client_tls(&cluster.running.data_dir))
     }
 
     /// Stops every server this agent started: replicas first, then the primary.
@@ -133,6 +133,7 @@ pub fn current_primary(configured: &Settings) -> Result<Settings, instance::Erro
 pub async fn release_commits(promoted: &Running, database: &str) -> Result<(), db::Error> {
     let mut config = tokio_postgres::Config::new();
     config.host("127.0.0.1").port(promoted.port).user(&promoted.superuser).dbname(database);
+    let config = db::PgConfig::new(config, instance::certs::client_tls(&promoted.data_dir));
     let reset = ["ALTER SYSTEM RESET synchronous_standby_names", "SELECT pg_reload_conf()"];
     db::admin::execute(&config, db::Purpose::Replication, &reset).await.map(drop)
 }
@@ -141,6 +142,7 @@ pub async fn release_commits(promoted: &Running, database: &str) -> Result<(), d
 pub(super) async fn follow(replica: &Cluster, primary: &Running, database: &str) -> Result<(), db::Error> {
     let mut config = tokio_postgres::Config::new();
     config.host("127.0.0.1").port(replica.running.port).user(&replica.running.superuser).dbname(database);
+    let config = db::PgConfig::new(config, instance::certs::client_tls(&replica.running.data_dir));
     let conninfo = format!("host=127.0.0.1 port={} user={} application_name=dbagent_replica", primary.port, primary.superuser);
     let set = format!("ALTER SYSTEM SET primary_conninfo = {}", db::sql::literal(&conninfo));
     db::admin::execute(&config, db::Purpose::Replication, &[&set, "SELECT pg_reload_conf()"]).await.map(drop)

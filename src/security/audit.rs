@@ -160,7 +160,7 @@ pub async fn ensure_table(client: &Client) -> Result<(), Error> {
 impl Audit {
     /// Creates the table and starts the writer (and the daily retention), returning the
     /// writer's task for shutdown.
-    pub async fn start(db: &tokio_postgres::Config, settings: &config::Audit) -> Result<(Audit, tokio::task::JoinHandle<()>), Error> {
+    pub async fn start(db: &crate::db::PgConfig, settings: &config::Audit) -> Result<(Audit, tokio::task::JoinHandle<()>), Error> {
         // The writer makes sure of the table whenever it connects: a database down now delays
         // the rows, it does not stop the agent.
         let client = match db::admin::connect(db, Purpose::Audit).await {
@@ -214,7 +214,7 @@ impl Audit {
 /// Most entries in one INSERT.
 const BATCH: usize = 1000;
 
-async fn write_loop(db: tokio_postgres::Config, mut client: Option<Client>, mut rx: mpsc::Receiver<Entry>, stats: Arc<AuditStats>, every: Duration) {
+async fn write_loop(db: crate::db::PgConfig, mut client: Option<Client>, mut rx: mpsc::Receiver<Entry>, stats: Arc<AuditStats>, every: Duration) {
     let agent = agent_name();
     let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
     let mut closed = false;
@@ -305,7 +305,7 @@ fn agent_name() -> String {
 
 /// Deletes rows older than `days`, hourly, starting a minute after start (not in the middle
 /// of every agent's start-up). Every agent may run it: it is idempotent.
-async fn retention_loop(db: tokio_postgres::Config, days: u32) {
+async fn retention_loop(db: crate::db::PgConfig, days: u32) {
     let hour = Duration::from_secs(3600);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), hour);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -318,7 +318,7 @@ async fn retention_loop(db: tokio_postgres::Config, days: u32) {
 }
 
 /// Deletes rows older than `days`; the number deleted.
-pub async fn prune(db: &tokio_postgres::Config, days: u32) -> Result<u64, Error> {
+pub async fn prune(db: &crate::db::PgConfig, days: u32) -> Result<u64, Error> {
     let mut client = db::admin::connect(db, Purpose::Audit).await?;
     let tx = client.transaction().await?;
     tx.batch_execute("SET LOCAL dbagent.audit_retention = 'on'").await?;

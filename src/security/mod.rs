@@ -276,7 +276,7 @@ pub struct Security {
     pub counters: Counters,
     warning: Option<String>,
     /// The primary, for key and audit queries (dbagent's own sessions).
-    db: tokio_postgres::Config,
+    db: crate::db::PgConfig,
     /// Failed authentications become audit rows at most this often.
     failure_rows: governor::DefaultDirectRateLimiter,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -392,7 +392,7 @@ impl Security {
     }
 
     /// Settings for dbagent's own sessions on the primary (key and audit queries).
-    pub fn db(&self) -> &tokio_postgres::Config {
+    pub fn db(&self) -> &crate::db::PgConfig {
         &self.db
     }
 

@@ -284,7 +284,7 @@ impl KeyRing {
 /// Keeps `ring` current: reloads on `NOTIFY dbagent_keys`, after the listener (re)connects,
 /// when an unknown key was presented (at most once a second), and every 30 s; writes the keys'
 /// last use every 10 s.
-pub fn spawn_refresh(pools: Weak<Pools>, ring: Arc<KeyRing>, db: tokio_postgres::Config, settings: config::Security) -> tokio::task::JoinHandle<()> {
+pub fn spawn_refresh(pools: Weak<Pools>, ring: Arc<KeyRing>, db: crate::db::PgConfig, settings: config::Security) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut notices = db::listen::listen(pools, CHANNEL, Purpose::Security);
         let mut tick = tokio::time::interval(Duration::from_secs(10));

@@ -152,7 +152,7 @@ pub struct Filled {
 }
 
 /// Generates `request.rows` rows for `request.table` on the primary `db`, in one transaction.
-pub async fn generate(db: &tokio_postgres::Config, request: &Request) -> Result<Report, Error> {
+pub async fn generate(db: &crate::db::PgConfig, request: &Request) -> Result<Report, Error> {
     if request.rows == 0 || request.rows > MAX_ROWS {
         return Err(Error::Invalid(format!("rows must be between 1 and {MAX_ROWS}, not {}", request.rows)));
     }

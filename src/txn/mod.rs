@@ -226,7 +226,7 @@ async fn run_attempt(
             check_session: false,
             mask: exec.mask(request.masked, class),
         };
-        let cancel = query::cancel_on_timeout(lease.client().cancel_token());
+        let cancel = query::cancel_on_timeout(lease.canceller());
         let conn: &mut db::Conn = lease;
         match exec.with_timeout(cancel, run::execute(conn, &statement)).await {
             Ok(rows) => results.push(StatementOutput { query_type, rows }),

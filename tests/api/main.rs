@@ -36,4 +36,5 @@ mod serve;
 mod session_state;
 mod stats;
 mod transaction;
+mod tls;
 mod types;

@@ -68,7 +68,7 @@ async fn indexes(pools: &Pools, table: &str) -> Result<Vec<(String, bool, i64)>,
 }
 
 /// Builds each statement of `set` (all checked before any runs).
-pub async fn apply(pools: &Pools, config: &tokio_postgres::Config, set: &[String]) -> Result<AppliedSet, Error> {
+pub async fn apply(pools: &Pools, config: &crate::db::PgConfig, set: &[String]) -> Result<AppliedSet, Error> {
     if set.is_empty() {
         return Err(Error::Invalid("statements: give at least one CREATE INDEX CONCURRENTLY statement".into()));
     }

@@ -71,7 +71,7 @@ pub struct DeclinedIndex {
 const DECLINED_SHOWN: usize = 10;
 
 /// Advice for `statements` with HypoPG; `None` when HypoPG cannot be loaded.
-pub async fn advise(pools: &Pools, config: &tokio_postgres::Config, statements: Vec<Statement>, recorded: bool, budget: i64) -> Result<Option<Suggested>, Error> {
+pub async fn advise(pools: &Pools, config: &crate::db::PgConfig, statements: Vec<Statement>, recorded: bool, budget: i64) -> Result<Option<Suggested>, Error> {
     let started = Instant::now();
     let Some(mut planner) = planner::Planner::open(config).await? else { return Ok(None) };
     let answer = run(pools, &mut planner, statements, recorded, budget, started).await;

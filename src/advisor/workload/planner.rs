@@ -53,7 +53,7 @@ fn lost(err: tokio_postgres::Error) -> Error {
 
 impl Planner {
     /// `None` when HypoPG cannot be loaded (not installed).
-    pub async fn open(config: &tokio_postgres::Config) -> Result<Option<Planner>, Error> {
+    pub async fn open(config: &crate::db::PgConfig) -> Result<Option<Planner>, Error> {
         let client = db::admin::connect(config, db::Purpose::Advisor).await.map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
         let version: i32 = client
             .query_one("SELECT current_setting('server_version_num')::int4", &[])

@@ -92,7 +92,7 @@ impl Endpoint {
             config.connect_timeout(MONITOR_CONNECT_TIMEOUT);
             config.application_name(super::super::Purpose::Monitor.application_name());
             let (client, connection) = config
-                .connect(tokio_postgres::NoTls)
+                .connect()
                 .await
                 .map_err(|e| Error::Unavailable { reason: crate::db::error_chain(&e) })?;
             tokio::spawn(async move {

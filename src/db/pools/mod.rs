@@ -74,7 +74,7 @@ pub struct Endpoint {
     /// A replica promoted to be the primary: it no longer serves as a replica.
     retired: AtomicBool,
     /// The connection settings as configured (before dbagent's session options).
-    configured: tokio_postgres::Config,
+    configured: crate::db::PgConfig,
     /// The health checks' own connection (with the upstream generation it was opened for):
     /// outside the pool, so a busy or exhausted pool never reads as a dead server (which could
     /// set off a failover), and a refused connection is seen at once.
@@ -213,7 +213,7 @@ impl Pools {
 impl Endpoint {
     fn new(
         name: String,
-        pg_config: tokio_postgres::Config,
+        pg_config: crate::db::PgConfig,
         role: Role,
         max_lag: Option<Duration>,
         pg: &config::Postgresql,
@@ -310,7 +310,7 @@ impl Endpoint {
     }
 
     /// The connection settings as configured (what failover re-points the primary to).
-    pub fn configured(&self) -> &tokio_postgres::Config {
+    pub fn configured(&self) -> &crate::db::PgConfig {
         &self.configured
     }
 
@@ -320,13 +320,13 @@ impl Endpoint {
     }
 
     /// Points the pool at another server (failover); connections to the old one are dropped.
-    pub fn repoint(&self, config: tokio_postgres::Config) {
+    pub fn repoint(&self, config: crate::db::PgConfig) {
         self.upstream.repoint(config);
         *self.last_connect_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// The current server's connection settings (for connections outside the pool).
-    pub fn current_config(&self) -> tokio_postgres::Config {
+    pub fn current_config(&self) -> crate::db::PgConfig {
         self.upstream.current_config()
     }
 

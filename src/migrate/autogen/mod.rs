@@ -33,7 +33,7 @@ mod scratch;
 mod sql;
 
 use serde::Serialize;
-use tokio_postgres::Config;
+use crate::db::PgConfig;
 use tracing::Instrument;
 
 pub use catalog::snapshot;
@@ -71,7 +71,7 @@ impl Generated {
 /// The desired SQL runs in a scratch database `dbagent_scratch_<uuid>` created on the live
 /// server (the role needs `CREATEDB`) and dropped before this returns, or in the background if
 /// the future is dropped first.
-pub async fn autogenerate(live: &Config, desired_schema_sql: &str, schemas: &[String]) -> Result<Generated, Error> {
+pub async fn autogenerate(live: &PgConfig, desired_schema_sql: &str, schemas: &[String]) -> Result<Generated, Error> {
     let schemas: Vec<String> = if schemas.is_empty() {
         vec!["public".to_string()]
     } else {

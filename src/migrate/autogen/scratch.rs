@@ -4,7 +4,8 @@
 
 use std::ops::Range;
 
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Client;
+use crate::db::PgConfig;
 use uuid::Uuid;
 
 use super::Error;
@@ -14,7 +15,7 @@ use super::error::{Location, PgError};
 pub const PREFIX: &str = "dbagent_scratch_";
 
 /// Opens a connection of its own (see [`crate::db::admin::connect`]).
-pub(super) async fn connect(config: &Config) -> Result<Client, Error> {
+pub(super) async fn connect(config: &PgConfig) -> Result<Client, Error> {
     crate::db::admin::connect(config, crate::db::Purpose::Autogenerate).await.map_err(|source| Error::Unavailable { source })
 }
 
@@ -22,14 +23,14 @@ pub(super) async fn connect(config: &Config) -> Result<Client, Error> {
 pub(super) struct ScratchDatabase {
     name: String,
     /// The live server's settings (its database is where `DROP DATABASE` is issued from).
-    server: Config,
+    server: PgConfig,
     armed: bool,
 }
 
 impl ScratchDatabase {
     /// Creates `dbagent_scratch_<uuid>` from `template0` (nothing but what the desired schema
     /// creates), through `client`, connected with `server`.
-    pub(super) async fn create(client: &Client, server: &Config) -> Result<ScratchDatabase, Error> {
+    pub(super) async fn create(client: &Client, server: &PgConfig) -> Result<ScratchDatabase, Error> {
         let name = format!("{PREFIX}{}", Uuid::new_v4().simple());
         // CREATE DATABASE cannot run in a transaction: batch_execute of one statement is autocommit.
         client
@@ -54,7 +55,7 @@ impl ScratchDatabase {
         &self.name
     }
 
-    pub(super) fn config(&self) -> Config {
+    pub(super) fn config(&self) -> PgConfig {
         let mut config = self.server.clone();
         config.dbname(&self.name);
         config
@@ -85,7 +86,7 @@ impl Drop for ScratchDatabase {
 
 /// `DROP DATABASE ... WITH (FORCE)` over a fresh connection (the one that created it may be the
 /// reason we are here); `FORCE` ends a load still running in it.
-async fn drop_database(server: &Config, name: &str) {
+async fn drop_database(server: &PgConfig, name: &str) {
     let outcome = match connect(server).await {
         Ok(client) => client
             .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", crate::db::sql::ident(name)))
