@@ -379,7 +379,11 @@ pub async fn serve(agent: Agent) -> anyhow::Result<()> {
             return Err(err);
         }
     };
-    eprintln!("dbagent listening on http://{}", serving.address());
+    let scheme = if serving.https().is_some() { "https" } else { "http" };
+    eprintln!("dbagent listening on {scheme}://{}", serving.address());
+    if let Some(https) = serving.https() {
+        tokio::spawn(reload_on_sighup(https));
+    }
     let served = serving.until(shutdown_signal()).await;
     agent.stop().await;
     served
@@ -400,6 +404,7 @@ pub struct Serving {
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     /// How long [`Serving::until`] waits for the requests in flight (`server.shutdown_timeout`).
     shutdown_timeout: Duration,
+    https: Option<Arc<api::tls::Https>>,
 }
 
 impl Serving {
@@ -407,6 +412,10 @@ impl Serving {
     /// starts auto-migrate and the backup schedule, and serves `agent`'s API in the background.
     pub async fn start(agent: &Agent) -> anyhow::Result<Serving> {
         let server = &agent.config.server;
+        let https = match &server.tls {
+            Some(files) => Some(Arc::new(api::tls::Https::new(files).context("cannot set up HTTPS (server.tls)")?)),
+            None => None,
+        };
         let listener = api::edge::bind(&server.bind, server.port)
             .await
             .with_context(|| format!("cannot listen on {}:{}", server.bind, server.port))?;
@@ -424,15 +433,24 @@ impl Serving {
         spawn_history(agent, address, monitor_stopped.clone());
         spawn_alerts(agent, monitor_stopped);
         let (stop_http, http_stopped) = oneshot::channel::<()>();
-        let router = api::router(agent.state());
+        let mut router = api::router(agent.state());
+        if https.is_some() {
+            router = router.layer(axum::middleware::map_response(api::tls::hsts));
+        }
         let limits = api::edge::EdgeLimits { header_read_timeout: server.header_read_timeout(), max_connections: server.max_connections };
         let files = api::edge::raise_open_file_limit();
         tracing::info!(open_files = files, max_connections = server.max_connections, "HTTP edge limits");
-        let http = tokio::spawn(api::edge::serve(listener, router, limits, async move {
+        let acceptor = https.as_ref().map(|h| h.acceptor());
+        let http = tokio::spawn(api::edge::serve(listener, router, limits, acceptor, async move {
             let _ = http_stopped.await;
         }));
         let shutdown_timeout = server.shutdown_timeout();
-        Ok(Serving { address, metrics_address, stop_http, stop_schedule, stop_monitor, http, shutdown_timeout })
+        Ok(Serving { address, metrics_address, stop_http, stop_schedule, stop_monitor, http, shutdown_timeout, https })
+    }
+
+    /// The API's TLS (`server.tls`), for [`api::tls::Https::reload`] (SIGHUP).
+    pub fn https(&self) -> Option<Arc<api::tls::Https>> {
+        self.https.clone()
     }
 
     /// Where `/metrics` has a listener of its own (`monitoring.prometheus.port`).
@@ -541,6 +559,17 @@ impl Agent {
             auto_migrate: self.auto_migrate.clone(),
             migrations: self.migrations.clone(),
             data_dir: self.monitor.data_dir.clone(),
+        }
+    }
+}
+
+/// Reads the API's certificate files again on every SIGHUP; a bad file keeps the old ones.
+async fn reload_on_sighup(https: Arc<api::tls::Https>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hangups.recv().await.is_some() {
+        match https.reload() {
+            Ok(()) => tracing::info!("reloaded the API's TLS certificate (SIGHUP)"),
+            Err(err) => tracing::error!(error = %err, "cannot reload the API's TLS certificate; still serving the old one"),
         }
     }
 }

@@ -7,10 +7,14 @@
 //! - `server.header_read_timeout`: hyper's HTTP/1 header timer. It runs whenever a connection
 //!   waits for a request's head, so a slow client dribbling headers and an idle keep-alive
 //!   connection are both closed once it passes.
+//! - `server.tls`: the TLS handshake (bounded by the header read timeout too) before hyper;
+//!   a connection whose first byte is not a TLS handshake gets a short plain `400` and is
+//!   closed.
 //! - Graceful shutdown as before: stop accepting, let requests in flight finish, close idle
 //!   connections at once.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +23,11 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// What the edge enforces (from `server:`).
@@ -54,8 +59,15 @@ pub async fn bind(bind: &str, port: u16) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "the address resolves to nothing")))
 }
 
-/// Serves `router` on `listener` until `stop` completes, then drains as described above.
-pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, stop: impl Future<Output = ()>) -> std::io::Result<()> {
+/// Serves `router` on `listener` (over TLS with `tls`) until `stop` completes, then drains as
+/// described above.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: EdgeLimits,
+    tls: Option<TlsAcceptor>,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
@@ -88,10 +100,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, st
             },
             () = &mut stop => break,
         };
-        let service = router.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(remote));
-            request
-        });
+        let (router, tls) = (router.clone(), tls.clone());
         let (builder, watcher, first_byte_within) = (builder.clone(), graceful.watcher(), limits.header_read_timeout);
         let stopping = stopping.clone();
         tokio::spawn(async move {
@@ -105,9 +114,20 @@ pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, st
                 },
                 () = stopping.cancelled() => return,
             }
-            let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(err) = watcher.watch(connection.into_owned()).await {
-                tracing::trace!(error = %err, %remote, "connection ended");
+            match tls {
+                None => serve_io(&builder, TokioIo::new(stream), router, remote, watcher).await,
+                Some(_) if first[0] != super::tls::HANDSHAKE => refuse_plain(stream).await,
+                Some(acceptor) => {
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(first_byte_within, acceptor.accept(stream)) => done,
+                        () = stopping.cancelled() => return,
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => serve_io(&builder, TokioIo::new(stream), router, remote, watcher).await,
+                        Ok(Err(err)) => tracing::debug!(error = %err, %remote, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
@@ -116,6 +136,28 @@ pub async fn serve(listener: TcpListener, router: Router, limits: EdgeLimits, st
     stopping.cancel();
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) with hyper until it ends or the shutdown closes it.
+async fn serve_io<I>(builder: &Builder<TokioExecutor>, io: I, router: Router, remote: SocketAddr, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = router.map_request(move |mut request: axum::http::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(remote));
+        request
+    });
+    let connection = builder.serve_connection(io, TowerToHyperService::new(service));
+    if let Err(err) = watcher.watch(connection.into_owned()).await {
+        tracing::trace!(error = %err, %remote, "connection ended");
+    }
+}
+
+/// Answers a plain-HTTP request on the HTTPS port with a short 400, then closes.
+async fn refuse_plain(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.write_all(super::tls::PLAIN_HTTP_REFUSAL).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Accept errors are the connection's or the process's (out of descriptors): neither ends the

@@ -23,6 +23,7 @@ pub mod request_id;
 mod schema;
 mod stats;
 pub mod timing;
+pub mod tls;
 mod transaction;
 
 use std::sync::Arc;

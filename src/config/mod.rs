@@ -48,7 +48,7 @@ pub use postgresql::{Postgresql, Replica, SslMode};
 pub use replication::{FailoverMode, Replication};
 pub use secret::Secret;
 pub use security::{Audit, KeysRequired, Overflow, RoleLogin, Security, is_loopback, parse_duration};
-pub use server::Server;
+pub use server::{Server, ServerTls};
 pub use transactions::{Backoff, IsolationLevel, Transactions};
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,6 @@
 //! `server:` — the HTTP listener.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -29,11 +30,26 @@ pub struct Server {
     /// (`read`, `classify`, `acquire`, `db`, `json`, `total`), for finding a stall. Default
     /// false.
     pub server_timing: bool,
+    /// Serve HTTPS instead of HTTP. Default: none (plain HTTP).
+    pub tls: Option<ServerTls>,
+}
+
+/// `server.tls`: the API over HTTPS.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// PEM certificate chain, the server's certificate first. Read again on SIGHUP.
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate. Read again on SIGHUP.
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, every client must present a certificate one of them
+    /// signed (mutual TLS). Default: none (no client certificate asked).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for Server {
     fn default() -> Self {
-        Server { bind: "127.0.0.1".into(), port: 8016, header_read_timeout: 10.0, max_connections: 10_000, shutdown_timeout: 30.0, server_timing: false }
+        Server { bind: "127.0.0.1".into(), port: 8016, header_read_timeout: 10.0, max_connections: 10_000, shutdown_timeout: 30.0, server_timing: false, tls: None }
     }
 }
 
@@ -48,6 +64,13 @@ impl Server {
         }
         if self.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1");
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("server.tls.cert_file", Some(&tls.cert_file)), ("server.tls.key_file", Some(&tls.key_file)), ("server.tls.client_ca_file", tls.client_ca_file.as_ref())] {
+                if path.is_some_and(|p| !p.is_file()) {
+                    return invalid(key, "is not a readable file");
+                }
+            }
         }
         if !(self.shutdown_timeout.is_finite() && self.shutdown_timeout > 0.0 && self.shutdown_timeout <= 86_400.0) {
             return invalid("server.shutdown_timeout", "must be more than 0 and at most 86400 seconds");

@@ -204,7 +204,8 @@ pub async fn spawn_app_on(db: TestDb, configure: impl FnOnce(&mut Config)) -> Te
 
 async fn serve(agent: Agent, db: TestDb, managed: Option<ManagedGuard>) -> TestApp {
     let serving = Serving::start(&agent).await.expect("serve the API");
-    let address = format!("http://{}", serving.address());
+    let scheme = if serving.https().is_some() { "https" } else { "http" };
+    let address = format!("{scheme}://{}", serving.address());
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client");
     TestApp { address, http, db, agent, serving, managed }
 }
@@ -250,6 +251,11 @@ impl Drop for ManagedGuard {
 }
 
 impl TestApp {
+    /// The API's TLS, when `server.tls` is set (for reloads).
+    pub fn https(&self) -> Option<std::sync::Arc<dbagent::api::tls::Https>> {
+        self.serving.https()
+    }
+
     /// Shuts down as `dbagent serve` does on SIGTERM (no new requests, in-flight ones finish,
     /// the schedule stops, the pools close) and, for a managed app, stops its servers and
     /// removes their files.

@@ -2,6 +2,7 @@
 
 mod helpers;
 mod hostile;
+mod https;
 
 mod advisor;
 mod advisor_workload;
