@@ -27,6 +27,12 @@ impl PgConfig {
         PgConfig { pg, tls }
     }
 
+    /// Settings without TLS ([`Tls::disabled`]): for servers known to be local and plain, such as
+    /// the test suites' own.
+    pub fn plain(pg: tokio_postgres::Config) -> PgConfig {
+        PgConfig::new(pg, Tls::disabled())
+    }
+
     /// Opens a connection through the TLS connector.
     pub async fn connect(&self) -> Result<(tokio_postgres::Client, Connection), tokio_postgres::Error> {
         self.pg.connect(self.tls.connector()).await

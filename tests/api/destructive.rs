@@ -78,7 +78,7 @@ async fn replacing_another_database_needs_its_name_keeps_the_replaced_one_and_un
     let other = TestDb::create().await;
     other.connect().await.batch_execute("CREATE TABLE o (id int PRIMARY KEY); INSERT INTO o SELECT generate_series(1, 5)").await.unwrap();
     let settings = dbagent::backup::Settings::new(&location.0);
-    let other_config: tokio_postgres::Config = other.url.parse().unwrap();
+    let other_config = dbagent::db::PgConfig::plain(other.url.parse().unwrap());
     let other_backup = dbagent::backup::create(&other_config, &settings, &dbagent::backup::CreateRequest::default(), &|_| {}).await.unwrap().id;
     let template = format!("dbagent_tpl_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let admin = connect(&url("postgres")).await;

@@ -82,7 +82,7 @@ async fn a_syntax_error_in_the_desired_schema_is_located_by_the_server() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable() {
-    let mut config = server_config();
+    let mut config = dbagent::db::PgConfig::plain(server_config());
     config.port(1).connect_timeout(Duration::from_secs(2));
 
     let err = autogen::autogenerate(&config, "CREATE TABLE a ()", &public())

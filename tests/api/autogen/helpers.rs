@@ -4,6 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use dbagent::db::PgConfig;
 use dbagent::migrate::autogen::{self, Catalog, Generated};
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -32,7 +33,7 @@ pub fn public() -> Vec<String> {
 /// A fresh database `autogen_<random>`, dropped when the test passes.
 pub struct TestDb {
     pub name: String,
-    pub config: Config,
+    pub config: PgConfig,
 }
 
 impl TestDb {
@@ -46,7 +47,7 @@ impl TestDb {
             .expect("create the test database");
         let mut config = server_config();
         config.dbname(&name);
-        let db = TestDb { name, config };
+        let db = TestDb { name, config: PgConfig::plain(config) };
         db.execute(sql).await;
         db
     }

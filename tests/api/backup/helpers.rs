@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use dbagent::backup::{Progress, Settings};
+use dbagent::db::PgConfig;
 use tokio_postgres::{Client, Config, NoTls};
 
 /// The server every test database lives on.
@@ -60,14 +61,14 @@ impl TestDb {
         db
     }
 
-    pub fn config(&self) -> Config {
+    pub fn config(&self) -> PgConfig {
         self.config_for(&self.name)
     }
 
-    pub fn config_for(&self, name: &str) -> Config {
+    pub fn config_for(&self, name: &str) -> PgConfig {
         let mut config = self.server.clone();
         config.dbname(name);
-        config
+        PgConfig::plain(config)
     }
 
     pub async fn connect(&self) -> Client {

@@ -51,7 +51,7 @@ async fn measure_backup_memory() {
     let (Ok(name), Ok(path)) = (std::env::var(DB_VAR), std::env::var(LOCATION_VAR)) else {
         return;
     };
-    let mut config = super::helpers::server();
+    let mut config = dbagent::db::PgConfig::plain(super::helpers::server());
     config.dbname(&name);
     let mut settings = dbagent::backup::Settings::new(path);
     settings.encryption = Some(Key::Raw([5; 32]));

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use dbagent::db::PgConfig;
 use dbagent::migrate::{Migrator, Settings, UpOptions};
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -30,7 +31,7 @@ pub async fn connect(config: &Config) -> Client {
 /// A fresh database `mig_<random>`, dropped when the test passes.
 pub struct TestDb {
     pub name: String,
-    pub config: Config,
+    pub config: PgConfig,
 }
 
 impl TestDb {
@@ -43,7 +44,7 @@ impl TestDb {
             .expect("create the test database");
         let mut config = admin_config();
         config.dbname(&name);
-        TestDb { name, config }
+        TestDb { name, config: PgConfig::plain(config) }
     }
 
     pub async fn client(&self) -> Client {
