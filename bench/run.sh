@@ -34,7 +34,7 @@
 #                                          admin key (created through POST /keys with a bootstrap
 #                                          key): the key check, its rate bucket and in-flight cap
 #                              tls         TLS to PostgreSQL (sslmode=require; the server must
-#                                          have ssl = on)
+#                                          have ssl = on); without it sslmode=disable
 #                            The old switches still work when BENCH_FEATURES is unset:
 #                            BENCH_MONITORING=false, BENCH_AUDIT=false, BENCH_KEY=1.
 #   BENCH_BASE_FEATURES      the same for the --compare side (default: BENCH_FEATURES), so one
@@ -395,7 +395,9 @@ start_dbagent() { # [binary features]: the measured dbagent by default
     has "$features" audit && feature_env+=(DBAGENT_SECURITY__AUDIT__ENABLED=true) || feature_env+=(DBAGENT_SECURITY__AUDIT__ENABLED=false)
     has "$features" monitoring && feature_env+=(DBAGENT_MONITORING__ENABLE=true) || feature_env+=(DBAGENT_MONITORING__ENABLE=false)
     has "$features" keys && feature_env+=(DBAGENT_SECURITY__API_KEYS_REQUIRED=true DBAGENT_ADMIN_KEY="$BOOTSTRAP")
-    has "$features" tls && url+="?sslmode=require"
+    # Without the feature TLS is off explicitly: libpq's default (prefer) would use it with a
+    # server that offers it, as dbagent does since TLS came.
+    has "$features" tls && url+="?sslmode=require" || url+="?sslmode=disable"
     if [[ $bin == "$BIN" ]]; then
         [[ $TIMING == 1 ]] && feature_env+=(DBAGENT_SERVER__SERVER_TIMING=true)
         read -r -a extra <<<"${BENCH_AGENT_ENV:-}"

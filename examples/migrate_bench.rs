@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let migrator = Migrator::load(Settings::new(&dir))?;
     let started = Instant::now();
-    let report = migrator.up(&config, &UpOptions { applied_by: "bench".into(), ..UpOptions::default() }).await?;
+    let report = migrator.up(&dbagent::db::PgConfig::plain(config.clone()), &UpOptions { applied_by: "bench".into(), ..UpOptions::default() }).await?;
     let migrated = started.elapsed();
     assert_eq!(report.applied.len(), n);
 

@@ -114,6 +114,7 @@ fn suggestion(f: &ColumnFacts, index_type: &'static str, reason: String, improve
     let table = sql::qualified(&f.schema, &f.table);
     let using = if index_type == "btree" { String::new() } else { format!(" USING {index_type}") };
     IndexSuggestion {
+        include: Vec::new(),
         table: f.table.clone(),
         columns: vec![f.column.clone()],
         sql: format!("CREATE INDEX CONCURRENTLY ON {table}{using} ({});", sql::ident(&f.column)),

@@ -53,6 +53,9 @@ pub struct Shape {
     pub select_star: bool,
     /// Tables in FROM, as written.
     pub tables: Vec<String>,
+    /// Columns the select list reads (also inside expressions and aggregates), with their
+    /// table: what an index must hold for an index-only scan.
+    pub outputs: Vec<(Option<String>, String)>,
 }
 
 /// Reads the shape of `sql` (the first statement). An unparsable query has an empty shape.
@@ -65,6 +68,8 @@ pub fn shape(sql: &str) -> Shape {
     reader.walk_statement(&tree, &mut out);
     out.columns.sort();
     out.columns.dedup();
+    out.outputs.sort();
+    out.outputs.dedup();
     out
 }
 
@@ -152,7 +157,21 @@ impl Reader {
         }
     }
 
+    /// Every column reference under `v` (a select list's expressions), as an output.
+    fn collect_outputs(&self, v: &Value, out: &mut Shape) {
+        if let Some(column) = self.column(v) {
+            out.outputs.push(column);
+            return;
+        }
+        match v {
+            Value::Object(map) => map.values().for_each(|child| self.collect_outputs(child, out)),
+            Value::Array(items) => items.iter().for_each(|child| self.collect_outputs(child, out)),
+            _ => {}
+        }
+    }
+
     fn walk_targets(&self, list: &Value, out: &mut Shape) {
+        self.collect_outputs(list, out);
         for target in list.as_array().into_iter().flatten() {
             if let Some(("ResTarget", t)) = node(target)
                 && let Some(("ColumnRef", c)) = t.get("val").and_then(node) {

@@ -29,6 +29,9 @@ pub struct IndexSuggestion {
     pub table: String,
     /// Key columns, or expressions (`lower(email)`).
     pub columns: Vec<String>,
+    /// Columns stored beside the keys (`INCLUDE`) for index-only scans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
     /// The exact statement to run.
     pub sql: String,
     /// `hypopg` (the planner used a hypothetical index) or `statistics` (an estimate).
@@ -239,6 +242,7 @@ async fn estimate(pools: &Pools, stats: &TableStats, s: &Shape, table: &str, can
             continue;
         }
         kept.push(IndexSuggestion {
+            include: Vec::new(),
             table: stats.name.clone(),
             columns: cols.clone(),
             sql: create_sql(stats, cols),

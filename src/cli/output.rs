@@ -587,6 +587,14 @@ fn suggestion_summary(found: &crate::advisor::Suggested) {
     for s in &found.skipped {
         println!("skipped: {} — {}", s.sql, s.reason);
     }
+    let unit = found.cost_unit.unwrap_or_default();
+    for d in &found.declined {
+        let why = match d.reason {
+            "budget" => "does not fit in the budget".to_string(),
+            _ => format!("its writes would cost {:.1} {unit}", d.write_cost),
+        };
+        println!("declined: {} — would save {:.1} {unit}, {why}", d.sql, d.saves);
+    }
 }
 
 /// `dbagent optimize`: timings, the plan as an indented tree, then the suggestions.

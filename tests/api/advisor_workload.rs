@@ -180,3 +180,20 @@ async fn an_index_whose_write_cost_outweighs_what_it_saves_is_declined_with_both
     assert!(kind["write_cost"].as_f64().unwrap() > kind["saves"].as_f64().unwrap() && kind["saves"].as_f64().unwrap() > 0.0, "{kind}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_statement_whose_rows_are_spread_over_the_table_gets_a_covering_index_for_an_index_only_scan() {
+    let app = spawn_app().await;
+    shop(&app).await;
+    // Vacuumed: the visibility map lets the planner count on an index-only scan.
+    app.setup("VACUUM ANALYZE orders").await;
+    // 4,000 rows of region 7 on every page of the table: an index on region alone still reads
+    // most pages; one that holds total as well answers from the index.
+    let body = json!({"action": "suggest", "queries": [{"sql": "SELECT sum(total) FROM orders WHERE region = 7"}]});
+    let (status, answer) = app.post("/indexes", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let chosen = &answer["suggestions"][0];
+    assert_eq!((chosen["columns"].clone(), chosen["include"].clone()), (json!(["region"]), json!(["total"])), "{answer:#}");
+    assert_eq!(chosen["sql"], "CREATE INDEX CONCURRENTLY ON \"public\".\"orders\" (\"region\") INCLUDE (\"total\");");
+    assert_eq!(answer["suggestions"].as_array().unwrap().len(), 1, "{answer:#}");
+}

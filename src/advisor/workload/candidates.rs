@@ -17,6 +17,8 @@ use crate::db::{self, Pools, sql};
 const INDEXABLE_FUNCTIONS: &[&str] = &["lower", "upper", "btrim", "date", "abs"];
 /// Candidates kept per table, the most specific first.
 const PER_TABLE: usize = 16;
+/// Most columns a covering candidate includes.
+const MAX_INCLUDE: usize = 3;
 
 /// One index that may be proposed.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,21 +29,45 @@ pub struct Candidate {
     pub keys: Vec<String>,
     /// The same keys as SQL (quoted).
     key_sql: Vec<String>,
+    /// Columns stored beside the keys (`INCLUDE`), so that a statement reading only them and
+    /// the keys is answered by an index-only scan.
+    pub include: Vec<String>,
 }
 
 impl Candidate {
     /// `CREATE INDEX ON schema.table (keys)` (for HypoPG).
     pub fn hypothetical(&self, stats: &TableStats) -> String {
-        format!("CREATE INDEX ON {} ({})", stats.qualified(), self.key_sql.join(", "))
+        format!("CREATE INDEX ON {} ({}){}", stats.qualified(), self.key_sql.join(", "), self.include_sql())
     }
 
     /// The statement to run.
     pub fn create_sql(&self, stats: &TableStats) -> String {
-        format!("CREATE INDEX CONCURRENTLY ON {} ({});", stats.qualified(), self.key_sql.join(", "))
+        format!("CREATE INDEX CONCURRENTLY ON {} ({}){};", stats.qualified(), self.key_sql.join(", "), self.include_sql())
+    }
+
+    fn include_sql(&self) -> String {
+        match self.include.is_empty() {
+            true => String::new(),
+            false => format!(" INCLUDE ({})", self.include.iter().map(|c| sql::ident(c)).collect::<Vec<_>>().join(", ")),
+        }
     }
 
     fn column(table: &str, cols: &[&String]) -> Candidate {
-        Candidate { table: table.to_owned(), keys: cols.iter().map(|c| (*c).clone()).collect(), key_sql: cols.iter().map(|c| sql::ident(c)).collect() }
+        Candidate {
+            table: table.to_owned(),
+            keys: cols.iter().map(|c| (*c).clone()).collect(),
+            key_sql: cols.iter().map(|c| sql::ident(c)).collect(),
+            include: Vec::new(),
+        }
+    }
+
+    /// This candidate with the statement's other output columns included, when there are a
+    /// few (an index-only scan pays when the heap fetches it saves are many; HypoPG's costing,
+    /// which reads the table's visibility map, decides).
+    fn covering(&self, outputs: &[String]) -> Option<Candidate> {
+        let include: Vec<String> = outputs.iter().filter(|c| !self.keys.contains(c)).cloned().collect();
+        (!include.is_empty() && include.len() <= MAX_INCLUDE && self.key_sql.iter().zip(&self.keys).all(|(s, k)| *s == sql::ident(k)))
+            .then(|| Candidate { include, ..self.clone() })
     }
 }
 
@@ -85,6 +111,22 @@ pub fn generate(table: &str, stats: &TableStats, distinct: &HashMap<String, f64>
         for c in eq.iter().chain(&after) {
             singles.insert(c.clone(), ());
         }
+        // The statement's best-placed keys with its other outputs included (not for `*`).
+        let outputs: Vec<String> = s
+            .outputs
+            .iter()
+            .filter(|(t, c)| t.as_deref().is_some_and(|t| same_table(t, &stats.name)) && stats.columns.contains(c))
+            .map(|(_, c)| c.clone())
+            .collect();
+        if !s.select_star && !outputs.is_empty() {
+            let mut keys: Vec<&String> = eq.iter().take(2).collect();
+            keys.extend(after.first());
+            if !keys.is_empty()
+                && let Some(covering) = Candidate::column(table, &keys).covering(&outputs)
+            {
+                push(covering);
+            }
+        }
         // The equality columns, most selective first, then each range or sort column.
         for n in 2..=eq.len().min(3) {
             push(Candidate::column(table, &eq.iter().take(n).collect::<Vec<_>>()));
@@ -101,7 +143,12 @@ pub fn generate(table: &str, stats: &TableStats, distinct: &HashMap<String, f64>
             let ours = w.table.as_deref().is_some_and(|t| same_table(t, &stats.name)) && stats.columns.contains(&w.column);
             if ours && w.op == "=" && INDEXABLE_FUNCTIONS.contains(&w.wrapper.as_str()) {
                 let key = format!("{}({})", w.wrapper, w.column);
-                push(Candidate { table: table.to_owned(), keys: vec![key], key_sql: vec![format!("{}({})", w.wrapper, sql::ident(&w.column))] });
+                push(Candidate {
+                    table: table.to_owned(),
+                    keys: vec![key],
+                    key_sql: vec![format!("{}({})", w.wrapper, sql::ident(&w.column))],
+                    include: Vec::new(),
+                });
             }
         }
     }
@@ -142,8 +189,9 @@ mod tests {
         }
     }
 
+    /// `keys` or `keys+included`.
     fn keys(found: &[Candidate]) -> Vec<String> {
-        found.iter().map(|c| c.keys.join(",")).collect()
+        found.iter().map(|c| if c.include.is_empty() { c.keys.join(",") } else { format!("{}+{}", c.keys.join(","), c.include.join(",")) }).collect()
     }
 
     #[test]
@@ -151,7 +199,20 @@ mod tests {
         let s = shape("SELECT id FROM orders WHERE status = $1 AND region = $2 AND total > $3 ORDER BY total");
         let distinct = HashMap::from([("region".to_owned(), 50.0), ("status".to_owned(), 5.0)]);
         let found = keys(&generate("orders", &orders(&[]), &distinct, &[&s]));
-        assert_eq!(found, ["region,status", "region,status,total", "region,total", "region", "status", "total"]);
+        assert_eq!(found, ["region,status,total+id", "region,status", "region,status,total", "region,total", "region", "status", "total"]);
+    }
+
+    #[test]
+    fn a_statement_reading_few_columns_gets_a_covering_candidate_and_select_star_none() {
+        let s = shape("SELECT sum(total), count(DISTINCT status) FROM orders WHERE region = $1");
+        let found = generate("orders", &orders(&[]), &HashMap::new(), &[&s]);
+        assert_eq!(keys(&found), ["region+status,total", "region"]);
+        assert_eq!(found[0].create_sql(&orders(&[])), "CREATE INDEX CONCURRENTLY ON \"public\".\"orders\" (\"region\") INCLUDE (\"status\", \"total\");");
+        let s = shape("SELECT * FROM orders WHERE region = $1");
+        assert_eq!(keys(&generate("orders", &orders(&[]), &HashMap::new(), &[&s])), ["region"]);
+        // Every output is a key: nothing to include.
+        let s = shape("SELECT region FROM orders WHERE region = $1");
+        assert_eq!(keys(&generate("orders", &orders(&[]), &HashMap::new(), &[&s])), ["region"]);
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Served {
 pub struct DeclinedIndex {
     pub table: String,
     pub columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
     pub sql: String,
     /// `write_cost` (it would cost the table's writes more than it saves the reads) or
     /// `budget` (it does not fit in what is left of `max_index_bytes`).
@@ -152,6 +154,7 @@ async fn run(pools: &Pools, p: &mut planner::Planner, all: Vec<Statement>, recor
         .map(|&(c, saves, why)| DeclinedIndex {
             table: tables[&cands[c].table].name.clone(),
             columns: cands[c].keys.clone(),
+            include: cands[c].include.clone(),
             sql: cands[c].create_sql(&tables[&cands[c].table]),
             reason: match why {
                 search::Declined::WriteCost => "write_cost",
@@ -218,6 +221,7 @@ fn suggestion(c: &candidates::Candidate, stats: &TableStats, bytes: i64, write_c
     IndexSuggestion {
         table: stats.name.clone(),
         columns: c.keys.clone(),
+        include: c.include.clone(),
         sql: c.create_sql(stats),
         validated_with: "hypopg",
         confidence: "high",
