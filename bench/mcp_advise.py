@@ -35,7 +35,8 @@ async def main() -> int:
     print(text, file=sys.stderr)
     if result.isError or "error" in text.lower()[:200]:
         return 1
-    found = re.findall(r"CREATE INDEX[^\"\n\\]*\)", text, flags=re.IGNORECASE)
+    # The answer is a Python-style dict: each recommendation's 'index_definition'.
+    found = re.findall(r"'index_definition': '([^']+)'", text)
     for statement in dict.fromkeys(found):
         print(statement)
     return 0

@@ -81,6 +81,64 @@ pub async fn recorded(pools: &Pools) -> Result<Option<Vec<Statement>>, Error> {
     Ok(Some(out))
 }
 
+/// The writes pg_stat_statements recorded for this database, over the same window as the reads.
+const WRITES_SQL: &str = "SELECT query, rows::float8 AS rows FROM pg_stat_statements \
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+       AND rows > 0 AND query ~* '^\\s*(insert|update|delete|merge|copy)\\M'";
+
+/// Rows each table had written by the statements pg_stat_statements recorded, by its name as
+/// written (`INSERT`, `UPDATE`, `DELETE`, `MERGE`, `COPY ... FROM`): the writes an index on it
+/// would have had to keep up with while the recorded reads ran. Empty when pg_stat_statements
+/// cannot be read.
+pub async fn recorded_writes(pools: &Pools) -> Result<Vec<(String, WriteKind, f64)>, Error> {
+    let rows = match pools.primary().query(WRITES_SQL, &[]).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            tracing::debug!(error = %err, "pg_stat_statements' writes cannot be read; no write cost");
+            return Ok(Vec::new());
+        }
+    };
+    let mut out = Vec::new();
+    for row in &rows {
+        let Some(sql) = db::get::<Option<String>>(row, "query")? else { continue };
+        if let Some((table, kind)) = write_target(&sql) {
+            out.push((table, kind, db::get(row, "rows")?));
+        }
+    }
+    Ok(out)
+}
+
+/// How a statement writes its table: an update may be HOT (no index touched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// The table a write statement changes, as written, and how (`None`: not a write, or
+/// `COPY ... TO`).
+pub fn write_target(sql: &str) -> Option<(String, WriteKind)> {
+    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT).ok()?;
+    let tree = serde_json::to_value(&parsed.protobuf).ok()?;
+    let stmt = tree.get("stmts")?.get(0)?.get("stmt")?.get("node")?;
+    let (kind, body) = stmt.as_object()?.iter().next()?;
+    let kind = match kind.as_str() {
+        "InsertStmt" => WriteKind::Insert,
+        "UpdateStmt" | "MergeStmt" => WriteKind::Update,
+        "DeleteStmt" => WriteKind::Delete,
+        "CopyStmt" if body.get("is_from").and_then(Value::as_bool).unwrap_or(false) => WriteKind::Insert,
+        _ => return None,
+    };
+    let relation = body.get("relation")?;
+    let name = relation.get("relname")?.as_str()?;
+    let table = match relation.get("schemaname").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        Some(schema) => format!("{schema}.{name}"),
+        None => name.to_owned(),
+    };
+    Some((table, kind))
+}
+
 /// Queries given by the caller: their values inlined as literals, else planned generically.
 pub fn given(queries: &[WorkloadQuery]) -> Vec<Statement> {
     queries
@@ -243,6 +301,20 @@ mod tests {
             ("SELECT $1", false),
         ] {
             assert_eq!(is_users(sql, &shape(sql)), users, "{sql}");
+        }
+    }
+
+    #[test]
+    fn write_statements_name_their_table_and_kind() {
+        for (sql, want) in [
+            ("INSERT INTO logbook (kind) SELECT $1", Some(("logbook", WriteKind::Insert))),
+            ("UPDATE public.orders SET total = $1 WHERE id = $2", Some(("public.orders", WriteKind::Update))),
+            ("DELETE FROM \"Order Items\" WHERE order_id = $1", Some(("Order Items", WriteKind::Delete))),
+            ("COPY orders FROM STDIN", Some(("orders", WriteKind::Insert))),
+            ("COPY orders TO STDOUT", None),
+            ("SELECT 1 FROM orders", None),
+        ] {
+            assert_eq!(write_target(sql).as_ref().map(|(t, k)| (t.as_str(), *k)), want, "{sql}");
         }
     }
 

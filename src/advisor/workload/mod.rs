@@ -31,14 +31,8 @@ pub const DEFAULT_MAX_INDEX_BYTES: i64 = 1 << 30;
 /// Time spent maintaining one index entry per written row (B-tree insertion), ms: the write
 /// cost of an index over the period the statistics cover.
 const WRITE_MS_PER_ROW: f64 = 0.005;
-/// Rows written to the table since statistics were reset (`$1` its oid).
-const WRITES_SQL: &str = "SELECT coalesce(n_tup_ins + n_tup_upd - n_tup_hot_upd + n_tup_del, 0)::float8 AS writes FROM pg_stat_user_tables WHERE relid = $1::int8::oid";
-/// How long pg_stat_statements has counted, and how long the tables' counters have (since
-/// this database's statistics were reset, else since the server started: counters kept over
-/// a restart make that window too short, so writes weigh more, never less), in seconds.
-const WINDOWS_SQL: &str = "SELECT extract(epoch FROM now() - i.stats_reset)::float8 AS statements, \
-     extract(epoch FROM now() - coalesce(d.stats_reset, pg_postmaster_start_time()))::float8 AS tables \
-     FROM pg_stat_statements_info i, pg_stat_database d WHERE d.datname = current_database()";
+/// The share of the table's updates that were HOT (`$1` its oid), from its counters.
+const HOT_SQL: &str = "SELECT CASE WHEN n_tup_upd > 0 THEN n_tup_hot_upd::float8 / n_tup_upd ELSE 0 END AS hot FROM pg_stat_user_tables WHERE relid = $1::int8::oid";
 
 /// One statement a recommended index serves.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -114,14 +108,27 @@ async fn run(pools: &Pools, p: &mut planner::Planner, all: Vec<Statement>, recor
         let shapes: Vec<&super::shape::Shape> = statements.iter().map(|s| &s.shape).filter(|s| s.tables.iter().any(|t| same_table(t, name))).collect();
         cands.extend(candidates::generate(name, stats, &distinct, &shapes));
     }
-    // Reads weigh what they cost over pg_stat_statements' window; writes are counted over the
-    // tables' window, which may be longer (a bulk load long before the statements were reset):
-    // only the share of writes in the statements' window is charged, at the same rate.
-    let share = if recorded { window_share(pools).await } else { 0.0 };
-    let mut write_cost = Vec::new();
-    for c in &cands {
-        write_cost.push(if recorded { writes(pools, &tables[&c.table]).await? * share * WRITE_MS_PER_ROW } else { 0.0 });
+    // Reads weigh what they cost over pg_stat_statements' window, and so do writes: the rows
+    // its write statements changed in each table (not the tables' own counters, which may run
+    // since long before: a bulk load before the statements were reset is not the workload).
+    let written = if recorded { intake::recorded_writes(pools).await? } else { Vec::new() };
+    let mut per_table: BTreeMap<&str, f64> = BTreeMap::new();
+    for (name, stats) in &tables {
+        let mut rows = 0.0;
+        let mut updated = 0.0;
+        for (_, kind, n) in written.iter().filter(|(t, _, _)| same_table(t, name)) {
+            match kind {
+                intake::WriteKind::Update => updated += n,
+                intake::WriteKind::Insert | intake::WriteKind::Delete => rows += n,
+            }
+        }
+        if updated > 0.0 {
+            // A HOT update touches no index: only the table's share of others is charged.
+            rows += updated * (1.0 - hot_share(pools, stats).await?);
+        }
+        per_table.insert(name.as_str(), rows);
     }
+    let write_cost: Vec<f64> = cands.iter().map(|c| per_table.get(c.table.as_str()).copied().unwrap_or(0.0) * WRITE_MS_PER_ROW).collect();
     let hypothetical: Vec<String> = cands.iter().map(|c| c.hypothetical(&tables[&c.table])).collect();
     let input = search::Input {
         statements: &statements,
@@ -198,20 +205,9 @@ async fn tables(pools: &Pools, statements: &[Statement]) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
-/// The share of the tables' counting window that pg_stat_statements' covers (1 when either is
-/// unknown: pg_stat_statements before 1.9 has no reset time).
-async fn window_share(pools: &Pools) -> f64 {
-    let Ok(rows) = pools.primary().query(WINDOWS_SQL, &[]).await else { return 1.0 };
-    let get = |name| rows.first().and_then(|r| db::get::<Option<f64>>(r, name).ok().flatten());
-    match (get("statements"), get("tables")) {
-        (Some(statements), Some(tables)) if tables > 0.0 => (statements / tables).clamp(0.0, 1.0),
-        _ => 1.0,
-    }
-}
-
-async fn writes(pools: &Pools, stats: &TableStats) -> Result<f64, Error> {
-    let rows = pools.primary().query(WRITES_SQL, &[&stats.oid]).await?;
-    Ok(rows.first().map(|r| db::get::<f64>(r, "writes")).transpose()?.unwrap_or(0.0))
+async fn hot_share(pools: &Pools, stats: &TableStats) -> Result<f64, Error> {
+    let rows = pools.primary().query(HOT_SQL, &[&stats.oid]).await?;
+    Ok(rows.first().map(|r| db::get::<f64>(r, "hot")).transpose()?.unwrap_or(0.0).clamp(0.0, 1.0))
 }
 
 fn suggestion(c: &candidates::Candidate, stats: &TableStats, bytes: i64, write_cost: f64, serves: Vec<Served>) -> IndexSuggestion {
