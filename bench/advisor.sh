@@ -10,9 +10,14 @@
 #
 # usage: bash bench/advisor.sh            (needs: cargo build; target/tools/mcp-venv with
 #                                          postgres-mcp, see below; hypopg for PostgreSQL 15)
-# The MCP venv: ~/.pyenv/versions/3.12.*/bin/python -m venv target/tools/mcp-venv, then
-# pip install --no-deps postgres-mcp and its requirements (its pin pglast==7.2.0 is not on the
-# registry here: pglast 7.x is installed instead).
+# The MCP venv (Python 3.12 from pyenv; postgres-mcp pins pglast==7.2.0, which the registry here
+# does not have, so it is installed without dependencies and they are added by hand):
+#   ~/.pyenv/versions/3.12.*/bin/python -m venv target/tools/mcp-venv
+#   target/tools/mcp-venv/bin/pip install --no-deps postgres-mcp==0.3.0
+#   target/tools/mcp-venv/bin/pip install "attrs>=25.3.0" "humanize>=4.8.0" "instructor>=1.7.9" \
+#       "mcp[cli]>=1.5.0,<2" "pglast>=7,<8" "psycopg-pool>=3.2.6" "psycopg[binary]>=3.2.6"
+# The script does this itself when the venv is missing and a Python 3.12 or 3.13 is there; without
+# one the MCP rows say "not installed" and dbagent's are measured alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -22,6 +27,18 @@ DBAGENT=${DBAGENT:-target/debug/dbagent}
 MCP_PY=target/tools/mcp-venv/bin/python
 ROUNDS=${ROUNDS:-3}
 URL_BASE="postgresql://postgres@127.0.0.1:$PORT"
+
+# Postgres MCP Pro from PyPI, when missing (as described above).
+if [ ! -x "$MCP_PY" ]; then
+  py=$(ls -d "$HOME"/.pyenv/versions/3.1[23].*/bin/python 2>/dev/null | head -1 || true)
+  if [ -n "$py" ]; then
+    echo "installing Postgres MCP Pro into target/tools/mcp-venv" >&2
+    "$py" -m venv target/tools/mcp-venv
+    target/tools/mcp-venv/bin/pip install -q --disable-pip-version-check --no-deps postgres-mcp==0.3.0
+    target/tools/mcp-venv/bin/pip install -q --disable-pip-version-check "attrs>=25.3.0" "humanize>=4.8.0" "instructor>=1.7.9" \
+      "mcp[cli]>=1.5.0,<2" "pglast>=7,<8" "psycopg-pool>=3.2.6" "psycopg[binary]>=3.2.6" 2>&1 | grep -v "pglast==7.2.0" >&2 || true
+  fi
+fi
 
 # PostgreSQL refuses to run as root: as root, its programs run as the postgres user.
 as_pg=()
