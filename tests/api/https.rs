@@ -7,7 +7,7 @@ use dbagent::config::ServerTls;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, TestDb, spawn_app_with};
 
 /// A CA made for one test.
 struct Ca {
@@ -115,4 +115,64 @@ async fn a_reload_serves_the_new_certificate_and_a_bad_file_keeps_the_old_one() 
     assert!(err.to_string().contains("server.crt"), "{err}");
     assert_eq!(health(&app, &client(&new_ca, None)).await.expect("still the last good one").status(), StatusCode::OK);
     app.stop().await;
+}
+
+/// The real binary with `server.tls` from the environment; its address once it listens.
+fn serve_https(db: &TestDb, files: &ServerTls) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dbagent"));
+    command
+        .args(["serve", "--port", "0"])
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .env("DATABASE_URL", &db.url)
+        .env("DBAGENT_SERVER__TLS__CERT_FILE", &files.cert_file)
+        .env("DBAGENT_SERVER__TLS__KEY_FILE", &files.key_file)
+        .env_remove("CONFIG_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run dbagent serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix("dbagent listening on ") {
+                let _ = tx.send(address.trim().to_string());
+            }
+        }
+    });
+    let address = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("dbagent did not start listening");
+    (child, address)
+}
+
+#[tokio::test]
+async fn sighup_makes_the_running_process_serve_the_new_certificate_without_dropping_an_open_connection() {
+    let db = TestDb::create().await;
+    let (old_ca, new_ca) = (Ca::new(), Ca::new());
+    let files = server_files(&old_ca, None);
+    let (mut child, address) = serve_https(&db, &files);
+    assert!(address.starts_with("https://"), "{address}");
+    // One client keeps its connection open across the reload (reqwest keeps it alive).
+    let kept = client(&old_ca, None);
+    let live = |c: reqwest::Client| {
+        let url = format!("{address}/health/live");
+        async move { c.get(url).send().await.map(|r| r.status()) }
+    };
+    assert_eq!(live(kept.clone()).await.expect("the first certificate"), StatusCode::OK);
+
+    let (cert, key) = new_ca.sign(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+    std::fs::write(&files.cert_file, cert).unwrap();
+    std::fs::write(&files.key_file, key).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    // The reload is asynchronous: a new connection gets the new certificate within seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live(client(&new_ca, None)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the new certificate was not served after SIGHUP");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(live(client(&old_ca, None)).await.is_err(), "a new connection still gets the old certificate");
+    assert_eq!(live(kept).await.expect("the connection opened before the reload still works"), StatusCode::OK);
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit status {status}");
 }

@@ -25,6 +25,7 @@ async fn call(app: &TestApp, method: &str, path: &str, key: Option<&str>, body: 
     let mut request = match method {
         "GET" => app.http.get(url),
         "DELETE" => app.http.delete(url),
+        "PATCH" => app.http.patch(url),
         _ => app.http.post(url),
     };
     if let Some(key) = key {
@@ -52,7 +53,7 @@ async fn create_key(app: &TestApp, body: Value) -> String {
 
 /// The route with its parameters filled in.
 fn concrete(path: &str) -> String {
-    path.replace("{table}", "t").replace("{id}", "x").replace("{file}", "index.css")
+    path.replace("{table}", "t").replace("{id}", "x").replace("{file}", "index.css").replace("{name}", "someone")
 }
 
 #[tokio::test]
