@@ -52,7 +52,8 @@ pub struct IndexSuggestion {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub serves: Vec<Served>,
     /// Estimated time spent maintaining it on writes over the period the statistics cover, in
-    /// ms (from `pg_stat_user_tables`; 0 for given queries, which have no period).
+    /// ms (the rows the write statements pg_stat_statements recorded wrote to its table, updates
+    /// discounted by the table's HOT share; 0 for given queries, which have no period).
     pub write_cost: f64,
     /// Seed 000's fields: the column (several joined by `, `), the index method and the
     /// reason in words.

@@ -6,7 +6,9 @@
 //! Invariants: one statement that cannot be planned is listed in `skipped` with the server's
 //! reason and never sinks the others; nothing is created in the database while advising (the
 //! planner session's transaction is rolled back); a recorded statement weighs what it cost
-//! (its total time), a given one weighs 1; no candidate repeats or prefixes an existing index.
+//! (its total time), a given one weighs 1, and an index's write cost is counted over the same
+//! window (the write statements recorded beside the reads); no candidate repeats or prefixes an
+//! existing index.
 
 pub mod apply;
 mod candidates;
