@@ -109,6 +109,27 @@ pub fn admin_config() -> tokio_postgres::Config {
     format!("{}/postgres", server_url()).parse().expect("a PostgreSQL URL")
 }
 
+/// Starts the real binary with `command` (`dbagent serve ...`, its arguments and environment
+/// set), its stdout discarded and its log echoed as `dbagent: ...`, and waits up to `wait` for
+/// the address it prints once it listens.
+pub fn spawn_serve(command: &mut std::process::Command, wait: Duration) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("run dbagent serve");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            match line.strip_prefix("dbagent listening on ") {
+                Some(address) => drop(tx.send(address.trim().to_string())),
+                None => eprintln!("dbagent: {line}"),
+            }
+        }
+    });
+    let address = rx.recv_timeout(wait).expect("dbagent did not start listening");
+    (child, address)
+}
+
 /// Drops the test databases `names` on `server` (`postgresql://user@host:port`) — unless the
 /// test is failing, then they are kept for inspection. Runs on a thread of its own: `Drop` is
 /// synchronous and may run inside the test's runtime.

@@ -7,7 +7,7 @@ use dbagent::config::ServerTls;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, TestDb, spawn_app_with};
+use crate::helpers::{TestApp, TestDb, spawn_app_with, spawn_serve};
 
 /// A CA made for one test.
 struct Ca {
@@ -119,7 +119,6 @@ async fn a_reload_serves_the_new_certificate_and_a_bad_file_keeps_the_old_one() 
 
 /// The real binary with `server.tls` from the environment; its address once it listens.
 fn serve_https(db: &TestDb, files: &ServerTls) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dbagent"));
     command
         .args(["serve", "--port", "0"])
@@ -127,21 +126,8 @@ fn serve_https(db: &TestDb, files: &ServerTls) -> (std::process::Child, String) 
         .env("DATABASE_URL", &db.url)
         .env("DBAGENT_SERVER__TLS__CERT_FILE", &files.cert_file)
         .env("DBAGENT_SERVER__TLS__KEY_FILE", &files.key_file)
-        .env_remove("CONFIG_PATH")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("run dbagent serve");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(address) = line.strip_prefix("dbagent listening on ") {
-                let _ = tx.send(address.trim().to_string());
-            }
-        }
-    });
-    let address = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("dbagent did not start listening");
-    (child, address)
+        .env_remove("CONFIG_PATH");
+    spawn_serve(&mut command, std::time::Duration::from_secs(60))
 }
 
 #[tokio::test]

@@ -2,16 +2,16 @@
 //! and slow clients, and SERIALIZABLE transfers from many clients at once. Each test prints
 //! its figures (`resources: ...`) for RELIABILITY.md.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestDb, spawn_app_with, wait_until};
+use crate::helpers::{TestDb, spawn_app_with, spawn_serve, wait_until};
 
 /// `dbagent serve` as a process of its own (so its memory is its own), on `db`, with
 /// `DBAGENT_*` overrides; stopped with SIGTERM when dropped.
@@ -26,7 +26,7 @@ impl Served {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("resources-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_dbagent"));
-        command.args(["serve", "--port", "0"]).current_dir(&dir).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.args(["serve", "--port", "0"]).current_dir(&dir);
         for var in ["CONFIG_PATH", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RUST_LOG"] {
             command.env_remove(var);
         }
@@ -38,18 +38,7 @@ impl Served {
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("run dbagent serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                match line.strip_prefix("dbagent listening on ") {
-                    Some(address) => drop(tx.send(address.trim().to_string())),
-                    None => eprintln!("dbagent: {line}"),
-                }
-            }
-        });
-        let address = rx.recv_timeout(Duration::from_secs(60)).expect("dbagent did not start listening");
+        let (child, address) = spawn_serve(&mut command, Duration::from_secs(60));
         Served { child, address, dir }
     }
 

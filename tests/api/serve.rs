@@ -1,15 +1,14 @@
 //! Serving: the zero-configuration start (the real binary, no configuration, an empty
 //! directory), and the graceful shutdown every test app goes through.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_serve};
 
 /// The postmaster's pid from its pid file (first line).
 fn postmaster_pid(data_dir: &Path) -> Option<i32> {
@@ -21,23 +20,12 @@ async fn serve_with_no_configuration_runs_its_own_postgres_and_leaves_nothing_be
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_dbagent"));
-    command.args(["serve", "--port", "0"]).current_dir(&dir).stdout(Stdio::null()).stderr(Stdio::piped());
+    command.args(["serve", "--port", "0"]).current_dir(&dir);
     for var in ["DATABASE_URL", "CONFIG_PATH", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RUST_LOG"] {
         command.env_remove(var);
     }
-    let mut child = command.spawn().expect("run dbagent serve");
-
     // It prints where it listens once the instance is up and the API is bound.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(address) = line.strip_prefix("dbagent listening on ") {
-                let _ = tx.send(address.trim().to_string());
-            }
-        }
-    });
-    let address = rx.recv_timeout(Duration::from_secs(120)).expect("dbagent did not start listening");
+    let (mut child, address) = spawn_serve(&mut command, Duration::from_secs(120));
     let data_dir = dir.join(".dbagent/pgdata");
     let pid = postmaster_pid(&data_dir).expect("the managed instance runs in ./.dbagent/pgdata");
 

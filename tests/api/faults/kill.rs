@@ -3,9 +3,8 @@
 //! database and location finds no half state. And SIGTERM under load: every request accepted
 //! completes, the process exits 0 within `server.shutdown_timeout`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use nix::unistd::Pid;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestDb, wait_until};
+use crate::helpers::{TestDb, spawn_serve, wait_until};
 
 /// `dbagent serve` on `db`, its files under `dir`; killed on drop if still running.
 struct Served {
@@ -39,24 +38,11 @@ impl Served {
         );
         std::fs::write(&config, yaml).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_dbagent"));
-        command.arg("serve").arg("--config").arg(&config).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.arg("serve").arg("--config").arg(&config).current_dir(dir);
         for var in ["DATABASE_URL", "CONFIG_PATH", "DB_POOL_SIZE", "DB_MAX_OVERFLOW", "RUST_LOG"] {
             command.env_remove(var);
         }
-        let mut child = command.spawn().expect("run dbagent serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                match line.strip_prefix("dbagent listening on ") {
-                    Some(address) => {
-                        let _ = tx.send(address.trim().to_string());
-                    }
-                    None => eprintln!("dbagent: {line}"),
-                }
-            }
-        });
-        let address = rx.recv_timeout(Duration::from_secs(60)).expect("dbagent did not start listening");
+        let (child, address) = spawn_serve(&mut command, Duration::from_secs(60));
         Served { child, address, http: reqwest::Client::new() }
     }
 
