@@ -21,7 +21,7 @@
 --           BENCH_TIMING=1 turns them into per-stage percentiles). Empty or 0: off.
 --
 -- done() prints one machine-readable line:
---   WRK_RESULT requests=N duration_us=N rps=F p50_us=N p90_us=N p99_us=N max_us=N
+--   WRK_RESULT requests=N duration_us=N rps=F p50_us=N p90_us=N p99_us=N p999_us=N max_us=N
 --              non2xx=N bad_body=N connect=N read=N write=N timeout=N status_gt399=N
 
 local ROWS = 1000000 -- pgbench_accounts rows (100000 * scale); second script argument
@@ -115,9 +115,9 @@ function done(summary, latency, requests)
    local e = summary.errors
    local secs = summary.duration / 1e6
    io.write(string.format(
-      "WRK_RESULT requests=%d duration_us=%d rps=%.1f p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
+      "WRK_RESULT requests=%d duration_us=%d rps=%.1f p50_us=%d p90_us=%d p99_us=%d p999_us=%d max_us=%d " ..
       "non2xx=%d bad_body=%d connect=%d read=%d write=%d timeout=%d status_gt399=%d\n",
       summary.requests, summary.duration, summary.requests / secs,
-      latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+      latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9), latency.max,
       n2, bb, e.connect, e.read, e.write, e.timeout, e.status))
 end

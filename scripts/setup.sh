@@ -45,9 +45,26 @@ install "${need[@]}"
 # openapi-spec-validator checks /openapi.json in the tests and Schemathesis tests the API
 # from it (both from PyPI); they live in a virtual environment of the project's own, under
 # target/.
+# Schemathesis runs two worker threads, and CPython before 3.11.8 / 3.12.2 shares the AST
+# constructor's recursion counter between threads (cpython gh-106905): Hypothesis's ast.parse
+# then fails at random with "AST constructor recursion depth mismatch". So the venv takes the
+# first Python that has the fix (pyenv's 3.13 here; the default python3 is 3.11.7), and a venv
+# made earlier from an affected Python is made again.
 venv=target/tools/venv
+fixed_python() { "$1" -c 'import sys; v = sys.version_info[:3]; sys.exit(0 if v >= (3, 12, 2) or (3, 11, 8) <= v < (3, 12) else 1)' 2>/dev/null; }
+if [ -x "$venv/bin/python" ] && ! fixed_python "$venv/bin/python"; then
+  echo "removing $venv: its Python has cpython gh-106905" >&2
+  rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/openapi-spec-validator" ] || [ ! -x "$venv/bin/schemathesis" ]; then
   echo "installing: openapi-spec-validator and schemathesis (PyPI) into $venv" >&2
-  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+  if [ ! -x "$venv/bin/pip" ]; then
+    py=python3
+    for candidate in python3.13 "$HOME"/.pyenv/versions/3.13.*/bin/python "$HOME"/.pyenv/versions/3.12.*/bin/python python3; do
+      if command -v "$candidate" >/dev/null 2>&1 && fixed_python "$candidate"; then py=$candidate; break; fi
+    done
+    fixed_python "$py" || echo "warning: no Python >= 3.11.8 found; Schemathesis may fail at random (cpython gh-106905)" >&2
+    "$py" -m venv "$venv"
+  fi
   "$venv/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==0.9.0" "schemathesis==4.32.5"
 fi

@@ -63,10 +63,15 @@ async fn a_blocked_update_shows_under_its_blocker_which_cancel_and_terminate_end
     });
     let waiting = tokio::spawn(async move { waiter.execute("UPDATE t SET v = 2 WHERE id = 1", &[]).await });
 
+    // Both sides must be where the test says before it signals: the update waiting for the lock,
+    // and the blocker inside its pg_sleep (a cancel that reaches an idle-in-transaction session
+    // cancels nothing, and the sleep that starts after it would run its 30 s).
+    let observer = app.db.connect().await;
     let mut locks = Value::Null;
-    wait_until("the update to wait for the lock", Duration::from_secs(10), async || {
+    wait_until("the update to wait for the lock and the blocker to sleep", Duration::from_secs(10), async || {
         locks = app.get("/locks").await.1;
-        locks["waiting_sessions"].as_i64().unwrap_or(0) >= 1
+        let sleeping: bool = observer.query_one("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query LIKE 'SELECT pg_sleep%')", &[&blocker_pid]).await.unwrap().get(0);
+        locks["waiting_sessions"].as_i64().unwrap_or(0) >= 1 && sleeping
     })
     .await;
     let head = locks["head_blockers"].as_array().unwrap().iter().find(|h| h["pid"] == blocker_pid).unwrap_or_else(|| panic!("{locks:#}"));
@@ -93,6 +98,12 @@ async fn a_blocked_update_shows_under_its_blocker_which_cancel_and_terminate_end
     assert_eq!(terminated["signal"], "terminate");
     assert_eq!(tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the waiter goes on").unwrap().unwrap(), 1);
     wait_until("the blocker's session to close", Duration::from_secs(5), async || blocker.is_closed()).await;
+    // The client sees the connection end when the backend sends its FATAL, which is before the
+    // backend leaves pg_stat_activity; until then the pid is still a session to signal.
+    wait_until("the blocker's backend to exit", Duration::from_secs(5), async || {
+        observer.query_one("SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)", &[&blocker_pid]).await.unwrap().get::<_, bool>(0)
+    })
+    .await;
     let (status, gone) = app.post(&format!("/connections/{blocker_pid}/cancel"), &json!({})).await;
     assert_eq!((status, gone["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("session_not_found")));
     role.drop_now(&app).await;

@@ -1,0 +1,97 @@
+//! One client's round trips through tokio-postgres alone, no HTTP and no dbagent: the
+//! experiment behind issue 22 (`bench/roundtrip.sh` runs it beside pgbench).
+//!
+//! dbagent's p99 at one client was 2–12× pgbench's, and its `Server-Timing` put the whole tail
+//! in the `db` stage (statement handed to the connection until its rows are in). This program
+//! runs the same prepared point read (workload A) the way dbagent drives a connection and two
+//! other ways, so the tail can be pinned on the driver, the runtime or neither:
+//!
+//! - `spawned`: a multi-thread runtime (tokio's default, as `dbagent serve`), the connection in
+//!   a task of its own, the client loop in another: each statement is two cross-task wake-ups
+//!   that may cross worker threads.
+//! - `current`: the same two tasks on a current-thread runtime: the hops stay, the threads go.
+//! - `inline`: one task polls the connection and the query together (`select!`): no hop at all,
+//!   like pgbench's single loop.
+//!
+//! Usage: `roundtrip MODE SECONDS URL [SCALE]`. Prints one line:
+//! `mode=... n=... p50_us=... p99_us=... p999_us=... max_us=...`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::NoTls;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, mode, seconds, url, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: roundtrip spawned|current|inline SECONDS URL [SCALE]");
+        std::process::exit(2);
+    };
+    let seconds: f64 = seconds.parse().expect("SECONDS is a number");
+    let scale: i32 = rest.first().map_or(10, |s| s.parse().expect("SCALE is a number"));
+    let runtime = match mode.as_str() {
+        "current" => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        "spawned" | "inline" => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        other => {
+            eprintln!("unknown mode {other}");
+            std::process::exit(2);
+        }
+    }
+    .expect("runtime");
+    let duration = Duration::from_secs_f64(seconds);
+    let inline = mode == "inline";
+    let url = url.clone();
+    let mut latencies = runtime.block_on(async move {
+        // The loop runs in a task of its own, as a request handler does.
+        tokio::spawn(async move { run(&url, duration, scale, inline).await }).await.expect("client task")
+    });
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "mode={mode} n={} p50_us={} p99_us={} p999_us={} max_us={}",
+        latencies.len(),
+        at(0.50),
+        at(0.99),
+        at(0.999),
+        latencies.last().copied().unwrap_or(0)
+    );
+}
+
+async fn run(url: &str, duration: Duration, scale: i32, inline: bool) -> Vec<u32> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+    // What the loop polls beside each query: the connection itself (inline), or nothing.
+    let mut connection: Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>> = if inline {
+        Box::pin(connection)
+    } else {
+        tokio::spawn(async move { connection.await.expect("connection") });
+        Box::pin(std::future::pending())
+    };
+    let statement = tokio::select! {
+        s = client.prepare("SELECT abalance FROM pgbench_accounts WHERE aid = $1") => s.expect("prepare"),
+        r = &mut connection => panic!("connection ended: {r:?}"),
+    };
+    let mut latencies = Vec::with_capacity(200_000);
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let rows = 100_000 * scale as u64;
+    // One second of warm-up, not measured (pgbench and wrk get one too in bench/roundtrip.sh).
+    let measure_from = Instant::now() + Duration::from_secs(1);
+    let end = measure_from + duration;
+    while Instant::now() < end {
+        // xorshift64: a uniform aid without a dependency for it.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let aid = (seed % rows) as i32 + 1;
+        let start = Instant::now();
+        tokio::select! {
+            biased;
+            r = &mut connection => panic!("connection ended: {r:?}"),
+            row = client.query_one(&statement, &[&aid]) => { row.expect("query"); }
+        }
+        if start >= measure_from {
+            latencies.push(start.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        }
+    }
+    latencies
+}
