@@ -8,6 +8,14 @@
 #             runtime (how dbagent drives a connection)
 #   current   the same on a current-thread runtime (task hops, no thread hops)
 #   inline    one task polls the connection and the query together (no hop)
+#   serve     wrk -c 1 POST /query against examples/roundtrip.rs serve: the smallest axum server
+#             running the statement on a spawned connection (everything dbagent adds, removed)
+#   ping      wrk -c 1 GET /ping of that server: the HTTP hop alone, no database
+#   live      wrk -c 1 GET /health/live of dbagent: dbagent's HTTP hop alone
+#   pingstd   wrk -c 1 against examples/roundtrip.rs serve-std, a blocking thread-per-connection
+#             server with the same answer: the HTTP hop without tokio or hyper
+#   dbagent1, serve1   (not by default) the same two on one thread (TOKIO_WORKER_THREADS=1,
+#             a current-thread runtime)
 #
 #   bash bench/roundtrip.sh               # 5 rounds of 8 s per side, about 6 minutes
 #   ROUNDS=3 SECS=5 bash bench/roundtrip.sh
@@ -23,14 +31,15 @@ SECS=${SECS:-8}
 PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 DB=${BENCH_DB:-dbagent_roundtrip}
-SIDES=${SIDES:-pgbench dbagent spawned current inline}
+SIDES=${SIDES:-pgbench dbagent serve ping pingstd live spawned current inline}
 export PGHOST PGPORT PGUSER
-URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB"
+export URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB"
 OUT=$(mktemp -d /tmp/dbagent-roundtrip.XXXXXX)
-AGENT=""
+SERVERS=()
 
 cleanup() {
-    [[ -n $AGENT ]] && kill "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null
+    local pid
+    for pid in "${SERVERS[@]}"; do pkill -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
     "$PG_BINDIR/psql" -q -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -45,20 +54,52 @@ cp target/release/dbagent target/release/examples/roundtrip "$OUT/"
 "$PG_BINDIR/pgbench" -i -s 10 -q "$DB" >"$OUT/init.log" 2>&1
 "$PG_BINDIR/psql" -q -d "$DB" -c "VACUUM ANALYZE pgbench_accounts" -c CHECKPOINT >/dev/null
 
-# dbagent: started once, before the rounds (its pool stays warm, as in production).
-(cd "$OUT" && exec env -i PATH="$PATH" HOME="${HOME:-/root}" DATABASE_URL="$URL?sslmode=disable" \
-    DBAGENT_SERVER__PORT=0 DB_POOL_SIZE=4 DB_MAX_OVERFLOW=0 DBAGENT_LOGGING__LEVEL=warn \
-    DBAGENT_SECURITY__AUDIT__ENABLED=false DBAGENT_MONITORING__ENABLE=false \
-    ./dbagent serve) >"$OUT/dbagent.stdout" 2>"$OUT/dbagent.stderr" &
-AGENT=$!
-PORT=""
-for _ in $(seq 1 300); do
-    PORT=$(sed -n 's|.*dbagent listening on http://[^:]*:\([0-9]*\).*|\1|p' "$OUT/dbagent.stderr" | head -1)
-    [[ -n $PORT ]] && break
-    sleep 0.1
+# The HTTP sides' servers start once, before the rounds (pools warm, as in production), and
+# each gets its port in PORTS[side].
+declare -A PORTS=()
+start_server() { # side command... (run in $OUT; prints its port on stderr)
+    local side=$1 port="" pid
+    shift
+    (cd "$OUT" && exec "$@") >"$OUT/$side.stdout" 2>"$OUT/$side.stderr" &
+    pid=$!
+    SERVERS+=("$pid")
+    for _ in $(seq 1 300); do
+        port=$(sed -n -e 's|.*dbagent listening on http://[^:]*:\([0-9]*\).*|\1|p' -e 's/^listening on //p' "$OUT/$side.stderr" | head -1)
+        [[ -n $port ]] && break
+        sleep 0.1
+    done
+    [[ -n $port ]] || { cat "$OUT/$side.stderr" >&2; exit 1; }
+    PORTS[$side]=$port
+}
+agent_env() { # extra NAME=value...
+    env -i PATH="$PATH" HOME="${HOME:-/root}" DATABASE_URL="$URL?sslmode=disable" \
+        DBAGENT_SERVER__PORT=0 DB_POOL_SIZE=4 DB_MAX_OVERFLOW=0 DBAGENT_LOGGING__LEVEL=warn \
+        DBAGENT_SECURITY__AUDIT__ENABLED=false DBAGENT_MONITORING__ENABLE=false "$@" ./dbagent serve
+}
+for side in $SIDES; do
+    case $side in
+    dbagent) start_server dbagent bash -c "$(declare -f agent_env); agent_env" ;;
+    dbagent1) start_server dbagent1 bash -c "$(declare -f agent_env); agent_env TOKIO_WORKER_THREADS=1" ;;
+    pingstd) start_server pingstd ./roundtrip serve-std 0 - ;;
+    serve | serve1 | ping) [[ -n ${PORTS[${side/ping/serve}]:-} ]] || start_server "${side/ping/serve}" ./roundtrip "${side/ping/serve}" 0 "$URL" ;;
+    esac
 done
-[[ -n $PORT ]] || { cat "$OUT/dbagent.stderr" >&2; exit 1; }
-until curl -sf -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.1; done
+if [[ " $SIDES " == *" live "* && -z ${PORTS[dbagent]:-} ]]; then
+    start_server dbagent bash -c "$(declare -f agent_env); agent_env"
+fi
+for side in dbagent dbagent1; do
+    [[ -n ${PORTS[$side]:-} ]] || continue
+    until curl -sf -o /dev/null "http://127.0.0.1:${PORTS[$side]}/health/ready"; do sleep 0.1; done
+done
+
+cat >"$OUT/get.lua" <<'EOF'
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format("GET_RESULT p50_us=%d p99_us=%d p999_us=%d errors=%d\n",
+      latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+      e.connect + e.read + e.write + e.timeout + e.status))
+end
+EOF
 
 percentiles() { # numbers on stdin (µs) → "p50 p99 p999"
     sort -n | awk '{ v[NR] = $1 }
@@ -74,13 +115,24 @@ side() { # name → "p50 p99 p999"
         "$PG_BINDIR/pgbench" -n -M prepared -s 10 -c 1 -T "$SECS" -l --log-prefix="$OUT/pgbench.log" \
             -f bench/pgbench/A.sql "$DB" >"$OUT/pgbench.out" 2>&1
         cat "$OUT"/pgbench.log.* | awk '{ print $3 }' | percentiles ;;
-    dbagent)
-        wrk -t1 -c1 -d1s -s bench/query.lua "http://127.0.0.1:$PORT" -- A 1000000 0 >/dev/null
-        wrk -t1 -c1 -d"${SECS}s" --timeout 10s -s bench/query.lua "http://127.0.0.1:$PORT" -- A 1000000 1 >"$OUT/wrk.out"
+    dbagent | dbagent1 | serve | serve1)
+        local port=${PORTS[$1]}
+        # Bodies are checked in the warm-up only (as bench/run.sh does: checking costs wrk CPU).
+        wrk -t1 -c1 -d1s -s bench/query.lua "http://127.0.0.1:$port" -- A 1000000 1 >"$OUT/wrk.out"
+        grep -q 'non2xx=0 bad_body=0' "$OUT/wrk.out" || { echo "$1 errors: $(cat "$OUT/wrk.out")" >&2; exit 1; }
+        wrk -t1 -c1 -d"${SECS}s" --timeout 10s -s bench/query.lua "http://127.0.0.1:$port" -- A 1000000 0 >"$OUT/wrk.out"
         local line
         line=$(grep '^WRK_RESULT ' "$OUT/wrk.out")
-        grep -q 'non2xx=0 bad_body=0' <<<"$line" || { echo "dbagent errors: $line" >&2; exit 1; }
+        grep -q 'non2xx=0 bad_body=0' <<<"$line" || { echo "$1 errors: $line" >&2; exit 1; }
         sed -E 's/.*p50_us=([0-9]+).*p99_us=([0-9]+) p999_us=([0-9]+).*/\1 \2 \3/' <<<"$line" ;;
+    ping | pingstd | live)
+        local url="http://127.0.0.1:${PORTS[serve]:-}/ping"
+        [[ $1 == pingstd ]] && url="http://127.0.0.1:${PORTS[pingstd]}/ping"
+        [[ $1 == live ]] && url="http://127.0.0.1:${PORTS[dbagent]}/health/live"
+        wrk -t1 -c1 -d1s "$url" >/dev/null
+        wrk -t1 -c1 -d"${SECS}s" --timeout 10s -s "$OUT/get.lua" "$url" >"$OUT/wrk.out"
+        sed -n -E 's/^GET_RESULT p50_us=([0-9]+) p99_us=([0-9]+) p999_us=([0-9]+) errors=0$/\1 \2 \3/p' "$OUT/wrk.out" | grep . ||
+            { echo "$1: $(cat "$OUT/wrk.out")" >&2; exit 1; } ;;
     *)
         "$OUT/roundtrip" "$1" "$SECS" "$URL" 10 | sed -E 's/.*p50_us=([0-9]+) p99_us=([0-9]+) p999_us=([0-9]+).*/\1 \2 \3/' ;;
     esac
