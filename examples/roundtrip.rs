@@ -13,6 +13,7 @@
 //! - `inline`: one task polls the connection and the query together (`select!`): no hop at all,
 //!   like pgbench's single loop.
 //!
+//! And servers for wrk, which bench/roundtrip.sh runs beside `dbagent serve`:
 //! - `serve`: the control for everything dbagent adds: the smallest HTTP server (axum, as
 //!   dbagent) that answers `POST /query` by running the statement with the aid from the body
 //!   through one spawned-connection client, measured by wrk exactly as dbagent is. `serve1`:
@@ -22,7 +23,8 @@
 //!
 //! Usage: `roundtrip MODE SECONDS URL [SCALE]`. Prints one line:
 //! `mode=... n=... p50_us=... p99_us=... p999_us=... max_us=...`.
-//! `roundtrip serve PORT URL` serves until killed (0: any port, printed as `listening on PORT`).
+//! `roundtrip serve|serve1 PORT URL` and `roundtrip serve-std PORT -` serve until killed (port 0:
+//! any port, printed on stderr as `listening on PORT`).
 
 use std::future::Future;
 use std::pin::Pin;
