@@ -33,11 +33,12 @@ PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 DB=${BENCH_DB:-dbagent_roundtrip}
 SIDES=${SIDES:-pgbench dbagent serve ping pingstd live spawned current inline}
 export PGHOST PGPORT PGUSER
-export URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB"
+URL="postgresql://$PGUSER@$PGHOST:$PGPORT/$DB"
 OUT=$(mktemp -d /tmp/dbagent-roundtrip.XXXXXX)
 SERVERS=()
 
 cleanup() {
+    set +e # a server already gone must not stop the others' cleanup
     local pid
     for pid in "${SERVERS[@]}"; do pkill -P "$pid" 2>/dev/null; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
     "$PG_BINDIR/psql" -q -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
@@ -55,41 +56,39 @@ cp target/release/dbagent target/release/examples/roundtrip "$OUT/"
 "$PG_BINDIR/psql" -q -d "$DB" -c "VACUUM ANALYZE pgbench_accounts" -c CHECKPOINT >/dev/null
 
 # The HTTP sides' servers start once, before the rounds (pools warm, as in production), and
-# each gets its port in PORTS[side].
+# each gets its port in PORTS[server].
 declare -A PORTS=()
-start_server() { # side command... (run in $OUT; prints its port on stderr)
-    local side=$1 port="" pid
-    shift
-    (cd "$OUT" && exec "$@") >"$OUT/$side.stdout" 2>"$OUT/$side.stderr" &
-    pid=$!
-    SERVERS+=("$pid")
-    for _ in $(seq 1 300); do
-        port=$(sed -n -e 's|.*dbagent listening on http://[^:]*:\([0-9]*\).*|\1|p' -e 's/^listening on //p' "$OUT/$side.stderr" | head -1)
-        [[ -n $port ]] && break
-        sleep 0.1
-    done
-    [[ -n $port ]] || { cat "$OUT/$side.stderr" >&2; exit 1; }
-    PORTS[$side]=$port
-}
-agent_env() { # extra NAME=value...
+server_of() { case $1 in live) echo dbagent ;; ping) echo serve ;; *) echo "$1" ;; esac; }
+dbagent_serve() { # extra NAME=value...
     env -i PATH="$PATH" HOME="${HOME:-/root}" DATABASE_URL="$URL?sslmode=disable" \
         DBAGENT_SERVER__PORT=0 DB_POOL_SIZE=4 DB_MAX_OVERFLOW=0 DBAGENT_LOGGING__LEVEL=warn \
         DBAGENT_SECURITY__AUDIT__ENABLED=false DBAGENT_MONITORING__ENABLE=false "$@" ./dbagent serve
 }
+start_server() { # server command... (run in $OUT; prints its port on stderr)
+    local server=$1 port=""
+    shift
+    (cd "$OUT" && "$@") >"$OUT/$server.stdout" 2>"$OUT/$server.stderr" &
+    SERVERS+=("$!")
+    for _ in $(seq 1 300); do
+        port=$(sed -n -e 's|.*dbagent listening on http://[^:]*:\([0-9]*\).*|\1|p' -e 's/^listening on //p' "$OUT/$server.stderr" | head -1)
+        [[ -n $port ]] && break
+        sleep 0.1
+    done
+    [[ -n $port ]] || { cat "$OUT/$server.stderr" >&2; exit 1; }
+    PORTS[$server]=$port
+    if [[ $server == dbagent* ]]; then
+        until curl -sf -o /dev/null "http://127.0.0.1:$port/health/ready"; do sleep 0.1; done
+    fi
+}
 for side in $SIDES; do
-    case $side in
-    dbagent) start_server dbagent bash -c "$(declare -f agent_env); agent_env" ;;
-    dbagent1) start_server dbagent1 bash -c "$(declare -f agent_env); agent_env TOKIO_WORKER_THREADS=1" ;;
+    server=$(server_of "$side")
+    [[ -z ${PORTS[$server]:-} ]] || continue
+    case $server in
+    dbagent) start_server dbagent dbagent_serve ;;
+    dbagent1) start_server dbagent1 dbagent_serve TOKIO_WORKER_THREADS=1 ;;
     pingstd) start_server pingstd ./roundtrip serve-std 0 - ;;
-    serve | serve1 | ping) [[ -n ${PORTS[${side/ping/serve}]:-} ]] || start_server "${side/ping/serve}" ./roundtrip "${side/ping/serve}" 0 "$URL" ;;
+    serve | serve1) start_server "$server" ./roundtrip "$server" 0 "$URL" ;;
     esac
-done
-if [[ " $SIDES " == *" live "* && -z ${PORTS[dbagent]:-} ]]; then
-    start_server dbagent bash -c "$(declare -f agent_env); agent_env"
-fi
-for side in dbagent dbagent1; do
-    [[ -n ${PORTS[$side]:-} ]] || continue
-    until curl -sf -o /dev/null "http://127.0.0.1:${PORTS[$side]}/health/ready"; do sleep 0.1; done
 done
 
 cat >"$OUT/get.lua" <<'EOF'
@@ -126,9 +125,9 @@ side() { # name → "p50 p99 p999"
         grep -q 'non2xx=0 bad_body=0' <<<"$line" || { echo "$1 errors: $line" >&2; exit 1; }
         sed -E 's/.*p50_us=([0-9]+).*p99_us=([0-9]+) p999_us=([0-9]+).*/\1 \2 \3/' <<<"$line" ;;
     ping | pingstd | live)
-        local url="http://127.0.0.1:${PORTS[serve]:-}/ping"
-        [[ $1 == pingstd ]] && url="http://127.0.0.1:${PORTS[pingstd]}/ping"
-        [[ $1 == live ]] && url="http://127.0.0.1:${PORTS[dbagent]}/health/live"
+        local path=/ping
+        [[ $1 == live ]] && path=/health/live
+        local url="http://127.0.0.1:${PORTS[$(server_of "$1")]}$path"
         wrk -t1 -c1 -d1s "$url" >/dev/null
         wrk -t1 -c1 -d"${SECS}s" --timeout 10s -s "$OUT/get.lua" "$url" >"$OUT/wrk.out"
         sed -n -E 's/^GET_RESULT p50_us=([0-9]+) p99_us=([0-9]+) p999_us=([0-9]+) errors=0$/\1 \2 \3/p' "$OUT/wrk.out" | grep . ||
