@@ -44,6 +44,9 @@ pub struct Agent {
     pub auto_migrate: Arc<migrate::AutoMigrate>,
     pub backup: Arc<backup::Settings>,
     pub backup_schedule: Arc<backup::ScheduleStats>,
+    /// The WAL archive's freshness (RPO) and, for a server dbagent does not run, the
+    /// `pg_receivewal` stream (`backup.pitr`; the watcher runs while serving).
+    pub wal_watch: Arc<backup::WalWatch>,
     pub security: Arc<crate::security::Security>,
     pub monitor: Arc<Monitor>,
     /// Alert rules, channels and the engine's last evaluation (the engine runs while serving).
@@ -149,6 +152,7 @@ impl Agent {
             auto_migrate: Arc::default(),
             backup,
             backup_schedule: Arc::default(),
+            wal_watch: Arc::default(),
             security,
             maintenance_jobs,
             monitor,
@@ -171,6 +175,7 @@ impl Agent {
             auto_migrate: self.auto_migrate.clone(),
             backup: self.backup.clone(),
             backup_schedule: self.backup_schedule.clone(),
+            wal_watch: self.wal_watch.clone(),
             security: self.security.clone(),
             monitor: self.monitor.clone(),
             alerts: self.alerts.clone(),
@@ -431,6 +436,7 @@ impl Serving {
         let metrics_address = serve_metrics_port(agent, monitor_stopped.clone()).await?;
         agent.spawn_maintenance_jobs(crate::monitor::agent_id(address.port()), monitor_stopped.clone());
         spawn_history(agent, address, monitor_stopped.clone());
+        spawn_wal_watch(agent, monitor_stopped.clone());
         spawn_alerts(agent, monitor_stopped);
         let (stop_http, http_stopped) = oneshot::channel::<()>();
         let mut router = api::router(agent.state());
@@ -536,6 +542,16 @@ fn spawn_history(agent: &Agent, address: SocketAddr, stop: tokio::sync::watch::R
     });
 }
 
+/// With `backup.pitr`, watches the WAL archive's freshness and, for a server dbagent does not
+/// run, streams its WAL with `pg_receivewal` (`backup::stream`) until `stop` fires.
+fn spawn_wal_watch(agent: &Agent, stop: tokio::sync::watch::Receiver<()>) {
+    if agent.backup.pitr.is_none() {
+        return;
+    }
+    let (watch, pools, settings) = (agent.wal_watch.clone(), agent.executor.pools.clone(), agent.backup.clone());
+    tokio::spawn(backup::stream::run(watch, pools, settings, stop));
+}
+
 /// With `alerts.enabled`, evaluates the alert rules (on the agent holding the alerts' lock)
 /// until `stop` fires.
 fn spawn_alerts(agent: &Agent, stop: tokio::sync::watch::Receiver<()>) {
@@ -556,6 +572,7 @@ impl Agent {
             stats: self.executor.stats.clone(),
             requests: self.monitor.requests.clone(),
             backups: (self.config.backup.enable && self.backup.schedule.is_some()).then(|| (self.backup.clone(), self.backup_schedule.clone())),
+            wal: self.backup.pitr.is_some().then(|| (self.backup.clone(), self.wal_watch.clone())),
             auto_migrate: self.auto_migrate.clone(),
             migrations: self.migrations.clone(),
             data_dir: self.monitor.data_dir.clone(),

@@ -44,6 +44,9 @@ fn expression(rule: &str) -> Option<&'static str> {
         "backup_failed" => "increase(dbagent_backup_failures_total[1h]) {op} {t}",
         "backup_too_old" => "(time() - dbagent_backup_last_success_timestamp_seconds) / 3600 {op} {t} and dbagent_backup_last_success_timestamp_seconds > 0",
         "wal_archive_failing" => "(rate(pg_stat_archiver_failed_count[5m]) > bool 0) {op} {t}",
+        "rpo_exceeded" => "dbagent_backup_rpo_seconds {op} {t}",
+        "wal_stream_down" => "(1 - dbagent_wal_stream_up) {op} {t}",
+        "wal_slot_lag" => "dbagent_wal_stream_slot_lag_bytes {op} {t}",
         "wraparound" => "pg_database_wraparound_age_datfrozenxid {op} {t}",
         "long_transaction" => "pg_long_running_transactions_oldest_timestamp_seconds {op} {t}",
         "idle_in_transaction" => "sum(pg_stat_activity_count{state=~\"idle in transaction.*\"}) {op} {t}",
@@ -99,7 +102,7 @@ mod tests {
 
     #[test]
     fn every_threshold_becomes_a_rule_with_its_severity() {
-        let rules = super::super::rules::all(&crate::config::Alerts::default(), 26.0);
+        let rules = super::super::rules::all(&crate::config::Alerts::default(), &crate::config::Backup::default());
         let text = prometheus_rules(&rules);
         assert!(text.contains("alert: pool_saturation"), "{text}");
         assert!(text.contains("dbagent_pool_active_connections / dbagent_pool_max_connections * 100 >= 100"), "{text}");

@@ -103,7 +103,7 @@ impl Alerts {
     /// The rules and channels of `config` (starts the delivery task when channels exist).
     pub fn new(config: &config::Config) -> Arc<Alerts> {
         let settings = config.alerts.clone();
-        let rules = rules::all(&settings, config.backup.max_age_hours());
+        let rules = rules::all(&settings, &config.backup);
         let notifier = notify::Notifier::start(&settings);
         Arc::new(Alerts { settings, rules, notifier, sample_interval: config.monitoring.sample_interval, status: Mutex::default() })
     }

@@ -51,6 +51,8 @@ pub struct Sources {
     pub requests: Arc<RequestMetrics>,
     /// Scheduled backups, when a schedule is configured (only then is a backup expected).
     pub backups: Option<(Arc<crate::backup::Settings>, Arc<ScheduleStats>)>,
+    /// The WAL archive's freshness, with `backup.pitr`.
+    pub wal: Option<(Arc<crate::backup::Settings>, Arc<crate::backup::WalWatch>)>,
     pub auto_migrate: Arc<crate::migrate::AutoMigrate>,
     pub migrations: Arc<crate::migrate::Service>,
     /// The managed instance's data directory (disk usage).
@@ -137,6 +139,7 @@ impl Sources {
             reading.push("disk_used_pct", "data_directory", round(disk.used_pct));
         }
         self.backups(reading, slow, started);
+        self.wal(reading);
         if matches!(self.auto_migrate.get(), crate::migrate::AutoState::Failed { .. }) {
             reading.push("migration_failed", "migrations", 1.0);
         } else {
@@ -173,6 +176,20 @@ impl Sources {
         let newest = snap.last_success_at.max(slow.last_backup).unwrap_or(started);
         let hours = (Utc::now() - newest).num_seconds() as f64 / 3600.0;
         reading.push("backup_age_hours", "scheduled", round(hours));
+    }
+
+    /// The measured RPO, and whether `pg_receivewal` streams and how much WAL its slot holds.
+    fn wal(&self, reading: &mut Reading) {
+        let Some(freshness) = self.wal.as_ref().and_then(|(settings, watch)| watch.freshness(settings)) else { return };
+        if let Some(rpo) = freshness.rpo_seconds {
+            reading.push("rpo_seconds", freshness.source, round(rpo));
+        }
+        if let Some(stream) = &freshness.stream {
+            reading.push("wal_stream_down", stream.slot.clone(), if stream.running { 0.0 } else { 1.0 });
+            if let Some(lag) = stream.slot_lag_bytes {
+                reading.push("wal_slot_lag_bytes", stream.slot.clone(), lag as f64);
+            }
+        }
     }
 
     /// The slow checks: the newest backup in the location, and migrations drifted or missing.

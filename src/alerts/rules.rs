@@ -153,6 +153,9 @@ const BUILT_IN: &[BuiltIn] = &[
     b("backup_failed", "backup_failed", "", Op::Ge, (None, Some(1.0)), 0.0, "the last scheduled backup failed"),
     b("backup_too_old", "backup_age_hours", "h", Op::Ge, (Some(26.0), Some(52.0)), 0.0, "hours since the last successful backup (warning at backup.max_age)"),
     b("wal_archive_failing", "wal_archive_failing", "", Op::Ge, (None, Some(1.0)), 60.0, "WAL archiving fails (the recoverable window stops growing, pg_wal fills)"),
+    b("rpo_exceeded", "rpo_seconds", "s", Op::Ge, (Some(300.0), Some(600.0)), 0.0, "seconds of written WAL not yet safe in the archive (warning at backup.rpo_target)"),
+    b("wal_stream_down", "wal_stream_down", "", Op::Ge, (None, Some(1.0)), 60.0, "pg_receivewal is not streaming the configured server's WAL (restarting with backoff)"),
+    b("wal_slot_lag", "wal_slot_lag_bytes", "bytes", Op::Ge, (Some(1_073_741_824.0), Some(2_147_483_648.0)), 60.0, "WAL the streaming slot keeps on the server (warning at backup.wal_stream.max_slot_lag)"),
     b("wraparound", "xid_age", "xids", Op::Ge, (Some(500_000_000.0), Some(1_500_000_000.0)), 0.0, "transaction ID age of the oldest database (wraparound)"),
     b("long_transaction", "oldest_transaction_seconds", "s", Op::Ge, (Some(300.0), Some(1800.0)), 0.0, "age of the oldest open transaction"),
     b("idle_in_transaction", "idle_in_transaction_sessions", "sessions", Op::Ge, (Some(1.0), Some(10.0)), 60.0, "sessions idle inside a transaction for over a minute"),
@@ -168,16 +171,27 @@ pub fn names() -> Vec<&'static str> {
     BUILT_IN.iter().map(|r| r.name).collect()
 }
 
-/// Every rule: the built-in ones with `alerts.rules` applied (`backup_too_old` warns at
-/// `backup_max_age_hours` unless set), then the custom ones.
-pub fn all(settings: &config::Alerts, backup_max_age_hours: f64) -> Vec<Rule> {
-    let mut rules: Vec<Rule> = BUILT_IN.iter().map(|d| built_in(d, settings.rules.get(d.name), backup_max_age_hours)).collect();
+/// Every rule: the built-in ones with `alerts.rules` applied (`backup_too_old`, `rpo_exceeded`
+/// and `wal_slot_lag` warn at `backup.max_age`, `backup.rpo_target` and
+/// `backup.wal_stream.max_slot_lag`, and are critical at twice that, unless set), then the
+/// custom ones.
+pub fn all(settings: &config::Alerts, backup: &config::Backup) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = BUILT_IN.iter().map(|d| built_in(d, settings.rules.get(d.name), backup)).collect();
     rules.extend(settings.custom.iter().map(custom));
     rules
 }
 
-fn built_in(d: &BuiltIn, o: Option<&config::RuleOverride>, backup_max_age_hours: f64) -> Rule {
-    let (warning, critical) = if d.name == "backup_too_old" { (Some(backup_max_age_hours), Some(backup_max_age_hours * 2.0)) } else { (d.warning, d.critical) };
+fn built_in(d: &BuiltIn, o: Option<&config::RuleOverride>, backup: &config::Backup) -> Rule {
+    let scaled = match d.name {
+        "backup_too_old" => Some(backup.max_age_hours()),
+        "rpo_exceeded" => Some(backup.rpo_target_seconds()),
+        "wal_slot_lag" => Some(backup.wal_stream.max_slot_lag_bytes() as f64),
+        _ => None,
+    };
+    let (warning, critical) = match scaled {
+        Some(at) => (Some(at), Some(at * 2.0)),
+        None => (d.warning, d.critical),
+    };
     Rule {
         name: d.name.to_owned(),
         metric: d.metric.to_owned(),
@@ -292,11 +306,15 @@ mod tests {
         let mut settings = config::Alerts::default();
         settings.rules.insert("connections".into(), config::RuleOverride { warning: Some(80.0), ..Default::default() });
         settings.rules.insert("deadlocks".into(), config::RuleOverride { enabled: Some(false), ..Default::default() });
-        let rules = all(&settings, 26.0);
+        let mut backup = config::Backup::default();
+        backup.rpo_target = "30s".into();
+        let rules = all(&settings, &backup);
         let get = |name: &str| rules.iter().find(|r| r.name == name).unwrap();
         assert_eq!((get("connections").warning, get("connections").critical, get("connections").for_seconds), (Some(80.0), Some(90.0), 60.0));
         assert!(!get("deadlocks").enabled);
         assert_eq!(get("backup_too_old").warning, Some(26.0));
+        assert_eq!((get("rpo_exceeded").warning, get("rpo_exceeded").critical), (Some(30.0), Some(60.0)));
+        assert_eq!(get("wal_slot_lag").warning, Some(1_073_741_824.0));
         assert_eq!(rules.len(), BUILT_IN.len());
     }
 }

@@ -277,7 +277,9 @@ pub enum Confirm {
 
 /// `GET /backups/status`: the WAL archive, the recoverable window and any gap.
 pub async fn status(State(state): State<AppState>) -> Result<Json<Succeeded<backup::PitrStatus>>, ApiError> {
-    Ok(ok(backup::status(&state.backup)?))
+    let mut status = backup::status(&state.backup)?;
+    status.wal = state.wal_watch.freshness(&state.backup);
+    Ok(ok(status))
 }
 
 pub async fn restore(

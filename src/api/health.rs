@@ -15,12 +15,20 @@ pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthRepo
     if state.backup.schedule.is_some() && state.config.backup.enable {
         report.backups = Some(state.backup_schedule.snapshot());
     }
-    if state.backup.pitr.is_some() && report.database.reachable {
+    let archiving = state.backup.pitr.as_ref().is_some_and(|p| p.source == crate::backup::WalSource::ArchiveCommand);
+    if archiving && report.database.reachable {
         let archive = health::wal_archive(&state.executor.pools).await;
         if archive.failing && report.status == "healthy" {
             report.status = "degraded";
         }
         report.wal_archive = Some(archive);
+    }
+    if let Some(wal) = state.wal_watch.freshness(&state.backup) {
+        let stream_down = wal.stream.as_ref().is_some_and(|s| !s.running || s.slot_wal_status.as_deref() == Some("lost"));
+        if (stream_down || wal.rpo_exceeded) && report.status == "healthy" {
+            report.status = "degraded";
+        }
+        report.wal = Some(wal);
     }
     report.security = Some(state.security.report());
     if state.config.alerts.enabled {

@@ -36,6 +36,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         up: executor.pools.primary().is_healthy(),
         cache: executor.cache.as_deref().map(|c| c.stats()),
         backups,
+        wal: state.wal_watch.freshness(&state.backup),
         collector: monitor.collector.as_deref(),
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         alerts: state.config.alerts.enabled.then_some(&*state.alerts),

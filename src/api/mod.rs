@@ -52,6 +52,7 @@ pub struct AppState {
     pub auto_migrate: Arc<crate::migrate::AutoMigrate>,
     pub backup: Arc<crate::backup::Settings>,
     pub backup_schedule: Arc<crate::backup::ScheduleStats>,
+    pub wal_watch: Arc<crate::backup::WalWatch>,
     pub security: Arc<crate::security::Security>,
     pub monitor: Arc<crate::monitor::Monitor>,
     pub alerts: Arc<crate::alerts::Alerts>,

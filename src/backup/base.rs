@@ -39,12 +39,12 @@ pub(crate) async fn take(
     new: NewBase<'_>,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<Manifest, Error> {
-    if settings.pitr.is_none() {
+    let Some(pitr) = &settings.pitr else {
         return Err(Error::invalid(
-            "base backups are for point-in-time recovery, which needs the managed instance with \
-             backup.pitr: true (WAL archiving)",
+            "base backups are for point-in-time recovery, which needs backup.pitr: true (WAL archived \
+             by the managed instance, or streamed from a configured server)",
         ));
-    }
+    };
     let started = Instant::now();
     let root = location::root(settings)?;
     let client = database::connect(db, crate::db::Purpose::Backup).await?;
@@ -63,7 +63,8 @@ pub(crate) async fn take(
     drop(client);
     let version_num = row.get::<_, i32>(1).max(0) as u32;
     let segment_size = row.get::<_, Option<i64>>(6).filter(|s| *s > 0).map_or(wal::DEFAULT_SEGMENT_SIZE, |s| s as u64);
-    if row.get::<_, String>(7) == "off" {
+    // A streamed server needs no archive_mode: pg_receivewal takes its WAL through the slot.
+    if pitr.source == super::WalSource::ArchiveCommand && row.get::<_, String>(7) == "off" {
         return Err(Error::invalid(
             "the server does not archive WAL (archive_mode = off): restart the managed instance \
              with backup.pitr: true before taking base backups",

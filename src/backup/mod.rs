@@ -2,9 +2,11 @@
 //! catalogued, pruned, scheduled, verified and restored without ever leaving a target
 //! half-restored.
 //!
-//! Point-in-time recovery for managed instances: `wal.rs` (the WAL archive the server's
-//! `archive_command` fills), `base.rs` (base backups with `pg_basebackup`), `window.rs` (the
-//! recoverable windows and gaps), `pitr.rs` (recovery into a new cluster).
+//! Point-in-time recovery: `wal.rs` (the WAL archive the managed server's `archive_command`
+//! fills), `stream.rs` (the same archive filled by `pg_receivewal` from any server, and the
+//! archive's freshness), `rpo.rs` (the measured RPO), `base.rs` (base backups with
+//! `pg_basebackup`), `window.rs` (the recoverable windows and gaps), `pitr.rs` (recovery into a
+//! new cluster).
 //!
 //! Code map:
 //! - `settings` (this file): [`Settings`], and [`Compression`] (the config's type).
@@ -57,8 +59,10 @@ mod pitr;
 mod replaced;
 mod restore;
 mod retention;
+mod rpo;
 mod schedule;
 mod segments;
+pub mod stream;
 mod threads;
 mod tools;
 mod verify;
@@ -79,6 +83,8 @@ pub use manifest::{
 };
 pub use pitr::{PitrReport, PitrRequest, recover_to};
 pub use window::{BaseWindow, Gap, PitrStatus, Window, status};
+pub use rpo::RpoTracker;
+pub use stream::{StreamStatus, WalFreshness, WalWatch};
 pub use replaced::{Replaced, ReplacedState, Undone, list_replaced, sweep_replaced, undo};
 pub use restore::{RestoreMode, RestoreReport, RestoreRequest, restore};
 pub use retention::{Candidate, Decision, Policy, decide, prune};
@@ -121,17 +127,32 @@ pub struct Settings {
     pub keep_replaced_hours: u32,
 }
 
-/// How the managed server archives and restores WAL.
+/// How WAL reaches the archive, and how recovery reads it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pitr {
     /// The dbagent executable the server runs as `archive_command` / `restore_command`.
     pub program: PathBuf,
     /// `archive_timeout` in seconds.
     pub archive_timeout: u32,
+    /// Where the archive's WAL comes from.
+    pub source: WalSource,
+    /// `backup.rpo_target`.
+    pub rpo_target: Duration,
+}
+
+/// Where the WAL archive's files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalSource {
+    /// The managed instance's `archive_command` (`dbagent wal push`).
+    ArchiveCommand,
+    /// `pg_receivewal` through a replication slot, from a server dbagent does not run
+    /// (`stream.rs`).
+    Stream(crate::config::WalStream),
 }
 
 impl Pitr {
-    /// `backup.pitr` and its settings; `None` when it is off.
+    /// `backup.pitr` and its settings; `None` when it is off. A configured server
+    /// (`postgresql.url`) streams its WAL; the managed instance archives it.
     pub fn from_config(config: &crate::config::Config) -> Result<Option<Pitr>, Error> {
         let b = &config.backup;
         if !b.pitr {
@@ -142,7 +163,9 @@ impl Pitr {
             Some(path) => std::path::absolute(path).map_err(Error::io("resolve", path))?,
             None => std::env::current_exe().map_err(Error::io("find", std::path::Path::new("the dbagent executable")))?,
         };
-        Ok(Some(Pitr { program, archive_timeout: b.archive_timeout }))
+        let source = if config.postgresql.is_configured() { WalSource::Stream(b.wal_stream.clone()) } else { WalSource::ArchiveCommand };
+        let rpo_target = Duration::from_secs_f64(b.rpo_target_seconds());
+        Ok(Some(Pitr { program, archive_timeout: b.archive_timeout, source, rpo_target }))
     }
 
     /// The managed instance's archiving settings for a backup location at `location`.

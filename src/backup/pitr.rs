@@ -1,4 +1,4 @@
-//! Point-in-time recovery for managed instances: recovering into a new cluster
+//! Point-in-time recovery (of the managed instance or a streamed server): recovering into a new cluster
 //! ([`recover_to`]) and the trial start of a base backup (verification level 2). Which times
 //! can be recovered is `window.rs`.
 //!
@@ -94,7 +94,7 @@ pub async fn recover_to(
 ) -> Result<PitrReport, Error> {
     let Some(pitr) = settings.pitr.clone() else {
         return Err(Error::invalid(
-            "point-in-time recovery needs WAL archiving: the managed instance with backup.pitr: true",
+            "point-in-time recovery needs backup.pitr: true (WAL archived by the managed instance, or streamed from a configured server)",
         ));
     };
     let started = Instant::now();

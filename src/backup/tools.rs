@@ -1,4 +1,4 @@
-//! The backup module's programs: `pg_dump`, `pg_restore` and `pg_basebackup`, from the
+//! The backup module's programs: `pg_dump`, `pg_restore`, `pg_basebackup` and `pg_receivewal`, from the
 //! installation whose major version suits the server.
 //!
 //! They are started through `instance::process`, the one launcher: arguments as a list (never
@@ -35,6 +35,7 @@ pub(crate) enum Tool {
     PgDump,
     PgRestore,
     PgBasebackup,
+    PgReceivewal,
 }
 
 impl Tool {
@@ -43,6 +44,7 @@ impl Tool {
             Tool::PgDump => "pg_dump",
             Tool::PgRestore => "pg_restore",
             Tool::PgBasebackup => "pg_basebackup",
+            Tool::PgReceivewal => "pg_receivewal",
         }
     }
 }
@@ -197,6 +199,14 @@ impl Target {
         let password = db.get_password().map(|p| String::from_utf8_lossy(p).into_owned());
         Target { conninfo, password, tls: db.tls().libpq_env() }
     }
+
+    /// The same target under another `application_name` (what `pg_stat_replication` and
+    /// `synchronous_standby_names` see).
+    pub(crate) fn named(mut self, application_name: &str) -> Target {
+        let ours = format!("application_name={}", conninfo_value(crate::db::Purpose::Backup.application_name()));
+        self.conninfo = self.conninfo.replace(&ours, &format!("application_name={}", conninfo_value(application_name)));
+        self
+    }
 }
 
 /// A libpq conninfo value: single-quoted, with `\` and `'` backslash-escaped.
@@ -212,8 +222,13 @@ pub(crate) struct Child {
 
 /// Starts `tool` with `args` against `target`.
 pub(crate) fn spawn(tools: &Tools, tool: Tool, args: &[OsString], target: &Target, pipes: Pipes) -> Result<Child, Error> {
+    spawn_as(tools, tool, args, target, pipes, &ServerUser::Current)
+}
+
+/// [`spawn`] as `user` (the server's OS user, for files a recovering server must read).
+pub(crate) fn spawn_as(tools: &Tools, tool: Tool, args: &[OsString], target: &Target, pipes: Pipes, user: &ServerUser) -> Result<Child, Error> {
     let dbname = OsString::from(format!("--dbname={}", target.conninfo));
-    let mut cmd = process::command(&tools.dir, tool.name(), &[&dbname, OsStr::new("--no-password")], &ServerUser::Current);
+    let mut cmd = process::command(&tools.dir, tool.name(), &[&dbname, OsStr::new("--no-password")], user);
     cmd.args(args);
     // Messages in English whatever the locale: some are read (pg_basebackup's WAL positions,
     // pg_dump's "no matching tables").

@@ -1,6 +1,7 @@
 //! The WAL archive behind point-in-time recovery: `<location>/wal/`, filled by the managed
 //! server's `archive_command` (`dbagent wal push`) and read back by a recovering server's
-//! `restore_command` (`dbagent wal fetch`).
+//! `restore_command` (`dbagent wal fetch`). `stream.rs` fills the same archive from a server
+//! dbagent does not run.
 //!
 //! Each file PostgreSQL archives (`%f`) is stored as `<name>.zst` (zstd) with a sidecar
 //! `<name>.json` holding the SHA-256 and size of the original and when it was archived. The
@@ -160,7 +161,7 @@ pub fn fetch(archive: &Path, name: &str, dest: &Path) -> Result<bool, Error> {
         return Err(Error::invalid(format!("{name:?} is not a WAL file name")));
     }
     let Some(record) = read_sidecar(&archive.join(format!("{name}.json")))? else {
-        return Ok(false);
+        return fetch_streamed(archive, name, dest);
     };
     let stored = archive.join(format!("{name}.zst"));
     let tmp = dest.with_file_name(format!(
@@ -183,6 +184,36 @@ pub fn fetch(archive: &Path, name: &str, dest: &Path) -> Result<bool, Error> {
         return Err(fail("SHA-256 of the restored file differs from the one recorded when it was archived".into()));
     }
     std::fs::rename(&tmp, dest).map_err(Error::io("write", dest))?;
+    Ok(true)
+}
+
+/// A segment the archive does not hold yet, from `pg_receivewal`'s directory
+/// (`<archive>/streaming/`, see `stream.rs`): completed and not moved yet, or the one being
+/// written (`<name>.partial`, padded to the segment size: PostgreSQL replays it up to its last
+/// valid record). `Ok(false)` when neither is there.
+fn fetch_streamed(archive: &Path, name: &str, dest: &Path) -> Result<bool, Error> {
+    if !matches!(WalFile::parse(name), Some(WalFile::Segment { .. } | WalFile::History { .. })) {
+        return Ok(false);
+    }
+    let dir = archive.join(super::stream::STREAM_DIR);
+    let Some(source) = [dir.join(name), dir.join(format!("{name}.partial"))].into_iter().find(|p| p.is_file()) else {
+        return Ok(false);
+    };
+    let tmp = dest.with_file_name(format!(
+        ".{}.dbagent-tmp",
+        dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let copied = (|| -> io::Result<()> {
+        let mut from = File::open(&source)?;
+        let mut out = File::create(&tmp)?;
+        io::copy(&mut from, &mut out)?;
+        out.sync_all()?;
+        std::fs::rename(&tmp, dest)
+    })();
+    copied.map_err(|err| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("copy", &source)(err)
+    })?;
     Ok(true)
 }
 

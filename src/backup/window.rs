@@ -29,6 +29,9 @@ pub struct PitrStatus {
     pub recoverable: Vec<Window>,
     /// Segments missing between the first and the last archived segment of a timeline.
     pub gaps: Vec<Gap>,
+    /// Where the WAL comes from and the measured RPO against `backup.rpo_target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<super::WalFreshness>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -70,7 +73,8 @@ pub fn status(settings: &Settings) -> Result<PitrStatus, Error> {
     let bases = base_backups(&root)?;
     let size = bases.first().map_or(wal::DEFAULT_SEGMENT_SIZE, |(_, b)| b.wal_segment_size);
     let segments = segments_by_timeline(&files, size);
-    let base_backups: Vec<BaseWindow> = bases.iter().map(|(m, b)| window_of(&m.id, b, &segments)).collect();
+    let streamed = streamed(&archive, size);
+    let base_backups: Vec<BaseWindow> = bases.iter().map(|(m, b)| window_of(&m.id, b, &segments, &streamed)).collect();
     let last_archived = files
         .values()
         .filter(|a| matches!(WalFile::parse(&a.name), Some(WalFile::Segment { .. })))
@@ -85,7 +89,27 @@ pub fn status(settings: &Settings) -> Result<PitrStatus, Error> {
         recoverable: merge(base_backups.iter().map(|w| Window { from: w.from, to: w.to }).collect()),
         base_backups,
         gaps: gaps(&segments, size),
+        wal: None,
     })
+}
+
+/// The segments in `pg_receivewal`'s directory not archived yet (completed, or being written
+/// as `.partial`), by timeline and number, with when they were last written: recovery reads
+/// them too (`wal::fetch`), so they extend a window.
+fn streamed(archive: &Path, size: u64) -> BTreeMap<(u32, u64), (String, DateTime<Utc>)> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(archive.join(super::stream::STREAM_DIR)) else { return out };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let name = file.strip_suffix(".partial").unwrap_or(&file);
+        let (Some(WalFile::Segment { timeline, log, seg }), Ok(Ok(modified))) =
+            (WalFile::parse(name), entry.metadata().map(|m| m.modified()))
+        else {
+            continue;
+        };
+        out.insert((timeline, wal::segment_number(log, seg, size)), (name.to_owned(), DateTime::<Utc>::from(modified)));
+    }
+    out
 }
 
 /// Removes the archived WAL no remaining base backup needs: everything before the start of
@@ -129,27 +153,36 @@ fn segments_by_timeline(files: &BTreeMap<String, Archived>, size: u64) -> BTreeM
     out
 }
 
-fn window_of(id: &str, base: &BaseInfo, segments: &BTreeMap<u32, BTreeMap<u64, &Archived>>) -> BaseWindow {
+fn window_of(
+    id: &str,
+    base: &BaseInfo,
+    segments: &BTreeMap<u32, BTreeMap<u64, &Archived>>,
+    streamed: &BTreeMap<(u32, u64), (String, DateTime<Utc>)>,
+) -> BaseWindow {
     let size = base.wal_segment_size;
     let start = match WalFile::parse(&base.start_segment) {
         Some(WalFile::Segment { log, seg, .. }) => wal::segment_number(log, seg, size),
         _ => 0,
     };
-    let mut last: Option<&Archived> = None;
-    if let Some(run) = segments.get(&base.timeline) {
-        let mut n = start;
-        while let Some(record) = run.get(&n) {
-            last = Some(record);
-            n += 1;
-        }
+    let mut last: Option<(String, DateTime<Utc>)> = None;
+    let mut n = start;
+    let run = segments.get(&base.timeline);
+    while let Some(record) = run.and_then(|r| r.get(&n)) {
+        last = Some((record.name.clone(), record.archived_at));
+        n += 1;
+    }
+    // What pg_receivewal holds continues the run.
+    while let Some((name, written)) = streamed.get(&(base.timeline, n)) {
+        last = Some((name.clone(), *written));
+        n += 1;
     }
     BaseWindow {
         backup_id: id.to_owned(),
         timeline: base.timeline,
         start_segment: base.start_segment.clone(),
         from: base.finished_at,
-        to: last.map_or(base.finished_at, |a| a.archived_at.max(base.finished_at)),
-        last_segment: last.map(|a| a.name.clone()),
+        to: last.as_ref().map_or(base.finished_at, |(_, at)| (*at).max(base.finished_at)),
+        last_segment: last.map(|(name, _)| name),
     }
 }
 
@@ -213,7 +246,7 @@ mod tests {
             wal_segment_size: size,
             finished_at: "2026-11-29T10:00:30Z".parse().unwrap(),
         };
-        let window = window_of("b1", &base, &segments);
+        let window = window_of("b1", &base, &segments, &BTreeMap::new());
         assert_eq!(window.last_segment.as_deref(), Some("000000010000000000000004"));
         assert_eq!(window.to, "2026-11-29T10:03:00Z".parse::<DateTime<Utc>>().unwrap());
         assert_eq!(
@@ -225,6 +258,11 @@ mod tests {
                 segments: 2
             }]
         );
+        // A segment being streamed continues the run.
+        let streamed = [((1, 5), ("000000010000000000000005".to_owned(), "2026-11-29T10:04:00Z".parse().unwrap()))].into_iter().collect();
+        let window = window_of("b1", &base, &segments, &streamed);
+        assert_eq!(window.last_segment.as_deref(), Some("000000010000000000000005"));
+        assert_eq!(window.to, "2026-11-29T10:04:00Z".parse::<DateTime<Utc>>().unwrap());
         let t = |m: u32| format!("2026-11-29T10:{m:02}:00Z").parse::<DateTime<Utc>>().unwrap();
         assert_eq!(
             merge(vec![Window { from: t(5), to: t(9) }, Window { from: t(0), to: t(3) }, Window { from: t(2), to: t(4) }]),

@@ -87,7 +87,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
 
 /// `export-rules` reads no database.
 pub fn export_rules(config: &crate::config::Config, output: Option<&std::path::Path>) -> Result<(), Failure> {
-    let rules = alerts::rules::all(&config.alerts, config.backup.max_age_hours());
+    let rules = alerts::rules::all(&config.alerts, &config.backup);
     let text = alerts::export::prometheus_rules(&rules);
     match output {
         Some(path) => std::fs::write(path, text)?,

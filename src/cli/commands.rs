@@ -93,7 +93,11 @@ fn offline(config: &Config, command: Command, as_json: bool) -> Result<(), Failu
     match command {
         Command::Backup(BackupCommand::List { replaced: false }) => output::backups(&backup::list(&settings).map_err(failure)?, as_json),
         Command::Alerts(super::alerts::AlertsCommand::ExportRules { output }) => super::alerts::export_rules(config, output.as_deref()),
-        Command::Backup(BackupCommand::Status) => output::key_values(&serde_json::to_value(backup::status(&settings).map_err(failure)?)?, as_json),
+        Command::Backup(BackupCommand::Status) => {
+            let mut status = backup::status(&settings).map_err(failure)?;
+            status.wal = backup::WalWatch::freshness_offline(&settings);
+            output::key_values(&serde_json::to_value(status)?, as_json)
+        }
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&crate::api::openapi::document())?);
             Ok(())
@@ -458,7 +462,11 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
         }
         BackupCommand::Delete { id, force } => json!({ "deleted": backup::delete(&db, settings, &id, force).await.map_err(fail)?.id }),
         BackupCommand::RebuildCatalog => serde_json::to_value(backup::rebuild_catalog(&db, settings).await.map_err(fail)?)?,
-        BackupCommand::Status => serde_json::to_value(backup::status(settings).map_err(fail)?)?,
+        BackupCommand::Status => {
+            let mut status = backup::status(settings).map_err(fail)?;
+            status.wal = backup::WalWatch::freshness_offline(settings);
+            serde_json::to_value(status)?
+        }
         BackupCommand::Export { id, to } => serde_json::to_value(backup::export(settings, &id, &to).await.map_err(fail)?)?,
     };
     output::key_values(&value, as_json)

@@ -41,6 +41,14 @@ pub struct Backup {
     /// `archive_timeout` in seconds: a quiet server still archives its last commits within
     /// this time. Default 60.
     pub archive_timeout: u32,
+    /// How WAL reaches `<location>/wal` for a server dbagent does not run (`postgresql.url`
+    /// set, `backup.pitr: true`): `pg_receivewal` streaming through a physical replication
+    /// slot. The managed instance archives with `archive_command` instead.
+    pub wal_stream: WalStream,
+    /// The recovery point objective: `backup status`, `/health` and the `rpo_exceeded` alert
+    /// compare the measured RPO (how far back the newest WAL safe in the archive is) with it.
+    /// Default `5m`.
+    pub rpo_target: String,
     /// The dbagent executable the server runs to archive and restore WAL. Default: the
     /// running executable.
     pub agent_binary: Option<PathBuf>,
@@ -71,6 +79,8 @@ impl Default for Backup {
             jobs: 2,
             pitr: false,
             archive_timeout: 60,
+            wal_stream: WalStream::default(),
+            rpo_target: "5m".into(),
             agent_binary: None,
             max_age: "26h".into(),
             keep_replaced_hours: 24,
@@ -84,7 +94,16 @@ impl Backup {
         super::parse_seconds(&self.max_age).map_or(26.0, |s| s / 3600.0)
     }
 
+    /// [`Backup::rpo_target`] in seconds.
+    pub fn rpo_target_seconds(&self) -> f64 {
+        super::parse_seconds(&self.rpo_target).unwrap_or(300.0)
+    }
+
     pub(super) fn validate(&self) -> Result<(), Error> {
+        if super::parse_seconds(&self.rpo_target).is_none_or(|s| s < 1.0) {
+            return invalid("backup.rpo_target", "must be a duration of a second or more, e.g. 30s or 5m");
+        }
+        self.wal_stream.validate()?;
         if super::parse_seconds(&self.max_age).is_none_or(|s| s < 60.0) {
             return invalid("backup.max_age", "must be a duration of a minute or more, e.g. 26h or 2d");
         }
@@ -115,6 +134,67 @@ impl Backup {
         }
         Ok(())
     }
+}
+
+/// `backup.wal_stream`: continuous WAL streaming from a server dbagent does not run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalStream {
+    /// The physical replication slot that keeps the server from removing WAL dbagent has not
+    /// received (created when missing). Lowercase letters, digits and `_`, at most 63.
+    /// Default `dbagent_wal`.
+    pub slot: String,
+    /// `pg_receivewal --synchronous`: flush every write to disk before reporting it, so the
+    /// stream can be a synchronous standby (list `dbagent_wal` in the server's
+    /// `synchronous_standby_names` for an RPO of zero). Default false.
+    pub synchronous: bool,
+    /// The `wal_stream_slot_lag` alert warns when the slot holds more than this much WAL on
+    /// the server (the stream is behind or down, and the server's disk fills): `1GB`,
+    /// `512MB`. Default `1GB`.
+    pub max_slot_lag: String,
+}
+
+impl Default for WalStream {
+    fn default() -> Self {
+        WalStream { slot: "dbagent_wal".into(), synchronous: false, max_slot_lag: "1GB".into() }
+    }
+}
+
+impl WalStream {
+    /// [`WalStream::max_slot_lag`] in bytes.
+    pub fn max_slot_lag_bytes(&self) -> u64 {
+        parse_bytes(&self.max_slot_lag).unwrap_or(1 << 30)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let name_ok = !self.slot.is_empty()
+            && self.slot.len() <= 63
+            && self.slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            return invalid("backup.wal_stream.slot", "must be 1 to 63 lowercase letters, digits or _ (a replication slot name)");
+        }
+        if parse_bytes(&self.max_slot_lag).is_none_or(|b| b == 0) {
+            return invalid("backup.wal_stream.max_slot_lag", "must be a size such as 512MB or 1GB");
+        }
+        Ok(())
+    }
+}
+
+/// A size as PostgreSQL writes them (`512MB`, `1GB`, `64kB`; units of 1024, case-insensitive),
+/// or a plain number of bytes.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().ok()?;
+    let unit: u64 = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        "tb" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(unit)
 }
 
 /// Compression of the stored backup files (`crate::backup::Compression` is this type; the
@@ -158,5 +238,34 @@ impl Compression {
             Compression::Gzip => "gzip",
             Compression::None => "none",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_as_postgres_writes_them() {
+        assert_eq!(parse_bytes("1GB"), Some(1 << 30));
+        assert_eq!(parse_bytes("512 MB"), Some(512 << 20));
+        assert_eq!(parse_bytes("64kB"), Some(64 << 10));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        for bad in ["", "GB", "1.5GB", "-1MB", "1 XB", "99999999999999999999TB"] {
+            assert_eq!(parse_bytes(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_slot_name_postgres_would_refuse_is_refused_here() {
+        let mut backup = Backup::default();
+        backup.validate().unwrap();
+        for bad in ["", "Dbagent", "db-agent", &"x".repeat(64)] {
+            backup.wal_stream.slot = bad.to_owned();
+            assert!(backup.validate().is_err(), "{bad:?}");
+        }
+        backup.wal_stream.slot = "dbagent_wal_2".into();
+        backup.rpo_target = "0s".into();
+        assert!(backup.validate().is_err());
     }
 }

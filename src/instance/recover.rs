@@ -57,12 +57,39 @@ pub async fn recover(settings: &Settings, recovery: Option<&Recovery>) -> Result
     // Replication slots belong to the original's replicas (pg_basebackup leaves the
     // directory empty; a copy made otherwise would hold WAL for nobody).
     clear_dir(&dir.join("pg_replslot"))?;
+    write_missing_config(dir)?;
     append_settings(dir, recovery)?;
     if recovery.is_some() {
         fs::write(dir.join("recovery.signal"), "").map_err(Error::io("write", &dir.join("recovery.signal")))?;
     }
     give_all(&cluster.user, dir)?;
     cluster.start().await
+}
+
+/// A server whose configuration files live outside its data directory (Debian's
+/// `/etc/postgresql/<version>/<cluster>/`) leaves none in its base backup: the copy gets
+/// PostgreSQL's defaults and trusts local connections, as the managed instance does.
+fn write_missing_config(dir: &Path) -> Result<(), Error> {
+    let files = [
+        ("postgresql.conf", "# Written by dbagent: the original server's configuration lived outside its data directory.\n"),
+        (
+            "pg_hba.conf",
+            "# Written by dbagent: the original server's pg_hba.conf lived outside its data directory.\n\
+             local   all             all                                     trust\n\
+             host    all             all             127.0.0.1/32            trust\n\
+             host    all             all             ::1/128                 trust\n\
+             local   replication     all                                     trust\n\
+             host    replication     all             127.0.0.1/32            trust\n",
+        ),
+        ("pg_ident.conf", ""),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        if !path.exists() {
+            fs::write(&path, text).map_err(Error::io("write", &path))?;
+        }
+    }
+    Ok(())
 }
 
 fn append_settings(dir: &Path, recovery: Option<&Recovery>) -> Result<(), Error> {

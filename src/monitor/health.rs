@@ -27,6 +27,12 @@ pub struct HealthReport {
     /// WAL archiving for point-in-time recovery (`backup.pitr`), from `pg_stat_archiver`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_archive: Option<WalArchiveCheck>,
+    /// With `backup.pitr`: where the WAL archive's files come from (`archive_command`, or
+    /// `pg_receivewal` for a configured server, with the stream's state and its slot) and the
+    /// measured RPO against `backup.rpo_target`. A stream that is down, a lost slot or an RPO
+    /// over its target marks the report `degraded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<crate::backup::WalFreshness>,
     /// Access control: whether keys are required (and a warning when they are off beyond
     /// loopback), refused calls, and the audit queue (`dropped` only with `on_overflow: drop`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +200,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         cache,
         backups: None,
         wal_archive: None,
+        wal: None,
         security: None,
         alerts: None,
         maintenance: None,

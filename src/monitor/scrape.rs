@@ -18,6 +18,8 @@ pub struct Scrape<'a> {
     pub up: bool,
     pub cache: Option<CacheStatsSnapshot>,
     pub backups: Option<ScheduleStatsSnapshot>,
+    /// The WAL archive's freshness, with `backup.pitr`.
+    pub wal: Option<crate::backup::WalFreshness>,
     pub collector: Option<&'a Collector>,
     pub uptime_seconds: f64,
     /// Alerts firing and notifications sent, with `alerts.enabled`.
@@ -36,6 +38,7 @@ impl Scrape<'_> {
         self.pools(&mut text);
         self.cache(&mut text);
         self.backups(&mut text);
+        self.wal(&mut text);
         if let Some(alerts) = self.alerts {
             alerts.render(&mut text);
         }
@@ -161,6 +164,26 @@ impl Scrape<'_> {
         }
         text.single("dbagent_cache_entries", Kind::Gauge, "Entries in the cache.", c.entries as f64);
         text.single("dbagent_cache_bytes", Kind::Gauge, "Bytes of results in the cache.", c.bytes as f64);
+    }
+
+    fn wal(&self, text: &mut Text) {
+        let Some(w) = &self.wal else { return };
+        if let Some(rpo) = w.rpo_seconds {
+            text.single("dbagent_backup_rpo_seconds", Kind::Gauge, "Seconds since everything the server had written was last safe in the WAL archive (0: nothing pending).", rpo);
+        }
+        text.single("dbagent_backup_rpo_target_seconds", Kind::Gauge, "backup.rpo_target in seconds.", w.rpo_target_seconds);
+        let Some(s) = &w.stream else { return };
+        let slot = [("slot", s.slot.as_str())];
+        text.family("dbagent_wal_stream_up", Kind::Gauge, "1 while pg_receivewal streams the server's WAL into the archive.");
+        text.sample("dbagent_wal_stream_up", &slot, if s.running { 1.0 } else { 0.0 });
+        text.family("dbagent_wal_stream_restarts_total", Kind::Counter, "Times pg_receivewal was started again after it stopped.");
+        text.sample("dbagent_wal_stream_restarts_total", &slot, s.restarts as f64);
+        text.family("dbagent_wal_stream_segments_total", Kind::Counter, "Streamed WAL segments stored in the archive.");
+        text.sample("dbagent_wal_stream_segments_total", &slot, s.segments_archived as f64);
+        if let Some(lag) = s.slot_lag_bytes {
+            text.family("dbagent_wal_stream_slot_lag_bytes", Kind::Gauge, "WAL the streaming slot keeps on the server (pg_current_wal_lsn() - restart_lsn).");
+            text.sample("dbagent_wal_stream_slot_lag_bytes", &slot, lag as f64);
+        }
     }
 
     fn backups(&self, text: &mut Text) {

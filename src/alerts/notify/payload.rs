@@ -186,7 +186,7 @@ mod tests {
     use crate::alerts::rules;
 
     fn notification(notice: Notice) -> Notification {
-        let rule = rules::all(&crate::config::Alerts::default(), 26.0).into_iter().find(|r| r.name == "pool_saturation").unwrap();
+        let rule = rules::all(&crate::config::Alerts::default(), &crate::config::Backup::default()).into_iter().find(|r| r.name == "pool_saturation").unwrap();
         let now = Utc::now();
         let alert = Alert::new(&rule, "primary", 100.0, Level::Critical, now);
         Notification { notice, alert, link: Some("http://dash.example/".into()) }

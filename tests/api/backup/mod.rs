@@ -12,3 +12,4 @@ mod pitr;
 mod restore;
 mod roundtrip;
 mod schedule;
+mod stream;
