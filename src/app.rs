@@ -84,7 +84,8 @@ impl Agent {
             point_at_managed(&mut config, &managed);
             Some(managed)
         };
-        let backup = match backup::Settings::from_config(&config) {
+        // (Decided before the config was pointed at the managed instance's URL.)
+        let backup = match backup::Settings::from_config(&config).map(|s| if managed.is_some() { s.archived_by_managed_instance() } else { s }) {
             Ok(settings) => Arc::new(settings),
             Err(err) => {
                 if let Some(managed) = &managed {

@@ -214,6 +214,16 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The same settings for the managed instance, whose own `archive_command` fills the WAL
+    /// archive (`from_config` sees the managed instance's URL once the agent points the
+    /// config at it, and would take it for a server to stream from).
+    pub fn archived_by_managed_instance(mut self) -> Settings {
+        if let Some(pitr) = &mut self.pitr {
+            pitr.source = WalSource::ArchiveCommand;
+        }
+        self
+    }
+
     /// Settings for `location` with the documented defaults.
     pub fn new(location: impl Into<PathBuf>) -> Settings {
         Settings {

@@ -62,6 +62,10 @@ async fn recovery_to_a_noted_time_brings_back_exactly_the_rows_committed_before_
     let (_, health) = app.get("/health").await;
     assert_eq!(health["wal_archive"]["failing"], false, "{health:#}");
     assert!(health["wal_archive"]["archived_count"].as_i64().unwrap() >= 1, "{health:#}");
+    // The managed instance's WAL comes from its archive_command; the switch above archived
+    // everything written, so nothing is at stake.
+    assert_eq!(health["wal"]["source"], "archive_command", "{health:#}");
+    assert!(health["wal"]["stream"].is_null(), "{health:#}");
 
     let (status, report) = app.get("/backups/status").await;
     assert_eq!(status, StatusCode::OK, "{report}");
