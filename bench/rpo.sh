@@ -88,7 +88,7 @@ run_way() { # $1 name, $2 synchronous, $3 synchronous_standby_names
       sleep 0.25
     done ) &
   local sampler=$!
-  pgbench -n -c "$CLIENTS" -j 2 -R "$RATE" -T "$DURATION" -P 0 > "$WORK/pgbench.txt" 2>&1 || true
+  pgbench -n -c "$CLIENTS" -j 2 -R "$RATE" -T "$DURATION" > "$WORK/pgbench.txt" 2>&1 || true
   kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
   local wal; wal=$(psql -qAtc "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_before'))")
   psql -qAtc "ALTER SYSTEM RESET synchronous_standby_names" -c "SELECT pg_reload_conf()" >/dev/null
