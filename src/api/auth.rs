@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
 use super::error::{ApiError, ErrorFacts};
-use super::{AppState, access, advisor, alerts, compliance, backup, health, keys, metrics, migrate, openapi, ops, query, schema, stats, transaction};
+use super::{AppState, access, advisor, alerts, compliance, backup, health, keys, metrics, migrate, openapi, ops, query, replication, schema, stats, transaction};
 use crate::security::{Access, Caller, Scope, audit};
 
 /// When a call becomes an audit row.
@@ -65,6 +65,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/schema/{table}", READ, "schema.describe", Audited::Reads, || get(schema::describe)),
     route("POST", "/seed/generate", ADMIN, "seed.generate", Audited::Always, || post(schema::generate)),
     route("GET", "/stats/replication", READ, "stats.replication", Audited::Reads, || get(stats::replication)),
+    route("POST", "/replication/switchover", ADMIN, "replication.switchover", Audited::Always, || post(replication::switchover)),
     route("GET", "/stats/database", READ, "stats.database", Audited::Reads, || get(stats::database)),
     route("GET", "/stats/tables", READ, "stats.tables", Audited::Reads, || get(stats::tables)),
     route("GET", "/stats/indexes", READ, "stats.indexes", Audited::Reads, || get(stats::indexes)),

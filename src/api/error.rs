@@ -21,6 +21,7 @@
 //! | code | kind | status | when |
 //! |---|---|---|---|
 //! | `invalid_request` | `BadRequest` | 400 | the body is not JSON, misses a field or has an unknown one; a field's value is unusable (a migration name or target, a backup request, an `/indexes` action, a statement that cannot be explained) |
+//! | `not_managed` | `BadRequest` | 400 | a switchover asked of a server dbagent does not run |
 //! | `syntax_error` | `BadRequest` | 400 | the SQL does not parse (SQLSTATE 42601, with `position`) |
 //! | `invalid_sql` | `BadRequest` | 400 | empty SQL, or several statements in `/query` |
 //! | `statement_not_allowed` | `BadRequest` | 400 | session state (SET, LISTEN ...) or transaction control where it cannot work |
@@ -44,6 +45,7 @@
 //! | `session_not_found` | `NotFound` | 404 | `/connections/{pid}/...` names no session of the server |
 //! | `role_not_found` | `NotFound` | 404 | `/roles/{name}`, a grant's `role`, `in_roles` or `reassign_to` names no role |
 //! | `object_not_found` | `NotFound` | 404 | a grant names no such schema, table or sequence (named in the message) |
+//! | `replica_not_found` | `NotFound` | 404 | a switchover names no managed replica |
 //! | `method_not_allowed` | (routing) | 405 | the route exists, the method does not |
 //! | `constraint_violation` | `Conflict` | 409 | SQLSTATE class 23 |
 //! | `conflict` | `Conflict` | 409 | serialization failure, deadlock or lock timeout outside `/transaction`; a kept or pinned backup, an existing restore target, another job holding what this one needs |
@@ -57,6 +59,7 @@
 //! | `clear_blocked` | `Conflict` | 409 | `/seed/generate` with `clear` on a table other tables reference |
 //! | `refused` | `Conflict` | 409 | `/indexes` would drop a constraint's index, or the name is taken; `VACUUM FULL` without `force` (it takes an ACCESS EXCLUSIVE lock) |
 //! | `session_protected` | `Conflict` | 409 | `/connections/{pid}/cancel` or `terminate` on dbagent's own, a superuser's or a non-client session without `force` (the message says which) |
+//! | `replica_not_ready`, `failover_in_progress`, `switchover_failed` | `Conflict` | 409 | the replica is not streaming or did not catch up in time, another failover or switchover runs, or a step failed (the message says in what state it left the servers) |
 //! | `payload_too_large` | `TooLarge` | 413 | body over the limit |
 //! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | `Unprocessable` | 422 | the migration files or the target do not allow the request |
 //! | `response_too_large` | `Unprocessable` | 422 | the rows of a `/query` or `/transaction` answer would pass `postgresql.max_response_bytes` (the message names the limit and the fixes) |
@@ -399,6 +402,12 @@ impl From<ops::Error> for ApiError {
             ops::Error::Db(err) => err.into(),
             other => ApiError::classified(&other),
         }
+    }
+}
+
+impl From<crate::replication::SwitchoverError> for ApiError {
+    fn from(err: crate::replication::SwitchoverError) -> Self {
+        ApiError::classified(&err)
     }
 }
 

@@ -19,6 +19,7 @@ mod migrate;
 mod ops;
 pub mod openapi;
 mod query;
+mod replication;
 pub mod request_id;
 mod schema;
 mod stats;

@@ -88,6 +88,7 @@ pub static DOCS: &[Doc] = &[
     doc("GET", "/schema/{table}", "One table: columns, keys, indexes, constraints, triggers, size", None, None, J(of::<crate::schema::TableDetail>)),
     doc("POST", "/seed/generate", "Generate plausible rows for a table (parents first, one transaction)", Some(of::<crate::seeddata::Request>), None, J(of::<crate::seeddata::Report>)),
     doc("GET", "/stats/replication", "Standbys, each replica's lag, failover state", None, None, J(of::<crate::replication::ReplicationReport>)),
+    doc("POST", "/replication/switchover", "Promote a managed replica and make the old primary its replica; the write pause is measured", Some(of::<super::replication::SwitchoverRequest>), None, J(of::<Succeeded<crate::replication::SwitchoverReport>>)),
     doc("GET", "/stats/database", "Connections, TPS, cache hit ratio, deadlocks, sizes, wraparound, disk", None, None, J(of::<crate::monitor::dbstats::DatabaseStats>)),
     doc("GET", "/stats/tables", "Tables by size with scans, dead tuples, vacuum and analyze times", None, Some(fields::<super::stats::Limit>), J(of::<Vec<crate::monitor::dbstats::TableStats>>)),
     doc("GET", "/stats/indexes", "Indexes with scans, size, unused and invalid ones", None, Some(fields::<super::stats::Limit>), J(of::<Vec<crate::monitor::dbstats::IndexStats>>)),

@@ -43,6 +43,13 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
             let agent = start(config).await?;
             app::serve(agent).await.map_err(Failure::from)
         }
+        Command::Instance(InstanceCommand::Switchover { to, timeout }) => {
+            let agent = start(config).await?;
+            let result = agent.replication.switchover(to, std::time::Duration::from_secs(timeout.clamp(1, 600))).await;
+            agent.shutdown(!cli.keep_running).await;
+            let report = result.map_err(failure)?;
+            output::key_values(&serde_json::to_value(report)?, cli.json)
+        }
         Command::Instance(cmd) => instance_cmd(&config, cmd, cli.json).await,
         command => {
             match database::need(&command) {
@@ -289,6 +296,10 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
                 list.push(json!({ "replica": n, "running": status.running, "port": status.port, "fenced": fenced, "data_dir": status.data_dir }));
             }
             return output::rows(&list, &["replica", "running", "port", "fenced", "data_dir"], as_json);
+        }
+        InstanceCommand::Switchover { .. } => {
+            // Run by `run` with an agent of its own.
+            return Err(Failure { code: exit::USAGE, error: anyhow::anyhow!("switchover needs an agent") });
         }
         InstanceCommand::Promote { replica: number } => {
             let replica = instance::replica_settings(&settings, number);

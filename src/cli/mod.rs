@@ -558,6 +558,17 @@ pub enum InstanceCommand {
     /// Streaming replicas of the managed primary.
     #[command(subcommand)]
     Replica(ReplicaCommand),
+    /// Planned switchover: promote managed replica N once it has caught up and make the old
+    /// primary its replica, with no acknowledged write lost (for a serving agent, use
+    /// `POST /replication/switchover`).
+    Switchover {
+        /// The replica's place, from 1 (as in `stats replication`).
+        #[arg(long)]
+        to: u32,
+        /// Seconds to wait for the replica to come within 16 MB of the primary.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Promote a managed replica to primary; the old primary is fenced (stopped, and refused
     /// as a primary from then on) and `serve` uses the promoted one.
     Promote {

@@ -120,6 +120,26 @@ pub async fn stop(settings: &Settings, mode: StopMode) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// The WAL position of the latest checkpoint of a stopped cluster (`pg_controldata`): after a
+/// clean shutdown, its shutdown checkpoint, the last record the server wrote.
+pub async fn checkpoint_lsn(settings: &Settings) -> Result<u64, Error> {
+    let cluster = Cluster::load(settings)?;
+    let data_dir = cluster.data_dir().to_owned();
+    let mut cmd = cluster.command("pg_controldata", &[&data_dir]);
+    // Its labels are translated: read them in English.
+    cmd.env("LC_ALL", "C").env_remove("LANGUAGE");
+    let output = process::run(cmd, Duration::from_secs(30)).await?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let failed = |stderr: String| Error::ControlData { data_dir: cluster.layout.data_dir.clone(), stderr };
+    if !output.status.success() {
+        return Err(failed(process::failure_text(&output)));
+    }
+    text.lines()
+        .find_map(|line| line.strip_prefix("Latest checkpoint location:"))
+        .and_then(|lsn| crate::backup::wal::parse_lsn(lsn.trim()))
+        .ok_or_else(|| failed(format!("no \"Latest checkpoint location\" in its output: {text}")))
+}
+
 /// Promotes a running standby to a primary and waits until it accepts writes.
 pub async fn promote(settings: &Settings) -> Result<(), Error> {
     let cluster = Cluster::load(settings)?;
@@ -165,7 +185,9 @@ impl Cluster {
 
     /// Start with the lock held: used by [`start`] and by replica creation.
     pub(crate) async fn start(&self) -> Result<Running, Error> {
-        if let Some(fence) = super::fenced(&self.layout.data_dir)? {
+        if let Some(fence) = super::fenced(&self.layout.data_dir)?
+            && !fence.allows_standby(&self.layout.data_dir)
+        {
             return Err(Error::Fenced { data_dir: self.layout.data_dir.clone(), successor: fence.successor });
         }
         self.init().await?;

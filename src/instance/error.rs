@@ -149,6 +149,14 @@ pub enum Error {
     #[error("no PostgreSQL server is running on {}", .data_dir.display())]
     NotRunning { data_dir: PathBuf },
 
+    /// An operation needs the server stopped and it runs.
+    #[error("the PostgreSQL server on {} is still running; stop it first", .data_dir.display())]
+    StillRunning { data_dir: PathBuf },
+
+    /// `pg_controldata` failed, or did not name the latest checkpoint.
+    #[error("pg_controldata on {} failed: {stderr}", .data_dir.display())]
+    ControlData { data_dir: PathBuf, stderr: String },
+
     /// A replica must be copied into an empty (or missing) directory.
     #[error("the replica data directory {} is not empty; remove it or choose another", .path.display())]
     DataDirNotEmpty { path: PathBuf },

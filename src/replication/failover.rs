@@ -23,8 +23,9 @@ use crate::{db, instance};
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FailoverEvent {
     pub at: String,
-    /// `promoted` (a managed replica), `followed` (a configured host that became primary) or
-    /// `refused`.
+    /// `promoted` (a managed replica), `followed` (a configured host that became primary),
+    /// `refused`, `switchover` (planned, `POST /replication/switchover`) or
+    /// `switchover_refused`.
     pub outcome: &'static str,
     pub from: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,21 +1,25 @@
 //! Replication: the loop that watches the primary and the replicas, keeps a managed cluster's
-//! commits synchronous while a replica is connected, fails over when the primary is gone, and
-//! the replication report (`GET /stats/replication`).
+//! commits synchronous while a replica is connected, fails over when the primary is gone,
+//! switches over on request, and the replication report (`GET /stats/replication`).
 //!
 //! Invariants:
 //! - the pools only ever point at a server that answered `pg_is_in_recovery() = false`
 //!   (promoted by us, or found among the configured hosts);
 //! - a managed primary that lost its role is fenced before its replica is promoted, so at no
-//!   moment can dbagent write to two primaries;
+//!   moment can dbagent write to two primaries; a switchover (`switchover.rs`) also stops it
+//!   cleanly first and promotes only a replica that replayed its last record, and the fence
+//!   of a former primary made a replica lets it start as a standby only;
 //! - with `synchronous: true`, a managed replica is promoted automatically only if commits were
 //!   waiting for a replica when the primary was last seen, so no acknowledged write is lost.
 
 mod failover;
 mod report;
+mod switchover;
 pub mod topology;
 
 pub use failover::{FailoverEvent, PromoteError, promote};
 pub use report::{ReplicationReport, StandbyReport};
+pub use switchover::{SwitchoverError, SwitchoverReport};
 pub use topology::{Managed, ManagedReplica};
 
 use std::sync::{Arc, Mutex};

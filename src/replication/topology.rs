@@ -43,11 +43,20 @@ impl Managed {
         let primary = Cluster { settings: primary_settings, running };
         let mut managed = Managed { database: database.to_owned(), primary, replicas: Vec::new() };
         for n in 1..=replicas {
-            let settings = replica_settings(configured, n);
+            let mut settings = replica_settings(configured, n);
             if settings.data_dir == managed.primary.settings.data_dir {
-                continue; // this replica was promoted: it is the primary now
-            }
-            if instance::fenced(&settings.data_dir)?.is_some() {
+                // This replica was promoted: it is the primary now. Its place is the
+                // configured primary's directory when a switchover or rejoin made that a
+                // replica.
+                match instance::fenced(&configured.data_dir)? {
+                    Some(fence) if fence.allows_standby(&configured.data_dir) => {
+                        settings = Settings { port: None, ..configured.clone() };
+                    }
+                    _ => continue,
+                }
+            } else if let Some(fence) = instance::fenced(&settings.data_dir)?
+                && !fence.allows_standby(&settings.data_dir)
+            {
                 tracing::warn!(data_dir = %settings.data_dir.display(), "skipping a fenced replica directory");
                 continue;
             }
@@ -84,8 +93,13 @@ impl Managed {
 
     /// Connection settings for `cluster`'s server.
     pub fn config_of(&self, cluster: &Cluster) -> crate::db::PgConfig {
+        Managed::config_for(cluster, &self.database)
+    }
+
+    /// Connection settings for `cluster`'s server, database `database`.
+    pub fn config_for(cluster: &Cluster, database: &str) -> crate::db::PgConfig {
         let mut config = tokio_postgres::Config::new();
-        config.host("127.0.0.1").port(cluster.running.port).user(&cluster.running.superuser).dbname(&self.database);
+        config.host("127.0.0.1").port(cluster.running.port).user(&cluster.running.superuser).dbname(database);
         db::PgConfig::new(config, instance::certs::client_tls(&cluster.running.data_dir))
     }
 
@@ -138,12 +152,17 @@ pub async fn release_commits(promoted: &Running, database: &str) -> Result<(), d
     db::admin::execute(&config, db::Purpose::Replication, &reset).await.map(drop)
 }
 
+/// The `primary_conninfo` of a managed replica of `primary`.
+pub(super) fn primary_conninfo(primary: &Running) -> String {
+    format!("host=127.0.0.1 port={} user={} application_name=dbagent_replica", primary.port, primary.superuser)
+}
+
 /// Points a replica's WAL receiver at `primary` (takes effect on reload, PostgreSQL 13+).
 pub(super) async fn follow(replica: &Cluster, primary: &Running, database: &str) -> Result<(), db::Error> {
     let mut config = tokio_postgres::Config::new();
     config.host("127.0.0.1").port(replica.running.port).user(&replica.running.superuser).dbname(database);
     let config = db::PgConfig::new(config, instance::certs::client_tls(&replica.running.data_dir));
-    let conninfo = format!("host=127.0.0.1 port={} user={} application_name=dbagent_replica", primary.port, primary.superuser);
+    let conninfo = primary_conninfo(primary);
     let set = format!("ALTER SYSTEM SET primary_conninfo = {}", db::sql::literal(&conninfo));
     db::admin::execute(&config, db::Purpose::Replication, &[&set, "SELECT pg_reload_conf()"]).await.map(drop)
 }

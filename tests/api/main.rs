@@ -36,6 +36,7 @@ mod seed_data;
 mod serve;
 mod session_state;
 mod stats;
+mod switchover;
 mod transaction;
 mod tls;
 mod types;

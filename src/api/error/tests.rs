@@ -446,6 +446,10 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
     for e in samples_compliance() {
         check(&format!("compliance {e:?}"), e.kind(), e.code(), e.into());
     }
+    use crate::replication::SwitchoverError as S;
+    for e in [S::NotManaged, S::NoSuchReplica(3), S::NotReady("m".into()), S::Busy, S::Failed("m".into())] {
+        check(&format!("switchover {e:?}"), e.kind(), e.code(), e.into());
+    }
 }
 
 #[test]

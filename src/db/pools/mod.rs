@@ -73,6 +73,10 @@ pub struct Endpoint {
     last_connect_error: Arc<Mutex<Option<(Instant, String)>>>,
     /// A replica promoted to be the primary: it no longer serves as a replica.
     retired: AtomicBool,
+    /// A switchover holds new checkouts here (they wait, bounded by the acquire timeout)
+    /// while the primary changes.
+    paused: AtomicBool,
+    resumed: tokio::sync::Notify,
     /// The connection settings as configured (before dbagent's session options).
     configured: crate::db::PgConfig,
     /// The health checks' own connection (with the upstream generation it was opened for):
@@ -256,6 +260,8 @@ impl Endpoint {
             max_lag,
             last_connect_error,
             retired: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            resumed: tokio::sync::Notify::new(),
             configured,
             monitor: tokio::sync::Mutex::new(None),
             sharing,
@@ -330,6 +336,39 @@ impl Endpoint {
         self.upstream.current_config()
     }
 
+    /// Holds new checkouts until [`Endpoint::resume`] (a switchover changing the primary).
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets the checkouts held by [`Endpoint::pause`] go on.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.resumed.notify_waiters();
+    }
+
+    /// Waits while paused, for the acquire timeout at most.
+    async fn wait_while_paused(&self) -> Result<(), Error> {
+        if !self.paused.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        loop {
+            let resumed = self.resumed.notified();
+            if !self.paused.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, resumed).await.is_err() {
+                return Err(Error::Unavailable { reason: "a switchover is changing the primary".into() });
+            }
+        }
+    }
+
+    /// Puts a replica back in service (a former primary rejoined in its place).
+    pub fn reinstate(&self) {
+        self.retired.store(false, Ordering::Relaxed);
+    }
+
     /// Takes a replica out of service for good (it was promoted).
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
@@ -359,6 +398,7 @@ impl Endpoint {
     }
 
     async fn get_as(&self, login: Login) -> Result<PooledConnection<'_, Manager>, Error> {
+        self.wait_while_paused().await?;
         let (pool, sharing) = self.pool_for(login)?;
         let _waiting = sharing.waiting();
         // Shared connections nobody is using go back now, rather than within a second, when
@@ -370,6 +410,7 @@ impl Endpoint {
 
     /// See [`Pools::share_read`].
     async fn share(&self, login: Login) -> Result<Option<(Shared<'_>, Option<Setup>)>, Error> {
+        self.wait_while_paused().await?;
         let (pool, sharing) = self.pool_for(login)?;
         if !sharing.enabled() {
             return Ok(None);

@@ -1,0 +1,119 @@
+//! Planned switchover of the managed instance (`POST /replication/switchover`): the replica
+//! becomes the primary, the old primary its replica, under a steady write load, and back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, connect, spawn_managed_app, wait_until};
+use dbagent::instance;
+
+/// Inserts ids through dbagent until stopped; every acknowledged id is kept.
+fn writer(app: &TestApp, acked: Arc<Mutex<Vec<i64>>>, stop: Arc<AtomicBool>, from: i64) -> tokio::task::JoinHandle<()> {
+    let (http, address) = (app.http.clone(), app.address.clone());
+    tokio::spawn(async move {
+        let mut id = from;
+        while !stop.load(Ordering::Relaxed) {
+            id += 1;
+            let body = json!({"sql": "INSERT INTO w VALUES ($1)", "params": [id]});
+            let sent = http.post(format!("{address}/query")).json(&body).timeout(Duration::from_secs(10)).send().await;
+            match sent {
+                Ok(r) if r.status() == StatusCode::OK => acked.lock().unwrap().push(id),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+}
+
+/// Runs a switchover to `to` under a write load; checks that no acknowledged write is lost
+/// and returns the report.
+async fn switch_under_load(app: &TestApp, to: u32, from: i64) -> Value {
+    let acked: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = writer(app, acked.clone(), stop.clone(), from);
+    wait_until("30 writes acknowledged", Duration::from_secs(30), async || acked.lock().unwrap().len() >= 30).await;
+    let (status, report) = app.post("/replication/switchover", &json!({"to": to})).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let done = acked.lock().unwrap().len();
+    wait_until("30 more writes acknowledged by the new primary", Duration::from_secs(30), async || {
+        acked.lock().unwrap().len() >= done + 30
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    // Read on the new primary itself (a read through dbagent may go to the replica).
+    let managed = app.agent.managed().unwrap();
+    let primary = connect(&managed.primary.running.url(&managed.database)).await;
+    let ids: std::collections::HashSet<i64> =
+        primary.query("SELECT id FROM w", &[]).await.unwrap().iter().map(|r| r.get::<_, i64>(0)).collect();
+    let lost: Vec<i64> = acked.lock().unwrap().iter().copied().filter(|id| !ids.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost in the switchover: {lost:?} ({report})");
+    report
+}
+
+async fn in_recovery(url: &str) -> bool {
+    connect(url).await.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn a_switchover_and_back_loses_no_acknowledged_write_and_keeps_both_servers() {
+    let app = spawn_managed_app(|c| {
+        c.replication.replicas = 1;
+        c.postgresql.connection_pool.timeout = 10.0;
+    })
+    .await;
+    let (status, _) = app.query("CREATE TABLE w (id bigint PRIMARY KEY)", json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    let first = app.agent.managed().unwrap();
+    let (old_primary, old_replica) = (first.primary.settings.data_dir.clone(), first.replicas[0].cluster.settings.data_dir.clone());
+
+    // Bad requests change nothing.
+    for (body, expected) in [
+        (json!({"to": 2}), StatusCode::NOT_FOUND),
+        (json!({"to": 0}), StatusCode::BAD_REQUEST),
+        (json!({"to": 1, "timeout_seconds": 0}), StatusCode::BAD_REQUEST),
+        (json!({"to": 1, "force": true}), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, answer) = app.post("/replication/switchover", &body).await;
+        assert_eq!(status, expected, "{body}: {answer}");
+    }
+    assert_eq!(app.agent.managed().unwrap().primary.settings.data_dir, old_primary);
+
+    let report = switch_under_load(&app, 1, 0).await;
+    eprintln!("switchover: {report}");
+    assert!(report["pause_ms"].as_u64().unwrap() < 30_000, "{report}");
+    let now = app.agent.managed().unwrap();
+    assert_eq!(now.primary.settings.data_dir, old_replica, "{report}");
+    assert_eq!(now.replicas[0].cluster.settings.data_dir, old_primary, "the old primary is the replica now");
+    assert!(in_recovery(&now.replicas[0].cluster.running.url("postgres")).await, "the old primary follows the new one");
+    // It streams: a write on the new primary reaches it.
+    let (status, written) = app.query("INSERT INTO w VALUES (-1)", json!([])).await;
+    assert_eq!(status, StatusCode::OK, "{written}");
+    let replica = connect(&now.replicas[0].cluster.running.url(&now.database)).await;
+    wait_until("the old primary to replay a write made after the switchover", Duration::from_secs(20), async || {
+        replica.query_opt("SELECT 1 FROM w WHERE id = -1", &[]).await.ok().flatten().is_some()
+    })
+    .await;
+    // And it is fenced as a replica: dbagent never starts it as a primary.
+    let fence = instance::fenced(&old_primary).unwrap().expect("fenced");
+    assert!(fence.rejoined_at.is_some() && fence.successor == old_replica, "{fence:?}");
+    let (_, stats) = app.get("/stats/replication").await;
+    let events = stats["failover"]["events"].as_array().unwrap();
+    assert_eq!(events.iter().map(|e| e["outcome"].as_str().unwrap()).collect::<Vec<_>>(), ["switchover"], "{stats:#}");
+    app.wait_for_replication("the old primary to serve reads as a replica", Duration::from_secs(20), |r| {
+        r["replicas"][0]["healthy"] == true
+    })
+    .await;
+
+    // And back: the configured primary is the primary again, unfenced.
+    let report = switch_under_load(&app, 1, 1_000_000).await;
+    eprintln!("switchover back: {report}");
+    let back = app.agent.managed().unwrap();
+    assert_eq!(back.primary.settings.data_dir, old_primary, "{report}");
+    assert!(instance::fenced(&old_primary).unwrap().is_none());
+    assert!(in_recovery(&back.replicas[0].cluster.running.url("postgres")).await);
+    app.stop().await;
+}
