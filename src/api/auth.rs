@@ -66,6 +66,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route("POST", "/seed/generate", ADMIN, "seed.generate", Audited::Always, || post(schema::generate)),
     route("GET", "/stats/replication", READ, "stats.replication", Audited::Reads, || get(stats::replication)),
     route("POST", "/replication/switchover", ADMIN, "replication.switchover", Audited::Always, || post(replication::switchover)),
+    route("POST", "/replication/rejoin", ADMIN, "replication.rejoin", Audited::Always, || post(replication::rejoin)),
     route("GET", "/stats/database", READ, "stats.database", Audited::Reads, || get(stats::database)),
     route("GET", "/stats/tables", READ, "stats.tables", Audited::Reads, || get(stats::tables)),
     route("GET", "/stats/indexes", READ, "stats.indexes", Audited::Reads, || get(stats::indexes)),

@@ -1,4 +1,5 @@
-//! `POST /replication/switchover`: the managed instance's planned switchover.
+//! `POST /replication/switchover` and `POST /replication/rejoin`: the managed instance's
+//! planned switchover, and former primaries made replicas again after a failover.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use super::AppState;
 use super::answer::{Succeeded, ok};
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::replication::SwitchoverReport;
+use crate::replication::{RejoinReport, SwitchoverReport};
 
 /// `POST /replication/switchover`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -39,5 +40,13 @@ pub async fn switchover(State(state): State<AppState>, JsonBody(request): JsonBo
     let report = tokio::spawn(async move { supervisor.switchover(request.to, Duration::from_secs(timeout)).await })
         .await
         .map_err(ApiError::internal)??;
+    Ok(ok(report))
+}
+
+/// Rewinds every fenced former primary with `pg_rewind` and starts it as a replica of the
+/// primary. Runs to the end even when the client hangs up.
+pub async fn rejoin(State(state): State<AppState>) -> Result<Json<Succeeded<RejoinReport>>, ApiError> {
+    let supervisor = state.replication.clone();
+    let report = tokio::spawn(async move { supervisor.rejoin().await }).await.map_err(ApiError::internal)??;
     Ok(ok(report))
 }

@@ -50,6 +50,13 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
             let report = result.map_err(failure)?;
             output::key_values(&serde_json::to_value(report)?, cli.json)
         }
+        Command::Instance(InstanceCommand::Rejoin) => {
+            let agent = start(config).await?;
+            let result = agent.replication.rejoin().await;
+            agent.shutdown(!cli.keep_running).await;
+            let report = result.map_err(failure)?;
+            output::key_values(&serde_json::to_value(report)?, cli.json)
+        }
         Command::Instance(cmd) => instance_cmd(&config, cmd, cli.json).await,
         command => {
             match database::need(&command) {
@@ -297,7 +304,7 @@ async fn instance_cmd(config: &Config, cmd: InstanceCommand, as_json: bool) -> R
             }
             return output::rows(&list, &["replica", "running", "port", "fenced", "data_dir"], as_json);
         }
-        InstanceCommand::Switchover { .. } => {
+        InstanceCommand::Switchover { .. } | InstanceCommand::Rejoin => {
             // Run by `run` with an agent of its own.
             return Err(Failure { code: exit::USAGE, error: anyhow::anyhow!("switchover needs an agent") });
         }

@@ -569,6 +569,9 @@ pub enum InstanceCommand {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// After a failover: rewind the fenced old primary with pg_rewind and start it as a
+    /// replica of the new primary (for a serving agent, use `POST /replication/rejoin`).
+    Rejoin,
     /// Promote a managed replica to primary; the old primary is fenced (stopped, and refused
     /// as a primary from then on) and `serve` uses the promoted one.
     Promote {

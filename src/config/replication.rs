@@ -27,11 +27,22 @@ pub struct Replication {
     /// replica is promoted. Relaxed to asynchronous while no replica is connected (and
     /// automatic failover is then withheld). Default true.
     pub synchronous: bool,
+    /// Managed instance: after a failover, rewind the fenced old primary with `pg_rewind` and
+    /// start it as a replica of the new primary (what `dbagent instance rejoin` and `POST
+    /// /replication/rejoin` do on request). Default false: a human decides.
+    pub auto_rejoin: bool,
 }
 
 impl Default for Replication {
     fn default() -> Self {
-        Replication { replicas: 0, max_lag_seconds: 10.0, failover: FailoverMode::Manual, failover_after: 3.0, synchronous: true }
+        Replication {
+            replicas: 0,
+            max_lag_seconds: 10.0,
+            failover: FailoverMode::Manual,
+            failover_after: 3.0,
+            synchronous: true,
+            auto_rejoin: false,
+        }
     }
 }
 

@@ -122,6 +122,10 @@ fn render(layout: &Layout, port: Option<u16>, archive: Option<&Archive>) -> Resu
          wal_level = replica\n\
          max_wal_senders = 10\n\
          hot_standby = on\n\
+         # pg_rewind can rejoin a former primary as a replica after a failover: it needs hint\n\
+         # bits logged, and the WAL back to the last checkpoint before the split.\n\
+         wal_log_hints = on\n\
+         wal_keep_size = '256MB'\n\
          shared_buffers = '128MB'\n\
          # Query statistics for the advisor (workload-based index suggestions).\n\
          shared_preload_libraries = 'pg_stat_statements'\n\

@@ -165,6 +165,10 @@ pub enum Error {
     #[error("pg_basebackup from the primary on port {port} failed: {stderr}")]
     BasebackupFailed { port: u16, stderr: String },
 
+    /// `pg_rewind` exited with an error.
+    #[error("pg_rewind from the primary on port {port} failed: {stderr}")]
+    RewindFailed { port: u16, stderr: String },
+
     /// `pg_ctl promote` exited with an error.
     #[error("pg_ctl promote failed: {stderr}")]
     PromoteFailed { stderr: String },

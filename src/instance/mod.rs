@@ -35,6 +35,7 @@ mod port;
 pub(crate) mod process;
 mod recover;
 mod replica;
+mod rewind;
 mod server;
 mod status;
 mod user;
@@ -49,6 +50,7 @@ pub use error::Error;
 pub use fence::{Fence, fence, fenced, make_standby, unfence};
 pub use recover::{Recovery, prepare_recovery, recover};
 pub use replica::{create_replica, replica_settings, replicas};
+pub use rewind::rewind;
 pub use status::{Status, logs, status};
 
 /// Where and how to run one managed cluster, built from the `instance:` section

@@ -87,31 +87,40 @@ impl Supervisor {
             Some(managed) => self.promote_managed(managed).await,
             None => self.follow_configured().await,
         };
-        let mut state = self.lock_state();
-        state.failing_over = false;
-        let event = |outcome, to, detail| FailoverEvent {
-            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            outcome,
-            from: from.clone(),
-            to,
-            primary_down_ms: down_for.as_millis() as u64,
-            took_ms: started.elapsed().as_millis() as u64,
-            detail,
-        };
-        match result {
-            Ok((outcome, to)) => {
-                tracing::warn!(%from, %to, down_ms = down_for.as_millis() as u64, took_ms = started.elapsed().as_millis() as u64, "failed over to a new primary");
-                state.down_since = None;
-                state.refusal_logged = false;
-                state.protected = false;
-                state.events.push(event(outcome, Some(to), String::new()));
-            }
-            Err(Refusal(reason)) => {
-                if !state.refusal_logged {
-                    tracing::error!(%from, %reason, "the primary is down and no failover is possible");
-                    state.refusal_logged = true;
-                    state.events.push(event("refused", None, reason));
+        let promoted = matches!(result, Ok(("promoted", _)));
+        {
+            let mut state = self.lock_state();
+            state.failing_over = false;
+            let event = |outcome, to, detail| FailoverEvent {
+                at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                outcome,
+                from: from.clone(),
+                to,
+                primary_down_ms: down_for.as_millis() as u64,
+                took_ms: started.elapsed().as_millis() as u64,
+                detail,
+            };
+            match result {
+                Ok((outcome, to)) => {
+                    tracing::warn!(%from, %to, down_ms = down_for.as_millis() as u64, took_ms = started.elapsed().as_millis() as u64, "failed over to a new primary");
+                    state.down_since = None;
+                    state.refusal_logged = false;
+                    state.protected = false;
+                    state.events.push(event(outcome, Some(to), String::new()));
                 }
+                Err(Refusal(reason)) => {
+                    if !state.refusal_logged {
+                        tracing::error!(%from, %reason, "the primary is down and no failover is possible");
+                        state.refusal_logged = true;
+                        state.events.push(event("refused", None, reason));
+                    }
+                }
+            }
+        }
+        if promoted && self.policy.auto_rejoin {
+            match self.rejoin().await {
+                Ok(report) => tracing::info!(rejoined = report.rejoined.len(), "replication.auto_rejoin: the old primary follows the new one"),
+                Err(err) => tracing::error!(error = %err, "replication.auto_rejoin: cannot rejoin the old primary; it stays fenced"),
             }
         }
     }

@@ -13,12 +13,14 @@
 //!   waiting for a replica when the primary was last seen, so no acknowledged write is lost.
 
 mod failover;
+mod rejoin;
 mod report;
 mod switchover;
 pub mod topology;
 
 pub use failover::{FailoverEvent, PromoteError, promote};
 pub use report::{ReplicationReport, StandbyReport};
+pub use rejoin::{RejoinReport, Rejoined};
 pub use switchover::{SwitchoverError, SwitchoverReport};
 pub use topology::{Managed, ManagedReplica};
 

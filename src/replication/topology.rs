@@ -27,6 +27,10 @@ pub struct ManagedReplica {
 pub struct Managed {
     /// Database dbagent serves on them.
     pub database: String,
+    /// The configured primary's settings (`instance.*`): where the replica directories are.
+    pub configured: Settings,
+    /// `replication.replicas`: the replica directories `1..=slots`.
+    pub slots: u32,
     pub primary: Cluster,
     pub replicas: Vec<ManagedReplica>,
 }
@@ -41,7 +45,8 @@ impl Managed {
         let primary_settings = current_primary(configured)?;
         let running = instance::start(&primary_settings).await?;
         let primary = Cluster { settings: primary_settings, running };
-        let mut managed = Managed { database: database.to_owned(), primary, replicas: Vec::new() };
+        let mut managed =
+            Managed { database: database.to_owned(), configured: configured.clone(), slots: replicas, primary, replicas: Vec::new() };
         for n in 1..=replicas {
             let mut settings = replica_settings(configured, n);
             if settings.data_dir == managed.primary.settings.data_dir {

@@ -160,10 +160,12 @@ pub async fn ensure_table(client: &Client) -> Result<(), Error> {
 impl Audit {
     /// Creates the table and starts the writer (and the daily retention), returning the
     /// writer's task for shutdown.
-    pub async fn start(db: &crate::db::PgConfig, settings: &config::Audit) -> Result<(Audit, tokio::task::JoinHandle<()>), Error> {
+    /// The writer connects to the current primary (`pools.admin_config()`) each time it
+    /// connects: after a failover or switchover the rows go to the new primary.
+    pub async fn start(pools: &Arc<crate::db::Pools>, settings: &config::Audit) -> Result<(Audit, tokio::task::JoinHandle<()>), Error> {
         // The writer makes sure of the table whenever it connects: a database down now delays
         // the rows, it does not stop the agent.
-        let client = match db::admin::connect(db, Purpose::Audit).await {
+        let client = match db::admin::connect(&pools.admin_config(), Purpose::Audit).await {
             Ok(client) => {
                 ensure_table(&client).await?;
                 Some(client)
@@ -175,8 +177,8 @@ impl Audit {
         };
         let (tx, rx) = mpsc::channel(settings.queue_size);
         let stats = Arc::new(AuditStats::default());
-        let writer = tokio::spawn(write_loop(db.clone(), client, rx, stats.clone(), Duration::from_millis(settings.flush_interval_ms)));
-        let retention = tokio::spawn(retention_loop(db.clone(), settings.retention_days));
+        let writer = tokio::spawn(write_loop(pools.clone(), client, rx, stats.clone(), Duration::from_millis(settings.flush_interval_ms)));
+        let retention = tokio::spawn(retention_loop(pools.clone(), settings.retention_days));
         let audit = Audit { tx, overflow: settings.on_overflow, stats, writer: tokio::sync::Mutex::new(Some(writer)) };
         Ok((audit, retention))
     }
@@ -214,7 +216,7 @@ impl Audit {
 /// Most entries in one INSERT.
 const BATCH: usize = 1000;
 
-async fn write_loop(db: crate::db::PgConfig, mut client: Option<Client>, mut rx: mpsc::Receiver<Entry>, stats: Arc<AuditStats>, every: Duration) {
+async fn write_loop(pools: Arc<crate::db::Pools>, mut client: Option<Client>, mut rx: mpsc::Receiver<Entry>, stats: Arc<AuditStats>, every: Duration) {
     let agent = agent_name();
     let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
     let mut closed = false;
@@ -240,7 +242,7 @@ async fn write_loop(db: crate::db::PgConfig, mut client: Option<Client>, mut rx:
             continue;
         }
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = match db::admin::connect(&db, Purpose::Audit).await {
+            client = match db::admin::connect(&pools.admin_config(), Purpose::Audit).await {
                 Ok(c) => ensure_table(&c).await.ok().map(|()| c),
                 Err(_) => None,
             };
@@ -305,13 +307,13 @@ fn agent_name() -> String {
 
 /// Deletes rows older than `days`, hourly, starting a minute after start (not in the middle
 /// of every agent's start-up). Every agent may run it: it is idempotent.
-async fn retention_loop(db: crate::db::PgConfig, days: u32) {
+async fn retention_loop(pools: Arc<crate::db::Pools>, days: u32) {
     let hour = Duration::from_secs(3600);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), hour);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(err) = prune(&db, days).await {
+        if let Err(err) = prune(&pools.admin_config(), days).await {
             tracing::warn!(error = %db::error_chain(&err), "cannot prune the audit log");
         }
     }

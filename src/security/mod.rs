@@ -320,7 +320,7 @@ impl Security {
         let mut tasks = vec![ring::spawn_refresh(Arc::downgrade(pools), keys.clone(), db.clone(), settings.clone())];
         let audit = match settings.audit.enabled {
             true => {
-                let (audit, writer) = audit::Audit::start(&db, &settings.audit).await?;
+                let (audit, writer) = audit::Audit::start(pools, &settings.audit).await?;
                 tasks.push(writer);
                 Some(audit)
             }

@@ -117,3 +117,47 @@ async fn a_switchover_and_back_loses_no_acknowledged_write_and_keeps_both_server
     assert!(in_recovery(&back.replicas[0].cluster.running.url("postgres")).await);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn after_a_failover_the_old_primary_is_rewound_and_rejoins_as_a_replica() {
+    let app = spawn_managed_app(|c| {
+        c.replication.replicas = 1;
+        c.replication.failover = dbagent::config::FailoverMode::Auto;
+        c.replication.failover_after = 1.0;
+        c.replication.auto_rejoin = true;
+        c.postgresql.connection_pool.timeout = 2.0;
+    })
+    .await;
+    let (status, _) = app.query("CREATE TABLE w (id bigint PRIMARY KEY)", json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    app.wait_for_replication("commits to wait for the replica", Duration::from_secs(10), |r| r["failover"]["protected"] == true).await;
+    let old_primary = app.agent.managed().unwrap().primary.settings.clone();
+
+    // The primary dies; the replica is promoted and the old primary, rewound, follows it.
+    instance::stop(&old_primary, instance::StopMode::Immediate).await.unwrap();
+    wait_until("failover and rejoin", Duration::from_secs(60), async || {
+        app.agent.managed().is_some_and(|m| m.primary.settings.data_dir != old_primary.data_dir && m.replicas.len() == 1)
+    })
+    .await;
+    let now = app.agent.managed().unwrap();
+    assert_eq!(now.replicas[0].cluster.settings.data_dir, old_primary.data_dir);
+    assert!(in_recovery(&now.replicas[0].cluster.running.url("postgres")).await, "the old primary is a replica now");
+    let fence = instance::fenced(&old_primary.data_dir).unwrap().expect("still fenced, as a replica");
+    assert!(fence.rejoined_at.is_some(), "{fence:?}");
+
+    // It streams from the new primary and serves reads again.
+    let (status, written) = app.query("INSERT INTO w VALUES (7)", json!([])).await;
+    assert_eq!(status, StatusCode::OK, "{written}");
+    let replica = connect(&now.replicas[0].cluster.running.url(&now.database)).await;
+    wait_until("the rejoined replica to replay a new write", Duration::from_secs(20), async || {
+        replica.query_opt("SELECT 1 FROM w WHERE id = 7", &[]).await.ok().flatten().is_some()
+    })
+    .await;
+    app.wait_for_replication("the rejoined replica to be healthy", Duration::from_secs(20), |r| r["replicas"][0]["healthy"] == true).await;
+
+    // Nothing is left to rejoin.
+    let (status, report) = app.post("/replication/rejoin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["rejoined"], json!([]), "{report}");
+    app.stop().await;
+}
