@@ -306,8 +306,7 @@ mod tests {
         let mut settings = config::Alerts::default();
         settings.rules.insert("connections".into(), config::RuleOverride { warning: Some(80.0), ..Default::default() });
         settings.rules.insert("deadlocks".into(), config::RuleOverride { enabled: Some(false), ..Default::default() });
-        let mut backup = config::Backup::default();
-        backup.rpo_target = "30s".into();
+        let backup = config::Backup { rpo_target: "30s".into(), ..config::Backup::default() };
         let rules = all(&settings, &backup);
         let get = |name: &str| rules.iter().find(|r| r.name == name).unwrap();
         assert_eq!((get("connections").warning, get("connections").critical, get("connections").for_seconds), (Some(80.0), Some(90.0), 60.0));

@@ -122,7 +122,7 @@ impl Backup {
             if !range.contains(&level) {
                 return invalid(
                     "backup.compression_level",
-                    &format!("{level} is outside {}'s levels, {} to {}", self.compression.as_str(), range.start(), range.end()),
+                    format!("{level} is outside {}'s levels, {} to {}", self.compression.as_str(), range.start(), range.end()),
                 );
             }
         }

@@ -70,7 +70,7 @@ impl Supervisor {
         let mut checkpointed = false;
         for settings in candidates {
             let fence = instance::fenced(&settings.data_dir).map_err(|e| SwitchoverError::Failed(db::error_chain(&e)))?;
-            if !fence.is_some_and(|f| f.rejoined_at.is_none()) {
+            if fence.is_none_or(|f| f.rejoined_at.is_some()) {
                 continue;
             }
             let started = Instant::now();
