@@ -193,7 +193,6 @@ impl Agent {
         }
         let context = crate::ops::jobs::Context {
             pools: self.executor.pools.clone(),
-            admin: self.executor.pools.admin_config(),
             settings: settings.clone(),
             agent: agent_id,
             status: self.maintenance_jobs.clone(),
@@ -216,9 +215,9 @@ impl Agent {
             return;
         }
         let (settings, stats) = (self.backup.clone(), self.backup_schedule.clone());
-        let db = self.executor.pools.admin_config();
+        let pools = self.executor.pools.clone();
         tokio::spawn(async move {
-            if let Err(err) = backup::run_schedule(&db, &settings, &stats, shutdown).await {
+            if let Err(err) = backup::run_schedule(&|| pools.admin_config(), &settings, &stats, shutdown).await {
                 tracing::error!(error = %crate::db::error_chain(&err), "the backup schedule stopped");
             }
         });

@@ -192,9 +192,10 @@ async fn run_tick(db: &PgConfig, settings: &Settings, lock: &Client, tick: DateT
 }
 
 /// Sleeps until each cron tick and runs it, until `shutdown` completes. Failures are counted
-/// and logged, never fatal; only an invalid schedule ends the loop with an error.
+/// and logged, never fatal; only an invalid schedule ends the loop with an error. `db` gives
+/// the current primary's settings at each tick (a failover or switchover may have moved it).
 pub async fn run_schedule(
-    db: &PgConfig,
+    db: &(dyn Fn() -> PgConfig + Send + Sync),
     settings: &Settings,
     stats: &ScheduleStats,
     shutdown: impl Future<Output = ()>,
@@ -212,7 +213,7 @@ pub async fn run_schedule(
             _ = tokio::time::sleep(wait) => {}
         }
         // Counted and logged inside; the loop goes on whatever happened.
-        let _ = run_scheduled(db, settings, stats).await;
+        let _ = run_scheduled(&db(), settings, stats).await;
     }
 }
 

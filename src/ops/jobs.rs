@@ -132,9 +132,9 @@ pub fn in_window(window: Option<(u32, u32)>, at: DateTime<Utc>) -> bool {
 
 /// What the job loops share.
 pub struct Context {
+    /// The pools; dedicated sessions connect to the current primary (`Pools::admin_config`,
+    /// read at each connect, so a failover or switchover moves the jobs with it).
     pub pools: Arc<Pools>,
-    /// A dedicated session's settings (`Pools::admin_config`).
-    pub admin: crate::db::PgConfig,
     pub settings: Maintenance,
     /// This agent's id in the history (`monitor::agent_id`).
     pub agent: String,
@@ -182,7 +182,7 @@ pub async fn run_tick(context: &Context, job: &Job, tick: DateTime<Utc>) -> Resu
     if !in_window(context.settings.window.as_ref().and_then(|w| w.minutes()), tick) {
         return Ok(Outcome::OutsideWindow);
     }
-    let client = db::admin::connect(&context.admin, db::Purpose::Maintenance)
+    let client = db::admin::connect(&context.pools.admin_config(), db::Purpose::Maintenance)
         .await
         .map_err(|e| db::Error::Unavailable { reason: db::error_chain(&e) })?;
     let taken: bool = client

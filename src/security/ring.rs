@@ -286,6 +286,8 @@ impl KeyRing {
 /// last use every 10 s.
 pub fn spawn_refresh(pools: Weak<Pools>, ring: Arc<KeyRing>, db: crate::db::PgConfig, settings: config::Security) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // Reconnects go to the current primary (a failover or switchover may have moved it).
+        let current = pools.clone();
         let mut notices = db::listen::listen(pools, CHANNEL, Purpose::Security);
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -302,7 +304,8 @@ pub fn spawn_refresh(pools: Weak<Pools>, ring: Arc<KeyRing>, db: crate::db::PgCo
                 _ = tick.tick() => last_reload.elapsed() >= RELOAD_EVERY,
             };
             if client.as_ref().is_none_or(Client::is_closed) {
-                client = db::admin::connect(&db, Purpose::Security).await.ok();
+                let config = current.upgrade().map_or_else(|| db.clone(), |p| p.admin_config());
+                client = db::admin::connect(&config, Purpose::Security).await.ok();
             }
             let Some(c) = &client else { continue };
             if reload || (!ring.roles_ready() && (ring.required || ring.has_stored_keys())) {

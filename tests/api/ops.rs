@@ -403,7 +403,7 @@ async fn each_job_action_does_its_work_and_a_tick_outside_the_window_is_skipped(
     let close = Job { idle_for: Some("1s".into()), ..job("idle", JobAction::CloseIdleSessions) };
     settings.jobs = vec![job("stats", JobAction::Analyze), close.clone()];
     let pools = app.agent.executor.pools.clone();
-    let context = Context { admin: pools.admin_config(), pools, settings: settings.clone(), agent: "test".into(), status: std::sync::Arc::new(JobsStatus::new(&settings)) };
+    let context = Context { pools, settings: settings.clone(), agent: "test".into(), status: std::sync::Arc::new(JobsStatus::new(&settings)) };
     let tick = chrono::Utc::now();
 
     let analyzed = run_tick(&context, &settings.jobs[0], tick).await.unwrap();

@@ -37,6 +37,7 @@ async fn switch_under_load(app: &TestApp, to: u32, from: i64) -> Value {
     wait_until("30 writes acknowledged", Duration::from_secs(30), async || acked.lock().unwrap().len() >= 30).await;
     let (status, report) = app.post("/replication/switchover", &json!({"to": to})).await;
     assert_eq!(status, StatusCode::OK, "{report}");
+    let switched_at = chrono::Utc::now();
     let done = acked.lock().unwrap().len();
     wait_until("30 more writes acknowledged by the new primary", Duration::from_secs(30), async || {
         acked.lock().unwrap().len() >= done + 30
@@ -51,6 +52,12 @@ async fn switch_under_load(app: &TestApp, to: u32, from: i64) -> Value {
         primary.query("SELECT id FROM w", &[]).await.unwrap().iter().map(|r| r.get::<_, i64>(0)).collect();
     let lost: Vec<i64> = acked.lock().unwrap().iter().copied().filter(|id| !ids.contains(id)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost in the switchover: {lost:?} ({report})");
+    // The audit log follows the primary: the writes after the switchover have their rows there.
+    wait_until("audit rows of writes made after the switchover, on the new primary", Duration::from_secs(20), async || {
+        let sql = "SELECT 1 FROM dbagent.audit_log WHERE at > $1 AND statement LIKE 'INSERT INTO w%'";
+        !primary.query(sql, &[&switched_at]).await.unwrap().is_empty()
+    })
+    .await;
     report
 }
 
