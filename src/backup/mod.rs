@@ -3,8 +3,9 @@
 //! half-restored.
 //!
 //! Point-in-time recovery: `wal.rs` (the WAL archive the managed server's `archive_command`
-//! fills), `stream.rs` (the same archive filled by `pg_receivewal` from any server, and the
-//! archive's freshness), `rpo.rs` (the measured RPO), `base.rs` (base backups with
+//! fills), `stream.rs` (the same archive filled by `pg_receivewal` from any server),
+//! `freshness.rs` (where the archive's WAL comes from, the measured RPO and the stream's state),
+//! `rpo.rs` (the RPO tracker), `base.rs` (base backups with
 //! `pg_basebackup`), `window.rs` (the recoverable windows and gaps), `pitr.rs` (recovery into a
 //! new cluster).
 //!
@@ -49,6 +50,7 @@ mod create;
 mod database;
 mod error;
 mod export;
+mod freshness;
 mod key;
 mod leftovers;
 mod load;
@@ -84,7 +86,7 @@ pub use manifest::{
 pub use pitr::{PitrReport, PitrRequest, recover_to};
 pub use window::{BaseWindow, Gap, PitrStatus, Window, status};
 pub use rpo::RpoTracker;
-pub use stream::{StreamStatus, WalFreshness, WalWatch};
+pub use freshness::{StreamStatus, WalFreshness, WalWatch};
 pub use replaced::{Replaced, ReplacedState, Undone, list_replaced, sweep_replaced, undo};
 pub use restore::{RestoreMode, RestoreReport, RestoreRequest, restore};
 pub use retention::{Candidate, Decision, Policy, decide, prune};
@@ -148,6 +150,16 @@ pub enum WalSource {
     /// `pg_receivewal` through a replication slot, from a server dbagent does not run
     /// (`stream.rs`).
     Stream(crate::config::WalStream),
+}
+
+impl WalSource {
+    /// What `/health` and `backup status` call it: `archive_command` or `pg_receivewal`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WalSource::ArchiveCommand => "archive_command",
+            WalSource::Stream(_) => "pg_receivewal",
+        }
+    }
 }
 
 impl Pitr {

@@ -189,7 +189,7 @@ impl Supervisor {
                 _ if Instant::now() >= final_deadline => {
                     return Err(resume_on_failure(format!(
                         "replica {to} did not replay the old primary's last record ({}) within {} s",
-                        crate::backup::stream::format_lsn(checkpoint),
+                        db::Lsn(checkpoint),
                         FINAL_CATCH_UP.as_secs()
                     ))
                     .await);
@@ -269,7 +269,7 @@ impl Supervisor {
             old_primary: old.settings.data_dir.clone(),
             new_primary: promoted.settings.data_dir.clone(),
             primary: primary_pool.location(),
-            checkpoint_lsn: crate::backup::stream::format_lsn(checkpoint),
+            checkpoint_lsn: db::Lsn(checkpoint).to_string(),
             catch_up_ms,
             pause_ms,
             took_ms: started.elapsed().as_millis() as u64,
