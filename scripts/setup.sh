@@ -68,3 +68,9 @@ if [ ! -x "$venv/bin/openapi-spec-validator" ] || [ ! -x "$venv/bin/schemathesis
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check "openapi-spec-validator==0.9.0" "schemathesis==4.32.5"
 fi
+# moto's server mode: a real S3 endpoint, run locally, that the off-site copy tests
+# (backup.remote) upload to and download from.
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "installing: moto[server] (PyPI) into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.5"
+fi

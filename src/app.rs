@@ -437,6 +437,9 @@ impl Serving {
         agent.spawn_maintenance_jobs(crate::monitor::agent_id(address.port()), monitor_stopped.clone());
         spawn_history(agent, address, monitor_stopped.clone());
         spawn_wal_watch(agent, monitor_stopped.clone());
+        if agent.backup.remote.is_some() {
+            tokio::spawn(backup::remote::run(agent.backup.clone(), monitor_stopped.clone()));
+        }
         spawn_alerts(agent, monitor_stopped);
         let (stop_http, http_stopped) = oneshot::channel::<()>();
         let mut router = api::router(agent.state());
@@ -573,6 +576,7 @@ impl Agent {
             requests: self.monitor.requests.clone(),
             backups: (self.config.backup.enable && self.backup.schedule.is_some()).then(|| (self.backup.clone(), self.backup_schedule.clone())),
             wal: self.backup.pitr.is_some().then(|| (self.backup.clone(), self.wal_watch.clone())),
+            remote: self.backup.remote.is_some().then(|| self.backup.clone()),
             auto_migrate: self.auto_migrate.clone(),
             migrations: self.migrations.clone(),
             data_dir: self.monitor.data_dir.clone(),

@@ -47,6 +47,8 @@ fn expression(rule: &str) -> Option<&'static str> {
         "rpo_exceeded" => "dbagent_backup_rpo_seconds {op} {t}",
         "wal_stream_down" => "(1 - dbagent_wal_stream_up) {op} {t}",
         "wal_slot_lag" => "dbagent_wal_stream_slot_lag_bytes {op} {t}",
+        "backup_remote_lag" => "dbagent_backup_remote_lag_seconds {op} {t}",
+        "backup_remote_failing" => "(1 - dbagent_backup_remote_up) {op} {t}",
         "wraparound" => "pg_database_wraparound_age_datfrozenxid {op} {t}",
         "long_transaction" => "pg_long_running_transactions_oldest_timestamp_seconds {op} {t}",
         "idle_in_transaction" => "sum(pg_stat_activity_count{state=~\"idle in transaction.*\"}) {op} {t}",

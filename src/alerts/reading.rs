@@ -53,6 +53,8 @@ pub struct Sources {
     pub backups: Option<(Arc<crate::backup::Settings>, Arc<ScheduleStats>)>,
     /// The WAL archive's freshness, with `backup.pitr`.
     pub wal: Option<(Arc<crate::backup::Settings>, Arc<crate::backup::WalWatch>)>,
+    /// With `backup.remote`: the settings holding the uploader's state.
+    pub remote: Option<Arc<crate::backup::Settings>>,
     pub auto_migrate: Arc<crate::migrate::AutoMigrate>,
     pub migrations: Arc<crate::migrate::Service>,
     /// The managed instance's data directory (disk usage).
@@ -140,6 +142,7 @@ impl Sources {
         }
         self.backups(reading, slow, started);
         self.wal(reading);
+        self.remote(reading);
         if matches!(self.auto_migrate.get(), crate::migrate::AutoState::Failed { .. }) {
             reading.push("migration_failed", "migrations", 1.0);
         } else {
@@ -190,6 +193,14 @@ impl Sources {
                 reading.push("wal_slot_lag_bytes", stream.slot.clone(), lag as f64);
             }
         }
+    }
+
+    /// How far behind the remote store is, and whether its uploads fail.
+    fn remote(&self, reading: &mut Reading) {
+        let Some(remote) = self.remote.as_ref().and_then(|s| s.remote.as_ref()) else { return };
+        let status = remote.status();
+        reading.push("backup_remote_lag_seconds", status.url.clone(), round(status.lag_seconds));
+        reading.push("backup_remote_failing", status.url, if status.state == "failing" { 1.0 } else { 0.0 });
     }
 
     /// The slow checks: the newest backup in the location, and migrations drifted or missing.

@@ -156,6 +156,8 @@ const BUILT_IN: &[BuiltIn] = &[
     b("rpo_exceeded", "rpo_seconds", "s", Op::Ge, (Some(300.0), Some(600.0)), 0.0, "seconds of written WAL not yet safe in the archive (warning at backup.rpo_target)"),
     b("wal_stream_down", "wal_stream_down", "", Op::Ge, (None, Some(1.0)), 60.0, "pg_receivewal is not streaming the configured server's WAL (restarting with backoff)"),
     b("wal_slot_lag", "wal_slot_lag_bytes", "bytes", Op::Ge, (Some(1_073_741_824.0), Some(2_147_483_648.0)), 60.0, "WAL the streaming slot keeps on the server (warning at backup.wal_stream.max_slot_lag)"),
+    b("backup_remote_lag", "backup_remote_lag_seconds", "s", Op::Ge, (Some(3600.0), Some(7200.0)), 0.0, "seconds a complete backup or WAL file has been only local (warning at backup.remote.max_lag)"),
+    b("backup_remote_failing", "backup_remote_failing", "", Op::Ge, (Some(1.0), None), 300.0, "uploads to the remote store (backup.remote) fail (retrying with backoff)"),
     b("wraparound", "xid_age", "xids", Op::Ge, (Some(500_000_000.0), Some(1_500_000_000.0)), 0.0, "transaction ID age of the oldest database (wraparound)"),
     b("long_transaction", "oldest_transaction_seconds", "s", Op::Ge, (Some(300.0), Some(1800.0)), 0.0, "age of the oldest open transaction"),
     b("idle_in_transaction", "idle_in_transaction_sessions", "sessions", Op::Ge, (Some(1.0), Some(10.0)), 60.0, "sessions idle inside a transaction for over a minute"),
@@ -171,10 +173,10 @@ pub fn names() -> Vec<&'static str> {
     BUILT_IN.iter().map(|r| r.name).collect()
 }
 
-/// Every rule: the built-in ones with `alerts.rules` applied (`backup_too_old`, `rpo_exceeded`
-/// and `wal_slot_lag` warn at `backup.max_age`, `backup.rpo_target` and
-/// `backup.wal_stream.max_slot_lag`, and are critical at twice that, unless set), then the
-/// custom ones.
+/// Every rule: the built-in ones with `alerts.rules` applied (`backup_too_old`, `rpo_exceeded`,
+/// `wal_slot_lag` and `backup_remote_lag` warn at `backup.max_age`, `backup.rpo_target`,
+/// `backup.wal_stream.max_slot_lag` and `backup.remote.max_lag`, and are critical at twice
+/// that, unless set), then the custom ones.
 pub fn all(settings: &config::Alerts, backup: &config::Backup) -> Vec<Rule> {
     let mut rules: Vec<Rule> = BUILT_IN.iter().map(|d| built_in(d, settings.rules.get(d.name), backup)).collect();
     rules.extend(settings.custom.iter().map(custom));
@@ -186,6 +188,7 @@ fn built_in(d: &BuiltIn, o: Option<&config::RuleOverride>, backup: &config::Back
         "backup_too_old" => Some(backup.max_age_hours()),
         "rpo_exceeded" => Some(backup.rpo_target_seconds()),
         "wal_slot_lag" => Some(backup.wal_stream.max_slot_lag_bytes() as f64),
+        "backup_remote_lag" => backup.remote.as_ref().map(|r| r.max_lag_seconds()),
         _ => None,
     };
     let (warning, critical) = match scaled {

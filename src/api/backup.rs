@@ -68,6 +68,19 @@ pub struct BackupCreated {
 pub struct BackupList {
     success: bool,
     backups: Vec<backup::Manifest>,
+    /// With `?remote=true`: the backups in the remote store (`backup.remote`), newest first,
+    /// each saying whether the location has it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<Vec<backup::remote::RemoteBackup>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Also list the remote store's backups (400 `remote_not_configured` without
+    /// `backup.remote`).
+    #[serde(default)]
+    pub remote: bool,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -144,8 +157,12 @@ pub async fn create(
     }))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<BackupList>, ApiError> {
-    Ok(Json(BackupList { success: true, backups: backup::list(&state.backup)? }))
+pub async fn list(State(state): State<AppState>, Params(q): Params<ListQuery>) -> Result<Json<BackupList>, ApiError> {
+    let remote = match q.remote {
+        true => Some(backup::remote::list_backups(&state.backup).await?),
+        false => None,
+    };
+    Ok(Json(BackupList { success: true, backups: backup::list(&state.backup)?, remote }))
 }
 
 pub async fn get(State(state): State<AppState>, PathParam(id): PathParam) -> Result<Json<Succeeded<backup::Manifest>>, ApiError> {
@@ -279,6 +296,7 @@ pub enum Confirm {
 pub async fn status(State(state): State<AppState>) -> Result<Json<Succeeded<backup::PitrStatus>>, ApiError> {
     let mut status = backup::status(&state.backup)?;
     status.wal = state.wal_watch.freshness(&state.backup);
+    status.remote = state.backup.remote.as_ref().map(|r| r.status());
     Ok(ok(status))
 }
 

@@ -29,6 +29,7 @@
 //! | `sql_error` | `BadRequest` | 400 | PostgreSQL rejected the statement (SQLSTATE given) |
 //! | `invalid_name` | `BadRequest` | 400 | `/schema/{table}` name does not parse |
 //! | `outside_backup_location` | `BadRequest` | 400 | a restore path outside `backup.location` |
+//! | `remote_not_configured` | `BadRequest` | 400 | a call about the remote backup store (`?remote=true`) without `backup.remote` |
 //! | `not_a_table` | `BadRequest` | 400 | `/seed/generate` names a view or another relation that is not a table |
 //! | `unauthenticated` | `Unauthenticated` | 401 | no API key where one is required, or one that is unknown, expired or revoked (the answer never says which) |
 //! | `permission_denied` | `PermissionDenied` | 403 | SQLSTATE 42501 |
@@ -80,6 +81,7 @@
 //! | `notification_failed` | `Unavailable` | 503 | `/alerts/test`: the channel's receiver did not take the notification (after the retries) |
 //! | `roles_unavailable` | `Unavailable` | 503 | the roles that enforce read and write keys' scopes are missing or too privileged |
 //! | `insufficient_storage` | `Unavailable` | 503 | the disk of the backup location or WAL archive is full: free space and retry |
+//! | `remote_store_unavailable` | `Unavailable` | 503 | the remote backup store (`backup.remote`) refused or could not be reached (the object is named; nothing was changed locally) |
 //! | `query_timeout` | `Timeout` | 504 | the statement ran past `query_timeout` and was cancelled on the server |
 //! | `rate_limited` | `RateLimited` | 429 | the key's rate or its requests in flight are over its limit (`Retry-After` given) |
 //!

@@ -30,6 +30,13 @@ pub async fn full(State(state): State<AppState>) -> (StatusCode, Json<HealthRepo
         }
         report.wal = Some(wal);
     }
+    if let Some(remote) = &state.backup.remote {
+        let remote = remote.status();
+        if (remote.state == "failing" || remote.lag_seconds > remote.max_lag_seconds) && report.status == "healthy" {
+            report.status = "degraded";
+        }
+        report.backup_remote = Some(remote);
+    }
     report.security = Some(state.security.report());
     if state.config.alerts.enabled {
         let alerts = state.alerts.report();

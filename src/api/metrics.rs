@@ -37,6 +37,7 @@ pub async fn scrape(State(state): State<AppState>) -> Response {
         cache: executor.cache.as_deref().map(|c| c.stats()),
         backups,
         wal: state.wal_watch.freshness(&state.backup),
+        remote: state.backup.remote.as_ref().map(|r| r.status()),
         collector: monitor.collector.as_deref(),
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         alerts: state.config.alerts.enabled.then_some(&*state.alerts),

@@ -139,6 +139,9 @@ pub(crate) async fn take(
     };
     manifest.write(&backup.dir)?;
     backup.commit();
+    if let Some(remote) = &settings.remote {
+        remote.kick();
+    }
     tracing::info!(raw_bytes = manifest.raw_bytes, stored_bytes = manifest.stored_bytes, duration_ms = manifest.duration_ms, "base backup complete");
     catalog::mirror(db, &manifest).await;
     Ok(manifest)

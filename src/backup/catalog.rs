@@ -106,7 +106,15 @@ pub async fn delete(db: &PgConfig, settings: &Settings, id: &str, force: bool) -
         return Err(Error::NotFound { id: id.to_owned() });
     }
     let root = location::root(settings)?;
-    let (dir, manifest) = location::resolve(&root, id)?;
+    let (dir, manifest) = match location::resolve(&root, id) {
+        Ok((dir, manifest)) => (Some(dir), manifest),
+        // Only in the bucket: the same rules, then the remote copy goes.
+        Err(Error::NotFound { .. }) if settings.remote.is_some() => match remote_manifest(settings, id).await? {
+            Some(manifest) => (None, manifest),
+            None => return Err(Error::NotFound { id: id.to_owned() }),
+        },
+        Err(err) => return Err(err),
+    };
     if let Some(reason) = manifest.pin_reason()
         && !force
     {
@@ -121,10 +129,24 @@ pub async fn delete(db: &PgConfig, settings: &Settings, id: &str, force: bool) -
             ),
         });
     }
-    remove_backup_dir(&dir);
+    // The remote copy first: when the store cannot be reached, nothing is deleted and the
+    // caller is told, rather than leaving a copy no retention would ever remove.
+    if let Some(remote) = &settings.remote {
+        remote.delete_backup(id).await?;
+    }
+    if let Some(dir) = dir {
+        remove_backup_dir(&dir);
+    }
     tracing::info!(backup_id = %id, forced = force, "backup deleted");
     unmirror(db, id).await;
     Ok(manifest)
+}
+
+async fn remote_manifest(settings: &Settings, id: &str) -> Result<Option<Manifest>, Error> {
+    match &settings.remote {
+        Some(remote) => Ok(remote.manifest(id).await?.map(|(m, _)| m)),
+        None => Ok(None),
+    }
 }
 
 /// Pins a backup (`Some(by)`: retention never deletes it until it is unpinned) or unpins it
@@ -153,7 +175,11 @@ pub struct RebuildReport {
 /// Rewrites `dbagent.backups` from the manifests in the location, in one transaction: every
 /// manifest gets its row, rows without a manifest go.
 pub async fn rebuild_catalog(db: &PgConfig, settings: &Settings) -> Result<RebuildReport, Error> {
-    let manifests = list(settings)?;
+    rebuild_from(db, &list(settings)?).await
+}
+
+/// Rewrites `dbagent.backups` to hold exactly `manifests`, in one transaction.
+pub(crate) async fn rebuild_from(db: &PgConfig, manifests: &[Manifest]) -> Result<RebuildReport, Error> {
     let mut client = connect(db, crate::db::Purpose::Backup).await?;
     ensure_table(&client).await?;
     let tx = client.transaction().await.map_err(Error::db("start the catalog rebuild"))?;
@@ -162,7 +188,7 @@ pub async fn rebuild_catalog(db: &PgConfig, settings: &Settings) -> Result<Rebui
         .execute("DELETE FROM dbagent.backups WHERE NOT (id = ANY($1))", &[&ids])
         .await
         .map_err(Error::db("remove catalog rows without a manifest"))?;
-    for manifest in &manifests {
+    for manifest in manifests {
         let json = serde_json::to_string(manifest).expect("a manifest always serializes");
         tx.execute(UPSERT, &[&json]).await.map_err(Error::db("write a catalog row"))?;
     }

@@ -194,6 +194,9 @@ async fn take(
     }
     manifest.write(&backup.dir)?;
     backup.commit();
+    if let Some(remote) = &settings.remote {
+        remote.kick();
+    }
     tracing::info!(
         raw_bytes = manifest.raw_bytes,
         stored_bytes = manifest.stored_bytes,

@@ -163,6 +163,29 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
+    /// The remote store (`backup.remote`) refused or could not be reached. The message names
+    /// the object; the store's own answer is the source.
+    #[error("the remote backup store could not {action} {key}")]
+    Remote {
+        action: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// Streaming a file to or from the remote store failed.
+    #[error("the remote backup store could not {action} {key}")]
+    RemoteIo {
+        action: &'static str,
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A call that needs `backup.remote` without it.
+    #[error("no remote store is configured (backup.remote)")]
+    RemoteNotConfigured,
+
     /// The database could not be reached, or the connection was lost.
     #[error("the database is unavailable")]
     Unavailable {
@@ -240,7 +263,8 @@ impl Classify for Error {
             Error::InvalidRequest { .. }
             | Error::InvalidKey { .. }
             | Error::InvalidSchedule { .. }
-            | Error::OutsideLocation { .. } => ErrorKind::BadRequest,
+            | Error::OutsideLocation { .. }
+            | Error::RemoteNotConfigured => ErrorKind::BadRequest,
             Error::NotFound { .. } | Error::ReplacedNotFound { .. } => ErrorKind::NotFound,
             Error::ConfirmationRequired { .. } | Error::ForceRequired { .. } => ErrorKind::Conflict,
             Error::Pinned { .. } | Error::TargetExists { .. } | Error::Conflict { .. } => ErrorKind::Conflict,
@@ -257,7 +281,7 @@ impl Classify for Error {
             | Error::ToolTimedOut { .. }
             | Error::Io { .. }
             | Error::Database { .. } => ErrorKind::Internal,
-            Error::Unavailable { .. } | Error::NoSpace => ErrorKind::Unavailable,
+            Error::Unavailable { .. } | Error::NoSpace | Error::Remote { .. } | Error::RemoteIo { .. } => ErrorKind::Unavailable,
         }
     }
 
@@ -283,6 +307,8 @@ impl Classify for Error {
             | Error::Io { .. }
             | Error::Database { .. } => INTERNAL,
             Error::Unavailable { .. } => "database_unavailable",
+            Error::Remote { .. } | Error::RemoteIo { .. } => "remote_store_unavailable",
+            Error::RemoteNotConfigured => "remote_not_configured",
             Error::NoSpace => "insufficient_storage",
         }
     }

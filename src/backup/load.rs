@@ -36,6 +36,8 @@ impl Backup {
     /// Resolves `given` inside the location and derives the backup's data key (on a blocking
     /// thread: Argon2id is deliberately slow).
     pub(crate) async fn open(root: &Path, settings: &Settings, given: &str) -> Result<Backup, Error> {
+        // A backup only in the remote store is downloaded into the location first.
+        super::remote::fetch_backup(settings, given).await?;
         let (dir, manifest) = location::resolve(root, given)?;
         let key = match (manifest.encryption.clone(), settings.encryption.clone()) {
             (None, _) => None,

@@ -28,6 +28,8 @@
 //!   into `pg_restore` (shared by restore and verify).
 //! - `retention.rs`: which backups to delete (a pure function) and `prune`.
 //! - `schedule.rs`: the cron schedule and the one-agent-runs-it advisory lock.
+//! - `remote/`: off-site copies in object storage (`backup.remote`): the background uploader,
+//!   the remote catalogue, downloads when the local copy is gone.
 //!
 //! Invariants kept here:
 //! - a backup exists when, and only when, its `manifest.json` exists: the manifest is written
@@ -58,6 +60,7 @@ mod location;
 mod manifest;
 mod pipeline;
 mod pitr;
+pub mod remote;
 mod replaced;
 mod restore;
 mod retention;
@@ -127,6 +130,8 @@ pub struct Settings {
     /// Hours a database replaced by a restore is kept before it is dropped (config
     /// `backup.keep_replaced_hours`); 0 drops it at once. Default 24.
     pub keep_replaced_hours: u32,
+    /// Off-site copies (`backup.remote`), with the uploader's state. Default none.
+    pub remote: Option<std::sync::Arc<remote::Remote>>,
 }
 
 /// How WAL reaches the archive, and how recovery reads it back.
@@ -223,6 +228,7 @@ impl Settings {
         settings.jobs = b.jobs;
         settings.pitr = Pitr::from_config(config)?;
         settings.keep_replaced_hours = b.keep_replaced_hours;
+        settings.remote = b.remote.as_ref().map(remote::Remote::from_config).transpose()?.map(std::sync::Arc::new);
         Ok(settings)
     }
 
@@ -251,6 +257,7 @@ impl Settings {
             tool_timeout: Duration::from_secs(6 * 3600),
             pitr: None,
             keep_replaced_hours: 24,
+            remote: None,
         }
     }
 

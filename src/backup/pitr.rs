@@ -105,6 +105,9 @@ pub async fn recover_to(
         return Err(Error::invalid(format!("to_time {t} is in the future")));
     }
     let root = location::root(settings)?;
+    // With a remote store: the base backup the recovery starts from and the WAL after it come
+    // from the bucket when the location lacks them (a lost machine).
+    super::remote::prepare_recovery(settings, req.backup_id.as_deref(), req.to_time).await?;
     let chosen = choose_base(&root, req)?;
     let backup = Backup::open(&root, settings, &chosen).await?;
     tracing::info!(backup_id = %backup.manifest.id, to_time = ?req.to_time, data_dir = %req.cluster.data_dir.display(), "point-in-time recovery");

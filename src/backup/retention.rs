@@ -167,7 +167,45 @@ pub async fn prune(db: &PgConfig, settings: &Settings, dry_run: bool) -> Result<
         }
     }
     super::window::prune_archive(settings)?;
+    if settings.remote.is_some() {
+        prune_remote(settings).await?;
+    }
     Ok(decisions)
+}
+
+/// The same retention over the bucket: the remote copies of backups pruned here went with
+/// them (`catalog::delete`); this removes those only the bucket still holds (deleted locally
+/// while the store was unreachable, or copies of a lost machine), and the remote WAL no
+/// remaining remote base backup needs.
+async fn prune_remote(settings: &Settings) -> Result<(), Error> {
+    let Some(remote) = &settings.remote else { return Ok(()) };
+    let listed: Vec<Manifest> = super::remote::list_backups(settings).await?.into_iter().map(|r| r.manifest).collect();
+    let (base, dumps): (Vec<&Manifest>, Vec<&Manifest>) = listed.iter().partition(|m| m.kind == BackupKind::Base);
+    let now = Utc::now();
+    for family in [dumps, base] {
+        let candidates: Vec<Candidate> = family.iter().copied().map(Candidate::from).collect();
+        for decision in decide(&candidates, &settings.policy(), now).into_iter().filter(|d| !d.keep) {
+            let Some(manifest) = family.iter().find(|m| m.id == decision.id) else { continue };
+            // The newest good backup of its database stays, as locally.
+            if catalog::newest_good(&listed, &manifest.database).is_some_and(|m| m.id == manifest.id) {
+                continue;
+            }
+            if remote.delete_backup(&decision.id).await? {
+                tracing::info!(backup_id = %decision.id, reason = %decision.reason, "pruned the remote copy");
+            }
+        }
+    }
+    let oldest = listed.iter().filter_map(|m| m.base.as_ref()).min_by_key(|b| b.finished_at);
+    if let Some(oldest) = oldest
+        && let Some(super::wal::WalFile::Segment { log, seg, .. }) = super::wal::WalFile::parse(&oldest.start_segment)
+    {
+        let size = oldest.wal_segment_size;
+        let removed = remote.prune_wal(oldest.timeline, super::wal::segment_number(log, seg, size), size).await?;
+        if removed > 0 {
+            tracing::info!(removed, "pruned remote WAL older than the oldest remote base backup");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

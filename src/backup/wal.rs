@@ -247,15 +247,7 @@ pub fn list(archive: &Path) -> Result<BTreeMap<String, Archived>, Error> {
 pub fn prune(archive: &Path, timeline: u32, keep_from: u64, size: u64) -> Result<usize, Error> {
     let mut removed = 0;
     for name in list(archive)?.into_keys() {
-        let doomed = match WalFile::parse(&name) {
-            Some(WalFile::Segment { timeline: t, log, seg }) => t <= timeline && segment_number(log, seg, size) < keep_from,
-            Some(WalFile::BackupHistory | WalFile::Partial) => match WalFile::parse(&name[..24]) {
-                Some(WalFile::Segment { timeline: t, log, seg }) => t <= timeline && segment_number(log, seg, size) < keep_from,
-                _ => false,
-            },
-            _ => false,
-        };
-        if doomed {
+        if prunable(&name, timeline, keep_from, size) {
             // The sidecar first: without it the segment no longer counts as archived.
             let sidecar = archive.join(format!("{name}.json"));
             std::fs::remove_file(&sidecar).map_err(Error::io("remove", &sidecar))?;
@@ -264,6 +256,19 @@ pub fn prune(archive: &Path, timeline: u32, keep_from: u64, size: u64) -> Result
         }
     }
     Ok(removed)
+}
+
+/// Whether [`prune`] removes the archived file `name` (the same rule for the remote copies).
+pub(crate) fn prunable(name: &str, timeline: u32, keep_from: u64, size: u64) -> bool {
+    let before = |segment: &str| match WalFile::parse(segment) {
+        Some(WalFile::Segment { timeline: t, log, seg }) => t <= timeline && segment_number(log, seg, size) < keep_from,
+        _ => false,
+    };
+    match WalFile::parse(name) {
+        Some(WalFile::Segment { .. }) => before(name),
+        Some(WalFile::BackupHistory | WalFile::Partial) => name.get(..24).is_some_and(before),
+        _ => false,
+    }
 }
 
 fn read_sidecar(path: &Path) -> Result<Option<Archived>, Error> {

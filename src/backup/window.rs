@@ -32,6 +32,9 @@ pub struct PitrStatus {
     /// Where the WAL comes from and the measured RPO against `backup.rpo_target`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal: Option<super::WalFreshness>,
+    /// The off-site copies (`backup.remote`): what is still only local, and the uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<super::remote::Status>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -90,6 +93,7 @@ pub fn status(settings: &Settings) -> Result<PitrStatus, Error> {
         base_backups,
         gaps: gaps(&segments, size),
         wal: None,
+        remote: None,
     })
 }
 

@@ -60,7 +60,7 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
         Command::Instance(cmd) => instance_cmd(&config, cmd, cli.json).await,
         command => {
             match database::need(&command) {
-                database::Need::Nothing => return offline(&config, command, cli.json),
+                database::Need::Nothing => return offline(&config, command, cli.json).await,
                 database::Need::Existing => database::require_existing(&config)?,
                 database::Need::Started => database::announce_start(&config, cli.keep_running)?,
             }
@@ -101,15 +101,19 @@ pub async fn run(cli: Cli, env: Environment) -> Result<(), Failure> {
 }
 
 /// Commands that read files only (`backup list`, `backup status`): no agent, no database.
-fn offline(config: &Config, command: Command, as_json: bool) -> Result<(), Failure> {
+async fn offline(config: &Config, command: Command, as_json: bool) -> Result<(), Failure> {
     use crate::backup;
     let settings = backup::Settings::from_config(config).map_err(|e| Failure { code: exit::USAGE, error: e.into() })?;
     match command {
-        Command::Backup(BackupCommand::List { replaced: false }) => output::backups(&backup::list(&settings).map_err(failure)?, as_json),
+        Command::Backup(BackupCommand::List { replaced: false, remote: false }) => output::backups(&backup::list(&settings).map_err(failure)?, as_json),
+        Command::Backup(BackupCommand::List { replaced: false, remote: true }) => {
+            output::remote_backups(&backup::remote::list_backups(&settings).await.map_err(failure)?, as_json)
+        }
         Command::Alerts(super::alerts::AlertsCommand::ExportRules { output }) => super::alerts::export_rules(config, output.as_deref()),
         Command::Backup(BackupCommand::Status) => {
             let mut status = backup::status(&settings).map_err(failure)?;
             status.wal = backup::WalWatch::freshness_offline(&settings);
+            status.remote = backup::remote::offline_status(&settings).await;
             output::key_values(&serde_json::to_value(status)?, as_json)
         }
         Command::Openapi => {
@@ -460,8 +464,11 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
             }
             json!({ "backup_id": manifest.id, "stored_bytes": manifest.stored_bytes, "raw_bytes": manifest.raw_bytes, "duration_ms": manifest.duration_ms })
         }
-        BackupCommand::List { replaced: false } => return output::backups(&backup::list(settings).map_err(fail)?, as_json),
-        BackupCommand::List { replaced: true } => {
+        BackupCommand::List { replaced: false, remote: false } => return output::backups(&backup::list(settings).map_err(fail)?, as_json),
+        BackupCommand::List { replaced: false, remote: true } => {
+            return output::remote_backups(&backup::remote::list_backups(settings).await.map_err(fail)?, as_json);
+        }
+        BackupCommand::List { replaced: true, .. } => {
             let replaced = backup::list_replaced(&db).await.map_err(fail)?;
             return output::replaced(&replaced, as_json);
         }
@@ -479,10 +486,14 @@ async fn backup_cmd(agent: &Agent, cmd: BackupCommand, as_json: bool) -> Result<
             return output::prune(&decisions, dry_run, as_json);
         }
         BackupCommand::Delete { id, force } => json!({ "deleted": backup::delete(&db, settings, &id, force).await.map_err(fail)?.id }),
-        BackupCommand::RebuildCatalog => serde_json::to_value(backup::rebuild_catalog(&db, settings).await.map_err(fail)?)?,
+        BackupCommand::RebuildCatalog { remote: false } => serde_json::to_value(backup::rebuild_catalog(&db, settings).await.map_err(fail)?)?,
+        BackupCommand::RebuildCatalog { remote: true } => {
+            serde_json::to_value(backup::remote::rebuild_from_remote(&db, settings).await.map_err(fail)?)?
+        }
         BackupCommand::Status => {
             let mut status = backup::status(settings).map_err(fail)?;
             status.wal = backup::WalWatch::freshness_offline(settings);
+            status.remote = backup::remote::offline_status(settings).await;
             serde_json::to_value(status)?
         }
         BackupCommand::Export { id, to } => serde_json::to_value(backup::export(settings, &id, &to).await.map_err(fail)?)?,

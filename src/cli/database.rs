@@ -27,8 +27,8 @@ pub enum Need {
 
 pub fn need(command: &Command) -> Need {
     match command {
-        Command::Backup(BackupCommand::List { replaced: false } | BackupCommand::Status) | Command::Openapi => Need::Nothing,
-        Command::Backup(BackupCommand::List { replaced: true }) => Need::Existing,
+        Command::Backup(BackupCommand::List { replaced: false, .. } | BackupCommand::Status) | Command::Openapi => Need::Nothing,
+        Command::Backup(BackupCommand::List { replaced: true, .. }) => Need::Existing,
         Command::Alerts(super::alerts::AlertsCommand::ExportRules { .. }) => Need::Nothing,
         Command::Alerts(
             super::alerts::AlertsCommand::List { .. } | super::alerts::AlertsCommand::Show { .. } | super::alerts::AlertsCommand::Silences { .. } | super::alerts::AlertsCommand::Rules,

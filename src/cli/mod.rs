@@ -161,10 +161,13 @@ pub enum BackupCommand {
         tables: Vec<String>,
     },
     /// The backups in the location, newest first; --replaced: the databases restores
-    /// replaced (kept for backup.keep_replaced_hours, `dbagent restore undo ID` swaps one back).
+    /// replaced (kept for backup.keep_replaced_hours, `dbagent restore undo ID` swaps one back);
+    /// --remote: the backups in the remote store (backup.remote), and which are also local.
     List {
-        #[arg(long)]
+        #[arg(long, conflicts_with = "remote")]
         replaced: bool,
+        #[arg(long)]
+        remote: bool,
     },
     /// Check a backup: --level 1 checksums, 2 also a trial restore with row counts.
     Verify {
@@ -183,8 +186,12 @@ pub enum BackupCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Rebuild dbagent.backups from the manifests on disk.
-    RebuildCatalog,
+    /// Rebuild dbagent.backups from the manifests on disk; --remote: also from those in the
+    /// remote store (a lost machine's catalogue, from the bucket alone).
+    RebuildCatalog {
+        #[arg(long)]
+        remote: bool,
+    },
     /// Point-in-time recovery: the WAL archive, the recoverable window, any gap.
     Status,
     /// Write a backup out as plain pg_dump output (decrypted, decompressed, checked): a file

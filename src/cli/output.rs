@@ -397,6 +397,34 @@ pub fn backups(list: &[crate::backup::Manifest], as_json: bool) -> Result<(), Fa
     Ok(())
 }
 
+/// `backup list --remote`: the backups in the remote store, and which the location also has.
+pub fn remote_backups(list: &[crate::backup::remote::RemoteBackup], as_json: bool) -> Result<(), Failure> {
+    if as_json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no backups in the remote store yet (the serving agent uploads each one once it is complete)");
+        return Ok(());
+    }
+    let mut table = new_table(["id", "name", "kind", "created (UTC)", "size", "local copy"].map(String::from).to_vec());
+    for r in list {
+        let m = &r.manifest;
+        table.add_row(vec![
+            m.id.clone(),
+            m.name.clone().unwrap_or_default(),
+            enum_name(&m.kind),
+            when(&m.created_at),
+            human_bytes(m.stored_bytes as i64),
+            if r.local { "yes".into() } else { "no (restore and verify download it)".into() },
+        ]);
+    }
+    right_align(&mut table, 4);
+    println!("{table}");
+    let total: u64 = list.iter().map(|r| r.manifest.stored_bytes).sum();
+    println!("{} backup{} in the remote store, {} stored", list.len(), if list.len() == 1 { "" } else { "s" }, human_bytes(total as i64));
+    Ok(())
+}
+
 /// `backup list --replaced`: the databases restores replaced, and whether they can be swapped
 /// back.
 pub fn replaced(list: &[crate::backup::Replaced], as_json: bool) -> Result<(), Failure> {

@@ -61,6 +61,9 @@ pub struct Backup {
     /// `POST /restores/{id}/undo`) for this many hours, then drops it; 0 drops it at once after
     /// a successful swap. At most 8760 (a year). Default 24.
     pub keep_replaced_hours: u32,
+    /// Off-site copies in object storage: every complete backup and archived WAL file is
+    /// uploaded in the background (`src/backup/remote/`). Default none.
+    pub remote: Option<Remote>,
 }
 
 impl Default for Backup {
@@ -84,6 +87,7 @@ impl Default for Backup {
             agent_binary: None,
             max_age: "26h".into(),
             keep_replaced_hours: 24,
+            remote: None,
         }
     }
 }
@@ -132,6 +136,9 @@ impl Backup {
         if self.keep_replaced_hours > 8760 {
             return invalid("backup.keep_replaced_hours", "must be between 0 (drop at once) and 8760 hours (a year)");
         }
+        if let Some(remote) = &self.remote {
+            remote.validate()?;
+        }
         Ok(())
     }
 }
@@ -175,6 +182,101 @@ impl WalStream {
         }
         if parse_bytes(&self.max_slot_lag).is_none_or(|b| b == 0) {
             return invalid("backup.wal_stream.max_slot_lag", "must be a size such as 512MB or 1GB");
+        }
+        Ok(())
+    }
+}
+
+/// `backup.remote`: where the off-site copies go. Credentials come from these settings when
+/// set, otherwise from the environment the cloud's own tools read (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`; `GOOGLE_SERVICE_ACCOUNT`;
+/// `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY` ...).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Remote {
+    /// `s3://bucket/prefix` (AWS S3 and S3-compatible stores: MinIO, Ceph, R2),
+    /// `gs://bucket/prefix` (Google Cloud Storage) or `az://container/prefix` (Azure Blob).
+    /// The backups go under the prefix in the local location's layout.
+    pub url: String,
+    /// An S3-compatible store's address, e.g. `http://minio:9000` (AWS when unset).
+    pub endpoint: Option<String>,
+    /// The S3 region. Default: the environment's, else `us-east-1`.
+    pub region: Option<String>,
+    /// S3 access key id; use `${VAR}` to take it from the environment.
+    pub access_key_id: Option<Secret>,
+    /// S3 secret access key; use `${VAR}` to take it from the environment.
+    pub secret_access_key: Option<Secret>,
+    /// Allow plain `http://` endpoints (a local MinIO). Default false; an `http://` endpoint
+    /// turns it on.
+    pub allow_http: bool,
+    /// A complete backup or archived WAL file still only local after this long makes
+    /// `/health` degraded and fires the `backup_remote_lag` alert: `1h`, `30m`. Default `1h`.
+    pub max_lag: String,
+    /// How often the uploader looks for new local files: `30s`. After a failure it retries
+    /// with backoff instead (1 s, doubling up to 5 min). Default `30s`.
+    pub interval: String,
+    /// Uploads running at once. Default 4.
+    pub concurrency: u32,
+}
+
+impl Default for Remote {
+    fn default() -> Self {
+        Remote {
+            url: String::new(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            max_lag: "1h".into(),
+            interval: "30s".into(),
+            concurrency: 4,
+        }
+    }
+}
+
+impl Remote {
+    /// [`Remote::max_lag`] in seconds.
+    pub fn max_lag_seconds(&self) -> f64 {
+        super::parse_seconds(&self.max_lag).unwrap_or(3600.0)
+    }
+
+    /// [`Remote::interval`] in seconds.
+    pub fn interval_seconds(&self) -> f64 {
+        super::parse_seconds(&self.interval).unwrap_or(30.0)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let scheme = self.url.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss")) {
+            return invalid(
+                "backup.remote.url",
+                "must name a bucket: s3://bucket/prefix, gs://bucket/prefix or az://container/prefix",
+            );
+        }
+        let rest = self.url.split_once("://").map_or("", |(_, r)| r);
+        if rest.split('/').next().is_none_or(str::is_empty) {
+            return invalid("backup.remote.url", "has no bucket (s3://bucket/prefix)");
+        }
+        if rest.split('/').skip(1).any(|part| part == ".." || part == ".") {
+            return invalid("backup.remote.url", "the prefix may not hold . or .. segments");
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return invalid("backup.remote.endpoint", "must be an http:// or https:// address");
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return invalid("backup.remote.access_key_id", "set both access_key_id and secret_access_key, or neither");
+        }
+        if super::parse_seconds(&self.max_lag).is_none_or(|s| s < 1.0) {
+            return invalid("backup.remote.max_lag", "must be a duration of a second or more, e.g. 1h");
+        }
+        if super::parse_seconds(&self.interval).is_none_or(|s| !(0.1..=3600.0).contains(&s)) {
+            return invalid("backup.remote.interval", "must be a duration between 100ms and 1h, e.g. 30s");
+        }
+        if !(1..=64).contains(&self.concurrency) {
+            return invalid("backup.remote.concurrency", "must be between 1 and 64");
         }
         Ok(())
     }

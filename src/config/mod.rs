@@ -32,7 +32,7 @@ mod server;
 mod transactions;
 
 pub use alerts::{Alerts, Channel, ChannelKind, CustomRule, Delivery, Level, RuleOverride, Smtp, SmtpSecurity, parse_seconds};
-pub use backup::{Backup, Compression, WalStream, parse_bytes};
+pub use backup::{Backup, Compression, Remote as BackupRemote, WalStream, parse_bytes};
 pub use caching::Caching;
 pub use connection_pool::ConnectionPool;
 pub use error::Error;

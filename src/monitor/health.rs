@@ -33,6 +33,11 @@ pub struct HealthReport {
     /// over its target marks the report `degraded`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal: Option<crate::backup::WalFreshness>,
+    /// Off-site copies (`backup.remote`): the uploader's state, what is still only local and
+    /// for how long. A failing store or a lag over `backup.remote.max_lag` marks the report
+    /// `degraded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_remote: Option<crate::backup::remote::Status>,
     /// Access control: whether keys are required (and a warning when they are off beyond
     /// loopback), refused calls, and the audit queue (`dropped` only with `on_overflow: drop`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -201,6 +206,7 @@ pub async fn report(pools: &Pools, stats: &Stats, cache: Option<&crate::cache::C
         backups: None,
         wal_archive: None,
         wal: None,
+        backup_remote: None,
         security: None,
         alerts: None,
         maintenance: None,

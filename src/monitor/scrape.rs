@@ -20,6 +20,8 @@ pub struct Scrape<'a> {
     pub backups: Option<ScheduleStatsSnapshot>,
     /// The WAL archive's freshness, with `backup.pitr`.
     pub wal: Option<crate::backup::WalFreshness>,
+    /// The off-site copies' uploader (`backup.remote`).
+    pub remote: Option<crate::backup::remote::Status>,
     pub collector: Option<&'a Collector>,
     pub uptime_seconds: f64,
     /// Alerts firing and notifications sent, with `alerts.enabled`.
@@ -39,6 +41,7 @@ impl Scrape<'_> {
         self.cache(&mut text);
         self.backups(&mut text);
         self.wal(&mut text);
+        self.remote(&mut text);
         if let Some(alerts) = self.alerts {
             alerts.render(&mut text);
         }
@@ -184,6 +187,19 @@ impl Scrape<'_> {
             text.family("dbagent_wal_stream_slot_lag_bytes", Kind::Gauge, "WAL the streaming slot keeps on the server (pg_current_wal_lsn() - restart_lsn).");
             text.sample("dbagent_wal_stream_slot_lag_bytes", &slot, lag as f64);
         }
+    }
+
+    fn remote(&self, text: &mut Text) {
+        let Some(r) = &self.remote else { return };
+        text.single("dbagent_backup_remote_up", Kind::Gauge, "1 when the last pass of uploads to the remote store (backup.remote) completed.", if r.state == "failing" { 0.0 } else { 1.0 });
+        text.single("dbagent_backup_remote_lag_seconds", Kind::Gauge, "Seconds since the oldest complete local file not yet in the remote store was complete (0: nothing pending).", r.lag_seconds);
+        text.single("dbagent_backup_remote_max_lag_seconds", Kind::Gauge, "backup.remote.max_lag in seconds.", r.max_lag_seconds);
+        text.single("dbagent_backup_remote_pending_files", Kind::Gauge, "Complete local files (backup files, manifests, WAL) not yet in the remote store.", r.pending_files as f64);
+        text.single("dbagent_backup_remote_pending_bytes", Kind::Gauge, "Bytes of those files.", r.pending_bytes as f64);
+        text.single("dbagent_backup_remote_backups", Kind::Gauge, "Backups in the remote store at the last pass.", r.remote_backups as f64);
+        text.single("dbagent_backup_remote_uploaded_files_total", Kind::Counter, "Files uploaded to the remote store.", r.uploaded_files_total as f64);
+        text.single("dbagent_backup_remote_uploaded_bytes_total", Kind::Counter, "Bytes uploaded to the remote store.", r.uploaded_bytes_total as f64);
+        text.single("dbagent_backup_remote_failures_total", Kind::Counter, "Passes of uploads to the remote store that failed.", r.failures_total as f64);
     }
 
     fn backups(&self, text: &mut Text) {

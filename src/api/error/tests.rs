@@ -369,6 +369,9 @@ fn samples_backup() -> Vec<backup::Error> {
         E::Database { action: "a", source: driver() },
         E::Unavailable { source: driver() },
         E::NoSpace,
+        E::Remote { action: "upload", key: "k".into(), source: object_store::Error::NotImplemented { operation: "o".into(), implementer: "i".into() } },
+        E::RemoteIo { action: "upload", key: "k".into(), source: io() },
+        E::RemoteNotConfigured,
     ];
     for e in &all {
         match e {
@@ -379,6 +382,7 @@ fn samples_backup() -> Vec<backup::Error> {
             E::RowCountMismatch { .. } | E::InvalidManifest { .. } | E::ToolsNotFound { .. } => {}
             E::ToolTooOld { .. } | E::ToolNotRunnable { .. } | E::ToolFailed { .. } | E::ToolTimedOut { .. } => {}
             E::Io { .. } | E::Database { .. } | E::Unavailable { .. } | E::NoSpace => {}
+            E::Remote { .. } | E::RemoteIo { .. } | E::RemoteNotConfigured => {}
         }
     }
     all

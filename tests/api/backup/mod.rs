@@ -11,5 +11,6 @@ mod memory;
 mod pitr;
 mod restore;
 mod roundtrip;
+mod remote;
 mod schedule;
 mod stream;
