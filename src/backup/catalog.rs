@@ -102,6 +102,12 @@ pub(crate) fn newest_good<'a>(newest_first: &'a [Manifest], database: &str) -> O
 /// Deletes a backup (its files, then its mirror row). A backup marked `keep` or pinned, and
 /// the newest good backup of its database (the last way back), are refused unless `force`.
 pub async fn delete(db: &PgConfig, settings: &Settings, id: &str, force: bool) -> Result<Manifest, Error> {
+    delete_with(db, settings, id, force, true).await
+}
+
+/// [`delete`]; with `remote_required` false (retention), a remote copy that cannot be deleted
+/// now is logged and left for the next prune of the bucket, and the local copy goes anyway.
+pub(crate) async fn delete_with(db: &PgConfig, settings: &Settings, id: &str, force: bool, remote_required: bool) -> Result<Manifest, Error> {
     if !location::is_id(id) {
         return Err(Error::NotFound { id: id.to_owned() });
     }
@@ -132,7 +138,13 @@ pub async fn delete(db: &PgConfig, settings: &Settings, id: &str, force: bool) -
     // The remote copy first: when the store cannot be reached, nothing is deleted and the
     // caller is told, rather than leaving a copy no retention would ever remove.
     if let Some(remote) = &settings.remote {
-        remote.delete_backup(id).await?;
+        match remote.delete_backup(id).await {
+            Ok(_) => {}
+            Err(err @ (Error::Remote { .. } | Error::RemoteIo { .. })) if !remote_required && dir.is_some() => {
+                tracing::warn!(backup_id = %id, error = %super::remote::chain(&err), "could not delete the remote copy; the next prune retries");
+            }
+            Err(err) => return Err(err),
+        }
     }
     if let Some(dir) = dir {
         remove_backup_dir(&dir);

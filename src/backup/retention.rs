@@ -157,7 +157,7 @@ pub async fn prune(db: &PgConfig, settings: &Settings, dry_run: bool) -> Result<
     }
     for decision in decisions.iter().filter(|d| !d.keep) {
         // Not forced: a backup pinned since the decision was made stays.
-        match catalog::delete(db, settings, &decision.id, false).await {
+        match catalog::delete_with(db, settings, &decision.id, false, false).await {
             Ok(_) => tracing::info!(backup_id = %decision.id, reason = %decision.reason, "pruned"),
             Err(Error::NotFound { .. }) => {}
             Err(Error::Pinned { .. }) => tracing::info!(backup_id = %decision.id, "pinned since the decision; kept"),
@@ -167,8 +167,12 @@ pub async fn prune(db: &PgConfig, settings: &Settings, dry_run: bool) -> Result<
         }
     }
     super::window::prune_archive(settings)?;
-    if settings.remote.is_some() {
-        prune_remote(settings).await?;
+    // The bucket's retention never stops the location's: a store that cannot be reached now
+    // is pruned by a later run.
+    if settings.remote.is_some()
+        && let Err(err) = prune_remote(settings).await
+    {
+        tracing::warn!(error = %super::remote::chain(&err), "could not apply retention to the remote store; the next prune retries");
     }
     Ok(decisions)
 }

@@ -359,6 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_store_must_name_a_bucket_and_complete_credentials() {
+        let remote = |url: &str| Backup { remote: Some(Remote { url: url.into(), ..Remote::default() }), ..Backup::default() };
+        for good in ["s3://bucket", "s3://bucket/team/prod/", "gs://b/p", "az://container/x"] {
+            remote(good).validate().unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in ["", "bucket/prefix", "http://host/bucket", "s3://", "s3:///prefix", "s3://b/../x", "ftp://b"] {
+            assert!(remote(bad).validate().is_err(), "{bad}");
+        }
+        let mut backup = remote("s3://bucket");
+        let set = |backup: &mut Backup, change: &dyn Fn(&mut Remote)| change(backup.remote.as_mut().unwrap());
+        set(&mut backup, &|r| r.access_key_id = Some(Secret::new("id")));
+        assert!(backup.validate().unwrap_err().to_string().contains("secret_access_key"));
+        set(&mut backup, &|r| r.secret_access_key = Some(Secret::new("secret")));
+        backup.validate().unwrap();
+        for (change, field) in [
+            (&(|r: &mut Remote| r.endpoint = Some("minio:9000".into())) as &dyn Fn(&mut Remote), "endpoint"),
+            (&|r: &mut Remote| r.max_lag = "soon".into(), "max_lag"),
+            (&|r: &mut Remote| r.interval = "0s".into(), "interval"),
+            (&|r: &mut Remote| r.concurrency = 0, "concurrency"),
+        ] {
+            let mut bad = backup.clone();
+            set(&mut bad, change);
+            assert!(bad.validate().unwrap_err().to_string().contains(field), "{field}");
+        }
+    }
+
+    #[test]
     fn a_slot_name_postgres_would_refuse_is_refused_here() {
         let mut backup = Backup::default();
         backup.validate().unwrap();

@@ -170,7 +170,17 @@ pub async fn prepare_recovery(
     }
     let root = location::root(settings)?;
     let mut bases: Vec<Manifest> = super::super::window::base_backups(&root)?.into_iter().map(|(m, _)| m).collect();
-    for remote in list_backups(settings).await? {
+    // A store that cannot be reached does not stop a recovery the location can serve alone;
+    // when it cannot, the recovery's own checks say what is missing.
+    let listed = match list_backups(settings).await {
+        Ok(listed) => listed,
+        Err(err @ (Error::Remote { .. } | Error::RemoteIo { .. })) => {
+            tracing::warn!(error = %super::chain(&err), "the remote store cannot be read; recovering from the location alone");
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    };
+    for remote in listed {
         if remote.manifest.base.is_some() && !bases.iter().any(|m| m.id == remote.manifest.id) {
             bases.push(remote.manifest);
         }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::helpers::{connect, spawn_managed_app};
 
 /// Waits until the server has archived the segment it just switched away from.
-async fn switch_and_wait_for_archive(db: &tokio_postgres::Client) -> String {
+pub(super) async fn switch_and_wait_for_archive(db: &tokio_postgres::Client) -> String {
     let segment: String = db.query_one("SELECT pg_walfile_name(pg_switch_wal())", &[]).await.unwrap().get(0);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

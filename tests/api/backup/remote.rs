@@ -271,3 +271,57 @@ async fn a_store_that_was_down_is_caught_up_and_retention_deletes_remote_copies(
     assert!(!keys.iter().any(|k| k.contains(&second)), "{keys:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A lost machine's point-in-time recovery: the base backup and the archived WAL after it come
+/// back from the bucket alone.
+#[tokio::test]
+async fn point_in_time_recovery_reads_the_base_backup_and_wal_from_the_bucket() {
+    let moto = Moto::start(free_port(), "pitr").await;
+    let endpoint = moto.endpoint();
+    let app = crate::helpers::spawn_managed_app(move |c| {
+        c.backup.pitr = true;
+        c.backup.location = c.instance.data_dir.with_file_name("backups");
+        c.backup.agent_binary = Some(env!("CARGO_BIN_EXE_dbagent").into());
+        c.backup.schedule = None;
+        c.backup.remote = Some(remote(&endpoint, "pitr"));
+    })
+    .await;
+    let db = crate::helpers::connect(&app.agent.managed().unwrap().primary.running.url("postgres")).await;
+    db.batch_execute("CREATE TABLE ledger (id int PRIMARY KEY, note text); INSERT INTO ledger SELECT g, 'before the base backup' FROM generate_series(1, 3) g").await.unwrap();
+    let (status, base) = app.post("/backup", &json!({"kind": "base"})).await;
+    assert_eq!(status, StatusCode::OK, "{base}");
+    let base_id = base["backup_id"].as_str().unwrap().to_owned();
+    db.batch_execute("INSERT INTO ledger SELECT g, 'after the base backup' FROM generate_series(4, 6) g").await.unwrap();
+    let noted: std::time::SystemTime = db.query_one("SELECT clock_timestamp()", &[]).await.unwrap().get(0);
+    let noted = chrono::DateTime::<chrono::Utc>::from(noted);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    db.batch_execute("INSERT INTO ledger VALUES (7, 'after the noted time')").await.unwrap();
+    let last = super::pitr::switch_and_wait_for_archive(&db).await;
+    // The segment holding the last commit reaches the bucket (data, then its sidecar).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !moto.keys("pitr", "team/prod/wal/").await.contains(&format!("team/prod/wal/{last}.json")) {
+        assert!(Instant::now() < deadline, "{last} never uploaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(moto.keys("pitr", "team/prod/wal/").await.contains(&format!("team/prod/wal/{last}.zst")));
+    let health = wait_for(&app, "the base backup uploaded", |r| caught_up(r, 1)).await;
+    assert!(health["backup_remote"]["uploaded_files_total"].as_u64() >= Some(4), "{health:#}");
+
+    // The machine loses the base backup and the whole WAL archive.
+    let (_, report) = app.get("/backups/status").await;
+    let archive = PathBuf::from(report["archive"].as_str().unwrap());
+    std::fs::remove_dir_all(archive.with_file_name(&base_id)).unwrap();
+    for entry in std::fs::read_dir(&archive).unwrap().flatten().filter(|e| e.path().is_file()) {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    let (status, recovered) = app.post("/restore", &json!({"to_time": noted})).await;
+    assert_eq!(status, StatusCode::OK, "{recovered}");
+    assert_eq!(recovered["base_backup_id"], json!(base_id));
+    let copy = crate::helpers::connect(recovered["url"].as_str().unwrap()).await;
+    let n: i64 = copy.query_one("SELECT count(*) FROM ledger", &[]).await.unwrap().get(0);
+    assert_eq!(n, 6, "recovered to {noted}: {recovered}");
+    drop(copy);
+    let data_dir = recovered["data_dir"].as_str().unwrap();
+    dbagent::instance::stop(&dbagent::instance::Settings::new(data_dir), dbagent::instance::StopMode::Fast).await.unwrap();
+    app.stop().await;
+}
