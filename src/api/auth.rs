@@ -67,6 +67,8 @@ pub static ROUTES: &[RouteSpec] = &[
     route("GET", "/stats/replication", READ, "stats.replication", Audited::Reads, || get(stats::replication)),
     route("POST", "/replication/switchover", ADMIN, "replication.switchover", Audited::Always, || post(replication::switchover)),
     route("POST", "/replication/rejoin", ADMIN, "replication.rejoin", Audited::Always, || post(replication::rejoin)),
+    route("POST", "/replication/promote", ADMIN, "replication.promote", Audited::Always, || post(replication::promote)),
+    route("GET", "/replication/replicas", READ, "replication.replicas", Audited::Reads, || get(replication::replicas)),
     route("GET", "/stats/database", READ, "stats.database", Audited::Reads, || get(stats::database)),
     route("GET", "/stats/tables", READ, "stats.tables", Audited::Reads, || get(stats::tables)),
     route("GET", "/stats/indexes", READ, "stats.indexes", Audited::Reads, || get(stats::indexes)),

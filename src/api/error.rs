@@ -61,6 +61,7 @@
 //! | `refused` | `Conflict` | 409 | `/indexes` would drop a constraint's index, or the name is taken; `VACUUM FULL` without `force` (it takes an ACCESS EXCLUSIVE lock) |
 //! | `session_protected` | `Conflict` | 409 | `/connections/{pid}/cancel` or `terminate` on dbagent's own, a superuser's or a non-client session without `force` (the message says which) |
 //! | `replica_not_ready`, `failover_in_progress`, `switchover_failed` | `Conflict` | 409 | the replica is not streaming or did not catch up in time, another failover or switchover runs, or a step failed (the message says in what state it left the servers) |
+//! | `primary_available` | `Conflict` | 409 | `/replication/promote` while the primary answers, without `force` (a switchover loses no write) |
 //! | `payload_too_large` | `TooLarge` | 413 | body over the limit |
 //! | `invalid_migration_files`, `invalid_target`, `irreversible_migration`, `migration_file_missing` | `Unprocessable` | 422 | the migration files or the target do not allow the request |
 //! | `response_too_large` | `Unprocessable` | 422 | the rows of a `/query` or `/transaction` answer would pass `postgresql.max_response_bytes` (the message names the limit and the fixes) |

@@ -1,5 +1,7 @@
 //! `POST /replication/switchover` and `POST /replication/rejoin`: the managed instance's
-//! planned switchover, and former primaries made replicas again after a failover.
+//! planned switchover, and former primaries made replicas again after a failover;
+//! `POST /replication/promote`: a replica promoted now (a failover on request);
+//! `GET /replication/replicas`: the read replicas, managed or configured.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use super::AppState;
 use super::answer::{Succeeded, ok};
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::replication::{RejoinReport, SwitchoverReport};
+use crate::replication::{FailoverEvent, RejoinReport, SwitchoverReport};
 
 /// `POST /replication/switchover`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -49,4 +51,77 @@ pub async fn rejoin(State(state): State<AppState>) -> Result<Json<Succeeded<Rejo
     let supervisor = state.replication.clone();
     let report = tokio::spawn(async move { supervisor.rejoin().await }).await.map_err(ApiError::internal)??;
     Ok(ok(report))
+}
+
+/// `POST /replication/promote`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// The managed replica to promote: its place among the replicas, from 1.
+    pub to: u32,
+    /// Promote even though the primary answers (writes the replica has not received are
+    /// lost; `/replication/switchover` loses none). Default false.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Promotes managed replica `to` now and fences the old primary, as an automatic failover
+/// would (the answer is the failover event). Runs to the end even when the client hangs up.
+pub async fn promote(State(state): State<AppState>, JsonBody(request): JsonBody<PromoteRequest>) -> Result<Json<Succeeded<FailoverEvent>>, ApiError> {
+    if request.to == 0 {
+        return Err(ApiError::invalid_request("to is a replica's place, from 1"));
+    }
+    let supervisor = state.replication.clone();
+    let event = tokio::spawn(async move { supervisor.promote_now(request.to, request.force).await }).await.map_err(ApiError::internal)??;
+    Ok(ok(event))
+}
+
+/// One read replica.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ReplicaEntry {
+    /// Its place, from 1 (what `to` names in switchover and promote).
+    pub replica: u32,
+    pub name: String,
+    /// `host:port`.
+    pub location: String,
+    /// A cluster dbagent runs (`replication.replicas`), or a configured server.
+    pub managed: bool,
+    /// Answers its health check and streams.
+    pub healthy: bool,
+    /// Takes reads now (healthy, within `max_lag_seconds`, not promoted).
+    pub serving_reads: bool,
+    /// Promoted to primary since the agent started: no longer a replica.
+    pub retired: bool,
+    pub lag_seconds: Option<f64>,
+    pub lag_bytes: Option<u64>,
+}
+
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ReplicaList {
+    pub replicas: Vec<ReplicaEntry>,
+}
+
+/// The read replicas in pool order (lag and the primary's view: `/stats/replication`).
+pub async fn replicas(State(state): State<AppState>) -> Json<Succeeded<ReplicaList>> {
+    let managed: Vec<usize> = state.replication.managed().map(|m| m.replicas.iter().map(|r| r.pool_index).collect()).unwrap_or_default();
+    let replicas = state
+        .executor
+        .pools
+        .stats()
+        .replicas
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| ReplicaEntry {
+            replica: i as u32 + 1,
+            managed: managed.contains(&i),
+            serving_reads: p.usable && !p.retired,
+            name: p.name,
+            location: p.location,
+            healthy: p.healthy,
+            retired: p.retired,
+            lag_seconds: p.lag_seconds,
+            lag_bytes: p.lag_bytes,
+        })
+        .collect();
+    ok(ReplicaList { replicas })
 }

@@ -46,9 +46,18 @@ impl PgError {
         self.sqlstate == sqlstate
     }
 
-    /// Serialization failure or deadlock: the whole transaction may be re-run.
+    /// Serialization failure, deadlock, or SERIALIZABLE's shared memory running short: the
+    /// whole transaction may be re-run.
     pub fn is_retryable(&self) -> bool {
-        self.is("40001") || self.is("40P01")
+        self.is("40001") || self.is("40P01") || self.is_ssi_shortage()
+    }
+
+    /// SERIALIZABLE's shared conflict-tracking memory ran short (53200, "not enough elements
+    /// in RWConflictPool", or out of predicate locks): the server asks for fewer transactions
+    /// at a time, which a re-run after backoff gives it. Any other 53200 is not retried.
+    fn is_ssi_shortage(&self) -> bool {
+        let hint = self.hint.as_deref().unwrap_or("");
+        self.is("53200") && (self.message.contains("RWConflictPool") || hint.contains("max_pred_locks"))
     }
 
     /// The kind and code of a server-reported error, by SQLSTATE.
@@ -194,4 +203,24 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::PgError;
+
+    fn error(sqlstate: &str, message: &str, hint: Option<&str>) -> PgError {
+        PgError { sqlstate: sqlstate.into(), message: message.into(), detail: None, hint: hint.map(Into::into), position: None }
+    }
+
+    #[test]
+    fn only_conflicts_and_serializables_shortages_are_re_run() {
+        assert!(error("40001", "could not serialize access", None).is_retryable());
+        assert!(error("40P01", "deadlock detected", None).is_retryable());
+        assert!(error("53200", "not enough elements in RWConflictPool to record a read/write conflict", None).is_retryable());
+        assert!(error("53200", "out of shared memory", Some("You might need to increase max_pred_locks_per_transaction.")).is_retryable());
+        assert!(!error("53200", "out of shared memory", Some("You might need to increase max_locks_per_transaction.")).is_retryable());
+        assert!(!error("53100", "could not extend file", None).is_retryable());
+        assert!(!error("23505", "duplicate key value", None).is_retryable());
+    }
 }

@@ -125,8 +125,75 @@ impl Supervisor {
         }
     }
 
+    /// Promotes managed replica `to` now, at an operator's request (`POST
+    /// /replication/promote`): the old primary is fenced and the pools follow the promoted
+    /// one, as in an automatic failover. While the primary still answers this is refused
+    /// without `force`: writes the replica has not received would be lost, and a switchover
+    /// loses none.
+    pub async fn promote_now(&self, to: u32, force: bool) -> Result<FailoverEvent, super::SwitchoverError> {
+        use super::SwitchoverError;
+        let managed = self.managed().ok_or(SwitchoverError::NotManaged)?;
+        let chosen = managed.replicas.iter().find(|r| r.pool_index + 1 == to as usize).map(|r| r.pool_index).ok_or(SwitchoverError::NoSuchReplica(to))?;
+        self.pools.check_health().await;
+        if !self.pools.replicas()[chosen].is_healthy() {
+            return Err(SwitchoverError::NotReady(format!("replica {to} does not answer (see /stats/replication)")));
+        }
+        if self.pools.primary().is_healthy() && !force {
+            return Err(SwitchoverError::PrimaryUp);
+        }
+        {
+            let mut state = self.lock_state();
+            if state.failing_over {
+                return Err(SwitchoverError::Busy);
+            }
+            state.failing_over = true;
+        }
+        let started = Instant::now();
+        let from = self.pools.primary().location();
+        let result = self.promote_managed_to(managed, Some(chosen)).await;
+        let event = {
+            let mut state = self.lock_state();
+            state.failing_over = false;
+            let event = FailoverEvent {
+                at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                outcome: if result.is_ok() { "promoted" } else { "refused" },
+                from,
+                to: result.as_ref().ok().map(|(_, to)| to.clone()),
+                primary_down_ms: 0,
+                took_ms: started.elapsed().as_millis() as u64,
+                detail: match &result {
+                    Ok(_) => format!("replica {to} promoted on request{}", if force { " (forced while the primary answered)" } else { "" }),
+                    Err(Refusal(reason)) => reason.clone(),
+                },
+            };
+            state.events.push(event.clone());
+            if result.is_ok() {
+                state.down_since = None;
+                state.protected = false;
+            }
+            event
+        };
+        if let Err(Refusal(reason)) = result {
+            return Err(SwitchoverError::Failed(reason));
+        }
+        tracing::warn!(from = %event.from, to = ?event.to, took_ms = event.took_ms, forced = force, "promoted a replica on request");
+        if self.policy.auto_rejoin {
+            match self.rejoin().await {
+                Ok(report) => tracing::info!(rejoined = report.rejoined.len(), "replication.auto_rejoin: the old primary follows the new one"),
+                Err(err) => tracing::error!(error = %err, "replication.auto_rejoin: cannot rejoin the old primary; it stays fenced"),
+            }
+        }
+        Ok(event)
+    }
+
     async fn promote_managed(&self, managed: Managed) -> Result<(&'static str, String), Refusal> {
-        if self.policy.synchronous && !self.lock_state().protected {
+        self.promote_managed_to(managed, None).await
+    }
+
+    /// Promotes `chosen` (a pool index), or the most caught-up healthy replica.
+    async fn promote_managed_to(&self, managed: Managed, chosen: Option<usize>) -> Result<(&'static str, String), Refusal> {
+        // An operator naming the replica has accepted what it may miss.
+        if chosen.is_none() && self.policy.synchronous && !self.lock_state().protected {
             return Err(Refusal(
                 "commits were not waiting for a replica when the primary was last seen, so a replica may miss \
                  acknowledged writes; promote one by hand (`dbagent instance promote`) if that is acceptable"
@@ -137,6 +204,7 @@ impl Supervisor {
         let chosen = managed
             .replicas
             .iter()
+            .filter(|r| chosen.is_none_or(|c| c == r.pool_index))
             .filter(|r| replicas.get(r.pool_index).is_some_and(|p| p.is_healthy() && !p.is_retired()))
             .max_by_key(|r| replicas[r.pool_index].received_lsn())
             .cloned()

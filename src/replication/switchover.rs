@@ -66,6 +66,11 @@ pub enum SwitchoverError {
     NotReady(String),
     #[error("a failover or switchover is already in progress")]
     Busy,
+    #[error(
+        "the primary answers: promoting a replica now would lose the writes it has not received; \
+         use POST /replication/switchover (no acknowledged write lost), or pass force: true"
+    )]
+    PrimaryUp,
     #[error("{0}")]
     Failed(String),
 }
@@ -76,7 +81,7 @@ impl crate::error::Classify for SwitchoverError {
         match self {
             SwitchoverError::NotManaged => ErrorKind::BadRequest,
             SwitchoverError::NoSuchReplica(_) => ErrorKind::NotFound,
-            SwitchoverError::NotReady(_) | SwitchoverError::Busy | SwitchoverError::Failed(_) => ErrorKind::Conflict,
+            SwitchoverError::NotReady(_) | SwitchoverError::Busy | SwitchoverError::Failed(_) | SwitchoverError::PrimaryUp => ErrorKind::Conflict,
         }
     }
 
@@ -87,6 +92,7 @@ impl crate::error::Classify for SwitchoverError {
             SwitchoverError::NotReady(_) => "replica_not_ready",
             SwitchoverError::Busy => "failover_in_progress",
             SwitchoverError::Failed(_) => "switchover_failed",
+            SwitchoverError::PrimaryUp => "primary_available",
         }
     }
 }

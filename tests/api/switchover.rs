@@ -168,3 +168,61 @@ async fn after_a_failover_the_old_primary_is_rewound_and_rejoins_as_a_replica() 
     assert_eq!(report["rejoined"], json!([]), "{report}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_replica_is_promoted_on_request_only_with_force_while_the_primary_answers_and_the_old_one_rejoins() {
+    let app = spawn_managed_app(|c| {
+        c.replication.replicas = 1;
+        c.postgresql.connection_pool.timeout = 10.0;
+    })
+    .await;
+    let (status, _) = app.query("CREATE TABLE w (id bigint PRIMARY KEY)", json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    let first = app.agent.managed().unwrap();
+    let (old_primary, old_replica) = (first.primary.settings.data_dir.clone(), first.replicas[0].cluster.settings.data_dir.clone());
+    app.wait_for_replication("the replica to serve reads", Duration::from_secs(20), |r| r["replicas"][0]["healthy"] == true).await;
+    let (status, listed) = app.get("/replication/replicas").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let replica = &listed["replicas"][0];
+    assert_eq!((replica["replica"].as_u64(), replica["managed"].as_bool(), replica["healthy"].as_bool()), (Some(1), Some(true), Some(true)), "{listed:#}");
+
+    // Refusals change nothing: no such replica, a bad body, and the primary still answering.
+    for (body, expected, code) in [
+        (json!({"to": 2}), StatusCode::NOT_FOUND, "replica_not_found"),
+        (json!({"to": 0}), StatusCode::BAD_REQUEST, "invalid_request"),
+        (json!({"to": 1, "now": true}), StatusCode::BAD_REQUEST, "invalid_request"),
+        (json!({"to": 1}), StatusCode::CONFLICT, "primary_available"),
+    ] {
+        let (status, answer) = app.post("/replication/promote", &body).await;
+        assert_eq!((status, answer["error"]["code"].as_str()), (expected, Some(code)), "{body}: {answer}");
+    }
+    assert_eq!(app.agent.managed().unwrap().primary.settings.data_dir, old_primary);
+
+    let (status, _) = app.query("INSERT INTO w VALUES (1)", json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, event) = app.post("/replication/promote", &json!({"to": 1, "force": true})).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["outcome"], "promoted", "{event}");
+    let now = app.agent.managed().unwrap();
+    assert_eq!(now.primary.settings.data_dir, old_replica);
+    assert!(instance::fenced(&old_primary).unwrap().is_some(), "the old primary is fenced");
+    // Writes go to the promoted replica, which has what was committed before.
+    let (status, written) = app.query("INSERT INTO w VALUES (2)", json!([])).await;
+    assert_eq!(status, StatusCode::OK, "{written}");
+    let primary = connect(&now.primary.running.url(&now.database)).await;
+    let n: i64 = primary.query_one("SELECT count(*) FROM w", &[]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    let (_, listed) = app.get("/replication/replicas").await;
+    assert_eq!(listed["replicas"][0]["retired"], true, "{listed:#}");
+    let (_, stats) = app.get("/stats/replication").await;
+    let outcomes: Vec<&str> = stats["failover"]["events"].as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["promoted"], "{stats:#}");
+
+    // The old primary comes back as a replica.
+    let (status, rejoined) = app.post("/replication/rejoin", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{rejoined}");
+    let back = app.agent.managed().unwrap();
+    assert_eq!(back.replicas[0].cluster.settings.data_dir, old_primary, "{rejoined}");
+    assert!(in_recovery(&back.replicas[0].cluster.running.url("postgres")).await);
+    app.stop().await;
+}

@@ -451,7 +451,7 @@ fn every_variant_of_every_capability_error_has_a_documented_code_and_status() {
         check(&format!("compliance {e:?}"), e.kind(), e.code(), e.into());
     }
     use crate::replication::SwitchoverError as S;
-    for e in [S::NotManaged, S::NoSuchReplica(3), S::NotReady("m".into()), S::Busy, S::Failed("m".into())] {
+    for e in [S::NotManaged, S::NoSuchReplica(3), S::NotReady("m".into()), S::Busy, S::Failed("m".into()), S::PrimaryUp] {
         check(&format!("switchover {e:?}"), e.kind(), e.code(), e.into());
     }
 }
