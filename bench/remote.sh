@@ -15,6 +15,9 @@
 # Knobs (environment):
 #   SCALE=50        pgbench scale
 #   ROUNDS=2        restores each way
+#   NOISE_MB=0      also load a table of this many MB of random text: pgbench's rows are mostly
+#                   blank padding and compress to almost nothing, so the download is tiny;
+#                   random text makes the backup, and the download, large
 #   PGURL           the server (default postgresql://postgres@127.0.0.1:5432)
 #   DBAGENT_BIN     the binary (default: target/release/dbagent, else target/debug/dbagent)
 
@@ -24,6 +27,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 SCALE=${SCALE:-50}
 ROUNDS=${ROUNDS:-2}
+NOISE_MB=${NOISE_MB:-0}
 PGURL=${PGURL:-postgresql://postgres@127.0.0.1:5432}
 BIN=${DBAGENT_BIN:-}
 if [ -z "$BIN" ]; then
@@ -59,7 +63,10 @@ done
 echo "loading pgbench scale $SCALE into $DB"
 psql "$PGURL/postgres" -qAtc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
 pgbench -q -i -s "$SCALE" "$PGURL/$DB" >/dev/null 2>&1
-SIZE=$(psql "$PGURL/$DB" -qAtc "SELECT pg_size_pretty(pg_database_size(current_database()))")
+if [ "$NOISE_MB" -gt 0 ]; then
+  # ~100 bytes of random base64 per row (incompressible beyond base64's 3/4).
+  psql "$PGURL/$DB" -qAtc "CREATE TABLE noise AS SELECT g AS id, encode(decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex'), 'base64') AS v FROM generate_series(1, $NOISE_MB * 1024 * 1024 / 300) g" >/dev/null
+fi
 
 API=$((20000 + RANDOM % 20000))
 cat >"$WORK/dbagent.yaml" <<EOF
@@ -93,6 +100,7 @@ until curl -fs "$URL/health" | python3 -c 'import json,sys; r=json.load(sys.stdi
   sleep 0.2
 done
 t2=$(ms)
+SIZE=$(psql "$PGURL/$DB" -qAtc "SELECT pg_size_pretty(pg_database_size(current_database()))")
 echo "database $SIZE; backup $ID: $((STORED / 1048576)) MiB stored, taken in $((t1 - t0)) ms, uploaded $((t2 - t1)) ms later"
 
 restore() { # $1: way, $2: round

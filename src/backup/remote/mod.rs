@@ -170,7 +170,7 @@ impl Remote {
     /// The uploader's state now (the lag counted to this moment).
     pub fn status(&self) -> Status {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(oldest) = upload::oldest_pending(&status) {
+        if let Some(oldest) = status.oldest_pending_at {
             status.lag_seconds = (Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0;
         }
         status

@@ -92,11 +92,6 @@ pub async fn run(settings: Arc<Settings>, mut stop: tokio::sync::watch::Receiver
     }
 }
 
-/// The oldest local file not yet in the bucket, as of the last pass.
-pub(super) fn oldest_pending(status: &Status) -> Option<DateTime<Utc>> {
-    status.oldest_pending_at
-}
-
 /// What the bucket lacks, without uploading (`backup status` when not serving).
 pub async fn offline_status(settings: &Settings) -> Option<Status> {
     let remote = settings.remote.as_ref()?;
@@ -121,7 +116,7 @@ async fn pass(settings: &Settings, remote: &Arc<Remote>, known: &mut Option<Know
         *known = Some(objects.iter().map(|(k, m)| (k.clone(), (m.size, m.last_modified))).collect());
     }
     let seen = known.get_or_insert_with(Known::new);
-    let remote_backups = seen.keys().filter(|k| k.ends_with(&format!("/{MANIFEST}"))).count() as u64;
+    let remote_backups = manifests(seen);
     let missing = |seen: &Known, items: &[Item]| -> Vec<usize> { (0..items.len()).filter(|&i| !in_bucket(seen, &items[i])).collect() };
     let (wal_missing, backups_missing) = (missing(seen, &wal_items), missing(seen, &backup_items));
     record_pending(remote, seen, wal_missing.iter().map(|&i| &wal_items[i]).chain(backups_missing.iter().map(|&i| &backup_items[i])), remote_backups);
@@ -147,12 +142,16 @@ async fn pass(settings: &Settings, remote: &Arc<Remote>, known: &mut Option<Know
         for file in sent {
             seen.insert(file.relative, (file.bytes, Utc::now()));
         }
-        let remote_backups = seen.keys().filter(|k| k.ends_with(&format!("/{MANIFEST}"))).count() as u64;
         let rest: Vec<&Item> = backup_items.iter().filter(|item| !in_bucket(seen, item)).collect();
-        record_pending(remote, seen, rest.into_iter(), remote_backups);
+        record_pending(remote, seen, rest.into_iter(), manifests(seen));
     }
-    record_pending(remote, seen, std::iter::empty(), seen.keys().filter(|k| k.ends_with(&format!("/{MANIFEST}"))).count() as u64);
+    record_pending(remote, seen, std::iter::empty(), manifests(seen));
     Ok(())
+}
+
+/// How many backups the bucket holds (their manifests).
+fn manifests(seen: &Known) -> u64 {
+    seen.keys().filter(|k| k.ends_with(&format!("/{MANIFEST}"))).count() as u64
 }
 
 /// Which of `item`'s files the bucket already has.
