@@ -69,6 +69,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route("POST", "/replication/rejoin", ADMIN, "replication.rejoin", Audited::Always, || post(replication::rejoin)),
     route("POST", "/replication/promote", ADMIN, "replication.promote", Audited::Always, || post(replication::promote)),
     route("GET", "/replication/replicas", READ, "replication.replicas", Audited::Reads, || get(replication::replicas)),
+    route("POST", "/replication/replicas", ADMIN, "replication.create_replica", Audited::Always, || post(replication::create_replica)),
     route("GET", "/stats/database", READ, "stats.database", Audited::Reads, || get(stats::database)),
     route("GET", "/stats/tables", READ, "stats.tables", Audited::Reads, || get(stats::tables)),
     route("GET", "/stats/indexes", READ, "stats.indexes", Audited::Reads, || get(stats::indexes)),

@@ -92,6 +92,7 @@ pub static DOCS: &[Doc] = &[
     doc("POST", "/replication/rejoin", "Rewind fenced former primaries with pg_rewind and start them as replicas of the primary", None, None, J(of::<Succeeded<crate::replication::RejoinReport>>)),
     doc("POST", "/replication/promote", "Promote a managed replica now (a failover on request; force while the primary answers)", Some(of::<super::replication::PromoteRequest>), None, J(of::<Succeeded<crate::replication::FailoverEvent>>)),
     doc("GET", "/replication/replicas", "The read replicas, managed or configured: health, reads, lag", None, None, J(of::<Succeeded<super::replication::ReplicaList>>)),
+    doc("POST", "/replication/replicas", "Create a managed replica in a free read pool (the one a promoted replica left)", None, None, J(of::<Succeeded<crate::replication::Rejoined>>)),
     doc("GET", "/stats/database", "Connections, TPS, cache hit ratio, deadlocks, sizes, wraparound, disk", None, None, J(of::<crate::monitor::dbstats::DatabaseStats>)),
     doc("GET", "/stats/tables", "Tables by size with scans, dead tuples, vacuum and analyze times", None, Some(fields::<super::stats::Limit>), J(of::<Vec<crate::monitor::dbstats::TableStats>>)),
     doc("GET", "/stats/indexes", "Indexes with scans, size, unused and invalid ones", None, Some(fields::<super::stats::Limit>), J(of::<Vec<crate::monitor::dbstats::IndexStats>>)),

@@ -1,7 +1,8 @@
 //! `POST /replication/switchover` and `POST /replication/rejoin`: the managed instance's
 //! planned switchover, and former primaries made replicas again after a failover;
 //! `POST /replication/promote`: a replica promoted now (a failover on request);
-//! `GET /replication/replicas`: the read replicas, managed or configured.
+//! `GET /replication/replicas`: the read replicas, managed or configured;
+//! `POST /replication/replicas`: a managed replica created in a free read pool.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use super::AppState;
 use super::answer::{Succeeded, ok};
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::replication::{FailoverEvent, RejoinReport, SwitchoverReport};
+use crate::replication::{FailoverEvent, RejoinReport, Rejoined, SwitchoverReport};
 
 /// `POST /replication/switchover`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -124,4 +125,12 @@ pub async fn replicas(State(state): State<AppState>) -> Json<Succeeded<ReplicaLi
         })
         .collect();
     ok(ReplicaList { replicas })
+}
+
+/// Creates a managed replica in the read pool a promoted replica left (`pg_basebackup` from the
+/// primary), and starts it serving reads. Runs to the end even when the client hangs up.
+pub async fn create_replica(State(state): State<AppState>) -> Result<Json<Succeeded<Rejoined>>, ApiError> {
+    let supervisor = state.replication.clone();
+    let created = tokio::spawn(async move { supervisor.add_replica().await }).await.map_err(ApiError::internal)??;
+    Ok(ok(created))
 }

@@ -108,6 +108,64 @@ impl Supervisor {
         Ok(RejoinReport { primary: primary.settings.data_dir, rejoined })
     }
 
+    /// Creates a managed replica (`POST /replication/replicas`) in a read pool no replica uses
+    /// (the one a promoted replica left), with `pg_basebackup` from the primary into a replica
+    /// directory that holds no cluster, and starts it there: a replica whose old primary could
+    /// not be rewound (its directory removed), or a lost replica, comes back without a restart.
+    /// Refused, creating nothing, when every pool is in use or no directory is free.
+    pub async fn add_replica(&self) -> Result<Rejoined, SwitchoverError> {
+        {
+            let mut state = self.lock_state();
+            if state.failing_over {
+                return Err(SwitchoverError::Busy);
+            }
+            state.failing_over = true;
+        }
+        let outcome = self.create_in_free_pool().await;
+        self.lock_state().failing_over = false;
+        outcome
+    }
+
+    async fn create_in_free_pool(&self) -> Result<Rejoined, SwitchoverError> {
+        let managed = self.managed().ok_or(SwitchoverError::NotManaged)?;
+        let used: Vec<usize> = managed.replicas.iter().map(|r| r.pool_index).collect();
+        let pools = self.pools.replicas();
+        if !(0..pools.len().min(managed.slots as usize)).any(|i| !used.contains(&i) && pools[i].is_retired()) {
+            return Err(SwitchoverError::NotReady(format!(
+                "every managed read pool is in use (replication.replicas: {}): raise it and restart the agent to add a replica",
+                managed.slots
+            )));
+        }
+        let serving: Vec<PathBuf> = std::iter::once(managed.primary.settings.data_dir.clone())
+            .chain(managed.replicas.iter().map(|r| r.cluster.settings.data_dir.clone()))
+            .collect();
+        let settings = std::iter::once(managed.configured.clone())
+            .chain((1..=managed.slots).map(|n| replica_settings(&managed.configured, n)))
+            .find(|s| !serving.contains(&s.data_dir) && !s.data_dir.join("PG_VERSION").exists())
+            .ok_or_else(|| {
+                SwitchoverError::NotReady(
+                    "no free replica directory: a fenced former primary holds it; POST /replication/rejoin makes it a replica \
+                     (or, when it cannot be rewound, remove its directory and try again)"
+                        .into(),
+                )
+            })?;
+        let started = Instant::now();
+        let failed = |what: &str, err: instance::Error| SwitchoverError::Failed(format!("cannot {what} {}: {}", settings.data_dir.display(), db::error_chain(&err)));
+        let primary = managed.primary.clone();
+        let mut running = instance::create_replica(&primary.running, &settings).await.map_err(|e| failed("create a replica in", e))?;
+        if settings.data_dir == managed.configured.data_dir {
+            // The configured primary's own directory: fenced as a replica of the primary, or
+            // the next start would take it for the primary.
+            instance::stop(&settings, instance::StopMode::Fast).await.map_err(|e| failed("stop", e))?;
+            instance::make_standby(&settings, &primary.settings.data_dir, &primary_conninfo(&primary.running)).map_err(|e| failed("mark as a replica", e))?;
+            running = instance::start(&settings).await.map_err(|e| failed("start", e))?;
+        }
+        let cluster = Cluster { settings: settings.clone(), running: running.clone() };
+        let replica = self.take_free_pool(&cluster, &managed);
+        tracing::warn!(data_dir = %settings.data_dir.display(), port = running.port, replica = ?replica.map(|i| i + 1), "created a replica in a free read pool");
+        Ok(Rejoined { data_dir: settings.data_dir.clone(), replica: replica.map(|i| i + 1), port: running.port, took_ms: started.elapsed().as_millis() as u64 })
+    }
+
     /// Puts `cluster` in a read pool no managed replica uses (the promoted replica's), and in
     /// the topology; its index.
     fn take_free_pool(&self, cluster: &Cluster, managed: &Managed) -> Option<usize> {

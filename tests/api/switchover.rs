@@ -170,7 +170,7 @@ async fn after_a_failover_the_old_primary_is_rewound_and_rejoins_as_a_replica() 
 }
 
 #[tokio::test]
-async fn a_replica_is_promoted_on_request_only_with_force_while_the_primary_answers_and_the_old_one_rejoins() {
+async fn a_replica_is_promoted_on_request_only_with_force_and_a_new_replica_takes_the_free_pool() {
     let app = spawn_managed_app(|c| {
         c.replication.replicas = 1;
         c.postgresql.connection_pool.timeout = 10.0;
@@ -218,11 +218,34 @@ async fn a_replica_is_promoted_on_request_only_with_force_while_the_primary_answ
     let outcomes: Vec<&str> = stats["failover"]["events"].as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["promoted"], "{stats:#}");
 
-    // The old primary comes back as a replica.
-    let (status, rejoined) = app.post("/replication/rejoin", &json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{rejoined}");
+    // A new replica in the read pool the promoted one left: refused while the fenced old
+    // primary holds the only free directory, created once it is removed (an old primary that
+    // could not be rewound), streaming and serving reads without a restart.
+    let (status, answer) = app.post("/replication/replicas", &json!({})).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("replica_not_ready")), "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("rejoin"), "{answer}");
+    std::fs::remove_dir_all(&old_primary).unwrap();
+    let (status, created) = app.post("/replication/replicas", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["replica"], 1, "{created}");
     let back = app.agent.managed().unwrap();
-    assert_eq!(back.replicas[0].cluster.settings.data_dir, old_primary, "{rejoined}");
+    assert_eq!(back.replicas[0].cluster.settings.data_dir, old_primary, "{created}");
     assert!(in_recovery(&back.replicas[0].cluster.running.url("postgres")).await);
+    let fence = instance::fenced(&old_primary).unwrap().expect("marked a replica of the new primary");
+    assert!(fence.rejoined_at.is_some() && fence.successor == old_replica, "{fence:?}");
+    let (status, _) = app.query("INSERT INTO w VALUES (3)", json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    let replica = connect(&back.replicas[0].cluster.running.url(&back.database)).await;
+    wait_until("the new replica to replay a write", Duration::from_secs(20), async || {
+        replica.query_opt("SELECT 1 FROM w WHERE id = 3", &[]).await.ok().flatten().is_some()
+    })
+    .await;
+    app.wait_for_replication("the new replica to serve reads", Duration::from_secs(20), |r| r["replicas"][0]["healthy"] == true).await;
+    let (_, listed) = app.get("/replication/replicas").await;
+    assert_eq!((listed["replicas"][0]["retired"].as_bool(), listed["replicas"][0]["serving_reads"].as_bool()), (Some(false), Some(true)), "{listed:#}");
+    // Every pool in use now: nothing more is created.
+    let (status, answer) = app.post("/replication/replicas", &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("replication.replicas"), "{answer}");
     app.stop().await;
 }
