@@ -84,27 +84,24 @@ pub async fn fetch_backup(settings: &Settings, given: &str) -> Result<bool, Erro
         .files
         .iter()
         .map(|entry| {
-        let dir = dir.clone();
-        async move {
-            let path = Manifest::stored_path(&dir, entry)?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+            let dir = dir.clone();
+            async move {
+                let path = Manifest::stored_path(&dir, entry)?;
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+                }
+                let sha256 = download(remote, &format!("{given}/{}", entry.stored), &path).await?;
+                if sha256 != entry.sha256_stored {
+                    return Err(Error::VerificationFailed {
+                        file: entry.stored.clone(),
+                        reason: "the copy downloaded from the remote store differs from the SHA-256 its manifest records".into(),
+                    });
+                }
+                Ok(())
             }
-            let sha256 = download(remote, &format!("{given}/{}", entry.stored), &path).await?;
-            if sha256 != entry.sha256_stored {
-                return Err(Error::VerificationFailed {
-                    file: entry.stored.clone(),
-                    reason: "the copy downloaded from the remote store differs from the SHA-256 its manifest records".into(),
-                });
-            }
-            Ok(())
-        }
-    })
+        })
         .collect();
-    futures_util::stream::iter(downloads)
-    .buffer_unordered(remote.concurrency)
-    .try_collect::<Vec<()>>()
-    .await?;
+    futures_util::stream::iter(downloads).buffer_unordered(remote.concurrency).try_collect::<Vec<()>>().await?;
     write_atomically(&dir.join(MANIFEST), &bytes)?;
     made.commit();
     tracing::info!(backup_id = %given, url = %remote.url, ms = started.elapsed().as_millis() as u64, "downloaded the backup from the remote store");
@@ -133,24 +130,24 @@ pub async fn fetch_wal_from(settings: &Settings, from: Option<(u64, u64)>) -> Re
         .map(str::to_owned)
         .collect();
     let count = wanted.len();
-    let downloads: Vec<_> = wanted.into_iter().map(|name| {
-        let archive = archive.clone();
-        async move {
-            // Data first, sidecar last: a file is archived exactly when its sidecar exists.
-            let data = archive.join(format!("{name}.zst"));
-            let tmp = archive.join(format!(".{name}.zst.remote-tmp"));
-            download(remote, &format!("{ARCHIVE_DIR}/{name}.zst"), &tmp).await?;
-            std::fs::rename(&tmp, &data).map_err(Error::io("write", &data))?;
-            let sidecar = archive.join(format!("{name}.json"));
-            let stmp = archive.join(format!(".{name}.json.remote-tmp"));
-            download(remote, &format!("{ARCHIVE_DIR}/{name}.json"), &stmp).await?;
-            std::fs::rename(&stmp, &sidecar).map_err(Error::io("write", &sidecar))
-        }
-    }).collect();
-    futures_util::stream::iter(downloads)
-    .buffer_unordered(remote.concurrency)
-    .try_collect::<Vec<()>>()
-    .await?;
+    let downloads: Vec<_> = wanted
+        .into_iter()
+        .map(|name| {
+            let archive = archive.clone();
+            async move {
+                // Data first, sidecar last: a file is archived exactly when its sidecar exists.
+                let data = archive.join(format!("{name}.zst"));
+                let tmp = archive.join(format!(".{name}.zst.remote-tmp"));
+                download(remote, &format!("{ARCHIVE_DIR}/{name}.zst"), &tmp).await?;
+                std::fs::rename(&tmp, &data).map_err(Error::io("write", &data))?;
+                let sidecar = archive.join(format!("{name}.json"));
+                let stmp = archive.join(format!(".{name}.json.remote-tmp"));
+                download(remote, &format!("{ARCHIVE_DIR}/{name}.json"), &stmp).await?;
+                std::fs::rename(&stmp, &sidecar).map_err(Error::io("write", &sidecar))
+            }
+        })
+        .collect();
+    futures_util::stream::iter(downloads).buffer_unordered(remote.concurrency).try_collect::<Vec<()>>().await?;
     if count > 0 {
         tracing::info!(files = count, url = %remote.url, "downloaded archived WAL from the remote store");
     }
@@ -160,11 +157,7 @@ pub async fn fetch_wal_from(settings: &Settings, from: Option<(u64, u64)>) -> Re
 /// Before a point-in-time recovery: the base backup it will start from (`backup_id`, or the
 /// newest complete by `to_time` among the local and remote ones) is downloaded when only the
 /// bucket has it, and so is the archived WAL after its start that the location lacks.
-pub async fn prepare_recovery(
-    settings: &Settings,
-    backup_id: Option<&str>,
-    to_time: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<(), Error> {
+pub async fn prepare_recovery(settings: &Settings, backup_id: Option<&str>, to_time: Option<chrono::DateTime<chrono::Utc>>) -> Result<(), Error> {
     if settings.remote.is_none() {
         return Ok(());
     }
@@ -188,10 +181,7 @@ pub async fn prepare_recovery(
     let target = to_time.unwrap_or_else(chrono::Utc::now);
     let chosen = match backup_id {
         Some(id) => bases.into_iter().find(|m| m.id == id),
-        None => bases
-            .into_iter()
-            .filter(|m| m.base.as_ref().is_some_and(|b| b.finished_at <= target))
-            .max_by_key(|m| m.base.as_ref().map(|b| b.finished_at)),
+        None => bases.into_iter().filter(|m| m.base.as_ref().is_some_and(|b| b.finished_at <= target)).max_by_key(|m| m.base.as_ref().map(|b| b.finished_at)),
     };
     // Nothing to start from: the recovery's own checks say why.
     let Some(chosen) = chosen else { return Ok(()) };

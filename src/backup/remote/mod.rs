@@ -94,31 +94,23 @@ pub struct Status {
 impl Remote {
     /// The store `config` names. Credentials: the config's when set, else the environment's.
     pub fn from_config(config: &crate::config::BackupRemote) -> Result<Remote, Error> {
-        let url = url::Url::parse(&config.url)
-            .map_err(|err| Error::invalid(format!("backup.remote.url {:?} is not a URL: {err}", config.url)))?;
+        let url = url::Url::parse(&config.url).map_err(|err| Error::invalid(format!("backup.remote.url {:?} is not a URL: {err}", config.url)))?;
         // object_store's HTTP client takes the process's rustls provider: ring, which the rest
         // of the binary uses (already installed is fine).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bucket = url.host_str().unwrap_or_default().to_owned();
         let prefix = url.path().trim_matches('/').to_owned();
-        let options = object_store::ClientOptions::new()
-            .with_timeout(Duration::from_secs(300))
-            .with_connect_timeout(Duration::from_secs(10));
+        let options = object_store::ClientOptions::new().with_timeout(Duration::from_secs(300)).with_connect_timeout(Duration::from_secs(10));
         // The uploader has its own backoff: a request retries a little, then the pass fails
         // and shows in /health instead of hanging for the client's default three minutes.
-        let retry = object_store::RetryConfig {
-            backoff: object_store::BackoffConfig::default(),
-            max_retries: 3,
-            retry_timeout: Duration::from_secs(60),
-        };
+        let retry = object_store::RetryConfig { backoff: object_store::BackoffConfig::default(), max_retries: 3, retry_timeout: Duration::from_secs(60) };
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match url.scheme() {
             "s3" | "s3a" => {
                 use object_store::aws::{AmazonS3Builder, Checksum};
-                let mut builder = AmazonS3Builder::from_env()
-                    .with_bucket_name(&bucket)
-                    .with_checksum_algorithm(Checksum::SHA256)
-                    .with_retry(retry)
-                    .with_client_options(options.with_allow_http(config.allow_http || config.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))));
+                let mut builder =
+                    AmazonS3Builder::from_env().with_bucket_name(&bucket).with_checksum_algorithm(Checksum::SHA256).with_retry(retry).with_client_options(
+                        options.with_allow_http(config.allow_http || config.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))),
+                    );
                 if let Some(endpoint) = &config.endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }
@@ -144,12 +136,7 @@ impl Remote {
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
         };
         let store = built.map_err(|source| Error::Remote { action: "set up", key: config.url.clone(), source })?;
-        let status = Status {
-            url: config.url.clone(),
-            state: "starting".into(),
-            max_lag_seconds: config.max_lag_seconds(),
-            ..Status::default()
-        };
+        let status = Status { url: config.url.clone(), state: "starting".into(), max_lag_seconds: config.max_lag_seconds(), ..Status::default() };
         Ok(Remote {
             store,
             prefix,
@@ -197,16 +184,9 @@ impl Remote {
     /// the location.
     pub(crate) async fn objects(&self, under: &str) -> Result<BTreeMap<String, object_store::ObjectMeta>, Error> {
         let prefix = if under.is_empty() { (!self.prefix.is_empty()).then(|| Key::from(self.prefix.as_str())) } else { Some(self.key(under)) };
-        let listed: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(prefix.as_ref())
-            .try_collect()
-            .await
-            .map_err(|source| Error::Remote { action: "list", key: self.url.clone(), source })?;
-        Ok(listed
-            .into_iter()
-            .filter_map(|meta| Some((self.relative(meta.location.as_ref())?.to_owned(), meta)))
-            .collect())
+        let listed: Vec<object_store::ObjectMeta> =
+            self.store.list(prefix.as_ref()).try_collect().await.map_err(|source| Error::Remote { action: "list", key: self.url.clone(), source })?;
+        Ok(listed.into_iter().filter_map(|meta| Some((self.relative(meta.location.as_ref())?.to_owned(), meta))).collect())
     }
 
     /// The manifest of remote backup `id`; `None` when the bucket has no complete backup `id`.

@@ -108,9 +108,8 @@ pub async fn offline_status(settings: &Settings) -> Option<Status> {
 /// One pass: list the bucket, then upload what it lacks (unless `dry`).
 async fn pass(settings: &Settings, remote: &Arc<Remote>, known: &mut Option<Known>, dry: bool) -> Result<(), Error> {
     let root = location::root(settings)?;
-    let (wal_items, backup_items, backups) = tokio::task::spawn_blocking(move || local_items(&root))
-        .await
-        .map_err(|_| Error::invalid("the local scan stopped"))??;
+    let (wal_items, backup_items, backups) =
+        tokio::task::spawn_blocking(move || local_items(&root)).await.map_err(|_| Error::invalid("the local scan stopped"))??;
     let listed = remote.objects("").await;
     if let Ok(objects) = &listed {
         *known = Some(objects.iter().map(|(k, m)| (k.clone(), (m.size, m.last_modified))).collect());
@@ -128,10 +127,7 @@ async fn pass(settings: &Settings, remote: &Arc<Remote>, known: &mut Option<Know
 
     // WAL: several files at once; each file's sidecar after its data.
     let wal_uploads: Vec<_> = wal_missing.into_iter().map(|i| upload_item(remote, &wal_items[i], seen_snapshot(seen, &wal_items[i]))).collect();
-    let uploads = futures_util::stream::iter(wal_uploads)
-        .buffer_unordered(remote.concurrency)
-        .try_collect::<Vec<Vec<File>>>()
-        .await;
+    let uploads = futures_util::stream::iter(wal_uploads).buffer_unordered(remote.concurrency).try_collect::<Vec<Vec<File>>>().await;
     for sent in uploads.iter().flatten().flatten() {
         seen.insert(sent.relative.clone(), (sent.bytes, Utc::now()));
     }
@@ -190,10 +186,7 @@ fn record_pending<'a>(remote: &Remote, seen: &Known, pending: impl Iterator<Item
 async fn upload_item(remote: &Arc<Remote>, item: &Item, have: Vec<bool>) -> Result<Vec<File>, Error> {
     let todo: Vec<&File> = item.files.iter().zip(have).filter(|(_, there)| !there).map(|(f, _)| f).collect();
     let uploads: Vec<_> = todo.into_iter().map(|f| async move { upload_file(remote, f).await.map(|()| f.clone()) }).collect();
-    let mut sent: Vec<File> = futures_util::stream::iter(uploads)
-        .buffer_unordered(remote.concurrency)
-        .try_collect()
-        .await?;
+    let mut sent: Vec<File> = futures_util::stream::iter(uploads).buffer_unordered(remote.concurrency).try_collect().await?;
     upload_file(remote, &item.last).await?;
     sent.push(item.last.clone());
     Ok(sent)

@@ -22,6 +22,10 @@ async fn backups_over_the_api_create_list_download_verify_restore_and_delete() {
 
     let (_, listed) = app.get("/backups").await;
     assert_eq!(listed["backups"][0]["id"], json!(id), "{listed}");
+    assert!(listed.get("remote").is_none(), "{listed}");
+    // No remote store configured: asking for it is a clear 400.
+    let (status, answer) = app.get("/backups?remote=true").await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("remote_not_configured")), "{answer}");
     let (status, manifest) = app.get(&format!("/backups/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     let t_rows = manifest["tables"].as_array().unwrap().iter().find(|t| t["table"].as_str().is_some_and(|n| n.ends_with(".t") || n == "t"));
