@@ -248,7 +248,7 @@ impl Remote {
 
     fn validate(&self) -> Result<(), Error> {
         let scheme = self.url.split_once("://").map(|(s, _)| s);
-        if !matches!(scheme, Some("s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss")) {
+        if !matches!(scheme, Some("s3" | "s3a" | "gs" | "az" | "azure")) {
             return invalid(
                 "backup.remote.url",
                 "must name a bucket: s3://bucket/prefix, gs://bucket/prefix or az://container/prefix",

@@ -253,8 +253,8 @@ async fn a_store_that_was_down_is_caught_up_and_retention_deletes_remote_copies(
     assert_eq!(status, StatusCode::OK, "{pruned}");
     let (_, listed) = app.get("/backups?remote=true").await;
     let ids = |list: &Value| list.as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
-    assert_eq!(ids(&listed["backups"]), [second.clone()], "{listed:#}");
-    assert_eq!(ids(&listed["remote"]), [second.clone()], "{listed:#}");
+    assert_eq!(ids(&listed["backups"]), std::slice::from_ref(&second), "{listed:#}");
+    assert_eq!(ids(&listed["remote"]), std::slice::from_ref(&second), "{listed:#}");
     let keys = moto.keys("kept", "team/prod/").await;
     assert!(!keys.iter().any(|k| k.contains(&first)), "{keys:?}");
     assert!(keys.iter().any(|k| k.contains(&second)), "{keys:?}");
