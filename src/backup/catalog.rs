@@ -141,7 +141,7 @@ pub(crate) async fn delete_with(db: &PgConfig, settings: &Settings, id: &str, fo
         match remote.delete_backup(id).await {
             Ok(_) => {}
             Err(err @ (Error::Remote { .. } | Error::RemoteIo { .. })) if !remote_required && dir.is_some() => {
-                tracing::warn!(backup_id = %id, error = %super::remote::chain(&err), "could not delete the remote copy; the next prune retries");
+                tracing::warn!(backup_id = %id, error = %crate::db::error_chain(&err), "could not delete the remote copy; the next prune retries");
             }
             Err(err) => return Err(err),
         }

@@ -172,7 +172,7 @@ pub async fn prune(db: &PgConfig, settings: &Settings, dry_run: bool) -> Result<
     if settings.remote.is_some()
         && let Err(err) = prune_remote(settings).await
     {
-        tracing::warn!(error = %super::remote::chain(&err), "could not apply retention to the remote store; the next prune retries");
+        tracing::warn!(error = %crate::db::error_chain(&err), "could not apply retention to the remote store; the next prune retries");
     }
     Ok(decisions)
 }

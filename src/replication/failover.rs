@@ -74,12 +74,8 @@ pub async fn promote(primary: &Settings, replica: &Cluster, database: &str) -> R
 
 impl Supervisor {
     pub(super) async fn fail_over(&self, down_for: Duration) {
-        {
-            let mut state = self.lock_state();
-            if state.failing_over {
-                return;
-            }
-            state.failing_over = true;
+        if !self.claim() {
+            return;
         }
         let started = Instant::now();
         let from = self.pools.primary().location();
@@ -141,12 +137,8 @@ impl Supervisor {
         if self.pools.primary().is_healthy() && !force {
             return Err(SwitchoverError::PrimaryUp);
         }
-        {
-            let mut state = self.lock_state();
-            if state.failing_over {
-                return Err(SwitchoverError::Busy);
-            }
-            state.failing_over = true;
+        if !self.claim() {
+            return Err(SwitchoverError::Busy);
         }
         let started = Instant::now();
         let from = self.pools.primary().location();

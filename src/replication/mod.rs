@@ -114,6 +114,18 @@ impl Supervisor {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Claims the one change of topology that may run at a time (failover, switchover,
+    /// promotion, rejoin, a new replica); `false` when another holds it. Released with
+    /// [`Supervisor::release`].
+    fn claim(&self) -> bool {
+        let mut state = self.lock_state();
+        !std::mem::replace(&mut state.failing_over, true)
+    }
+
+    fn release(&self) {
+        self.lock_state().failing_over = false;
+    }
+
     /// Managed clusters with replicas and `synchronous: true`: commits wait for one replica
     /// while one is streaming, and stop waiting when none is (a write must not hang because
     /// its replica died). Returns whether commits are protected right now; `None` when the

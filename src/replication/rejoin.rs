@@ -44,15 +44,11 @@ impl Supervisor {
     /// Rejoins every fenced managed cluster (see the module documentation). Nothing to rejoin
     /// is not an error: the report lists none.
     pub async fn rejoin(&self) -> Result<RejoinReport, SwitchoverError> {
-        {
-            let mut state = self.lock_state();
-            if state.failing_over {
-                return Err(SwitchoverError::Busy);
-            }
-            state.failing_over = true;
+        if !self.claim() {
+            return Err(SwitchoverError::Busy);
         }
         let outcome = self.rejoin_fenced().await;
-        self.lock_state().failing_over = false;
+        self.release();
         outcome
     }
 
@@ -114,15 +110,11 @@ impl Supervisor {
     /// not be rewound (its directory removed), or a lost replica, comes back without a restart.
     /// Refused, creating nothing, when every pool is in use or no directory is free.
     pub async fn add_replica(&self) -> Result<Rejoined, SwitchoverError> {
-        {
-            let mut state = self.lock_state();
-            if state.failing_over {
-                return Err(SwitchoverError::Busy);
-            }
-            state.failing_over = true;
+        if !self.claim() {
+            return Err(SwitchoverError::Busy);
         }
         let outcome = self.create_in_free_pool().await;
-        self.lock_state().failing_over = false;
+        self.release();
         outcome
     }
 

@@ -101,12 +101,8 @@ impl Supervisor {
     /// Switches the primary to managed replica `to` (1-based pool order); see the module
     /// documentation. `timeout` bounds the wait for the replica before the pause.
     pub async fn switchover(&self, to: u32, timeout: Duration) -> Result<SwitchoverReport, SwitchoverError> {
-        {
-            let mut state = self.lock_state();
-            if state.failing_over {
-                return Err(SwitchoverError::Busy);
-            }
-            state.failing_over = true;
+        if !self.claim() {
+            return Err(SwitchoverError::Busy);
         }
         let started = Instant::now();
         let from = self.pools.primary().location();

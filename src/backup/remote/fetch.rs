@@ -168,7 +168,7 @@ pub async fn prepare_recovery(settings: &Settings, backup_id: Option<&str>, to_t
     let listed = match list_backups(settings).await {
         Ok(listed) => listed,
         Err(err @ (Error::Remote { .. } | Error::RemoteIo { .. })) => {
-            tracing::warn!(error = %super::chain(&err), "the remote store cannot be read; recovering from the location alone");
+            tracing::warn!(error = %crate::db::error_chain(&err), "the remote store cannot be read; recovering from the location alone");
             return Ok(());
         }
         Err(err) => return Err(err),

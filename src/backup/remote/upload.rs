@@ -71,7 +71,7 @@ pub async fn run(settings: Arc<Settings>, mut stop: tokio::sync::watch::Receiver
                 remote.interval
             }
             Err(err) => {
-                let message = super::chain(&err);
+                let message = crate::db::error_chain(&err);
                 tracing::warn!(url = %remote.url, error = %message, retry_in = ?backoff, "upload to the remote store failed");
                 remote.update(|s| {
                     s.state = "failing".into();
@@ -99,7 +99,7 @@ pub async fn offline_status(settings: &Settings) -> Option<Status> {
         Ok(()) => remote.update(|s| s.state = "ok".into()),
         Err(err) => remote.update(|s| {
             s.state = "failing".into();
-            s.last_error = Some(super::chain(&err));
+            s.last_error = Some(crate::db::error_chain(&err));
         }),
     }
     Some(remote.status())
